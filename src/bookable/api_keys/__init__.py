@@ -1,0 +1,1 @@
+"""API keys: `/api-keys` and `/api-keys/{id}`."""

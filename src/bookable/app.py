@@ -1,0 +1,113 @@
+"""create_app(settings): routers, middleware, shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+from swagger_ui_bundle import swagger_ui_path
+
+from bookable import __version__
+from bookable.api_keys.endpoints import router as api_keys_router
+from bookable.core.auth import Authenticator, authenticate
+from bookable.core.clock import clock
+from bookable.core.db import create_engine, session_factory
+from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.middleware import EdgeMiddleware
+from bookable.core.ratelimit import RateLimiter
+from bookable.settings import Settings, get_settings
+from bookable.users.endpoints import router as users_router
+from bookable.v2 import router as v2_router
+
+RESOURCE_ROUTERS = (users_router, api_keys_router)
+
+
+def api_router() -> APIRouter:
+    """Every v1 resource; each route needs a valid key (checked once per request)."""
+    router = APIRouter(dependencies=[Depends(authenticate)])
+    for resource in RESOURCE_ROUTERS:
+        router.include_router(resource)
+    return router
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if settings.clock is not None:
+        clock.freeze(settings.clock)
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.dispose()
+        if redis is not None:
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Bookable",
+        version=__version__,
+        description=(
+            "Self-hosted scheduling server, wire-compatible with Cal.com's public API v1. "
+            "Authenticate with `?apiKey=<key>` or `Authorization: Bearer <key>`."
+        ),
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.redis = redis
+    app.state.authenticator = Authenticator(
+        sessions,
+        api_key_prefix=settings.api_key_prefix,
+        cache_seconds=settings.auth_cache_seconds,
+        redis=redis,
+    )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.redis_url)
+
+    install_error_handlers(app)
+    app.state.allow_index = build_allow_index(RESOURCE_ROUTERS, prefixes=("/v1", ""))
+    v1 = api_router()
+    app.include_router(v1, prefix="/v1")
+    # n8n and other clients call the same routes without the version (Cal.com rewrote /<path>).
+    app.include_router(v1, include_in_schema=False)
+    app.include_router(v2_router, dependencies=[Depends(authenticate)])
+    _mount_docs(app)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "PUT", "OPTIONS"],
+        allow_headers=["*"],
+        expose_headers=[
+            "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+        ],
+    )  # fmt: skip
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-bundle package: works with no internet."""
+    app.mount("/v1/docs/static", StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/v1/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/v1/openapi.json",
+            title="Bookable API v1",
+            swagger_js_url="/v1/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/v1/docs/static/swagger-ui.css",
+            swagger_favicon_url="/v1/docs/static/favicon-32x32.png",
+        )

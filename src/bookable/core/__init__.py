@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: database, auth, errors, rate limits, the wire base model."""

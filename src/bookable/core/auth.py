@@ -1,0 +1,204 @@
+"""API keys and the caller of a request.
+
+Keys look like ``<prefix><32 hex>``; only the SHA-256 hex of the secret part is stored. A verified
+key is remembered in process for ``auth_cache_seconds`` so the hot path costs no hashing and no
+database round trip. A revoked key must never be served from that cache, so every change that can
+revoke access (key deleted, user deleted, locked or demoted) bumps the *auth epoch*: locally, and in
+Redis when several processes share one database. A cached entry from an older epoch is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from cachetools import TTLCache
+from fastapi import Depends, Request
+from sqlalchemy import select
+
+from bookable.core.clock import clock
+from bookable.core.errors import ApiError, Forbidden, Unauthorized
+from bookable.models import ApiKey, User, UserRole
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from bookable.core.ratelimit import RateLimiter
+
+# Prefixes Cal.com deployments issue: self-hosted default and api.cal.com's live keys.
+KNOWN_PREFIXES = ("cal_live_", "cal_")
+EPOCH_KEY = "bookable:auth-epoch"
+
+
+def generate_secret() -> str:
+    return secrets.token_hex(16)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def strip_prefix(key: str, configured_prefix: str) -> str:
+    """The secret part of a key: drop the deployment's prefix, or a Cal.com one."""
+    for prefix in sorted({configured_prefix, *KNOWN_PREFIXES}, key=len, reverse=True):
+        if prefix and key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling: the key's owner, as seen when the key was verified.
+
+    ``user`` is a detached, read-only snapshot (fresh: any change to a user bumps the auth epoch).
+    Services that change a user load it again in their own session.
+    """
+
+    user_id: int
+    role: UserRole
+    key_id: str
+    user: User
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    caller: Caller
+    locked: bool
+    expires_at: datetime | None
+    epoch: int
+
+
+class Authenticator:
+    """Verifies keys, with the revocation-safe cache described in the module docstring."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        api_key_prefix: str,
+        cache_seconds: float,
+        redis: Redis | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._prefix = api_key_prefix
+        self._redis = redis
+        self._local_epoch = 0
+        self._cache: TTLCache[str, _Verified] | None = (
+            TTLCache(maxsize=10_000, ttl=cache_seconds, timer=time.monotonic)
+            if cache_seconds > 0
+            else None
+        )
+
+    async def _epoch(self) -> int:
+        if self._redis is None:
+            return self._local_epoch
+        shared = await self._redis.get(EPOCH_KEY)
+        return self._local_epoch + int(shared or 0)
+
+    async def revoke_cached(self) -> None:
+        """Forget every verified key here and, through Redis, in every other process.
+
+        Called after the revoking transaction commits, so no process can re-cache the old state.
+        """
+        self._local_epoch += 1
+        if self._cache is not None:
+            self._cache.clear()
+        if self._redis is not None:
+            await self._redis.incr(EPOCH_KEY)
+
+    async def verify(self, raw_key: str) -> Caller:
+        epoch = await self._epoch() if self._cache is not None else 0
+        verified = self._cache.get(raw_key) if self._cache is not None else None
+        if verified is None or verified.epoch != epoch:
+            verified = await self._lookup(raw_key, epoch)
+            if self._cache is not None:
+                self._cache[raw_key] = verified
+        if verified.expires_at is not None and clock.now() >= verified.expires_at:
+            raise Unauthorized("This API key is expired.", key="error")
+        if verified.locked:
+            raise Forbidden("You are not authorized to perform this request.", key="error")
+        return verified.caller
+
+    async def _lookup(self, raw_key: str, epoch: int) -> _Verified:
+        hashed = hash_secret(strip_prefix(raw_key, self._prefix))
+        async with self._sessions() as session:
+            row = (
+                await session.execute(
+                    select(ApiKey.id, ApiKey.expires_at, User)
+                    .join(User, User.id == ApiKey.user_id)
+                    .where(ApiKey.hashed_key == hashed)
+                )
+            ).first()
+        if row is None:
+            raise Unauthorized("Your API key is not valid.", key="error")
+        key_id, expires_at, user = row
+        caller = Caller(user.id, UserRole(user.role), key_id, user)
+        return _Verified(caller, bool(user.locked), expires_at, epoch)
+
+
+_IDENTITY_CHANGED = "bookable.identity_changed"
+
+
+def mark_identity_changed(session: AsyncSession) -> None:
+    """Note that this transaction revokes or changes what a key grants.
+
+    The request's session dependency calls `Authenticator.revoke_cached` once it has committed.
+    """
+    session.info[_IDENTITY_CHANGED] = True
+
+
+def identity_changed(session: AsyncSession) -> bool:
+    return bool(session.info.pop(_IDENTITY_CHANGED, False))
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from ``?apiKey=`` (Cal.com v1) or ``Authorization: Bearer`` (API v2 clients)."""
+    key = request.query_params.get("apiKey")
+    if key:
+        return key
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def authenticate(request: Request) -> Caller:
+    """Verify the key, then spend one request of the owner's rate-limit budget."""
+    key = presented_key(request)
+    if not key:
+        raise Unauthorized("No apiKey provided")
+    authenticator: Authenticator = request.app.state.authenticator
+    caller = await authenticator.verify(key)
+    limiter: RateLimiter = request.app.state.rate_limiter
+    await limiter.spend(request, str(caller.user_id))
+    request.state.caller = caller
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(authenticate)]
+
+
+def require_admin(caller: Caller, message: str = "You are not authorized") -> None:
+    if not caller.is_admin:
+        raise ApiError(403, message)
+
+
+def acting_user_id(
+    caller: Caller, requested: Any, message: str = "ADMIN required for userId"
+) -> int:
+    """The user a call acts for: the caller, or (admins only) the ``userId`` they name."""
+    if requested is None or requested == caller.user_id:
+        return caller.user_id
+    if not caller.is_admin:
+        raise Forbidden(message)
+    return int(requested)

@@ -1,0 +1,35 @@
+"""The wire base models: camelCase JSON, Cal.com's datetime format, strict request bodies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+
+def format_instant(value: datetime) -> str:
+    """ISO-8601 UTC with milliseconds, as Cal.com sends: 2023-05-25T09:30:00.000Z."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+WireDateTime = Annotated[datetime, PlainSerializer(format_instant, return_type=str)]
+
+
+class WireModel(BaseModel):
+    """A response shape: camelCase keys, built from ORM objects."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class StrictInput(BaseModel):
+    """A request body: camelCase keys; an unknown key is a 400, as in Cal.com's strict schemas."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
+    )

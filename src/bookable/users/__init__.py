@@ -1,0 +1,1 @@
+"""Users: `/users`, `/users/{userId}` and `/me`."""

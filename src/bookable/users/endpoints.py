@@ -1,0 +1,65 @@
+"""HTTP for users: parse, authorise through the service, wrap in Cal.com's envelopes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from bookable.core.auth import CurrentCaller
+from bookable.core.db import DbSession
+from bookable.users import service
+from bookable.users.schemas import UserCreate, UserOut, UserUpdate
+
+router = APIRouter(tags=["users"])
+
+
+def user_json(user: Any) -> dict[str, Any]:
+    return UserOut.model_validate(user).model_dump(mode="json", by_alias=True)
+
+
+@router.get("/me", summary="The caller's own user")
+async def get_me(caller: CurrentCaller) -> dict[str, Any]:
+    return {"user": user_json(caller.user)}
+
+
+@router.get("/users", summary="List users (yourself, or everyone for admins)")
+async def list_users(
+    session: DbSession,
+    caller: CurrentCaller,
+    take: Annotated[int, Query(ge=1)] = 10,
+    page: Annotated[int, Query(ge=1)] = 1,
+    email: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    users, total = await service.list_users(
+        session, caller, emails=email or [], take=take, page=page
+    )
+    return {"users": [user_json(u) for u in users], "total": total}
+
+
+@router.post("/users", summary="Create a user (system-wide admins only)")
+async def create_user(
+    session: DbSession, caller: CurrentCaller, body: UserCreate
+) -> dict[str, Any]:
+    return {"user": user_json(await service.create_user(session, caller, body))}
+
+
+@router.get("/users/{userId}", summary="Get a user")
+async def get_user(session: DbSession, caller: CurrentCaller, userId: int) -> dict[str, Any]:
+    return {"user": user_json(await service.get_user(session, caller, userId))}
+
+
+@router.patch("/users/{userId}", summary="Edit a user (yourself, or anyone for admins)")
+async def update_user(
+    session: DbSession,
+    caller: CurrentCaller,
+    userId: int,
+    body: UserUpdate,
+) -> dict[str, Any]:
+    return {"user": user_json(await service.update_user(session, caller, userId, body))}
+
+
+@router.delete("/users/{userId}", summary="Delete a user (yourself, or anyone for admins)")
+async def delete_user(session: DbSession, caller: CurrentCaller, userId: int) -> dict[str, Any]:
+    await service.delete_user(session, caller, userId)
+    return {"message": f"User with id: {userId} deleted successfully"}

@@ -1,0 +1,154 @@
+"""Wire shapes of users (Cal.com v1 `userSelect` fields)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
+
+from bookable.core.schemas import StrictInput, WireDateTime, WireModel
+from bookable.core.timezones import canonical_time_zone
+from bookable.models import UserRole
+
+WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+LOCALES = (
+    "en", "fr", "it", "ru", "es", "de", "pt", "ro", "nl", "pt-BR", "es-419", "ko", "ja", "pl",
+    "ar", "iw", "zh-CN", "zh-TW", "cs", "sr", "sv", "vi", "bn",
+)  # fmt: skip
+_COLOR = re.compile(r"^#[0-9A-Za-z]{3,8}$")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,254}$")
+
+
+def _week_day(value: Any) -> Any:
+    # Cal.com's spec documents "MONDAY"; its handlers want "Monday". Accept both.
+    if isinstance(value, str):
+        for day in WEEK_DAYS:
+            if value.casefold() == day.casefold():
+                return day
+    return value
+
+
+def _lower_or_none(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _time_format(value: Any) -> Any:
+    # The spec documents TWELVE / TWENTY_FOUR; the handler wants 12 / 24.
+    return (
+        {"TWELVE": 12, "TWENTY_FOUR": 24, "12": 12, "24": 24}.get(value, value)
+        if isinstance(value, str)
+        else value
+    )
+
+
+def _locale(value: Any) -> Any:
+    if isinstance(value, str):
+        for locale in LOCALES:
+            if value.casefold() == locale.casefold():
+                return locale
+    return value
+
+
+def _color(value: str | None) -> str | None:
+    if value is not None and not _COLOR.match(value):
+        raise ValueError("must be '#' followed by 3 to 8 characters, e.g. '#292929'")
+    return value
+
+
+def _username(value: str) -> str:
+    value = value.strip().lower()
+    if not _USERNAME.match(value):
+        raise ValueError("may hold only a-z, 0-9, '.', '_' and '-'")
+    return value
+
+
+def _avatar(value: str | None) -> str | None:
+    if value is None or value.startswith(("data:image/", "https://", "http://")):
+        return value
+    raise ValueError("must be a data:image/...;base64 URI or an http(s) URL")
+
+
+TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
+WeekStart = Annotated[Literal[WEEK_DAYS], BeforeValidator(_week_day)]  # type: ignore[valid-type]
+Theme = Annotated[Literal["dark", "light"] | None, BeforeValidator(_lower_or_none)]
+TimeFormat = Annotated[Literal[12, 24] | None, BeforeValidator(_time_format)]
+Locale = Annotated[Literal[LOCALES] | None, BeforeValidator(_locale)]  # type: ignore[valid-type]
+Color = Annotated[str | None, AfterValidator(_color)]
+Username = Annotated[str, AfterValidator(_username)]
+Avatar = Annotated[str | None, AfterValidator(_avatar)]
+
+
+class UserOut(WireModel):
+    id: int
+    username: str | None
+    name: str | None
+    email: str
+    email_verified: WireDateTime | None
+    bio: str | None
+    avatar_url: str | None
+    time_zone: str
+    week_start: str
+    end_time: int
+    buffer_time: int
+    app_theme: str | None
+    theme: str | None
+    default_schedule_id: int | None
+    locale: str | None
+    time_format: int | None
+    hide_branding: bool
+    brand_color: str | None
+    dark_brand_color: str | None
+    allow_dynamic_booking: bool | None
+    created_date: WireDateTime
+    verified: bool | None
+    invited_to: int | None
+    role: UserRole
+
+
+class _UserFields(StrictInput):
+    name: str | None = Field(default=None, max_length=255)
+    bio: str | None = None
+    time_zone: TimeZoneName | None = None
+    week_start: WeekStart | None = None
+    theme: Theme = None
+    app_theme: Theme = None
+    time_format: TimeFormat = None
+    locale: Locale = None
+    brand_color: Color = None
+    dark_brand_color: Color = None
+    hide_branding: bool | None = None
+    default_schedule_id: int | None = Field(default=None, gt=0)
+    allow_dynamic_booking: bool | None = None
+    role: UserRole | None = None
+    avatar: Avatar = None
+
+
+class UserCreate(_UserFields):
+    email: EmailStr
+    username: Username
+    created_date: datetime | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _lower_email(cls, value: str) -> str:
+        return value.lower()
+
+
+class UserUpdate(_UserFields):
+    email: EmailStr | None = None
+    username: Username | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _lower_email(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+    # Validators run only for keys the client sent: these columns can't be emptied.
+    @field_validator("email", "username", "time_zone", "week_start", "hide_branding", "role")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("Expected a value, received null")
+        return value

@@ -1,0 +1,34 @@
+"""The sliver of Cal.com API v2 that v1 clients touch: n8n's credential test calls GET /v2/me."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from bookable.core.auth import CurrentCaller
+
+router = APIRouter(tags=["v2"])
+
+
+@router.get("/v2/me", summary="The caller, in API v2's envelope (for n8n's credential check)")
+async def get_me_v2(caller: CurrentCaller) -> dict[str, Any]:
+    user = caller.user
+    return {
+        "status": "success",
+        "data": {
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "name": user.name,
+            "avatarUrl": user.avatar_url,
+            "bio": user.bio,
+            "timeFormat": user.time_format,
+            "defaultScheduleId": user.default_schedule_id,
+            "weekStart": user.week_start,
+            "timeZone": user.time_zone,
+            "locale": user.locale,
+            "organizationId": None,
+            "organization": None,
+        },
+    }

@@ -1,0 +1,156 @@
+"""Shared fixtures: real databases (SQLite always, PostgreSQL when configured), the app, keys.
+
+Set BOOKABLE_TEST_DATABASE_URL=postgresql://... to run every API test on PostgreSQL as well, and
+BOOKABLE_TEST_REDIS_URL=redis://... for the Redis rate-limit and revocation tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from bookable.api_keys.service import issue_key
+from bookable.app import create_app
+from bookable.core.db import create_engine
+from bookable.migrations.runner import upgrade
+from bookable.models import Base, User, UserRole
+from bookable.settings import Settings
+
+PG_URL = os.environ.get("BOOKABLE_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("BOOKABLE_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (migrating per test would be slow)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
+    upgrade(PG_URL)
+    return PG_URL
+
+
+async def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[str]:
+    """Every test that uses the database runs once per engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "bookable.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_migrated")
+        await _truncate_postgres(url)
+        yield url
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> Callable[..., Settings]:
+    def _make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "rate_limit": "0",
+            "redis_url": None,
+            "clock": None,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return _make
+
+
+@pytest.fixture
+async def app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
+    application = create_app(make_settings())
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def client_for(application: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://bookable.test"
+    )
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as http:
+        yield http
+
+
+@dataclass
+class Account:
+    id: int
+    email: str
+    username: str
+    key: str
+    key_id: str
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"apiKey": self.key}
+
+
+@pytest.fixture
+def make_account(app: FastAPI) -> Callable[..., Any]:
+    """Create a user and a key straight in the database (as `bookable admin create` does)."""
+
+    async def _make(username: str, *, role: UserRole = UserRole.USER, **key_args: Any) -> Account:
+        async with app.state.sessions() as session, session.begin():
+            user = User(email=f"{username}@example.com", username=username, role=role)
+            session.add(user)
+            await session.flush()
+            key, clear = await issue_key(
+                session, user_id=user.id, prefix=app.state.settings.api_key_prefix, **key_args
+            )
+            return Account(user.id, user.email, username, clear, key.id)
+
+    return _make
+
+
+@pytest.fixture
+async def alice(make_account: Callable[..., Any]) -> Account:
+    return await make_account("alice")
+
+
+@pytest.fixture
+async def bob(make_account: Callable[..., Any]) -> Account:
+    return await make_account("bob")
+
+
+@pytest.fixture
+async def admin(make_account: Callable[..., Any]) -> Account:
+    return await make_account("root", role=UserRole.ADMIN)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    if not REDIS_URL:
+        pytest.skip("Redis: BOOKABLE_TEST_REDIS_URL is not set")
+    yield REDIS_URL
