@@ -19,6 +19,7 @@ from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import create_engine, session_factory
 from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware
 from bookable.core.ratelimit import RateLimiter
 from bookable.settings import Settings, get_settings
@@ -38,6 +39,7 @@ def api_router() -> APIRouter:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    install_redaction()
     if settings.clock is not None:
         clock.freeze(settings.clock)
 

@@ -54,6 +54,6 @@ class RateLimiter:
         }
         request.state.rate_limit_headers = headers
         if not allowed:
-            # Wall-clock time, not the business clock: a frozen BOOKABLE_CLOCK must not freeze limits.
+            # Wall-clock time, not the business clock: BOOKABLE_CLOCK must not freeze limits.
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise ApiError(429, "Rate limit exceeded", headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,158 @@
+"""The `bookable` command: serve, migrate, create admins and keys, seed demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from bookable.settings import Settings, get_settings
+
+app = typer.Typer(
+    help="Bookable: a self-hosted scheduling server compatible with Cal.com API v1.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+admin_app = typer.Typer(help="System-wide admin users.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(admin_app, name="admin")
+app.add_typer(keys_app, name="keys")
+
+# Human output goes to stderr so that a key printed on stdout is easy for scripts to take.
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _run(make: Callable[[Settings], Awaitable[T]]) -> T:
+    return asyncio.run(make(get_settings()))
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    from bookable.migrations.runner import upgrade
+
+    upgrade(get_settings().database_url)
+    err.print("[green]database is up to date[/green]")
+
+
+@admin_app.command("create")
+def admin_create(
+    email: Annotated[str, typer.Option(help="Email of the new admin.")],
+    username: Annotated[str, typer.Option(help="Username of the new admin.")],
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    time_zone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
+) -> None:
+    """Create a system-wide admin (role ADMIN); prints a new API key as the last line."""
+    from bookable.migrations.runner import upgrade
+    from bookable.operations import OperationError, create_user_with_key
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    try:
+        _user, key = _run(
+            lambda s: create_user_with_key(
+                s, email=email, username=username, name=name, time_zone=time_zone, admin=True
+            )
+        )
+    except OperationError as error:
+        raise _fail(str(error)) from None
+    err.print(f"[green]admin {username} created[/green]; API key (shown once):")
+    typer.echo(key)
+
+
+@keys_app.command("create")
+def keys_create(
+    user: Annotated[str, typer.Option(help="Email or username of the key's owner.")],
+    note: Annotated[str | None, typer.Option(help="What the key is for.")] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option(min=1, help="Days until the key expires (default: never).")
+    ] = None,
+) -> None:
+    """Create an API key for a user; prints it as the last line."""
+    from bookable.migrations.runner import upgrade
+    from bookable.operations import OperationError, create_key_for
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    expires_in = timedelta(days=expires_in_days) if expires_in_days else None
+    try:
+        key = _run(lambda s: create_key_for(s, user, note=note, expires_in=expires_in))
+    except OperationError as error:
+        raise _fail(str(error)) from None
+    err.print("API key (shown once):")
+    typer.echo(key)
+
+
+@app.command("demo")
+def demo() -> None:
+    """Seed the demo user (once) and print a new API key for it as the last line."""
+    from bookable.migrations.runner import upgrade
+    from bookable.operations import seed_demo
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    key = _run(seed_demo)
+    typer.echo(key)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 3002,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    demo: Annotated[bool, typer.Option("--demo", help="Seed demo data and print a key.")] = False,
+) -> None:
+    """Apply pending migrations, then serve the API under /v1."""
+    import uvicorn
+
+    from bookable.core.db import is_sqlite
+    from bookable.migrations.runner import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    if demo:
+        from bookable.operations import seed_demo
+
+        key = _run(seed_demo)
+        base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
+        err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
+        typer.echo(key)
+        err.print(f'Try: curl "{base}/v1/me?apiKey={key}"', soft_wrap=True)
+        err.print(f"Docs: {base}/v1/docs")
+    if workers > 1 and not settings.redis_url:
+        # Without Redis, processes cannot tell each other that a key was revoked, so none of
+        # them may remember verified keys; rate limits are then counted per process.
+        os.environ["BOOKABLE_AUTH_CACHE_SECONDS"] = "0"
+        err.print(
+            "[yellow]note:[/yellow] several workers without BOOKABLE_REDIS_URL: the key cache is "
+            "off and each process counts its own rate limit."
+        )
+    if workers > 1 and is_sqlite(settings.database_url):
+        err.print("[yellow]note:[/yellow] several workers share one SQLite file; writes queue.")
+    uvicorn.run(
+        "bookable.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,113 @@
+"""Operator tasks behind the CLI: they open their own engine, since no request carries them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from pydantic import ValidationError
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.api_keys.service import issue_key
+from bookable.core.clock import clock
+from bookable.core.db import create_engine, session_factory
+from bookable.core.errors import format_validation_errors
+from bookable.models import User, UserRole
+from bookable.settings import Settings
+from bookable.users.schemas import UserCreate
+
+DEMO_EMAIL = "demo@bookable.local"
+DEMO_USERNAME = "demo"
+
+
+class OperationError(Exception):
+    """A problem the operator can fix (bad input, a clash); printed without a traceback."""
+
+
+@asynccontextmanager
+async def _transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            yield session
+    finally:
+        await engine.dispose()
+
+
+async def create_user_with_key(
+    settings: Settings,
+    *,
+    email: str,
+    username: str,
+    name: str | None,
+    time_zone: str,
+    admin: bool,
+) -> tuple[int, str]:
+    try:
+        body = UserCreate(email=email, username=username, name=name, time_zone=time_zone)
+    except ValidationError as error:
+        raise OperationError(format_validation_errors(error.errors())) from None
+    async with _transaction(settings) as session:
+        clash = await session.scalar(
+            select(User.id).where(
+                or_(
+                    func.lower(User.email) == body.email, func.lower(User.username) == body.username
+                )
+            )
+        )
+        if clash is not None:
+            raise OperationError(f"a user with email {email} or username {username} exists")
+        user = User(
+            email=body.email,
+            username=body.username,
+            name=body.name,
+            time_zone=body.time_zone or "UTC",
+            role=UserRole.ADMIN if admin else UserRole.USER,
+        )
+        session.add(user)
+        await session.flush()
+        _key, clear = await issue_key(
+            session, user_id=user.id, prefix=settings.api_key_prefix, note="created by CLI"
+        )
+        return user.id, clear
+
+
+async def create_key_for(
+    settings: Settings, who: str, *, note: str | None, expires_in: timedelta | None
+) -> str:
+    async with _transaction(settings) as session:
+        user = await session.scalar(
+            select(User).where(
+                or_(func.lower(User.email) == who.lower(), func.lower(User.username) == who.lower())
+            )
+        )
+        if user is None:
+            raise OperationError(f"no user with email or username {who!r}")
+        expires_at = clock.now() + expires_in if expires_in else None
+        _key, clear = await issue_key(
+            session, user_id=user.id, prefix=settings.api_key_prefix, note=note,
+            expires_at=expires_at,
+        )  # fmt: skip
+        return clear
+
+
+async def seed_demo(settings: Settings) -> str:
+    """Create the demo user once; every call returns a new key for it."""
+    async with _transaction(settings) as session:
+        user = await session.scalar(select(User).where(User.email == DEMO_EMAIL))
+        if user is None:
+            user = User(
+                email=DEMO_EMAIL,
+                username=DEMO_USERNAME,
+                name="Demo User",
+                time_zone="Europe/London",
+                week_start="Monday",
+            )
+            session.add(user)
+            await session.flush()
+        _key, clear = await issue_key(
+            session, user_id=user.id, prefix=settings.api_key_prefix, note="demo"
+        )
+        return clear
