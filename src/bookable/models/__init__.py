@@ -2,6 +2,22 @@
 
 from bookable.models.api_keys import ApiKey
 from bookable.models.base import Base
+from bookable.models.bookings import Attendee, Booking, BookingStatus
+from bookable.models.event_types import EventType, EventTypeCustomInput, Host
+from bookable.models.schedules import Availability, Schedule
 from bookable.models.users import User, UserRole
 
-__all__ = ["ApiKey", "Base", "User", "UserRole"]
+__all__ = [
+    "ApiKey",
+    "Attendee",
+    "Availability",
+    "Base",
+    "Booking",
+    "BookingStatus",
+    "EventType",
+    "EventTypeCustomInput",
+    "Host",
+    "Schedule",
+    "User",
+    "UserRole",
+]
