@@ -15,6 +15,8 @@ from swagger_ui_bundle import swagger_ui_path
 
 from bookable import __version__
 from bookable.api_keys.endpoints import router as api_keys_router
+from bookable.availabilities.endpoints import router as availabilities_router
+from bookable.availability.endpoints import router as availability_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import create_engine, session_factory
@@ -22,11 +24,24 @@ from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware
 from bookable.core.ratelimit import RateLimiter
+from bookable.custom_inputs.endpoints import router as custom_inputs_router
+from bookable.event_types.endpoints import router as event_types_router
+from bookable.schedules.endpoints import router as schedules_router
 from bookable.settings import Settings, get_settings
+from bookable.slots.endpoints import router as slots_router
 from bookable.users.endpoints import router as users_router
 from bookable.v2 import router as v2_router
 
-RESOURCE_ROUTERS = (users_router, api_keys_router)
+RESOURCE_ROUTERS = (
+    users_router,
+    api_keys_router,
+    schedules_router,
+    availabilities_router,
+    availability_router,
+    event_types_router,
+    custom_inputs_router,
+    slots_router,
+)
 
 
 def api_router() -> APIRouter:
