@@ -1,0 +1,37 @@
+"""The scheduling engine: pure functions from hours, commitments and rules to slots.
+
+No database, no HTTP, no clock: "now" is an input. Services turn rows into these values.
+"""
+
+from bookable.scheduling.intervals import Interval
+from bookable.scheduling.model import (
+    AvailabilityRule,
+    BookingWindow,
+    BusyTime,
+    EventRules,
+    HostCalendar,
+    PeriodLimits,
+    PeriodType,
+    SeatedBooking,
+    Slot,
+    SlotRequest,
+)
+from bookable.scheduling.slots import compute_slots, free_time
+from bookable.scheduling.working_hours import working_ranges
+
+__all__ = [
+    "AvailabilityRule",
+    "BookingWindow",
+    "BusyTime",
+    "EventRules",
+    "HostCalendar",
+    "Interval",
+    "PeriodLimits",
+    "PeriodType",
+    "SeatedBooking",
+    "Slot",
+    "SlotRequest",
+    "compute_slots",
+    "free_time",
+    "working_ranges",
+]

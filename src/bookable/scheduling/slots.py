@@ -1,0 +1,199 @@
+"""Slots: when can this event be booked?
+
+The steps, each a pure function of the inputs:
+1. working hours of the schedule, per local date in its zone (date overrides replace a day);
+2. minus busy time widened by buffers, minus periods full under booking/duration limits;
+3. within [request start, request end), after now + minimum notice, inside the booking window;
+4. cut on a grid: step = slotInterval, else the chosen duration, else the length. The grid is
+   anchored at each working range's start in the schedule's zone, rounded up to the largest of
+   60/30/20/15/10/5 minutes that divides the step; a booking in the middle of the day does not
+   shift the slots after it, and every booker sees the same instants whatever their zone.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from bookable.scheduling.intervals import Interval, clip, subtract
+from bookable.scheduling.limits import blocked_periods
+from bookable.scheduling.model import (
+    BusyTime,
+    EventRules,
+    HostCalendar,
+    PeriodType,
+    SeatedBooking,
+    Slot,
+    SlotRequest,
+)
+from bookable.scheduling.window import rolling_window_dates, window_bounds
+from bookable.scheduling.working_hours import working_ranges
+
+_ALIGNMENTS = (60, 30, 20, 15, 10, 5)
+
+
+def alignment_unit(step: int) -> int:
+    return next((unit for unit in _ALIGNMENTS if step % unit == 0), 1)
+
+
+def grid_anchor(start: datetime, host: HostCalendar, unit: int) -> datetime:
+    """The first instant at or after ``start`` whose local minute (schedule zone) is on the unit."""
+    local = start.astimezone(host.zone)
+    anchor = start
+    if local.second or local.microsecond:
+        anchor += timedelta(seconds=60 - local.second, microseconds=-local.microsecond)
+        local = anchor.astimezone(host.zone)
+    remainder = local.minute % unit
+    if remainder:
+        anchor += timedelta(minutes=unit - remainder)
+    return anchor
+
+
+class _FreeTime:
+    """Free ranges, sorted and disjoint, with a fast "does [s, e) fit in one of them?"."""
+
+    def __init__(self, ranges: list[Interval]) -> None:
+        self._ranges = ranges
+        self._starts = [r.start for r in ranges]
+
+    def fits(self, start: datetime, end: datetime) -> bool:
+        index = bisect_right(self._starts, start) - 1
+        return index >= 0 and self._ranges[index].end >= end
+
+
+def _busy_intervals(event: EventRules, host: HostCalendar) -> list[Interval]:
+    """Each busy time widened by its own buffers and the queried event's opposite buffers."""
+    return [
+        Interval(
+            busy.start - timedelta(minutes=busy.before_buffer + event.after_event_buffer),
+            busy.end + timedelta(minutes=busy.after_buffer + event.before_event_buffer),
+        )
+        for busy in host.busy
+    ]
+
+
+def free_time(
+    event: EventRules, host: HostCalendar, request: SlotRequest, length: int
+) -> tuple[list[Interval], list[Interval]]:
+    """(working ranges, free ranges): the second is the first minus everything that blocks."""
+    working = working_ranges(host.rules, host.zone, request.start, request.end)
+    earliest = request.now + timedelta(minutes=event.minimum_booking_notice)
+    bounds = window_bounds(event.window, host.zone, request.now)
+    allowed = Interval(max(request.start, earliest, bounds.start), min(request.end, bounds.end))
+    if allowed.empty:
+        return working, []
+    blocked = _busy_intervals(event, host)
+    blocked += blocked_periods(
+        booking_limits=event.booking_limits,
+        duration_limits=event.duration_limits,
+        counted=host.counted,
+        length=length,
+        zone=host.zone,
+        week_start=host.week_start,
+        window_start=allowed.start,
+        window_end=allowed.end,
+    )
+    return working, subtract(clip(working, allowed), blocked)
+
+
+def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -> list[Slot]:
+    """Every bookable slot that lies wholly inside the request window, sorted by start."""
+    length = request.duration or event.length
+    step = event.slot_interval or request.duration or event.length
+    if length <= 0 or step <= 0:
+        raise ValueError("length and step must be positive")
+
+    open_seated: dict[datetime, SeatedBooking] = {}
+    if event.seats_per_time_slot:
+        # Seated bookings block every other start; one with room left keeps its own slot open.
+        open_seated = {b.start: b for b in host.seated if b.attendees < event.seats_per_time_slot}
+        blocking_host = _with_seated_busy(host, host.seated)
+    else:
+        blocking_host = host
+
+    working, free = free_time(event, blocking_host, request, length)
+    free_index = _FreeTime(free)
+    advance = timedelta(minutes=step + event.offset_start)
+    duration = timedelta(minutes=length)
+    unit = alignment_unit(step)
+
+    starts: set[datetime] = set()
+    for working_range in working:
+        if working_range.end <= request.start or working_range.start >= request.end:
+            continue
+        start = grid_anchor(working_range.start, host, unit)
+        start += timedelta(minutes=event.offset_start)
+        # Jump close to the window instead of walking from a range that began long before.
+        if start < request.start:
+            skipped = (request.start - start) // advance
+            start += advance * max(skipped - 1, 0)
+        while start + duration <= working_range.end:
+            if free_index.fits(start, start + duration):
+                starts.add(start)
+            start += advance
+
+    for seated_start, booking in list(open_seated.items()):
+        if seated_start + duration <= request.end and _seat_still_bookable(
+            event, host, request, booking, duration
+        ):
+            starts.add(seated_start)
+        else:
+            del open_seated[seated_start]
+
+    slots = [
+        Slot(
+            start,
+            start + duration,
+            attendees=open_seated[start].attendees if start in open_seated else None,
+            booking_uid=open_seated[start].uid if start in open_seated else None,
+        )
+        for start in sorted(starts)
+    ]
+    return _after_generation_rules(event, host, request, slots)
+
+
+def _after_generation_rules(
+    event: EventRules, host: HostCalendar, request: SlotRequest, slots: list[Slot]
+) -> list[Slot]:
+    window = event.window
+    if window.type == PeriodType.ROLLING_WINDOW and window.days:
+        today = request.now.astimezone(host.zone).date()
+        keep = rolling_window_dates(
+            [s.start.astimezone(host.zone).date() for s in slots], today, window.days
+        )
+        slots = [s for s in slots if s.start.astimezone(host.zone).date() in keep]
+    if event.only_show_first_available_slot:
+        seen: set[object] = set()
+        first_per_day: list[Slot] = []
+        for slot in slots:
+            day = slot.start.astimezone(request.booker_zone).date()
+            if day not in seen:
+                seen.add(day)
+                first_per_day.append(slot)
+        slots = first_per_day
+    return slots
+
+
+def _with_seated_busy(host: HostCalendar, seated: Sequence[SeatedBooking]) -> HostCalendar:
+    return replace(host, busy=host.busy + tuple(BusyTime(b.start, b.end) for b in seated))
+
+
+def _seat_still_bookable(
+    event: EventRules,
+    host: HostCalendar,
+    request: SlotRequest,
+    booking: SeatedBooking,
+    duration: timedelta,
+) -> bool:
+    """The seated booking's time is working time, free of everything but itself, in the window."""
+    others = tuple(b for b in host.seated if b is not booking)
+    end = booking.start + duration
+    narrowed = replace(request, start=max(request.start, booking.start), end=min(request.end, end))
+    if narrowed.start != booking.start:
+        return False
+    _, free = free_time(
+        event, _with_seated_busy(host, others), narrowed, int(duration.seconds // 60)
+    )
+    return _FreeTime(free).fits(booking.start, end)
