@@ -6,15 +6,18 @@ import re
 import secrets
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bookable.core.errors import ApiError
 from bookable.core.ratelimit import HEADERS_STATE_KEY
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-class BodyTooLarge(ApiError):
+class BodyTooLarge(HTTPException):
+    """Raised from the body stream. An HTTPException, because FastAPI's body parsing re-raises
+    those but turns any other exception into a 400 "There was an error parsing the body"."""
+
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"Request body too large: the limit is {limit} bytes.")
 
@@ -74,7 +77,7 @@ class EdgeMiddleware:
 
 
 async def _send_too_large(limit: int, request_id: str, send: Send) -> None:
-    body = BodyTooLarge(limit).message.encode()
+    body = BodyTooLarge(limit).detail.encode()
     payload = b'{"message":"' + body + b'"}'
     await send(
         {
