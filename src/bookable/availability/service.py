@@ -1,0 +1,123 @@
+"""GET /availability: a user's working hours, overrides, busy times and free ranges."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.core.auth import Caller
+from bookable.core.errors import BadRequest, Forbidden, NotFound
+from bookable.core.schemas import format_instant
+from bookable.core.timeparse import parse_bound
+from bookable.models import EventType, User
+from bookable.scheduling import EventRules, SlotRequest, free_time, working_ranges
+from bookable.slots.service import check_window, event_rules, host_schedule, load_host_calendar
+
+
+async def find_user(
+    session: AsyncSession, caller: Caller, *, user_id: int | None, username: str | None
+) -> User:
+    if user_id is None and not username:
+        raise BadRequest("Either username or userId or teamId should be filled in.")
+    query = select(User)
+    query = (
+        query.where(User.id == user_id)
+        if user_id is not None
+        else query.where(func.lower(User.username) == (username or "").lower())
+    )
+    user = await session.scalar(query)
+    # Someone else's calendar is theirs: only admins may look (Cal.com lets any key read it).
+    if user is not None and not caller.is_admin and user.id != caller.user_id:
+        raise Forbidden()
+    if user is None:
+        raise Forbidden() if not caller.is_admin else NotFound("User not found")
+    return user
+
+
+def _minutes(value: Any) -> int:
+    return value.hour * 60 + value.minute
+
+
+async def user_availability(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    user_id: int | None,
+    username: str | None,
+    date_from: str,
+    date_to: str,
+    event_type_id: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    user = await find_user(session, caller, user_id=user_id, username=username)
+    if event_type_id is not None:
+        event_type = await session.scalar(
+            select(EventType).where(EventType.id == event_type_id, EventType.user_id == user.id)
+        )
+        if event_type is None:
+            raise NotFound(f"Event type with id: {event_type_id} not found for this user")
+        rules = event_rules(event_type)
+    else:
+        # No event type: plain working hours, no buffers or limits.
+        event_type = EventType(user_id=user.id, length=1, title="", slug="")
+        rules = EventRules(length=1)
+
+    # Date-only bounds are whole days in the schedule's zone.
+    zone, _rules = await host_schedule(session, event_type, user)
+    bounds = []
+    for field, text, end_of_day in (("dateFrom", date_from, False), ("dateTo", date_to, True)):
+        try:
+            bounds.append(parse_bound(text, zone, end_of_day=end_of_day).instant)
+        except ValueError:
+            raise BadRequest(f"custom in '{field}': Invalid date range") from None
+    start, end = bounds
+    check_window(start, end)
+
+    calendar = await load_host_calendar(session, event_type, user, start, end)
+    # Availability shows hours, not the booking window: notice and period apply to slots only.
+    _, free = free_time(
+        EventRules(
+            length=1,
+            before_event_buffer=rules.before_event_buffer,
+            after_event_buffer=rules.after_event_buffer,
+        ),
+        calendar,
+        SlotRequest(start, end, min(now, start), calendar.zone),
+        1,
+    )
+    overrides = [rule for rule in calendar.rules if rule.date is not None]
+    override_ranges = working_ranges(overrides, calendar.zone, start, end) if overrides else []
+    busy = sorted(
+        [(b.start, b.end) for b in calendar.busy] + [(s.start, s.end) for s in calendar.seated]
+    )
+    free_ranges = [{"start": format_instant(r.start), "end": format_instant(r.end)} for r in free]
+    return {
+        "busy": [
+            {"start": format_instant(s), "end": format_instant(e)}
+            for s, e in busy
+            if s < end and e > start
+        ],
+        "timeZone": str(calendar.zone),
+        "dateRanges": free_ranges,
+        "oooExcludedDateRanges": free_ranges,
+        "workingHours": [
+            {
+                "days": sorted(rule.days),
+                "startTime": _minutes(rule.start),
+                "endTime": 1440 if _minutes(rule.end) in (0, 1439) else _minutes(rule.end),
+                "userId": user.id,
+            }
+            for rule in calendar.rules
+            if rule.date is None
+        ],
+        "dateOverrides": [
+            {"start": format_instant(r.start), "end": format_instant(r.end)}
+            for r in override_ranges
+            if r.start < end and r.end > start
+        ],
+        "currentSeats": None,
+        "datesOutOfOffice": {},
+    }

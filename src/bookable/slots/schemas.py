@@ -1,0 +1,31 @@
+"""Wire shape of GET /slots: `{"slots": {"YYYY-MM-DD": [{"time": ...}]}}`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bookable.core.schemas import format_instant
+from bookable.scheduling import Slot
+
+
+def render_time(instant: datetime, zone: ZoneInfo | None) -> str:
+    """With a requested zone: local time with its offset, no milliseconds (Cal.com's format);
+    without: UTC with milliseconds."""
+    if zone is None:
+        return format_instant(instant)
+    return instant.astimezone(zone).replace(microsecond=0).isoformat()
+
+
+def slots_json(slots: list[Slot], zone: ZoneInfo | None) -> dict[str, Any]:
+    grouping_zone = zone or ZoneInfo("UTC")
+    days: dict[str, list[dict[str, Any]]] = {}
+    for slot in slots:
+        entry: dict[str, Any] = {"time": render_time(slot.start, zone)}
+        if slot.booking_uid is not None:
+            entry["attendees"] = slot.attendees
+            entry["bookingUid"] = slot.booking_uid
+        day = slot.start.astimezone(grouping_zone).date().isoformat()
+        days.setdefault(day, []).append(entry)
+    return {"slots": days}

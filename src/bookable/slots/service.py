@@ -1,0 +1,312 @@
+"""GET /slots: load a host's hours and commitments, ask the engine, nothing else.
+
+`load_host_calendar` is the one place that turns rows into the engine's inputs; booking creation
+uses it too, so the slots offered and the bookings accepted can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.core.auth import Caller
+from bookable.core.errors import BadRequest, NotFound
+from bookable.models import (
+    Attendee,
+    Availability,
+    Booking,
+    BookingStatus,
+    EventType,
+    Schedule,
+    User,
+)
+from bookable.scheduling import (
+    AvailabilityRule,
+    BookingWindow,
+    BusyTime,
+    EventRules,
+    HostCalendar,
+    PeriodLimits,
+    PeriodType,
+    SeatedBooking,
+    Slot,
+    SlotRequest,
+    compute_slots,
+)
+
+MAX_WINDOW = timedelta(days=366)
+WEEK_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+# Working hours used when a user has no schedule at all (Cal.com's fallback).
+FALLBACK_RULES = (AvailabilityRule(frozenset({1, 2, 3, 4, 5}), time(9), time(17)),)
+# Busy bookings are read this far around the window, so buffers reaching in are seen.
+_BUSY_MARGIN = timedelta(days=2)
+
+
+def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
+    """Event types whose slots a caller may query: their own; every one for an admin."""
+    query = select(EventType)
+    return query if caller.is_admin else query.where(EventType.user_id == caller.user_id)
+
+
+async def find_event_type(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+) -> EventType:
+    if event_type_id is not None:
+        event_type = await session.scalar(
+            readable_event_types(caller).where(EventType.id == event_type_id)
+        )
+        if event_type is None:
+            raise NotFound(f"Event type with id: {event_type_id} not found")
+        return event_type
+    if len(usernames) != 1:
+        raise BadRequest(
+            "custom in 'usernameList': give exactly one username (dynamic group events are not "
+            "supported)"
+        )
+    event_type = await session.scalar(
+        readable_event_types(caller)
+        .join(User, User.id == EventType.user_id)
+        .where(func.lower(User.username) == usernames[0].lower(), EventType.slug == slug)
+    )
+    if event_type is None:
+        raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
+    return event_type
+
+
+def event_rules(event_type: EventType) -> EventRules:
+    def limits(raw: dict[str, Any] | None) -> PeriodLimits | None:
+        if not raw:
+            return None
+        return PeriodLimits(
+            per_day=raw.get("PER_DAY"),
+            per_week=raw.get("PER_WEEK"),
+            per_month=raw.get("PER_MONTH"),
+            per_year=raw.get("PER_YEAR"),
+        )
+
+    start = event_type.period_start_date
+    end = event_type.period_end_date
+    return EventRules(
+        length=event_type.length,
+        slot_interval=event_type.slot_interval,
+        minimum_booking_notice=event_type.minimum_booking_notice or 0,
+        before_event_buffer=event_type.before_event_buffer or 0,
+        after_event_buffer=event_type.after_event_buffer or 0,
+        offset_start=event_type.offset_start or 0,
+        window=BookingWindow(
+            type=PeriodType(event_type.period_type or "UNLIMITED"),
+            days=event_type.period_days,
+            count_calendar_days=event_type.period_count_calendar_days is not False,
+            # Stored as UTC midnight of the chosen dates (as Cal.com does).
+            start_date=start.date() if start else None,
+            end_date=end.date() if end else None,
+        ),
+        seats_per_time_slot=event_type.seats_per_time_slot,
+        booking_limits=limits(event_type.booking_limits),
+        duration_limits=limits(event_type.duration_limits),
+        only_show_first_available_slot=bool(event_type.only_show_first_available_slot),
+    )
+
+
+def allowed_durations(event_type: EventType) -> list[int]:
+    durations = (event_type.meta or {}).get("multipleDuration") or []
+    return sorted({event_type.length, *(int(d) for d in durations)})
+
+
+def check_duration(event_type: EventType, duration: int | None) -> None:
+    if duration is None:
+        return
+    allowed = allowed_durations(event_type)
+    if duration not in allowed:
+        raise BadRequest(
+            f"custom in 'duration': {duration} is not a length of this event type "
+            f"(allowed: {', '.join(str(d) for d in allowed)})"
+        )
+
+
+def check_window(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise BadRequest("custom in 'endTime': endTime must be after startTime")
+    if end - start > MAX_WINDOW:
+        raise BadRequest("custom in 'endTime': the window may span at most 366 days")
+
+
+async def host_schedule(
+    session: AsyncSession, event_type: EventType, host: User
+) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
+    """The event type's schedule, else the host's default, else their first, else the fallback."""
+    schedule: Schedule | None = None
+    for schedule_id in (event_type.schedule_id, host.default_schedule_id):
+        if schedule_id is not None:
+            schedule = await session.get(Schedule, schedule_id)
+            if schedule is not None and schedule.user_id in (host.id, event_type.user_id):
+                break
+            schedule = None
+    if schedule is None:
+        schedule = await session.scalar(
+            select(Schedule).where(Schedule.user_id == host.id).order_by(Schedule.id).limit(1)
+        )
+    zone_name = (schedule.time_zone if schedule else None) or event_type.time_zone or host.time_zone
+    zone = ZoneInfo(zone_name or "UTC")
+    if schedule is None:
+        return zone, FALLBACK_RULES
+    rows: Sequence[Availability] = schedule.availability
+    return zone, tuple(
+        AvailabilityRule(frozenset(row.days or ()), row.start_time, row.end_time, row.date)
+        for row in rows
+    )
+
+
+async def load_host_calendar(
+    session: AsyncSession,
+    event_type: EventType,
+    host: User,
+    start: datetime,
+    end: datetime,
+    *,
+    ignore_booking_uid: str | None = None,
+) -> HostCalendar:
+    """Everything the engine needs about one host between ``start`` and ``end``."""
+    zone, rules = await host_schedule(session, event_type, host)
+    busy_from, busy_to = start - _BUSY_MARGIN, end + _BUSY_MARGIN
+    as_attendee = select(Attendee.booking_id).where(
+        func.lower(Attendee.email) == host.email.lower()
+    )
+    metadata = event_type.meta or {}
+    pending_blocks = bool(
+        event_type.requires_confirmation and metadata.get("requiresConfirmationWillBlockSlot")
+    )
+    status_blocks = Booking.status == BookingStatus.ACCEPTED
+    if pending_blocks:
+        status_blocks = or_(
+            status_blocks,
+            and_(Booking.status == BookingStatus.PENDING, Booking.event_type_id == event_type.id),
+        )
+    query = (
+        select(
+            Booking.uid,
+            Booking.start_time,
+            Booking.end_time,
+            Booking.event_type_id,
+            Booking.status,
+            EventType.before_event_buffer,
+            EventType.after_event_buffer,
+        )
+        .outerjoin(EventType, EventType.id == Booking.event_type_id)
+        .where(
+            status_blocks,
+            Booking.start_time < busy_to,
+            Booking.end_time > busy_from,
+            or_(Booking.user_id == host.id, Booking.id.in_(as_attendee)),
+        )
+    )
+    if ignore_booking_uid:
+        query = query.where(Booking.uid != ignore_booking_uid)
+    rows = (await session.execute(query)).all()
+
+    seated_ids: dict[str, tuple[datetime, datetime]] = {}
+    busy: list[BusyTime] = []
+    for uid, b_start, b_end, b_event_type, status, before, after in rows:
+        if (
+            event_type.seats_per_time_slot
+            and b_event_type == event_type.id
+            and status == BookingStatus.ACCEPTED
+        ):
+            seated_ids[uid] = (b_start, b_end)
+        else:
+            busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
+
+    seated: list[SeatedBooking] = []
+    if seated_ids:
+        counts = dict(
+            (
+                await session.execute(
+                    select(Booking.uid, func.count(Attendee.id))
+                    .join(Attendee, Attendee.booking_id == Booking.id)
+                    .where(Booking.uid.in_(seated_ids))
+                    .group_by(Booking.uid)
+                )
+            ).all()
+        )
+        seated = [
+            SeatedBooking(s, e, uid, int(counts.get(uid, 0))) for uid, (s, e) in seated_ids.items()
+        ]
+
+    counted: list[BusyTime] = []
+    if event_type.booking_limits or event_type.duration_limits:
+        # Limits count whole periods (up to a year) around the window.
+        query = select(Booking.start_time, Booking.end_time).where(
+            Booking.event_type_id == event_type.id,
+            Booking.status == BookingStatus.ACCEPTED,
+            Booking.start_time >= start - timedelta(days=366),
+            Booking.start_time < end + timedelta(days=366),
+        )
+        if ignore_booking_uid:
+            query = query.where(Booking.uid != ignore_booking_uid)
+        counted = [BusyTime(s, e) for s, e in (await session.execute(query)).all()]
+
+    week_start = WEEK_DAYS.index(host.week_start) if host.week_start in WEEK_DAYS else 0
+    return HostCalendar(
+        zone=zone,
+        rules=rules,
+        busy=tuple(busy),
+        seated=tuple(seated),
+        counted=tuple(counted),
+        week_start=week_start,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlotQuery:
+    """A parsed GET /slots: the window in UTC, the booker's zone (None: answer in UTC)."""
+
+    start: datetime
+    end: datetime
+    zone: ZoneInfo | None
+    duration: int | None = None
+    reschedule_uid: str | None = None
+
+
+async def event_host(session: AsyncSession, event_type: EventType) -> User:
+    if event_type.user_id is None:
+        raise BadRequest("custom in 'eventTypeId': team event types are not supported yet")
+    host = await session.get(User, event_type.user_id)
+    if host is None:
+        raise NotFound("The event type's owner no longer exists")
+    return host
+
+
+async def available_slots(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+    query: SlotQuery,
+    now: datetime,
+) -> list[Slot]:
+    check_window(query.start, query.end)
+    event_type = await find_event_type(
+        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug
+    )
+    check_duration(event_type, query.duration)
+    host = await event_host(session, event_type)
+    calendar = await load_host_calendar(
+        session, event_type, host, query.start, query.end, ignore_booking_uid=query.reschedule_uid
+    )
+    request = SlotRequest(
+        query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
+    )
+    return compute_slots(event_rules(event_type), calendar, request)
