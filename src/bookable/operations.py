@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import time, timedelta
 
 from pydantic import ValidationError
 from sqlalchemy import func, or_, select
@@ -14,7 +14,7 @@ from bookable.api_keys.service import issue_key
 from bookable.core.clock import clock
 from bookable.core.db import create_engine, session_factory
 from bookable.core.errors import format_validation_errors
-from bookable.models import User, UserRole
+from bookable.models import Availability, EventType, Schedule, User, UserRole
 from bookable.settings import Settings
 from bookable.users.schemas import UserCreate
 
@@ -94,7 +94,8 @@ async def create_key_for(
 
 
 async def seed_demo(settings: Settings) -> str:
-    """Create the demo user once; every call returns a new key for it."""
+    """Create the demo user, a working-hours schedule and two event types once; every call
+    returns a new key for the demo user."""
     async with _transaction(settings) as session:
         user = await session.scalar(select(User).where(User.email == DEMO_EMAIL))
         if user is None:
@@ -106,6 +107,33 @@ async def seed_demo(settings: Settings) -> str:
                 week_start="Monday",
             )
             session.add(user)
+            await session.flush()
+            schedule = Schedule(user_id=user.id, name="Working hours", time_zone="Europe/London")
+            schedule.availability.append(
+                Availability(days=[1, 2, 3, 4, 5], start_time=time(9), end_time=time(17))
+            )
+            session.add(schedule)
+            await session.flush()
+            user.default_schedule_id = schedule.id
+            session.add_all(
+                [
+                    EventType(
+                        user_id=user.id,
+                        title="30 Minute Meeting",
+                        slug="30min",
+                        length=30,
+                        locations=[{"type": "integrations:daily"}],
+                    ),
+                    EventType(
+                        user_id=user.id,
+                        title="60 Minute Meeting",
+                        slug="60min",
+                        length=60,
+                        locations=[{"type": "inPerson", "address": "Main office"}],
+                        meta={"multipleDuration": [30, 60, 90]},
+                    ),
+                ]
+            )
             await session.flush()
         _key, clear = await issue_key(
             session, user_id=user.id, prefix=settings.api_key_prefix, note="demo"
