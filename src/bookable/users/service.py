@@ -8,10 +8,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bookable.core.auth import Caller, mark_identity_changed
 from bookable.core.errors import ApiError, Conflict, Forbidden, NotFound
 from bookable.models import User
+from bookable.schedules.service import user_owns_schedule
 from bookable.users.schemas import UserCreate, UserUpdate
 
 # Body fields that are not plain columns of the same name.
 _RENAMED = {"avatar": "avatar_url"}
+INVALID_DEFAULT_SCHEDULE = "Bad request: Invalid default schedule id"
 
 
 def readable(caller: Caller) -> Select[tuple[User]]:
@@ -67,7 +69,8 @@ async def create_user(session: AsyncSession, caller: Caller, body: UserCreate) -
     await _ensure_unique(session, email=body.email, username=body.username, exclude_id=None)
     values = {k: v for k, v in _columns(body).items() if v is not None}
     if body.default_schedule_id is not None:
-        raise ApiError(400, "Bad request: Invalid default schedule id")
+        # A user who doesn't exist yet owns no schedule, so no id can be theirs.
+        raise ApiError(400, INVALID_DEFAULT_SCHEDULE)
     user = User(**values)
     session.add(user)
     await session.flush()
@@ -81,9 +84,11 @@ async def update_user(
     values = _columns(body)
     if "role" in values and values["role"] != user.role and not caller.is_admin:
         raise Forbidden("Only admins can change a user's role")
-    if values.get("default_schedule_id") is not None:
-        # No schedule belongs to anyone until schedules exist (issue 3 brings them).
-        raise ApiError(400, "Bad request: Invalid default schedule id")
+    default_schedule_id = values.get("default_schedule_id")
+    if default_schedule_id is not None and not await user_owns_schedule(
+        session, user.id, default_schedule_id
+    ):
+        raise ApiError(400, INVALID_DEFAULT_SCHEDULE)
     await _ensure_unique(
         session, email=values.get("email"), username=values.get("username"), exclude_id=user.id
     )

@@ -1,0 +1,68 @@
+"""Wire shapes of schedules (Cal.com v1 `schemaSchedulePublic`)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Annotated, Any
+
+from pydantic import Field, PlainSerializer, field_validator
+
+from bookable.core.schemas import StrictInput, WireModel
+from bookable.users.schemas import TimeZoneName
+
+# Ids are 32-bit integer columns: a bigger number can only be a missing row (and would make
+# PostgreSQL raise instead of answering).
+MAX_ID = 2_147_483_647
+
+
+def format_wall_time(value: time) -> str:
+    """Cal.com's schedule shape: "09:00:00"."""
+    return value.strftime("%H:%M:%S")
+
+
+def format_date_as_instant(value: date) -> str:
+    """A date override as Cal.com serialises it: midnight UTC of that date."""
+    return f"{value.isoformat()}T00:00:00.000Z"
+
+
+WireWallTime = Annotated[time, PlainSerializer(format_wall_time, return_type=str)]
+WireDate = Annotated[date, PlainSerializer(format_date_as_instant, return_type=str)]
+ScheduleName = Annotated[str, Field(min_length=1, max_length=255)]
+UserId = Annotated[int, Field(gt=0, le=MAX_ID)]
+
+
+class ScheduleAvailabilityOut(WireModel):
+    id: int
+    event_type_id: int | None
+    date: WireDate | None
+    days: list[int]
+    start_time: WireWallTime
+    end_time: WireWallTime
+
+
+class ScheduleOut(WireModel):
+    id: int
+    user_id: int
+    name: str
+    time_zone: str | None
+    availability: list[ScheduleAvailabilityOut]
+
+
+class ScheduleCreate(StrictInput):
+    name: ScheduleName
+    time_zone: TimeZoneName
+    user_id: UserId | None = None
+
+
+class ScheduleUpdate(StrictInput):
+    name: ScheduleName | None = None
+    time_zone: TimeZoneName | None = None
+    user_id: UserId | None = None
+
+    # Validators run only for keys the client sent: these columns can't be emptied.
+    @field_validator("name", "time_zone", "user_id")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("Expected a value, received null")
+        return value
