@@ -1,7 +1,74 @@
-"""HTTP for event-types."""
+"""HTTP for event types: parse, authorise through the service, wrap in Cal.com's envelopes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from bookable.core.auth import CurrentCaller
+from bookable.core.db import DbSession
+from bookable.event_types import service
+from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate, event_type_out
 
 router = APIRouter(tags=["event-types"])
+
+
+def event_type_json(
+    request: Request, owned: service.OwnedEventType, *, fill_default_schedule: bool
+) -> dict[str, Any]:
+    return event_type_out(
+        owned.event_type,
+        owned.owner,
+        website_url=request.app.state.settings.website_url,
+        fill_default_schedule=fill_default_schedule,
+    ).model_dump(mode="json", by_alias=True)
+
+
+@router.get("/event-types", summary="List personal event types (yours, or anyone's for admins)")
+async def list_event_types(
+    request: Request,
+    session: DbSession,
+    caller: CurrentCaller,
+    slug: str | None = None,
+    userId: Annotated[list[int] | None, Query()] = None,
+) -> dict[str, Any]:
+    owned = await service.list_event_types(session, caller, user_ids=userId or [], slug=slug)
+    return {"event_types": [event_type_json(request, o, fill_default_schedule=True) for o in owned]}
+
+
+@router.post("/event-types", summary="Create an event type (admins may pass `userId`)")
+async def create_event_type(
+    request: Request, session: DbSession, caller: CurrentCaller, body: EventTypeCreate
+) -> dict[str, Any]:
+    owned = await service.create_event_type(session, caller, body)
+    return {
+        "event_type": event_type_json(request, owned, fill_default_schedule=False),
+        "message": "Event type created successfully",
+    }
+
+
+@router.get("/event-types/{id}", summary="Get an event type")
+async def get_event_type(
+    request: Request, session: DbSession, caller: CurrentCaller, id: int
+) -> dict[str, Any]:
+    owned = await service.get_owned_event_type(session, caller, id)
+    return {"event_type": event_type_json(request, owned, fill_default_schedule=True)}
+
+
+@router.patch("/event-types/{id}", summary="Edit an event type; omitted fields stay as they are")
+async def update_event_type(
+    request: Request,
+    session: DbSession,
+    caller: CurrentCaller,
+    id: int,
+    body: EventTypeUpdate,
+) -> dict[str, Any]:
+    owned = await service.update_event_type(session, caller, id, body)
+    return {"event_type": event_type_json(request, owned, fill_default_schedule=False)}
+
+
+@router.delete("/event-types/{id}", summary="Delete an event type and its custom inputs")
+async def delete_event_type(session: DbSession, caller: CurrentCaller, id: int) -> dict[str, Any]:
+    await service.delete_event_type(session, caller, id)
+    return {"message": f"Event Type with id: {id} deleted successfully"}

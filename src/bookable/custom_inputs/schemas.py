@@ -1,0 +1,70 @@
+"""Wire shapes of event-type custom inputs (Cal.com v1 `validations/event-type-custom-input.ts`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from bookable.core.schemas import StrictInput, WireModel
+
+INT32_MAX = 2**31 - 1
+
+CustomInputType = Literal["TEXT", "TEXTLONG", "NUMBER", "BOOL", "RADIO", "PHONE"]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Label = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
+EventTypeId = Annotated[int, Field(ge=1, le=INT32_MAX)]
+
+
+class CustomInputOption(BaseModel):
+    """One choice of a RADIO input. Cal.com drops unknown keys here (a non-strict zod object)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    label: Text
+    type: Text
+
+
+class CustomInputCreate(StrictInput):
+    event_type_id: EventTypeId
+    label: Label
+    type: CustomInputType
+    required: bool
+    options: list[CustomInputOption] | None = None
+    placeholder: Text = ""
+
+
+class CustomInputUpdate(StrictInput):
+    event_type_id: EventTypeId | None = None
+    label: Label | None = None
+    type: CustomInputType | None = None
+    required: bool | None = None
+    options: list[CustomInputOption] | None = None
+    placeholder: Text | None = None
+
+    # Validators run only for keys the client sent: these columns can't be emptied.
+    @field_validator("event_type_id", "label", "type", "required", "placeholder")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("Expected a value, received null")
+        return value
+
+
+class CustomInputOut(WireModel):
+    id: int
+    event_type_id: int
+    label: str
+    type: str
+    options: list[dict[str, Any]] | None
+    required: bool
+    placeholder: str
