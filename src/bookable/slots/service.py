@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, NotFound
@@ -62,10 +63,12 @@ async def find_event_type(
     usernames: Sequence[str],
     slug: str | None,
 ) -> EventType:
+    # Slots need none of the event type's relationships: skip their extra queries.
+    query = readable_event_types(caller).options(
+        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
+    )
     if event_type_id is not None:
-        event_type = await session.scalar(
-            readable_event_types(caller).where(EventType.id == event_type_id)
-        )
+        event_type = await session.scalar(query.where(EventType.id == event_type_id))
         if event_type is None:
             raise NotFound(f"Event type with id: {event_type_id} not found")
         return event_type
@@ -75,9 +78,9 @@ async def find_event_type(
             "supported)"
         )
     event_type = await session.scalar(
-        readable_event_types(caller)
-        .join(User, User.id == EventType.user_id)
-        .where(func.lower(User.username) == usernames[0].lower(), EventType.slug == slug)
+        query.join(User, User.id == EventType.user_id).where(
+            func.lower(User.username) == usernames[0].lower(), EventType.slug == slug
+        )
     )
     if event_type is None:
         raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
@@ -145,27 +148,38 @@ def check_window(start: datetime, end: datetime) -> None:
 async def host_schedule(
     session: AsyncSession, event_type: EventType, host: User
 ) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
-    """The event type's schedule, else the host's default, else their first, else the fallback."""
-    schedule: Schedule | None = None
-    for schedule_id in (event_type.schedule_id, host.default_schedule_id):
-        if schedule_id is not None:
-            schedule = await session.get(Schedule, schedule_id)
-            if schedule is not None and schedule.user_id in (host.id, event_type.user_id):
-                break
-            schedule = None
-    if schedule is None:
-        schedule = await session.scalar(
-            select(Schedule).where(Schedule.user_id == host.id).order_by(Schedule.id).limit(1)
+    """The event type's schedule, else the host's default, else their first, else the fallback.
+
+    One query reads every schedule of the host with its rows; the choice is made here.
+    """
+    owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
+    rows = (
+        await session.execute(
+            select(
+                Schedule.id,
+                Schedule.time_zone,
+                Availability.days,
+                Availability.start_time,
+                Availability.end_time,
+                Availability.date,
+            )
+            .outerjoin(Availability, Availability.schedule_id == Schedule.id)
+            .where(Schedule.user_id.in_(owners))
+            .order_by(Schedule.id, Availability.id)
         )
-    zone_name = (schedule.time_zone if schedule else None) or event_type.time_zone or host.time_zone
-    zone = ZoneInfo(zone_name or "UTC")
-    if schedule is None:
-        return zone, FALLBACK_RULES
-    rows: Sequence[Availability] = schedule.availability
-    return zone, tuple(
-        AvailabilityRule(frozenset(row.days or ()), row.start_time, row.end_time, row.date)
-        for row in rows
-    )
+    ).all()
+    schedules: dict[int, tuple[str | None, list[AvailabilityRule]]] = {}
+    for schedule_id, zone_name, days, start, end, on_date in rows:
+        _zone, rules = schedules.setdefault(schedule_id, (zone_name, []))
+        if start is not None and end is not None:
+            rules.append(AvailabilityRule(frozenset(days or ()), start, end, on_date))
+    preferred = [event_type.schedule_id, host.default_schedule_id, *sorted(schedules)]
+    chosen = next((sid for sid in preferred if sid is not None and sid in schedules), None)
+    if chosen is None:
+        return ZoneInfo(event_type.time_zone or host.time_zone or "UTC"), FALLBACK_RULES
+    zone_name, rules = schedules[chosen]
+    zone = ZoneInfo(zone_name or event_type.time_zone or host.time_zone or "UTC")
+    return zone, tuple(rules)
 
 
 async def load_host_calendar(

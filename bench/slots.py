@@ -1,0 +1,221 @@
+"""GET /slots benchmark: one user, a Mon-Fri 09:00-17:00 schedule, a 30-minute event type and N
+accepted bookings spread over the window; a 31-day window is asked for, in process.
+
+For each N (100, 1,000, 10,000) and each database (SQLite; PostgreSQL when
+BOOKABLE_BENCH_DATABASE_URL or BOOKABLE_TEST_DATABASE_URL is set) it prints, per request:
+- total: GET /v1/slots through the whole app (httpx ASGI transport, auth cache warm, no rate limit);
+- load: the service's database reads (load_host_calendar);
+- engine: compute_slots alone, on the loaded inputs;
+- db floor: the raw busy-bookings query alone (SQLAlchemy Core, rows fetched, nothing built);
+and a summary line `slots_total/db_read_floor` per case. Aim: the engine costs less than the
+database read (ratio under 2) and time grows no faster than linearly in N.
+
+Run: .venv/bin/python bench/slots.py [--repeat 30]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
+# standard library's `http` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from datetime import time as wall_time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+from sqlalchemy import insert, select, text  # noqa: E402
+
+from bookable.api_keys.service import issue_key
+from bookable.app import create_app  # noqa: E402
+from bookable.migrations.runner import upgrade  # noqa: E402
+from bookable.models import Availability, Base, Booking, EventType, Schedule, User  # noqa: E402
+from bookable.scheduling import SlotRequest, compute_slots  # noqa: E402
+from bookable.settings import Settings  # noqa: E402
+from bookable.slots.service import event_rules, load_host_calendar  # noqa: E402
+
+WINDOW_START = datetime(2027, 3, 1, tzinfo=UTC)
+WINDOW_END = WINDOW_START + timedelta(days=31)
+NOW = datetime(2027, 2, 1, tzinfo=UTC)
+
+
+async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
+    async with app.state.sessions() as session, session.begin():
+        user = User(email="bench@example.com", username="bench", time_zone="Europe/Berlin")
+        session.add(user)
+        await session.flush()
+        schedule = Schedule(user_id=user.id, name="Week", time_zone="Europe/Berlin")
+        schedule.availability.append(
+            Availability(days=[1, 2, 3, 4, 5], start_time=wall_time(9), end_time=wall_time(17))
+        )
+        session.add(schedule)
+        await session.flush()
+        user.default_schedule_id = schedule.id
+        event_type = EventType(
+            user_id=user.id, title="Bench", slug="bench", length=30, locations=[],
+            minimum_booking_notice=0,
+        )  # fmt: skip
+        session.add(event_type)
+        await session.flush()
+        _key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
+        # Spread N bookings over twice the window, so half overlap it: 15-minute bookings.
+        span = (WINDOW_END - WINDOW_START) * 2
+        step = span / bookings
+        rows = [
+            {
+                "uid": f"bench{i}",
+                "user_id": user.id,
+                "event_type_id": event_type.id,
+                "title": "busy",
+                "start_time": WINDOW_START - span / 4 + step * i,
+                "end_time": WINDOW_START - span / 4 + step * i + timedelta(minutes=15),
+                "status": "ACCEPTED",
+                "created_at": NOW,
+            }
+            for i in range(bookings)
+        ]
+        for chunk in range(0, len(rows), 2000):
+            await session.execute(insert(Booking), rows[chunk : chunk + 2000])
+        return user.id, clear, event_type.id
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str, Any]:
+    app = create_app(Settings(database_url=url, rate_limit="0", clock=NOW))
+    async with app.router.lifespan_context(app):
+        user_id, key, event_type_id = await seed(app, bookings)
+        params = {
+            "apiKey": key,
+            "eventTypeId": str(event_type_id),
+            "startTime": WINDOW_START.date().isoformat(),
+            "endTime": (WINDOW_END - timedelta(days=1)).date().isoformat(),
+            "timeZone": "Europe/Berlin",
+        }
+        totals: list[float] = []
+        loads: list[float] = []
+        engines: list[float] = []
+        floors: list[float] = []
+        slot_count = 0
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for i in range(repeat + 3):
+                began = time.perf_counter()
+                response = await client.get("/v1/slots", params=params)
+                elapsed = time.perf_counter() - began
+                assert response.status_code == 200, response.text
+                if i >= 3:  # warm-up
+                    totals.append(elapsed)
+                slot_count = sum(len(v) for v in response.json()["slots"].values())
+
+        async with app.state.sessions() as session:
+            user = await session.get(User, user_id)
+            event_type = await session.get(EventType, event_type_id)
+            assert user is not None and event_type is not None
+            rules = event_rules(event_type)
+            for i in range(repeat + 3):
+                began = time.perf_counter()
+                calendar = await load_host_calendar(
+                    session, event_type, user, WINDOW_START, WINDOW_END
+                )
+                loaded = time.perf_counter()
+                compute_slots(
+                    rules, calendar, SlotRequest(WINDOW_START, WINDOW_END, NOW, calendar.zone)
+                )
+                done = time.perf_counter()
+                if i >= 3:
+                    loads.append(loaded - began)
+                    engines.append(done - loaded)
+            floor_query = select(Booking.start_time, Booking.end_time).where(
+                Booking.user_id == user_id,
+                Booking.status == "ACCEPTED",
+                Booking.start_time < WINDOW_END + timedelta(days=2),
+                Booking.end_time > WINDOW_START - timedelta(days=2),
+            )
+            for i in range(repeat + 3):
+                began = time.perf_counter()
+                (await session.execute(floor_query)).all()
+                if i >= 3:
+                    floors.append(time.perf_counter() - began)
+    return {
+        "db": label,
+        "n": bookings,
+        "slots": slot_count,
+        "total": summary(totals),
+        "load": summary(loads),
+        "engine": summary(engines),
+        "floor": summary(floors),
+    }
+
+
+async def reset_postgres(url: str) -> None:
+    from bookable.core.db import create_engine
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--sizes", default="100,1000,10000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
+        "BOOKABLE_TEST_DATABASE_URL"
+    )
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"slots-{n}.db"
+            url = f"sqlite:///{path}"
+            await asyncio.to_thread(upgrade, url)
+            results.append(await measure(url, "sqlite", n, args.repeat))
+    if pg_url:
+        await asyncio.to_thread(upgrade, pg_url)
+        for n in sizes:
+            await reset_postgres(pg_url)
+            results.append(await measure(pg_url, "postgresql", n, args.repeat))
+        await reset_postgres(pg_url)
+    else:
+        print("# PostgreSQL skipped: set BOOKABLE_BENCH_DATABASE_URL to include it")
+
+    print(f"# GET /v1/slots, 31-day window, Mon-Fri 09-17, 30-min event; {args.repeat} requests")
+    print("# times in ms as median / p95")
+    header = (
+        f"{'db':<11}{'N':>7}{'slots':>7}  {'total':>15}{'load':>15}{'engine':>15}{'db floor':>15}"
+    )
+    print(header)
+    for r in results:
+        cells = "".join(
+            f"{m:>8.2f} /{p:>5.1f}" for m, p in (r["total"], r["load"], r["engine"], r["floor"])
+        )
+        print(f"{r['db']:<11}{r['n']:>7}{r['slots']:>7}  {cells}")
+    for r in results:
+        ratio = r["total"][0] / r["floor"][0]
+        engine_vs_db = r["engine"][0] / r["floor"][0]
+        print(
+            f"slots_total/db_read_floor {r['db']} N={r['n']}: {ratio:.2f} "
+            f"(engine/db_read_floor {engine_vs_db:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
