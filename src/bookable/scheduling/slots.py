@@ -109,7 +109,7 @@ def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -
     if event.seats_per_time_slot:
         # Seated bookings block every other start; one with room left keeps its own slot open.
         open_seated = {b.start: b for b in host.seated if b.attendees < event.seats_per_time_slot}
-        blocking_host = _with_seated_busy(host, host.seated)
+        blocking_host = _with_seated_busy(event, host, host.seated)
     else:
         blocking_host = host
 
@@ -176,8 +176,18 @@ def _after_generation_rules(
     return slots
 
 
-def _with_seated_busy(host: HostCalendar, seated: Sequence[SeatedBooking]) -> HostCalendar:
-    return replace(host, busy=host.busy + tuple(BusyTime(b.start, b.end) for b in seated))
+def _with_seated_busy(
+    event: EventRules, host: HostCalendar, seated: Sequence[SeatedBooking]
+) -> HostCalendar:
+    """Seated bookings as busy time; they are bookings of this event type, so its buffers."""
+    return replace(
+        host,
+        busy=host.busy
+        + tuple(
+            BusyTime(b.start, b.end, event.before_event_buffer, event.after_event_buffer)
+            for b in seated
+        ),
+    )
 
 
 def _seat_still_bookable(
@@ -194,6 +204,6 @@ def _seat_still_bookable(
     if narrowed.start != booking.start:
         return False
     _, free = free_time(
-        event, _with_seated_busy(host, others), narrowed, int(duration.seconds // 60)
+        event, _with_seated_busy(event, host, others), narrowed, int(duration.seconds // 60)
     )
     return _FreeTime(free).fits(booking.start, end)
