@@ -136,7 +136,7 @@ def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -
 
     for seated_start, booking in list(open_seated.items()):
         if seated_start + duration <= request.end and _seat_still_bookable(
-            event, host, request, booking, duration
+            event, host, request, booking, length
         ):
             starts.add(seated_start)
         else:
@@ -195,15 +195,13 @@ def _seat_still_bookable(
     host: HostCalendar,
     request: SlotRequest,
     booking: SeatedBooking,
-    duration: timedelta,
+    length: int,
 ) -> bool:
     """The seated booking's time is working time, free of everything but itself, in the window."""
     others = tuple(b for b in host.seated if b is not booking)
-    end = booking.start + duration
+    end = booking.start + timedelta(minutes=length)
     narrowed = replace(request, start=max(request.start, booking.start), end=min(request.end, end))
     if narrowed.start != booking.start:
         return False
-    _, free = free_time(
-        event, _with_seated_busy(event, host, others), narrowed, int(duration.seconds // 60)
-    )
+    _, free = free_time(event, _with_seated_busy(event, host, others), narrowed, length)
     return _FreeTime(free).fits(booking.start, end)
