@@ -100,6 +100,11 @@ def free_time(
 
 def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -> list[Slot]:
     """Every bookable slot that lies wholly inside the request window, sorted by start."""
+    return _after_generation_rules(event, host, request, _generate(event, host, request))
+
+
+def _generate(event: EventRules, host: HostCalendar, request: SlotRequest) -> list[Slot]:
+    """The slots on the grid (and open seats) before ROLLING_WINDOW and first-slot filtering."""
     length = request.duration or event.length
     step = event.slot_interval or request.duration or event.length
     if length <= 0 or step <= 0:
@@ -142,7 +147,7 @@ def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -
         else:
             del open_seated[seated_start]
 
-    slots = [
+    return [
         Slot(
             start,
             start + duration,
@@ -151,7 +156,6 @@ def compute_slots(event: EventRules, host: HostCalendar, request: SlotRequest) -
         )
         for start in sorted(starts)
     ]
-    return _after_generation_rules(event, host, request, slots)
 
 
 def _after_generation_rules(
@@ -160,8 +164,12 @@ def _after_generation_rules(
     window = event.window
     if window.type == PeriodType.ROLLING_WINDOW and window.days:
         today = request.now.astimezone(host.zone).date()
+        counted = slots
+        if request.now < request.start:
+            # Days with slots between now and the requested start use up the window too.
+            counted = slots + _generate(event, host, replace(request, start=request.now))
         keep = rolling_window_dates(
-            [s.start.astimezone(host.zone).date() for s in slots], today, window.days
+            [s.start.astimezone(host.zone).date() for s in counted], today, window.days
         )
         slots = [s for s in slots if s.start.astimezone(host.zone).date() in keep]
     if event.only_show_first_available_slot:
