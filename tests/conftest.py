@@ -45,12 +45,20 @@ def postgres_migrated() -> str:
     return PG_URL
 
 
-async def _truncate_postgres(url: str) -> None:
+async def _empty_postgres(url: str) -> None:
+    """Empty every table and restart ids. DELETE, not TRUNCATE: on tables this small it is many
+    times faster (TRUNCATE makes new files and syncs them)."""
     engine = create_engine(url)
     try:
         async with engine.begin() as conn:
-            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            # Test data need not survive a crash: no disk flush on every commit (new sessions).
+            name = (await conn.execute(text("SELECT current_database()"))).scalar_one()
+            await conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit TO off'))
+            for table in reversed(Base.metadata.sorted_tables):
+                await conn.execute(table.delete())
+            await conn.execute(
+                text("SELECT setval(c.oid, 1, false) FROM pg_class c WHERE c.relkind = 'S'")
+            )
     finally:
         await engine.dispose()
 
@@ -66,7 +74,7 @@ async def database_url(
         yield f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_migrated")
-        await _truncate_postgres(url)
+        await _empty_postgres(url)
         yield url
 
 

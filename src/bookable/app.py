@@ -55,8 +55,8 @@ def api_router() -> APIRouter:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     install_redaction()
-    if settings.clock is not None:
-        clock.freeze(settings.clock)
+    # Always set: an app built without BOOKABLE_CLOCK must not inherit an earlier frozen one.
+    clock.freeze(settings.clock)
 
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)

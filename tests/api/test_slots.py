@@ -1,0 +1,320 @@
+"""GET /v1/slots over real databases: shapes, time zones, DST, busy time, seats, validation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bookable.models import BookingStatus
+
+from .scheduling_seed import add_booking, add_event_type, add_schedule
+
+# A frozen "now" well before every window used here.
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def app(make_settings):
+    from bookable.app import create_app
+
+    application = create_app(make_settings(clock=NOW))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+def instants(body: dict) -> list[datetime]:
+    return [datetime.fromisoformat(s["time"]) for day in body["slots"].values() for s in day]
+
+
+async def slots(client, account, **params):
+    return await client.get("/v1/slots", params={**account.params, **params})
+
+
+async def test_slots_in_booker_zone_grouped_by_local_date(app, client, alice):
+    await add_schedule(app, alice.id, "Europe/Berlin")
+    event_type = await add_event_type(app, alice.id)
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01",
+        timeZone="Asia/Kolkata",
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert list(body) == ["slots"]
+    assert list(body["slots"]) == ["2026-12-01"]
+    day = body["slots"]["2026-12-01"]
+    # 09:00-17:00 Berlin (UTC+1) is 13:30-21:30 in Kolkata: 16 half-hour slots.
+    assert len(day) == 16
+    assert day[0] == {"time": "2026-12-01T13:30:00+05:30"}
+    assert day[-1] == {"time": "2026-12-01T21:00:00+05:30"}
+
+
+async def test_without_time_zone_times_are_utc_with_milliseconds(app, client, alice):
+    await add_schedule(app, alice.id, "Europe/London")
+    event_type = await add_event_type(app, alice.id, length=60)
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01"
+    )
+    assert r.status_code == 200, r.text
+    day = r.json()["slots"]["2026-12-01"]
+    assert day[0] == {"time": "2026-12-01T09:00:00.000Z"}
+    assert len(day) == 8
+
+
+async def test_date_only_bounds_are_whole_local_days_of_the_requested_zone(app, client, alice):
+    # Cal.com #17844: Sydney bookers lost the first hours and got the next day's slots.
+    await add_schedule(app, alice.id, "UTC", [([0, 1, 2, 3, 4, 5, 6], time(0), time(23, 59))])
+    event_type = await add_event_type(app, alice.id, length=60)
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-11-25", endTime="2026-11-25",
+        timeZone="Australia/Sydney",
+    )  # fmt: skip
+    body = r.json()
+    assert list(body["slots"]) == ["2026-11-25"]
+    day = body["slots"]["2026-11-25"]
+    assert len(day) == 24
+    assert day[0]["time"] == "2026-11-25T00:00:00+11:00"
+    assert day[-1]["time"] == "2026-11-25T23:00:00+11:00"
+
+
+async def test_nothing_free_gives_an_empty_map(app, client, alice):
+    await add_schedule(app, alice.id, "Europe/Berlin")
+    event_type = await add_event_type(app, alice.id)
+    # 2026-12-05 is a Saturday.
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-05", endTime="2026-12-05",
+        timeZone="America/Los_Angeles",
+    )  # fmt: skip
+    assert r.status_code == 200
+    assert r.json() == {"slots": {}}
+
+
+async def test_seed_aliases_and_username_lookup(app, client, alice):
+    await add_schedule(app, alice.id, "Europe/Berlin")
+    await add_event_type(app, alice.id, slug="intro")
+    r = await client.get(
+        "/v1/slots",
+        params={
+            **alice.params,
+            "usernameList": "alice",
+            "eventTypeSlug": "intro",
+            "startDateTime": "2026-12-01T00:00:00Z",
+            "endDateTime": "2026-12-02T00:00:00Z",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["slots"]["2026-12-01"]) == 16
+
+
+async def test_duration_must_be_one_of_the_event_lengths(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, meta={"multipleDuration": [30, 60]})
+    ok = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01",
+        duration=60,
+    )  # fmt: skip
+    assert ok.status_code == 200
+    # A 60-minute duration steps by 60 minutes too.
+    assert len(ok.json()["slots"]["2026-12-01"]) == 8
+    bad = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01",
+        duration=45,
+    )  # fmt: skip
+    assert bad.status_code == 400
+    assert "'duration'" in bad.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (
+            {"startTime": "2026-12-01", "endTime": "2026-12-02", "timeZone": "Mars/Olympus"},
+            "timeZone",
+        ),
+        ({"startTime": "2026-12-02", "endTime": "2026-11-30"}, "endTime"),
+        ({"startTime": "2026-01-01", "endTime": "2027-06-01"}, "endTime"),
+        ({"endTime": "2026-12-02"}, "startTime"),
+        ({"startTime": "next tuesday", "endTime": "2026-12-02"}, "startTime"),
+        ({"startTime": "2026-12-01", "endTime": "2026-12-02", "duration": "abc"}, "duration"),
+    ],
+)
+async def test_bad_input_is_a_400_naming_the_parameter(app, client, alice, params, field):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    r = await slots(client, alice, eventTypeId=event_type, **params)
+    assert r.status_code == 400, r.text
+    assert f"'{field}'" in r.json()["message"]
+
+
+async def test_an_event_type_must_be_named(app, client, alice):
+    r = await slots(client, alice, startTime="2026-12-01", endTime="2026-12-02")
+    assert r.status_code == 400
+    assert r.json() == {
+        "message": (
+            "You need to either pass an eventTypeId OR an usernameList/eventTypeSlug combination"
+        )
+    }
+    r = await slots(client, alice, eventTypeId="abc", startTime="2026-12-01", endTime="2026-12-02")
+    assert r.status_code == 400
+    assert "'eventTypeId'" in r.json()["message"]
+
+
+async def test_missing_and_foreign_event_types_are_not_found(app, client, alice, bob, admin):
+    await add_schedule(app, bob.id, "UTC")
+    bobs = await add_event_type(app, bob.id)
+    window = {"startTime": "2026-12-01", "endTime": "2026-12-01"}
+    assert (await slots(client, alice, eventTypeId=bobs, **window)).status_code == 404
+    assert (await slots(client, alice, eventTypeId=99999, **window)).status_code == 404
+    by_name = await slots(client, alice, usernameList="bob", eventTypeSlug="meet", **window)
+    assert by_name.status_code == 404
+    # A system-wide admin may look at anyone's.
+    r = await slots(client, admin, eventTypeId=bobs, **window)
+    assert r.status_code == 200
+    assert len(r.json()["slots"]["2026-12-01"]) == 16
+
+
+async def test_no_key_is_401(client):
+    r = await client.get(
+        "/v1/slots", params={"eventTypeId": 1, "startTime": "2026-12-01", "endTime": "2026-12-02"}
+    )
+    assert r.status_code == 401
+    assert r.json() == {"message": "No apiKey provided"}
+
+
+async def test_busy_time_blocks_and_the_grid_does_not_shift(app, client, alice, bob):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    # Alice hosts 10:00-10:45; she is a guest of Bob 13:00-13:30; a cancelled booking is ignored.
+    await add_booking(
+        app, alice.id, day + timedelta(hours=10), day + timedelta(hours=10, minutes=45)
+    )
+    await add_booking(
+        app, bob.id, day + timedelta(hours=13), day + timedelta(hours=13, minutes=30),
+        attendees=[alice.email],
+    )  # fmt: skip
+    await add_booking(
+        app, alice.id, day + timedelta(hours=15), day + timedelta(hours=16),
+        status=BookingStatus.CANCELLED,
+    )  # fmt: skip
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01"
+    )
+    times = {t.strftime("%H:%M") for t in instants(r.json())}
+    assert {"10:00", "10:30", "13:00"}.isdisjoint(times)
+    # After the 10:45 end the grid stays on :00/:30 (Cal.com would restart it at 10:45).
+    assert {"09:00", "09:30", "11:00", "12:30", "13:30", "15:00", "15:30", "16:30"} <= times
+    assert "10:45" not in times
+
+
+async def test_buffers_widen_busy_time(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, before_event_buffer=15, after_event_buffer=15)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    await add_booking(
+        app, alice.id, day + timedelta(hours=12), day + timedelta(hours=12, minutes=30)
+    )
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01"
+    )
+    times = {t.strftime("%H:%M") for t in instants(r.json())}
+    # 11:30-12:00 would end where the booking starts: its after-buffer needs 15 free minutes.
+    assert {"11:30", "12:00", "12:30"}.isdisjoint(times)
+    assert {"11:00", "13:00"} <= times
+
+
+async def test_minimum_notice_counts_from_the_frozen_clock(app, client, alice):
+    await add_schedule(app, alice.id, "UTC", [([0, 1, 2, 3, 4, 5, 6], time(9), time(17))])
+    event_type = await add_event_type(app, alice.id, minimum_booking_notice=120)
+    # NOW is 2026-01-05 12:00Z: with two hours' notice the first slot is 14:00.
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-01-05", endTime="2026-01-05"
+    )
+    first = instants(r.json())[0]
+    assert first == datetime(2026, 1, 5, 14, 0, tzinfo=UTC)
+
+
+async def test_seats_show_attendees_until_full(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, seats_per_time_slot=2)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    open_uid = await add_booking(
+        app, alice.id, day + timedelta(hours=10), day + timedelta(hours=10, minutes=30),
+        event_type_id=event_type, attendees=["one@example.com"],
+    )  # fmt: skip
+    await add_booking(
+        app, alice.id, day + timedelta(hours=11), day + timedelta(hours=11, minutes=30),
+        event_type_id=event_type, attendees=["one@example.com", "two@example.com"],
+    )  # fmt: skip
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-01"
+    )
+    day_slots = r.json()["slots"]["2026-12-01"]
+    by_time = {datetime.fromisoformat(s["time"]).strftime("%H:%M"): s for s in day_slots}
+    assert by_time["10:00"] == {
+        "time": "2026-12-01T10:00:00.000Z", "attendees": 1, "bookingUid": open_uid,
+    }  # fmt: skip
+    assert "11:00" not in by_time  # full
+    assert "attendees" not in by_time["09:00"]
+
+
+async def test_reschedule_uid_frees_its_own_booking(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    uid = await add_booking(
+        app, alice.id, day + timedelta(hours=10), day + timedelta(hours=10, minutes=30),
+        event_type_id=event_type,
+    )  # fmt: skip
+    window = {"eventTypeId": event_type, "startTime": "2026-12-01", "endTime": "2026-12-01"}
+    blocked = instants((await slots(client, alice, **window)).json())
+    freed = instants((await slots(client, alice, **window, rescheduleUid=uid)).json())
+    ten = day + timedelta(hours=10)
+    assert ten not in blocked
+    assert ten in freed
+
+
+@pytest.mark.parametrize(
+    ("zone", "transition"),
+    [
+        ("America/New_York", "2026-03-08"),
+        ("America/New_York", "2026-11-01"),
+        ("Europe/Berlin", "2026-03-29"),
+        ("Europe/Berlin", "2026-10-25"),
+    ],
+)
+async def test_dst_days_keep_wall_clock_hours(app, client, alice, zone, transition):
+    every_day = [0, 1, 2, 3, 4, 5, 6]
+    await add_schedule(
+        app, alice.id, zone, [(every_day, time(9), time(12)), (every_day, time(14), time(17))]
+    )
+    event_type = await add_event_type(app, alice.id, length=60)
+    start = datetime.fromisoformat(transition) - timedelta(days=1)
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime=start.date().isoformat(),
+        endTime=(start + timedelta(days=2)).date().isoformat(), timeZone=zone,
+    )  # fmt: skip
+    body = r.json()["slots"]
+    assert len(body) == 3
+    for day in body.values():
+        walls = [datetime.fromisoformat(s["time"]).strftime("%H:%M") for s in day]
+        assert walls == ["09:00", "10:00", "11:00", "14:00", "15:00", "16:00"]
+    for day, entries in body.items():
+        for entry in entries:
+            local = datetime.fromisoformat(entry["time"])
+            assert local.utcoffset() == local.astimezone(ZoneInfo(zone)).utcoffset()
+            assert local.date().isoformat() == day
+
+
+@pytest.mark.parametrize("booker", ["Asia/Kolkata", "Asia/Kathmandu", "UTC"])
+async def test_half_hour_zone_bookers_see_the_hosts_grid(app, client, alice, booker):
+    await add_schedule(app, alice.id, "Europe/London")
+    event_type = await add_event_type(app, alice.id, length=60)
+    r = await slots(
+        client, alice, eventTypeId=event_type, startTime="2026-12-01T00:00:00Z",
+        endTime="2026-12-02T00:00:00Z", timeZone=booker,
+    )  # fmt: skip
+    utc = sorted(t.astimezone(UTC) for t in instants(r.json()))
+    assert [t.hour for t in utc] == list(range(9, 17))
+    assert all(t.minute == 0 for t in utc)
