@@ -74,7 +74,7 @@ async def user_availability(
         except ValueError:
             raise BadRequest(f"custom in '{field}': Invalid date range") from None
     start, end = bounds
-    check_window(start, end)
+    check_window(start, end, ("dateFrom", "dateTo"))
 
     calendar = await load_host_calendar(session, event_type, user, start, end)
     # Availability shows hours, not the booking window: notice and period apply to slots only.

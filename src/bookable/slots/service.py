@@ -138,11 +138,14 @@ def check_duration(event_type: EventType, duration: int | None) -> None:
         )
 
 
-def check_window(start: datetime, end: datetime) -> None:
+def check_window(
+    start: datetime, end: datetime, fields: tuple[str, str] = ("startTime", "endTime")
+) -> None:
+    first, last = fields
     if end <= start:
-        raise BadRequest("custom in 'endTime': endTime must be after startTime")
+        raise BadRequest(f"custom in '{last}': {last} must be after {first}")
     if end - start > MAX_WINDOW:
-        raise BadRequest("custom in 'endTime': the window may span at most 366 days")
+        raise BadRequest(f"custom in '{last}': the window may span at most 366 days")
 
 
 async def host_schedule(
