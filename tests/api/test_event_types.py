@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -249,6 +250,14 @@ async def test_duplicate_slug_for_the_same_owner_is_409(
     assert await count_event_types(app) == 1
     # Slugs are unique per owner, not globally.
     await create_ok(client, bob, slug="intro")
+
+
+async def test_concurrent_creates_with_one_slug_give_one_event_type(
+    client: httpx.AsyncClient, app: FastAPI, alice: Account
+) -> None:
+    responses = await asyncio.gather(*(create(client, alice, slug="same") for _ in range(6)))
+    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409, 409]
+    assert await count_event_types(app) == 1
 
 
 # --- validation ------------------------------------------------------------------------------
