@@ -329,3 +329,24 @@ def test_seated_bookings_block_others_and_keep_open_seats(
     assert {s.start for s in slots} - {s.start for s in plain} <= {
         b.start for b in seated if b.attendees < seats
     }
+
+
+@DETERMINISTIC
+@given(scenarios(with_window=False, with_first=False), st.data())
+def test_the_instants_offered_do_not_depend_on_the_window_asked(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    """A slot offered for a long window is offered for any shorter window that holds it, and
+    the other way round: booking checks ask for exactly the slot and must agree with /slots."""
+    event, host, request = scenario.event, scenario.host, scenario.request
+    whole = compute_slots(event, host, request)
+    span_minutes = int((request.end - request.start).total_seconds() // 60)
+    cut = request.start + timedelta(minutes=data.draw(st.integers(1, max(span_minutes - 1, 1))))
+    for part in (replace(request, end=cut), replace(request, start=cut)):
+        if part.end <= part.start:
+            continue
+        inside = [s for s in whole if part.start <= s.start and s.end <= part.end]
+        assert compute_slots(event, host, part) == inside
+    for slot in whole[:5]:
+        alone = compute_slots(event, host, replace(request, start=slot.start, end=slot.end))
+        assert alone == [slot]

@@ -692,3 +692,21 @@ def test_free_time_returns_working_and_free_ranges() -> None:
         Interval(at("2026-01-12T09:00"), at("2026-01-12T10:00")),
         Interval(at("2026-01-12T10:30"), at("2026-01-12T12:00")),
     ]
+
+
+def test_round_the_clock_hours_give_the_same_grid_whatever_the_window() -> None:
+    # Every day 00:00-24:00 merges into one multi-day range; each day still anchors its own grid,
+    # so asking for one day or for three gives that day the same instants.
+    hours = host(rule("00:00", "23:59"))
+    event = EventRules(length=50)
+    one_day = compute_slots(event, hours, day("2026-01-13"))
+    three_days = compute_slots(event, hours, request("2026-01-12T00:00", "2026-01-15T00:00"))
+    end_of_13th = at("2026-01-14T00:00")
+    thirteenth = [
+        s for s in three_days if s.start.date() == date(2026, 1, 13) and s.end <= end_of_13th
+    ]
+    assert one_day == thirteenth
+    assert times(one_day)[:3] == ["00:00", "00:50", "01:40"]
+    for slot in three_days[:10]:
+        alone = SlotRequest(slot.start, slot.end, NOW, UTC_ZONE)
+        assert compute_slots(event, hours, alone) == [slot]

@@ -29,7 +29,7 @@ from bookable.scheduling.model import (
     SlotRequest,
 )
 from bookable.scheduling.window import rolling_window_dates, window_bounds
-from bookable.scheduling.working_hours import working_ranges
+from bookable.scheduling.working_hours import day_ranges, working_ranges
 
 _ALIGNMENTS = (60, 30, 20, 15, 10, 5)
 
@@ -118,23 +118,26 @@ def _generate(event: EventRules, host: HostCalendar, request: SlotRequest) -> li
     else:
         blocking_host = host
 
-    working, free = free_time(event, blocking_host, request, length)
+    _working, free = free_time(event, blocking_host, request, length)
     free_index = _FreeTime(free)
     advance = timedelta(minutes=step + event.offset_start)
     duration = timedelta(minutes=length)
     unit = alignment_unit(step)
 
     starts: set[datetime] = set()
-    for working_range in working:
-        if working_range.end <= request.start or working_range.start >= request.end:
+    # Each day's working interval anchors its own grid, so the instants offered never depend on
+    # the window asked for (nor on a neighbouring day). A slot may run on into working time that
+    # touches its day's end (overnight hours): `fits` checks against the merged free time.
+    for day_range in day_ranges(host.rules, host.zone, request.start, request.end):
+        if day_range.end <= request.start or day_range.start >= request.end:
             continue
-        start = grid_anchor(working_range.start, host, unit)
+        start = grid_anchor(day_range.start, host, unit)
         start += timedelta(minutes=event.offset_start)
         # Jump close to the window instead of walking from a range that began long before.
         if start < request.start:
             skipped = (request.start - start) // advance
             start += advance * max(skipped - 1, 0)
-        while start + duration <= working_range.end:
+        while start < day_range.end:
             if free_index.fits(start, start + duration):
                 starts.add(start)
             start += advance

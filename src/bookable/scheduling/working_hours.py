@@ -57,13 +57,15 @@ def local_dates(first: date, last: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def working_ranges(
+def day_ranges(
     rules: Iterable[AvailabilityRule], zone: ZoneInfo, window_start: datetime, window_end: datetime
 ) -> list[Interval]:
-    """Merged UTC ranges of working time for every local date the window touches.
+    """Working time of every local date the window touches, one interval per rule and date,
+    sorted, not merged: each keeps its own start, where the slot grid of that day is anchored.
 
-    A date with any override uses only its overrides (00:00-00:00 leaves it empty). Ranges are not
-    clipped to the window: the slot grid is anchored at their real starts.
+    A date with any override uses only its overrides (00:00-00:00 leaves it empty). The window
+    only chooses the dates (one either side, since a neighbouring date can reach into it); the
+    intervals themselves are not clipped, so they do not depend on the window.
     """
     weekly: list[AvailabilityRule] = []
     overrides: dict[date, list[AvailabilityRule]] = defaultdict(list)
@@ -73,7 +75,6 @@ def working_ranges(
         else:
             weekly.append(rule)
 
-    # One day either side: a range of a neighbouring local date can reach into the window.
     first = window_start.astimezone(zone).date() - timedelta(days=1)
     last = window_end.astimezone(zone).date() + timedelta(days=1)
     ranges: list[Interval] = []
@@ -86,4 +87,11 @@ def working_ranges(
             interval = rule_interval(rule, day, zone)
             if interval is not None:
                 ranges.append(interval)
-    return merge(ranges)
+    return sorted(ranges)
+
+
+def working_ranges(
+    rules: Iterable[AvailabilityRule], zone: ZoneInfo, window_start: datetime, window_end: datetime
+) -> list[Interval]:
+    """`day_ranges` merged: touching or overlapping working time becomes one range."""
+    return merge(day_ranges(rules, zone, window_start, window_end))
