@@ -208,7 +208,7 @@ END_AFTER_START = (
         ({"startTime": "00:00", "endTime": "00:00"}, END_AFTER_START),
         ({"days": [7]}, "too_big in 'days,0': Number must be less than or equal to 6"),
         ({"days": [1, -1]}, "too_small in 'days,1': Number must be greater than or equal to 0"),
-        ({"days": ["1"]}, "invalid_type in 'days,0': Expected number, received nan"),
+        ({"days": ["1"]}, "invalid_type in 'days,0': Expected number, received string"),
         ({"days": 1}, "invalid_type in 'days': Expected array, received number"),
         (
             {"days": []},

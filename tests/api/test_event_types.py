@@ -269,7 +269,7 @@ async def test_concurrent_creates_with_one_slug_give_one_event_type(
         ({"title": None}, "invalid_type in 'title': Expected string, received null"),
         ({"length": 0}, "too_small in 'length': Number must be greater than or equal to 1"),
         ({"length": 1441}, "too_big in 'length': Number must be less than or equal to 1440"),
-        ({"length": "long"}, "invalid_type in 'length': Expected number, received nan"),
+        ({"length": "long"}, "invalid_type in 'length': Expected number, received string"),
         ({"slug": "!!!"}, "custom in 'slug': must contain at least one letter or digit"),
         (
             {"slotInterval": 0},

@@ -35,8 +35,13 @@ async def list_keys(
 
 @router.post("/api-keys", summary="Create an API key; the clear key is returned once")
 async def create_key(
-    request: Request, session: DbSession, caller: CurrentCaller, body: ApiKeyCreate
+    request: Request,
+    session: DbSession,
+    caller: CurrentCaller,
+    body: ApiKeyCreate | None = None,
 ) -> dict[str, Any]:
+    # Every field is optional, so a bare POST (no body at all) creates a key too.
+    body = body or ApiKeyCreate()
     key, clear = await service.create_key(
         session,
         caller,

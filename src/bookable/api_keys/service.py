@@ -16,6 +16,7 @@ from bookable.core.auth import (
 )
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound
+from bookable.core.schemas import is_db_id
 from bookable.models import ApiKey, User
 
 
@@ -46,7 +47,7 @@ async def list_keys(session: AsyncSession, caller: Caller, user_ids: list[int]) 
     if user_ids:
         if not caller.is_admin and set(user_ids) != {caller.user_id}:
             raise Forbidden("ADMIN required")
-        query = query.where(ApiKey.user_id.in_(user_ids))
+        query = query.where(ApiKey.user_id.in_([i for i in user_ids if is_db_id(i)]))
     return list(await session.scalars(query.order_by(ApiKey.created_at, ApiKey.id)))
 
 

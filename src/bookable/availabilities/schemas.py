@@ -21,8 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bookable.core.schemas import StrictInput, WireModel
-from bookable.schedules.schemas import MAX_ID, WireDate
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
+from bookable.schedules.schemas import WireDate
 
 _PLAIN_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?$")
 _PLAIN_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -107,7 +107,7 @@ def _sorted_days(value: list[int] | None) -> list[int] | None:
 
 
 class AvailabilityCreate(StrictInput):
-    schedule_id: int = Field(gt=0, le=MAX_ID)
+    schedule_id: int = Field(gt=0, le=MAX_DB_INT)
     start_time: TimeOfDay
     end_time: TimeOfDay
     days: list[WeekDay] = Field(default_factory=list)

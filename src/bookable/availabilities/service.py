@@ -18,6 +18,7 @@ from sqlalchemy.orm import contains_eager
 from bookable.availabilities.schemas import AvailabilityCreate, AvailabilityUpdate
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, NotFound, Unauthorized
+from bookable.core.schemas import is_db_id
 from bookable.models import Availability, Schedule
 from bookable.schedules import service as schedules
 
@@ -126,7 +127,7 @@ async def get_availability(
 ) -> Availability:
     availability = (
         await session.scalar(readable(caller).where(Availability.id == availability_id))
-        if schedules.is_valid_id(availability_id)
+        if is_db_id(availability_id)
         else None
     )
     if availability is None:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Forbidden, NotFound
-from bookable.core.schemas import format_instant
+from bookable.core.schemas import format_instant, is_db_id
 from bookable.core.timeparse import parse_bound
 from bookable.models import EventType, User
 from bookable.scheduling import EventRules, SlotRequest, free_time, working_ranges
@@ -23,12 +23,11 @@ async def find_user(
     if user_id is None and not username:
         raise BadRequest("Either username or userId or teamId should be filled in.")
     query = select(User)
-    query = (
-        query.where(User.id == user_id)
-        if user_id is not None
-        else query.where(func.lower(User.username) == (username or "").lower())
-    )
-    user = await session.scalar(query)
+    if user_id is not None:
+        query = query.where(User.id == user_id) if is_db_id(user_id) else None
+    else:
+        query = query.where(func.lower(User.username) == (username or "").lower())
+    user = await session.scalar(query) if query is not None else None
     # Someone else's calendar is theirs: only admins may look (Cal.com lets any key read it).
     if user is not None and not caller.is_admin and user.id != caller.user_id:
         raise Forbidden()

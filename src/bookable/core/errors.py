@@ -110,6 +110,8 @@ def _issue(error: dict[str, Any]) -> str:
     """Render one pydantic error the way Cal.com renders one zod issue."""
     kind: str = error.get("type", "")
     loc = [str(part) for part in error.get("loc", ())]
+    # Query and path values are always text: zod's coercion reports them as "nan" when not numeric.
+    from_url = bool(loc) and loc[0] in {"query", "path"}
     if loc and loc[0] in _LOCATIONS:
         loc = loc[1:]
     # Union members add their type name to the location; the field is what the client knows.
@@ -126,9 +128,7 @@ def _issue(error: dict[str, Any]) -> str:
         return f"Invalid JSON body: {ctx.get('error', 'could not be parsed')}"
     elif kind.endswith(("_type", "_parsing")) and kind.split("_")[0] in _EXPECTED:
         expected = _EXPECTED[kind.split("_")[0]]
-        received = (
-            "nan" if expected == "number" and isinstance(given, str) else _describe_type(given)
-        )
+        received = "nan" if expected == "number" and from_url else _describe_type(given)
         code, message = "invalid_type", f"Expected {expected}, received {received}"
     elif kind in {"model_attributes_type", "dict_type", "model_type"}:
         code, message = "invalid_type", f"Expected object, received {_describe_type(given)}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -33,3 +33,21 @@ class StrictInput(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL in text; refuse it here for both databases alike.
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
+
+
+# Ids and counts live in 32-bit integer columns on PostgreSQL; a bigger number can name nothing,
+# and passing it to the database would fail there instead of answering "not found".
+MAX_DB_INT = 2**31 - 1
+DbId = Annotated[int, Field(gt=0, le=MAX_DB_INT)]
+
+
+def is_db_id(value: int) -> bool:
+    return 0 < value <= MAX_DB_INT

@@ -6,9 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from bookable.core.schemas import StrictInput, WireModel
-
-INT32_MAX = 2**31 - 1
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
 
 CustomInputType = Literal["TEXT", "TEXTLONG", "NUMBER", "BOOL", "RADIO", "PHONE"]
 
@@ -22,7 +20,7 @@ def _no_nul(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Label = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
-EventTypeId = Annotated[int, Field(ge=1, le=INT32_MAX)]
+EventTypeId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 
 
 class CustomInputOption(BaseModel):

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller
 from bookable.core.errors import Forbidden, NotFound
-from bookable.custom_inputs.schemas import INT32_MAX, CustomInputCreate, CustomInputUpdate
+from bookable.core.schemas import is_db_id
+from bookable.custom_inputs.schemas import CustomInputCreate, CustomInputUpdate
 from bookable.event_types import service as event_types
 from bookable.models import EventType, EventTypeCustomInput
 
@@ -35,7 +36,7 @@ async def get_custom_input(
     """One readable input; a non-admin gets 403 whether the id is someone else's or missing."""
     custom_input = (
         await session.scalar(readable(caller).where(EventTypeCustomInput.id == custom_input_id))
-        if 0 < custom_input_id <= INT32_MAX
+        if is_db_id(custom_input_id)
         else None
     )
     if custom_input is None:

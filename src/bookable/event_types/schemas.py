@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from bookable.core.schemas import StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireDateTime, WireModel
 from bookable.custom_inputs.schemas import CustomInputOut
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 from bookable.core.timezones import canonical_time_zone
 
 # Integer columns are 32-bit on PostgreSQL: a bigger number must be a 400, not a database error.
-INT32_MAX = 2**31 - 1
 MAX_EVENT_LENGTH = 1440  # one day, in minutes
 MAX_SEATS_PER_TIME_SLOT = 1000  # Cal.com's MAX_SEATS_PER_TIME_SLOT
 
@@ -93,9 +92,9 @@ Text = Annotated[str, AfterValidator(_no_nul)]
 Title = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
 Slug = Annotated[str, Field(max_length=255), AfterValidator(_slug)]
 Length = Annotated[int, Field(ge=1, le=MAX_EVENT_LENGTH)]
-NonNegativeInt32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
-PositiveInt32 = Annotated[int, Field(ge=1, le=INT32_MAX)]
-Int32 = Annotated[int, Field(ge=-INT32_MAX, le=INT32_MAX)]
+NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_DB_INT)]
+PositiveInt32 = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
+Int32 = Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
 TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
 IsoString = Annotated[str, AfterValidator(_iso_instant)]

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from bookable.event_types.schemas import INT32_MAX, EventTypeCreate, EventTypeUpdate
+from bookable.core.schemas import is_db_id
+from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate
 from bookable.models import EventType, Schedule, User
 
 TEAMS_NOT_AVAILABLE = "team event types are not available yet (this server has no teams)"
@@ -53,11 +54,6 @@ def field_error(field: str, message: str) -> BadRequest:
     return BadRequest(f"custom in '{field}': {message}")
 
 
-def _fits_int32(value: int) -> bool:
-    # Ids are 32-bit integers: a larger one can name no row (and PostgreSQL would reject it).
-    return 0 < value <= INT32_MAX
-
-
 async def _owners(session: AsyncSession, event_types: list[EventType]) -> dict[int, User]:
     ids = {et.user_id for et in event_types if et.user_id is not None}
     if not ids:
@@ -75,7 +71,7 @@ async def list_event_types(
     # Team event types are listed under /teams/{teamId}/event-types, as in Cal.com.
     query = readable(caller).where(EventType.team_id.is_(None))
     if user_ids:
-        query = query.where(EventType.user_id.in_([u for u in user_ids if _fits_int32(u)]))
+        query = query.where(EventType.user_id.in_([u for u in user_ids if is_db_id(u)]))
     if slug is not None:
         query = query.where(EventType.slug == slug)
     event_types = list(await session.scalars(query.order_by(EventType.id)))
@@ -87,7 +83,7 @@ async def get_event_type(session: AsyncSession, caller: Caller, event_type_id: i
     """One readable event type. A non-admin learns nothing about ids that aren't theirs."""
     event_type = (
         await session.scalar(readable(caller).where(EventType.id == event_type_id))
-        if _fits_int32(event_type_id)
+        if is_db_id(event_type_id)
         else None
     )
     if event_type is None:

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer, field_validator
 
-from bookable.core.schemas import StrictInput, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
 from bookable.users.schemas import TimeZoneName
 
 # Ids are 32-bit integer columns: a bigger number can only be a missing row (and would make
 # PostgreSQL raise instead of answering).
-MAX_ID = 2_147_483_647
 
 
 def format_wall_time(value: time) -> str:
@@ -28,7 +27,7 @@ def format_date_as_instant(value: date) -> str:
 WireWallTime = Annotated[time, PlainSerializer(format_wall_time, return_type=str)]
 WireDate = Annotated[date, PlainSerializer(format_date_as_instant, return_type=str)]
 ScheduleName = Annotated[str, Field(min_length=1, max_length=255)]
-UserId = Annotated[int, Field(gt=0, le=MAX_ID)]
+UserId = Annotated[int, Field(gt=0, le=MAX_DB_INT)]
 
 
 class ScheduleAvailabilityOut(WireModel):

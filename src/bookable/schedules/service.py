@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller, acting_user_id, mark_identity_changed
 from bookable.core.errors import Forbidden, NotFound, Unauthorized
+from bookable.core.schemas import is_db_id
 from bookable.models import Availability, Schedule, User
-from bookable.schedules.schemas import MAX_ID, ScheduleCreate, ScheduleUpdate
+from bookable.schedules.schemas import ScheduleCreate, ScheduleUpdate
 
 # Monday to Friday, 09:00-17:00 (Cal.com's DEFAULT_SCHEDULE), in the schedule's own zone.
 DEFAULT_DAYS = [1, 2, 3, 4, 5]
@@ -29,12 +30,8 @@ def readable(caller: Caller) -> Select[tuple[Schedule]]:
     return query if caller.is_admin else query.where(Schedule.user_id == caller.user_id)
 
 
-def is_valid_id(value: int) -> bool:
-    return 0 < value <= MAX_ID
-
-
 async def user_owns_schedule(session: AsyncSession, user_id: int, schedule_id: int) -> bool:
-    if not is_valid_id(schedule_id):
+    if not is_db_id(schedule_id):
         return False
     found = await session.scalar(
         select(Schedule.id).where(Schedule.id == schedule_id, Schedule.user_id == user_id)
@@ -49,7 +46,7 @@ async def list_schedules(
     if user_ids:
         if not caller.is_admin and set(user_ids) != {caller.user_id}:
             raise Unauthorized("Unauthorized: Only admins can query other users")
-        query = query.where(Schedule.user_id.in_([i for i in user_ids if is_valid_id(i)]))
+        query = query.where(Schedule.user_id.in_([i for i in user_ids if is_db_id(i)]))
         if len(user_ids) > 1:
             # Cal.com sorts by owner when several users are asked for.
             query = query.order_by(Schedule.user_id)
@@ -59,7 +56,7 @@ async def list_schedules(
 async def get_schedule(session: AsyncSession, caller: Caller, schedule_id: int) -> Schedule:
     schedule = (
         await session.scalar(readable(caller).where(Schedule.id == schedule_id))
-        if is_valid_id(schedule_id)
+        if is_db_id(schedule_id)
         else None
     )
     if schedule is None:

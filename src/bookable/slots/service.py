@@ -18,6 +18,7 @@ from sqlalchemy.orm import raiseload
 
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, NotFound
+from bookable.core.schemas import is_db_id
 from bookable.models import (
     Attendee,
     Availability,
@@ -68,7 +69,11 @@ async def find_event_type(
         raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
     )
     if event_type_id is not None:
-        event_type = await session.scalar(query.where(EventType.id == event_type_id))
+        event_type = (
+            await session.scalar(query.where(EventType.id == event_type_id))
+            if is_db_id(event_type_id)
+            else None
+        )
         if event_type is None:
             raise NotFound(f"Event type with id: {event_type_id} not found")
         return event_type

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller, mark_identity_changed
 from bookable.core.errors import ApiError, Conflict, Forbidden, NotFound
+from bookable.core.schemas import is_db_id
 from bookable.models import User
 from bookable.schedules.service import user_owns_schedule
 from bookable.users.schemas import UserCreate, UserUpdate
@@ -36,7 +37,11 @@ async def list_users(
 async def get_user(session: AsyncSession, caller: Caller, user_id: int) -> User:
     if not caller.is_admin and user_id != caller.user_id:
         raise Forbidden()
-    user = await session.scalar(readable(caller).where(User.id == user_id))
+    user = (
+        await session.scalar(readable(caller).where(User.id == user_id))
+        if is_db_id(user_id)
+        else None
+    )
     if user is None:
         raise NotFound("User not found")
     return user
