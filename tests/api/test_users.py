@@ -556,3 +556,22 @@ async def test_admin_demoting_themself_loses_admin_at_once(
     assert response.status_code == 200
     listed = await client.get("/v1/users", params=admin.params)
     assert listed.json()["total"] == 1
+
+
+async def test_nul_characters_are_refused_not_stored(client, app, alice):
+    response = await client.patch(
+        f"/v1/users/{alice.id}", params=alice.params, json={"name": "bad\u0000name"}
+    )
+    assert response.status_code == 400
+    assert "'name'" in response.json()["message"]
+    me = await client.get("/v1/me", params=alice.params)
+    assert me.json()["user"]["name"] is None
+
+
+async def test_ids_beyond_the_database_range_are_simply_not_found(client, alice, admin):
+    huge = 99_999_999_999
+    assert (await client.get(f"/v1/users/{huge}", params=admin.params)).status_code == 404
+    assert (await client.get(f"/v1/users/{huge}", params=alice.params)).status_code == 403
+    keys = await client.get("/v1/api-keys", params={**admin.params, "userId": huge})
+    assert keys.status_code == 200
+    assert keys.json() == {"api_keys": []}
