@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import (
 
 from bookable.core.auth import identity_changed
 
+WRITE_OPTION = "bookable_write"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 
 def async_url(url: str) -> str:
     """Map the URL an operator writes (sqlite:///x.db, postgresql://...) to its async driver."""
@@ -41,12 +44,21 @@ def create_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # SQLAlchemy, not the driver, opens transactions: so a write can say IMMEDIATE.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             # WAL lets readers go on while one writer writes; foreign keys are off by default.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # A writing request takes SQLite's write lock when it starts: writers queue one
+            # behind the other, and a read-check-then-write can never interleave with another.
+            immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_async_engine(async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -61,6 +73,9 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     async with sessions() as session:
         try:
+            if request.method in WRITE_METHODS:
+                # Serialises writers on SQLite (BEGIN IMMEDIATE); PostgreSQL ignores the option.
+                await session.connection(execution_options={WRITE_OPTION: True})
             yield session
             await session.commit()
         except BaseException:
