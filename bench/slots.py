@@ -79,6 +79,8 @@ async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
                 "title": "busy",
                 "start_time": WINDOW_START - span / 4 + step * i,
                 "end_time": WINDOW_START - span / 4 + step * i + timedelta(minutes=15),
+                "blocked_start": WINDOW_START - span / 4 + step * i,
+                "blocked_end": WINDOW_START - span / 4 + step * i + timedelta(minutes=15),
                 "status": "ACCEPTED",
                 "created_at": NOW,
             }

@@ -2,7 +2,13 @@
 
 from bookable.models.api_keys import ApiKey
 from bookable.models.base import Base
-from bookable.models.bookings import Attendee, Booking, BookingStatus
+from bookable.models.bookings import (
+    Attendee,
+    Booking,
+    BookingReference,
+    BookingStatus,
+    Payment,
+)
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.schedules import Availability, Schedule
 from bookable.models.users import User, UserRole
@@ -13,10 +19,12 @@ __all__ = [
     "Availability",
     "Base",
     "Booking",
+    "BookingReference",
     "BookingStatus",
     "EventType",
     "EventTypeCustomInput",
     "Host",
+    "Payment",
     "Schedule",
     "User",
     "UserRole",
