@@ -17,6 +17,7 @@ from bookable import __version__
 from bookable.api_keys.endpoints import router as api_keys_router
 from bookable.availabilities.endpoints import router as availabilities_router
 from bookable.availability.endpoints import router as availability_router
+from bookable.bookings.endpoints import router as bookings_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import create_engine, session_factory
@@ -41,6 +42,7 @@ RESOURCE_ROUTERS = (
     event_types_router,
     custom_inputs_router,
     slots_router,
+    bookings_router,
 )
 
 

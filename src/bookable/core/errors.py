@@ -38,12 +38,14 @@ class ApiError(Exception):
         *,
         key: str = "message",
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.key = key
         self.headers = headers
+        self.extra = extra or {}
 
 
 class BadRequest(ApiError):
@@ -205,7 +207,9 @@ def _allowed_methods(request: Request) -> list[str]:
 
 async def _handle_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.message, key=exc.key, headers=exc.headers)
+    return JSONResponse(
+        {exc.key: exc.message, **exc.extra}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 async def _handle_validation(_request: Request, exc: Exception) -> JSONResponse:

@@ -34,7 +34,8 @@ class BookingStatus(enum.StrEnum):
 class Booking(Base):
     __tablename__ = "bookings"
     __table_args__ = (
-        Index("ix_bookings_user_id_start_time", "user_id", "start_time"),
+        # Lists page through a host's bookings in (start_time, id) order.
+        Index("ix_bookings_user_id_start_time", "user_id", "start_time", "id"),
         Index("ix_bookings_start_time_id", "start_time", "id"),
         Index("ix_bookings_recurring_event_id", "recurring_event_id"),
     )

@@ -3,6 +3,7 @@
 No database, no HTTP, no clock: "now" is an input. Services turn rows into these values.
 """
 
+from bookable.scheduling.booking_check import Refusal, check_booking
 from bookable.scheduling.intervals import Interval
 from bookable.scheduling.model import (
     AvailabilityRule,
@@ -28,9 +29,11 @@ __all__ = [
     "Interval",
     "PeriodLimits",
     "PeriodType",
+    "Refusal",
     "SeatedBooking",
     "Slot",
     "SlotRequest",
+    "check_booking",
     "compute_slots",
     "free_time",
     "working_ranges",

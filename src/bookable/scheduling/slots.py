@@ -63,7 +63,7 @@ class _FreeTime:
         return index >= 0 and self._ranges[index].end >= end
 
 
-def _busy_intervals(event: EventRules, host: HostCalendar) -> list[Interval]:
+def busy_intervals(event: EventRules, host: HostCalendar) -> list[Interval]:
     """Each busy time widened by its own buffers and the queried event's opposite buffers."""
     return [
         Interval(
@@ -84,7 +84,7 @@ def free_time(
     allowed = Interval(max(request.start, earliest, bounds.start), min(request.end, bounds.end))
     if allowed.empty:
         return working, []
-    blocked = _busy_intervals(event, host)
+    blocked = busy_intervals(event, host)
     blocked += blocked_periods(
         booking_limits=event.booking_limits,
         duration_limits=event.duration_limits,

@@ -116,6 +116,10 @@ def upgrade() -> None:
             "ix_bookings_recurring_event_id", ["recurring_event_id"], unique=False
         )
         batch_op.create_index("ix_bookings_start_time_id", ["start_time", "id"], unique=False)
+        batch_op.drop_index("ix_bookings_user_id_start_time")
+        batch_op.create_index(
+            "ix_bookings_user_id_start_time", ["user_id", "start_time", "id"], unique=False
+        )
 
     op.execute("UPDATE bookings SET blocked_start = start_time, blocked_end = end_time")
     # Never NULL: tstzrange(NULL, NULL) would be an endless range that blocks everything.
@@ -139,6 +143,10 @@ def downgrade() -> None:
         op.execute("ALTER TABLE bookings DROP CONSTRAINT IF EXISTS ex_bookings_host_overlap")
     with op.batch_alter_table("bookings", schema=None) as batch_op:
         batch_op.drop_index("ix_bookings_start_time_id")
+        batch_op.drop_index("ix_bookings_user_id_start_time")
+        batch_op.create_index(
+            "ix_bookings_user_id_start_time", ["user_id", "start_time"], unique=False
+        )
         batch_op.drop_index("ix_bookings_recurring_event_id")
         batch_op.drop_column("creation_source")
         batch_op.drop_column("rescheduled_by")

@@ -1,0 +1,1 @@
+"""Bookings: create (three body forms), read, list, reschedule, confirm, cancel, patch, no-show."""

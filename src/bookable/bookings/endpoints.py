@@ -1,0 +1,401 @@
+"""HTTP for bookings. The numeric id (Cal.com) and the uid (the seed's form) both name a booking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query
+from pydantic import EmailStr, TypeAdapter, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from bookable.bookings import service
+from bookable.bookings.schemas import (
+    AttendeeOut,
+    BookingConfirm,
+    BookingCreate,
+    BookingPatch,
+    BookingRead,
+    BookingRow,
+    FullAttendeeOut,
+    NoShowBody,
+)
+from bookable.core.auth import CurrentCaller
+from bookable.core.clock import clock
+from bookable.core.db import DbSession
+from bookable.core.errors import BadRequest, NotFound
+from bookable.core.schemas import format_instant
+from bookable.core.timeparse import parse_bound
+from bookable.models import Attendee, Booking, BookingReference, EventType, Payment, User
+
+router = APIRouter(tags=["bookings"])
+_EMAIL = TypeAdapter(EmailStr)
+
+
+def _payment_json(payment: Payment) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "uid": payment.uid,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "success": payment.success,
+        "refunded": payment.refunded,
+        "fee": payment.fee,
+        "paymentOption": payment.payment_option,
+        "bookingId": payment.booking_id,
+    }
+
+
+def created_json(created: service.Created) -> dict[str, Any]:
+    """POST /bookings answers the bare booking, as Cal.com does (not wrapped in "booking")."""
+    booking, host = created.booking, created.host
+    body = BookingRow.model_validate(booking).model_dump(mode="json", by_alias=True)
+    body.update(
+        {
+            "attendees": [
+                FullAttendeeOut.model_validate(a).model_dump(mode="json", by_alias=True)
+                for a in booking.attendees
+            ],
+            # Cal.com nulls the organizer's email in this response on purpose.
+            "user": {
+                "email": None,
+                "name": host.name,
+                "timeZone": host.time_zone,
+                "username": host.username,
+            },
+            "payment": [_payment_json(p) for p in booking.payments],
+            "references": [],
+            "paymentRequired": created.payment is not None,
+            "luckyUsers": [],
+            "isDryRun": False,
+            "seatReferenceUid": None,
+            "videoCallUrl": None,
+            "organizationId": None,
+            "previousBooking": (
+                {
+                    "uid": created.previous.uid,
+                    "startTime": format_instant(created.previous.start_time),
+                    "endTime": format_instant(created.previous.end_time),
+                }
+                if created.previous
+                else None
+            ),
+        }
+    )
+    if created.payment is not None:
+        body.update(
+            {
+                "message": "Payment required",
+                "paymentUid": created.payment.uid,
+                "paymentId": created.payment.id,
+            }
+        )
+    return body
+
+
+def read_json(
+    booking: Booking, host: User | None, event_type: EventType | None = None, *, expand: bool
+) -> dict[str, Any]:
+    body = BookingRead.model_validate(booking).model_dump(mode="json", by_alias=True)
+    body["attendees"] = [
+        AttendeeOut.model_validate(a).model_dump(mode="json", by_alias=True)
+        for a in booking.attendees
+    ]
+    body["user"] = (
+        {"email": host.email, "name": host.name, "timeZone": host.time_zone, "locale": host.locale}
+        if host
+        else None
+    )
+    body["payment"] = [
+        {"id": p.id, "success": p.success, "paymentOption": p.payment_option}
+        for p in booking.payments
+    ]
+    if expand:
+        body["eventType"] = (
+            {"title": event_type.title, "slug": event_type.slug, "team": None}
+            if event_type
+            else None
+        )
+    return body
+
+
+def patched_json(booking: Booking) -> dict[str, Any]:
+    # Cal.com's PATCH answers the updated row without attendees, user or payment.
+    return BookingRead.model_validate(booking).model_dump(mode="json", by_alias=True)
+
+
+async def _hosts_and_types(
+    session: DbSession, bookings: Sequence[Booking]
+) -> tuple[dict[int, User], dict[int, EventType]]:
+    user_ids = {b.user_id for b in bookings if b.user_id is not None}
+    type_ids = {b.event_type_id for b in bookings if b.event_type_id is not None}
+    users = (
+        {u.id: u for u in await session.scalars(select(User).where(User.id.in_(user_ids)))}
+        if user_ids
+        else {}
+    )
+    types = (
+        {
+            t.id: t
+            for t in await session.scalars(
+                select(EventType)
+                .where(EventType.id.in_(type_ids))
+                .execution_options(populate_existing=False)
+            )
+        }
+        if type_ids
+        else {}
+    )
+    return users, types
+
+
+def _instant(value: str | None, field: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_bound(value, ZoneInfo("UTC"), end_of_day=False).instant
+    except ValueError:
+        raise BadRequest(f"custom in '{field}': Invalid ISO Date") from None
+
+
+@router.get("/bookings", summary="List bookings you host (admins: everyone's, `userId` filter)")
+async def list_bookings(
+    session: DbSession,
+    caller: CurrentCaller,
+    userId: Annotated[list[int] | None, Query()] = None,
+    attendeeEmail: Annotated[list[str] | None, Query()] = None,
+    dateFrom: str | None = None,
+    dateTo: str | None = None,
+    status: Literal["upcoming"] | None = None,
+    sortBy: Literal["createdAt", "updatedAt"] | None = None,
+    order: Literal["asc", "desc"] = "asc",
+    expand: Annotated[list[Literal["team"]] | None, Query()] = None,
+    take: Annotated[int | None, Query(ge=1)] = None,
+    page: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    query = service.listable(caller, userId or [])
+    if attendeeEmail:
+        emails = []
+        for raw in attendeeEmail:
+            try:
+                emails.append(_EMAIL.validate_python(raw).lower())
+            except ValidationError:
+                raise BadRequest(
+                    f"invalid_string in 'attendeeEmail': Invalid email {raw!r}"
+                ) from None
+        query = query.where(
+            Booking.id.in_(
+                select(Attendee.booking_id).where(func.lower(Attendee.email).in_(emails))
+            )
+        )
+    date_from = _instant(dateFrom, "dateFrom")
+    date_to = _instant(dateTo, "dateTo")
+    if status == "upcoming":
+        date_from = clock.now()
+    if date_from is not None:
+        query = query.where(Booking.start_time >= date_from)
+    if date_to is not None:
+        query = query.where(Booking.end_time <= date_to)
+    sort_column = {"createdAt": Booking.created_at, "updatedAt": Booking.updated_at}.get(
+        sortBy or "", Booking.start_time
+    )
+    if order == "desc":
+        query = query.order_by(sort_column.desc(), Booking.id.desc())
+    else:
+        query = query.order_by(sort_column.asc(), Booking.id.asc())
+    # Cal.com paginates only when both are given; otherwise everything matching is returned.
+    if take is not None and page is not None:
+        query = query.offset((page - 1) * take).limit(take)
+    query = query.options(selectinload(Booking.attendees), selectinload(Booking.payments))
+    bookings = list(await session.scalars(query))
+    users, types = await _hosts_and_types(session, bookings)
+    expand_team = bool(expand)
+    return {
+        "bookings": [
+            read_json(
+                b,
+                users.get(b.user_id) if b.user_id else None,
+                types.get(b.event_type_id) if b.event_type_id else None,
+                expand=expand_team,
+            )
+            for b in bookings
+        ]
+    }
+
+
+@router.post("/bookings", summary="Book a slot (modern, legacy and seed body forms)")
+async def create_booking(
+    session: DbSession, caller: CurrentCaller, body: BookingCreate
+) -> dict[str, Any]:
+    return created_json(await service.create_booking(session, caller, body))
+
+
+@router.get("/bookings/{id}", summary="A booking, by numeric id or uid")
+async def get_booking(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    expand: Annotated[list[Literal["team"]] | None, Query()] = None,
+) -> dict[str, Any]:
+    booking = await service.get_booking(session, caller, id)
+    users, types = await _hosts_and_types(session, [booking])
+    return {
+        "booking": read_json(
+            booking,
+            users.get(booking.user_id) if booking.user_id else None,
+            types.get(booking.event_type_id) if booking.event_type_id else None,
+            expand=bool(expand),
+        )
+    }
+
+
+@router.patch("/bookings/{id}", summary="Edit a booking (host or admin); overlaps are refused")
+async def patch_booking(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    body: BookingPatch,
+) -> dict[str, Any]:
+    return {"booking": patched_json(await service.patch_booking(session, caller, id, body))}
+
+
+async def _cancel(
+    session: DbSession,
+    caller: CurrentCaller,
+    key: str,
+    cancellation_reason: str | None,
+    all_remaining: str | None,
+    cancelled_by: str | None,
+) -> dict[str, Any]:
+    if cancelled_by is not None:
+        try:
+            cancelled_by = _EMAIL.validate_python(cancelled_by)
+        except ValidationError:
+            raise BadRequest("invalid_string in 'cancelledBy': Invalid email") from None
+    result = await service.cancel_booking(
+        session,
+        caller,
+        key,
+        reason=cancellation_reason,
+        cancelled_by=cancelled_by,
+        all_remaining=all_remaining == "true",
+    )
+    return {
+        "success": True,
+        "message": (
+            "Attendee successfully removed."
+            if result.only_removed_attendee
+            else "Booking successfully cancelled."
+        ),
+        "onlyRemovedAttendee": result.only_removed_attendee,
+        "bookingId": result.booking.id,
+        "bookingUid": result.booking.uid,
+    }
+
+
+@router.delete("/bookings/{id}", summary="Cancel a booking (soft: status CANCELLED)")
+async def delete_booking(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    cancellationReason: str | None = None,
+    allRemainingBookings: str | None = None,
+    cancelledBy: str | None = None,
+) -> dict[str, Any]:
+    return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
+
+
+@router.delete("/bookings/{id}/cancel", summary="Cancel a booking (same as DELETE /bookings/{id})")
+async def cancel_booking(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    cancellationReason: str | None = None,
+    allRemainingBookings: str | None = None,
+    cancelledBy: str | None = None,
+) -> dict[str, Any]:
+    return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
+
+
+@router.post("/bookings/{id}/confirm", summary="Accept or reject a pending booking")
+async def confirm_booking(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    body: BookingConfirm,
+) -> dict[str, Any]:
+    booking = await service.confirm_booking(
+        session, caller, id, confirmed=body.confirmed, reason=body.rejection_reason
+    )
+    return {
+        "message": "Booking confirmed" if body.confirmed else "Booking rejected",
+        "status": booking.status.value,
+    }
+
+
+async def _video_reference(session: DbSession, caller: CurrentCaller, key: str) -> None:
+    """Bookable ships no video provider: no booking has a Cal Video reference to read."""
+    try:
+        booking = await service.get_booking(session, caller, key)
+    except NotFound:
+        raise NotFound(f"No Booking found with booking id {key}") from None
+    has_video = any(r.type == "daily_video" for r in await _references(session, booking.id))
+    if not has_video:
+        raise NotFound(f"No Cal Video reference found with booking id {booking.id}")
+    raise NotFound(
+        f"Booking {booking.id} has a daily_video reference, but this server has no video "
+        "provider to ask for recordings"
+    )
+
+
+async def _references(session: DbSession, booking_id: int) -> list[BookingReference]:
+    return list(
+        await session.scalars(
+            select(BookingReference).where(BookingReference.booking_id == booking_id)
+        )
+    )
+
+
+@router.get("/bookings/{id}/recordings", summary="Video recordings (none: no video provider)")
+async def get_recordings(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
+    await _video_reference(session, caller, id)
+    return []
+
+
+@router.get("/bookings/{id}/transcripts", summary="Video transcripts (none: no video provider)")
+async def get_transcripts(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
+    await _video_reference(session, caller, id)
+    return []
+
+
+@router.get(
+    "/bookings/{id}/transcripts/{recordingId}",
+    summary="A recording's transcript (none: no video provider)",
+)
+async def get_transcript(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    recordingId: str,
+) -> list[Any]:
+    await _video_reference(session, caller, id)
+    return []
+
+
+@router.post("/no-show", summary="Mark attendees or the host as no-show")
+async def no_show(session: DbSession, caller: CurrentCaller, body: NoShowBody) -> dict[str, Any]:
+    booking, changed = await service.mark_no_show(
+        session,
+        caller,
+        body.booking_uid,
+        [(a.email, a.no_show) for a in body.attendees] if body.attendees is not None else None,
+        body.no_show_host,
+    )
+    return {
+        "message": "No-show status updated",
+        "attendees": [{"email": a.email, "noShow": bool(a.no_show)} for a in changed],
+        "noShowHost": bool(booking.no_show_host),
+    }

@@ -1,0 +1,223 @@
+"""Wire shapes of bookings.
+
+POST /bookings accepts three forms, as real clients send them:
+- Cal.com's modern form: `start`, optional `end`, `responses {name, email, location, guests, ...}`;
+- Cal.com's legacy form: top-level `name`, `email`, `location`, ... with a `customInputs` array
+  (Pipedream's action also sends `title`, `end`, `recurringCount`, `location: ""`);
+- the seed documentation's form: top-level `startTime`, `endTime`, `name`, `email`.
+Unknown keys are dropped, as Cal.com's create schema does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel
+from bookable.core.timezones import canonical_time_zone
+from bookable.models import BookingStatus
+
+LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNumber")
+
+
+class BookingCreate(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    event_type_id: Any = None
+    start: str | None = None
+    end: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    responses: dict[str, Any] | None = None
+    name: Any = None
+    email: Any = None
+    location: Any = None
+    guests: list[str] | None = None
+    notes: str | None = None
+    sms_reminder_number: str | None = None
+    custom_inputs: list[dict[str, Any]] | None = None
+    title: str | None = Field(default=None, max_length=255)
+    description: str | None = None
+    time_zone: str | None = None
+    language: str | None = Field(default=None, max_length=16)
+    metadata: dict[str, Any] | None = None
+    reschedule_uid: str | None = Field(default=None, max_length=64)
+    rescheduled_by: EmailStr | None = None
+    recurring_event_id: str | int | None = None
+    recurring_count: int | None = Field(default=None, ge=1, le=730)
+    seat_reference_uid: str | None = None
+    no_email: bool | None = None
+    user_id: DbId | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return canonical_time_zone(value) if value is not None else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _string_values(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Cal.com's booking metadata maps keys to strings.
+        for key, item in (value or {}).items():
+            if not isinstance(item, str):
+                raise ValueError(f"value of '{key}' must be a string")
+        return value
+
+
+class Booker(BaseModel):
+    """The attendee data, whichever form it came in."""
+
+    name: str = Field(min_length=1, max_length=255)
+    email: EmailStr
+    location: str | None = None
+    location_option: str | None = None
+    guests: list[EmailStr] = Field(default_factory=list, max_length=30)
+    notes: str | None = None
+    phone_number: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class BookingPatch(StrictInput):
+    title: str | None = Field(default=None, max_length=255)
+    description: str | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+    status: BookingStatus | None = None
+    event_type_id: DbId | None = None
+    user_id: DbId | None = None
+    cancelled_by: EmailStr | None = None
+    rescheduled_by: EmailStr | None = None
+    created_at: AwareDatetime | None = None
+
+
+class BookingConfirm(StrictInput):
+    confirmed: bool
+    rejection_reason: str | None = Field(default=None, max_length=1000)
+    recurring_event_id: str | None = None
+
+
+class NoShowAttendee(StrictInput):
+    email: EmailStr
+    no_show: bool
+
+
+class NoShowBody(StrictInput):
+    booking_uid: str = Field(min_length=1, max_length=64)
+    attendees: list[NoShowAttendee] | None = None
+    no_show_host: bool | None = None
+
+
+class AttendeeOut(WireModel):
+    id: int
+    email: str
+    name: str
+    time_zone: str
+    locale: str | None
+
+
+class FullAttendeeOut(AttendeeOut):
+    booking_id: int
+    phone_number: str | None
+    no_show: bool | None
+
+
+class BookingReferenceOut(WireModel):
+    id: int
+    type: str
+    uid: str
+    meeting_id: str | None
+    meeting_password: str | None
+    meeting_url: str | None
+    booking_id: int
+    external_calendar_id: str | None
+    deleted: bool | None
+    credential_id: int | None
+
+
+class BookingRow(WireModel):
+    """Every column Cal.com returns for a freshly created booking."""
+
+    id: int
+    uid: str
+    user_id: int | None
+    user_primary_email: str | None
+    event_type_id: int | None
+    title: str
+    description: str | None
+    custom_inputs: dict[str, Any] | None
+    responses: dict[str, Any] | None
+    start_time: WireDateTime
+    end_time: WireDateTime
+    location: str | None
+    created_at: WireDateTime
+    updated_at: WireDateTime | None
+    status: BookingStatus
+    paid: bool
+    destination_calendar_id: int | None
+    cancellation_reason: str | None
+    rejection_reason: str | None
+    dynamic_event_slug_ref: str | None
+    dynamic_group_slug_ref: str | None
+    rescheduled: bool | None
+    from_reschedule: str | None
+    recurring_event_id: str | None
+    sms_reminder_number: str | None
+    metadata: dict[str, Any] | None = Field(validation_alias="meta")
+    is_recorded: bool
+    i_cal_uid: str | None = Field(validation_alias="ical_uid", serialization_alias="iCalUID")
+    i_cal_sequence: int = Field(
+        validation_alias="ical_sequence", serialization_alias="iCalSequence"
+    )
+    rating: int | None
+    rating_feedback: str | None
+    no_show_host: bool | None
+    cancelled_by: str | None
+    rescheduled_by: str | None
+    creation_source: str | None
+
+
+class BookingRead(WireModel):
+    """GET /bookings and /bookings/{id}: Cal.com's public read shape, plus a few useful columns."""
+
+    id: int
+    user_id: int | None
+    description: str | None
+    event_type_id: int | None
+    uid: str
+    title: str
+    start_time: WireDateTime
+    end_time: WireDateTime
+    metadata: dict[str, Any] | None = Field(validation_alias="meta")
+    status: BookingStatus
+    responses: dict[str, Any] | None
+    from_reschedule: str | None
+    cancelled_by: str | None
+    rescheduled_by: str | None
+    created_at: WireDateTime
+    location: str | None
+    paid: bool
+    cancellation_reason: str | None
+    rejection_reason: str | None
+    recurring_event_id: str | None
+    updated_at: WireDateTime | None
+
+
+def parse_instant(value: str, field: str) -> datetime:
+    """An ISO date-time with an offset; ValueError naming the field otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except (AttributeError, ValueError):
+        raise ValueError(f"custom in '{field}': must be an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"custom in '{field}': needs a UTC offset or Z, e.g. 2026-12-01T09:00:00Z")
+    return parsed

@@ -1,0 +1,737 @@
+"""Booking use-cases. One availability path: every create, reschedule and confirm asks the
+scheduling engine (`check_booking`) with the same data GET /slots uses, inside the transaction
+that writes. Double bookings are refused by the database itself: PostgreSQL's exclusion
+constraint on a host's accepted bookings, and SQLite's serialised writers (BEGIN IMMEDIATE).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload, selectinload
+
+from bookable.bookings.schemas import (
+    LEGACY_FIELDS,
+    Booker,
+    BookingCreate,
+    BookingPatch,
+    parse_instant,
+)
+from bookable.core.auth import Caller
+from bookable.core.clock import clock
+from bookable.core.errors import ApiError, BadRequest, Forbidden, NotFound, format_validation_errors
+from bookable.core.schemas import is_db_id
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    EventType,
+    Payment,
+    User,
+)
+from bookable.scheduling import Refusal, check_booking
+from bookable.slots.service import allowed_durations, event_rules, load_host_calendar
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+HOST_OVERLAP_CONSTRAINT = "ex_bookings_host_overlap"
+BLOCKING_STATUSES = (BookingStatus.ACCEPTED,)
+
+
+class BookingRefused(ApiError):
+    """A refusal with Cal.com's code as `message` and our plain words as `reason`."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.status, refusal.code, extra={"reason": refusal.reason})
+
+
+def new_uid() -> str:
+    """22 base58 characters, the shape of Cal.com's booking uids."""
+    return "".join(secrets.choice(_BASE58) for _ in range(22))
+
+
+# --- who may see what ---------------------------------------------------------------------------
+
+
+def listable(caller: Caller, user_ids: Sequence[int] = ()) -> Select[tuple[Booking]]:
+    """GET /bookings: a user lists the bookings they host; an admin all, or those of ``user_ids``
+    as host or as attendee (Cal.com v1's rules)."""
+    query = select(Booking)
+    if not caller.is_admin:
+        return query.where(Booking.user_id == caller.user_id)
+    if user_ids:
+        ids = [i for i in user_ids if is_db_id(i)]
+        as_attendee = select(Attendee.booking_id).where(
+            func.lower(Attendee.email).in_(select(func.lower(User.email)).where(User.id.in_(ids)))
+        )
+        return query.where(or_(Booking.user_id.in_(ids), Booking.id.in_(as_attendee)))
+    return query
+
+
+def readable(caller: Caller) -> Select[tuple[Booking]]:
+    """One booking by id: its host, an attendee (by the caller's email), the event type's
+    owner, or a system-wide admin."""
+    query = select(Booking)
+    if caller.is_admin:
+        return query
+    as_attendee = select(Attendee.booking_id).where(
+        func.lower(Attendee.email) == caller.user.email.lower()
+    )
+    owned_types = select(EventType.id).where(EventType.user_id == caller.user_id)
+    return query.where(
+        or_(
+            Booking.user_id == caller.user_id,
+            Booking.id.in_(as_attendee),
+            Booking.event_type_id.in_(owned_types),
+        )
+    )
+
+
+def manages(caller: Caller, booking: Booking, event_type: EventType | None) -> bool:
+    """Host, event-type owner or admin: may confirm, patch and cancel for everyone."""
+    return (
+        caller.is_admin
+        or booking.user_id == caller.user_id
+        or (event_type is not None and event_type.user_id == caller.user_id)
+    )
+
+
+def _by_id_or_uid(query: Select[tuple[Booking]], key: str) -> Select[tuple[Booking]]:
+    # Cal.com's routes take the numeric id; the seed documents /bookings/{uid}: accept both.
+    if key.isdigit():
+        number = int(key)
+        return query.where(Booking.id == number) if is_db_id(number) else query.where(False)
+    return query.where(Booking.uid == key)
+
+
+async def get_booking(
+    session: AsyncSession, caller: Caller, key: str, *, for_update: bool = False
+) -> Booking:
+    query = _by_id_or_uid(readable(caller), key).options(
+        selectinload(Booking.attendees), selectinload(Booking.payments)
+    )
+    if for_update:
+        query = query.with_for_update(of=Booking)
+    booking = await session.scalar(query)
+    if booking is None:
+        exists = await session.scalar(_by_id_or_uid(select(Booking.id), key))
+        if exists is not None:
+            raise Forbidden("You are not authorized")
+        raise NotFound(f"Booking {key} not found")
+    return booking
+
+
+# --- creating -----------------------------------------------------------------------------------
+
+
+def booker_from(body: BookingCreate) -> Booker:
+    """The attendee, from `responses` (modern) or top-level fields (legacy and seed forms)."""
+    legacy_present = [
+        field for field in LEGACY_FIELDS if getattr(body, _snake(field)) not in (None, "", [])
+    ]
+    if body.responses is not None:
+        if legacy_present:
+            raise BadRequest(
+                f"Legacy Props: {', '.join(legacy_present)}. They can't be used with `responses`"
+            )
+        if body.custom_inputs:
+            raise BadRequest("`customInputs` can't be used with `responses`")
+        responses = dict(body.responses)
+        raw_name = responses.pop("name", None)
+        if isinstance(raw_name, dict):
+            raw_name = " ".join(
+                str(raw_name.get(part, "")).strip() for part in ("firstName", "lastName")
+            ).strip()
+        location = responses.pop("location", None)
+        value = option = None
+        if isinstance(location, dict):
+            value, option = location.get("value"), location.get("optionValue")
+        elif isinstance(location, str):
+            value = location
+        fields: dict[str, Any] = {
+            "name": raw_name,
+            "email": responses.pop("email", None),
+            "location": value or None,
+            "location_option": option or None,
+            "guests": responses.pop("guests", None) or [],
+            "notes": responses.pop("notes", None),
+            "phone_number": responses.pop("attendeePhoneNumber", None),
+            "extra": responses,
+        }
+        prefix = "responses"
+    else:
+        fields = {
+            "name": body.name,
+            "email": body.email,
+            "location": body.location if isinstance(body.location, str) and body.location else None,
+            "guests": body.guests or [],
+            "notes": body.notes,
+            "phone_number": body.sms_reminder_number,
+            "extra": {},
+        }
+        prefix = ""
+    try:
+        return Booker.model_validate(fields)
+    except ValidationError as error:
+        errors = error.errors()
+        if prefix:
+            errors = [{**e, "loc": (prefix, *e["loc"])} for e in errors]
+        raise BadRequest(format_validation_errors(errors)) from None
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+def _times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
+    start_text, start_field = (
+        (body.start, "start") if body.start else (body.start_time, "startTime")
+    )
+    end_text, end_field = (body.end, "end") if body.end else (body.end_time, "endTime")
+    if not start_text:
+        raise BadRequest("invalid_type in 'start': Required")
+    try:
+        start = parse_instant(start_text, start_field)
+        end = parse_instant(end_text, end_field) if end_text else None
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    start = start.astimezone(UTC)
+    end = end.astimezone(UTC) if end else start + timedelta(minutes=length)
+    if end <= start:
+        raise BadRequest(f"custom in '{end_field}': must be after the start")
+    return start, end
+
+
+def _event_type_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise BadRequest("Bad request, eventTypeId must be a number")
+    return raw
+
+
+async def bookable_event_type(
+    session: AsyncSession, caller: Caller, event_type_id: int
+) -> EventType:
+    """An event type the caller may book: their own (admins: any). Bookable does not let one
+    user's key write into another user's calendar."""
+    query = select(EventType).options(
+        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
+    )
+    if not caller.is_admin:
+        query = query.where(EventType.user_id == caller.user_id)
+    event_type = (
+        await session.scalar(query.where(EventType.id == event_type_id))
+        if is_db_id(event_type_id)
+        else None
+    )
+    if event_type is None:
+        raise NotFound(f"Event type with id: {event_type_id} not found")
+    if event_type.user_id is None:
+        raise BadRequest("custom in 'eventTypeId': team event types are not supported yet")
+    return event_type
+
+
+def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
+    if booker.location_option:
+        return booker.location_option
+    if booker.location:
+        return booker.location
+    for location in event_type.locations or []:
+        kind = location.get("type")
+        if kind:
+            return str(location.get("address") or location.get("link") or kind)
+    return ""
+
+
+def _needs_confirmation(event_type: EventType, start: datetime, now: datetime) -> bool:
+    if not event_type.requires_confirmation:
+        return False
+    threshold = (event_type.meta or {}).get("requiresConfirmationThreshold")
+    if isinstance(threshold, dict) and isinstance(threshold.get("time"), int):
+        unit = 60 if threshold.get("unit") == "hours" else 1
+        # Far enough ahead, the booking is accepted straight away.
+        if start - now > timedelta(minutes=threshold["time"] * unit):
+            return False
+    return True
+
+
+@dataclass
+class Created:
+    booking: Booking
+    host: User
+    payment: Payment | None
+    previous: Booking | None
+    joined_seat: bool
+
+
+async def _refuse_unless_bookable(
+    session: AsyncSession,
+    event_type: EventType,
+    host: User,
+    start: datetime,
+    length: int,
+    now: datetime,
+    *,
+    ignore_uid: str | None,
+) -> None:
+    calendar = await load_host_calendar(
+        session, event_type, host, start, start + timedelta(minutes=length),
+        ignore_booking_uid=ignore_uid,
+    )  # fmt: skip
+    refusal = check_booking(event_rules(event_type), calendar, start, length, now)
+    if refusal is not None:
+        raise BookingRefused(refusal)
+
+
+async def create_booking(session: AsyncSession, caller: Caller, body: BookingCreate) -> Created:
+    now = clock.now()
+    event_type = await bookable_event_type(session, caller, _event_type_id(body.event_type_id))
+    host = await session.get(User, event_type.user_id)
+    if host is None:
+        raise NotFound("The event type's owner no longer exists")
+    if body.user_id is not None and body.user_id != host.id and not caller.is_admin:
+        raise Forbidden("ADMIN required for `userId`")
+
+    previous: Booking | None = None
+    if body.reschedule_uid:
+        previous = await session.scalar(
+            readable(caller)
+            .where(Booking.uid == body.reschedule_uid)
+            .options(selectinload(Booking.attendees))
+            .with_for_update(of=Booking)
+        )
+        if previous is None:
+            raise NotFound(f"Booking to reschedule ({body.reschedule_uid}) not found")
+        if previous.status in (BookingStatus.CANCELLED, BookingStatus.REJECTED):
+            raise BadRequest("cancelled_bookings_cannot_be_rescheduled")
+
+    booker = booker_from(body)
+    if body.time_zone is None:
+        raise BadRequest("invalid_type in 'timeZone': Required")
+    start, end = _times(body, event_type.length)
+    length = int((end - start).total_seconds() // 60)
+    durations = allowed_durations(event_type)
+    if (end - start) != timedelta(minutes=length) or length not in durations:
+        lasts = " or ".join(str(d) for d in durations)
+        raise BookingRefused(
+            Refusal(
+                400, "Invalid event length", f"a booking of this event type lasts {lasts} minutes"
+            )
+        )
+    if event_type.seats_per_time_slot and event_type.recurring_event:
+        raise BadRequest("recurring_event_seats_error")
+
+    await _refuse_unless_bookable(
+        session, event_type, host, start, length, now,
+        ignore_uid=previous.uid if previous else None,
+    )  # fmt: skip
+
+    if event_type.seats_per_time_slot:
+        joined = await _join_seat(session, event_type, booker, body, start, end)
+        if joined is not None:
+            return Created(joined, host, None, previous, joined_seat=True)
+
+    requires_payment = (event_type.price or 0) > 0
+    confirmed = not requires_payment and (
+        not _needs_confirmation(event_type, start, now)
+        or (previous is not None and previous.user_id == caller.user_id
+            and previous.status == BookingStatus.ACCEPTED)
+    )  # fmt: skip
+    if previous is not None:
+        previous.status = BookingStatus.CANCELLED
+        previous.rescheduled = True
+        previous.rescheduled_by = body.rescheduled_by or caller.user.email
+        previous.cancellation_reason = previous.cancellation_reason or "Rescheduled"
+        await session.flush()
+
+    uid = new_uid()
+    responses = {"name": booker.name, "email": booker.email, **booker.extra}
+    if booker.location or booker.location_option:
+        responses["location"] = {
+            "value": booker.location,
+            "optionValue": booker.location_option or "",
+        }
+    if booker.guests:
+        responses["guests"] = booker.guests
+    if booker.notes:
+        responses["notes"] = booker.notes
+    booking = Booking(
+        uid=uid,
+        user_id=host.id,
+        user_primary_email=host.email,
+        event_type_id=event_type.id,
+        title=body.title
+        or f"{event_type.title} between {host.name or host.username} and {booker.name}",
+        description=booker.notes or body.description,
+        custom_inputs=_custom_inputs(body),
+        responses=responses,
+        start_time=start,
+        end_time=end,
+        blocked_start=start - timedelta(minutes=event_type.before_event_buffer or 0),
+        blocked_end=end + timedelta(minutes=event_type.after_event_buffer or 0),
+        location=_location(booker, body, event_type),
+        status=BookingStatus.ACCEPTED if confirmed else BookingStatus.PENDING,
+        paid=False,
+        from_reschedule=previous.uid if previous else None,
+        recurring_event_id=(
+            str(body.recurring_event_id) if body.recurring_event_id is not None else None
+        ),
+        sms_reminder_number=booker.phone_number,
+        meta=body.metadata or {},
+        ical_uid=f"{uid}@bookable",
+        ical_sequence=(previous.ical_sequence + 1) if previous else 0,
+        rescheduled_by=body.rescheduled_by if previous else None,
+        creation_source="API_V1",
+        created_at=now,
+        attendees=[],
+        payments=[],
+        references=[],
+    )
+    booking.attendees.append(
+        Attendee(
+            email=booker.email,
+            name=booker.name,
+            time_zone=body.time_zone,
+            locale=body.language or "en",
+            phone_number=booker.phone_number,
+        )
+    )
+    for guest in booker.guests:
+        booking.attendees.append(
+            Attendee(
+                email=guest, name=guest, time_zone=body.time_zone, locale=body.language or "en"
+            )
+        )
+    payment = None
+    if requires_payment:
+        payment = Payment(
+            uid=new_uid(),
+            amount=event_type.price,
+            currency=event_type.currency or "usd",
+            success=False,
+            refunded=False,
+            data={},
+            payment_option="ON_BOOKING",
+        )
+        booking.payments.append(payment)
+    try:
+        await insert_booking(session, booking)
+    except BookingRefused:
+        if event_type.seats_per_time_slot:
+            # Another request opened this seated slot a moment ago: take a seat in it instead.
+            joined = await _join_seat(session, event_type, booker, body, start, end)
+            if joined is not None:
+                return Created(joined, host, None, previous, joined_seat=True)
+        raise
+    return Created(booking, host, payment, previous, joined_seat=False)
+
+
+async def insert_booking(session: AsyncSession, booking: Booking) -> None:
+    """Add and flush inside a savepoint; the host-overlap constraint's refusal becomes a 409."""
+    try:
+        async with session.begin_nested():
+            session.add(booking)
+            await session.flush()
+    except IntegrityError as error:
+        if HOST_OVERLAP_CONSTRAINT in str(error.orig):
+            raise BookingRefused(
+                Refusal(
+                    409,
+                    "no_available_users_found_error",
+                    "the host was booked for this time by another request a moment ago",
+                )
+            ) from None
+        raise
+
+
+async def _join_seat(
+    session: AsyncSession,
+    event_type: EventType,
+    booker: Booker,
+    body: BookingCreate,
+    start: datetime,
+    end: datetime,
+) -> Booking | None:
+    """Add the booker to the seated booking at ``start``, under a row lock; None if none yet."""
+    existing = await session.scalar(
+        select(Booking)
+        .where(
+            Booking.event_type_id == event_type.id,
+            Booking.start_time == start,
+            Booking.status == BookingStatus.ACCEPTED,
+        )
+        .options(selectinload(Booking.attendees), selectinload(Booking.payments))
+        .with_for_update(of=Booking)
+        .execution_options(populate_existing=True)
+    )
+    if existing is None:
+        return None
+    emails = {a.email.lower() for a in existing.attendees}
+    if booker.email.lower() in emails:
+        raise BookingRefused(
+            Refusal(
+                409,
+                "already_signed_up_for_this_booking_error",
+                f"{booker.email} already holds a seat at this time",
+            )
+        )
+    if len(existing.attendees) >= (event_type.seats_per_time_slot or 0):
+        raise BookingRefused(
+            Refusal(409, "booking_seats_full_error", "every seat of this slot is taken")
+        )
+    existing.attendees.append(
+        Attendee(
+            email=booker.email,
+            name=booker.name,
+            time_zone=body.time_zone or "UTC",
+            locale=body.language or "en",
+            phone_number=booker.phone_number,
+        )
+    )
+    await session.flush()
+    return existing
+
+
+def _custom_inputs(body: BookingCreate) -> dict[str, Any] | None:
+    if body.custom_inputs is None:
+        return None
+    values: dict[str, Any] = {}
+    for item in body.custom_inputs:
+        label = item.get("label")
+        if isinstance(label, str):
+            values[label] = item.get("value")
+    return values
+
+
+# --- life cycle ---------------------------------------------------------------------------------
+
+
+async def _event_type_of(session: AsyncSession, booking: Booking) -> EventType | None:
+    if booking.event_type_id is None:
+        return None
+    return await session.scalar(
+        select(EventType)
+        .where(EventType.id == booking.event_type_id)
+        .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+    )
+
+
+@dataclass
+class Cancelled:
+    booking: Booking
+    only_removed_attendee: bool
+
+
+async def cancel_booking(
+    session: AsyncSession,
+    caller: Caller,
+    key: str,
+    *,
+    reason: str | None,
+    cancelled_by: str | None,
+    all_remaining: bool,
+) -> Cancelled:
+    booking = await get_booking(session, caller, key, for_update=True)
+    event_type = await _event_type_of(session, booking)
+    if booking.status == BookingStatus.CANCELLED:
+        raise BadRequest("This booking has already been cancelled.")
+    if booking.status == BookingStatus.REJECTED:
+        raise BadRequest("This booking has been rejected and cannot be cancelled.")
+    meta = (event_type.meta or {}) if event_type else {}
+    if meta.get("disableCancelling"):
+        raise BadRequest("This event type does not allow cancellations")
+
+    if not manages(caller, booking, event_type):
+        # An attendee of a seated booking gives up their seat; of any other, cancels it.
+        mine = [a for a in booking.attendees if a.email.lower() == caller.user.email.lower()]
+        if event_type is not None and event_type.seats_per_time_slot and len(booking.attendees) > 1:
+            for attendee in mine:
+                await session.delete(attendee)
+            await session.flush()
+            return Cancelled(booking, only_removed_attendee=True)
+
+    targets = [booking]
+    if all_remaining and booking.recurring_event_id:
+        targets = list(
+            await session.scalars(
+                select(Booking)
+                .where(
+                    Booking.recurring_event_id == booking.recurring_event_id,
+                    Booking.user_id == booking.user_id,
+                    Booking.start_time >= clock.now(),
+                    Booking.status.not_in([BookingStatus.CANCELLED, BookingStatus.REJECTED]),
+                )
+                .with_for_update()
+            )
+        )
+        if booking not in targets:
+            targets.append(booking)
+    for target in targets:
+        target.status = BookingStatus.CANCELLED
+        target.cancellation_reason = reason or "Not Provided"
+        target.cancelled_by = cancelled_by or caller.user.email
+        for payment in target.payments if target is booking else []:
+            if payment.success and not payment.refunded:
+                payment.refunded = True
+    await session.flush()
+    return Cancelled(booking, only_removed_attendee=False)
+
+
+async def confirm_booking(
+    session: AsyncSession, caller: Caller, key: str, *, confirmed: bool, reason: str | None
+) -> Booking:
+    booking = await get_booking(session, caller, key, for_update=True)
+    event_type = await _event_type_of(session, booking)
+    if not manages(caller, booking, event_type):
+        raise Forbidden("You are not authorized")
+    if booking.status != BookingStatus.PENDING:
+        raise BadRequest(
+            f"Only a pending booking can be confirmed or rejected; this one is {booking.status}"
+        )
+    if not confirmed:
+        booking.status = BookingStatus.REJECTED
+        booking.rejection_reason = reason
+        await session.flush()
+        return booking
+    if event_type is not None and booking.user_id is not None:
+        host = await session.get(User, booking.user_id)
+        if host is not None:
+            # Cal.com #10789: two requests for one slot must not both be accepted.
+            length = int((booking.end_time - booking.start_time).total_seconds() // 60)
+            calendar = await load_host_calendar(
+                session, event_type, host, booking.start_time, booking.end_time,
+                ignore_booking_uid=booking.uid,
+            )  # fmt: skip
+            refusal = check_booking(
+                event_rules(event_type), calendar, booking.start_time, length, clock.now()
+            )
+            if refusal is not None and refusal.code not in (
+                "Attempting to book a meeting in the past.",
+                "booking_time_out_of_bounds_error",
+            ):
+                raise BookingRefused(refusal)
+    booking.status = BookingStatus.ACCEPTED
+    await _flush_guarded(session)
+    return booking
+
+
+async def _flush_guarded(session: AsyncSession) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as error:
+        if HOST_OVERLAP_CONSTRAINT in str(error.orig):
+            raise BookingRefused(
+                Refusal(
+                    409,
+                    "no_available_users_found_error",
+                    "the host already has an accepted booking overlapping this time",
+                )
+            ) from None
+        raise
+
+
+async def _assert_no_overlap(session: AsyncSession, booking: Booking) -> None:
+    """The same rule as PostgreSQL's constraint, checked in Python for SQLite, whose writers are
+    serialised (BEGIN IMMEDIATE), so the check and the write cannot be interleaved."""
+    if booking.status != BookingStatus.ACCEPTED or booking.user_id is None:
+        return
+    # No autoflush: the pending change is what is being checked; PostgreSQL's constraint
+    # judges it again at the (guarded) flush.
+    with session.no_autoflush:
+        clash = await session.scalar(
+            select(Booking.id).where(
+                Booking.user_id == booking.user_id,
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.id != booking.id,
+                Booking.blocked_start < booking.blocked_end,
+                Booking.blocked_end > booking.blocked_start,
+            )
+        )
+    if clash is not None:
+        raise BookingRefused(
+            Refusal(
+                409,
+                "no_available_users_found_error",
+                f"the host already has an accepted booking (id {clash}) overlapping this time",
+            )
+        )
+
+
+async def patch_booking(
+    session: AsyncSession, caller: Caller, key: str, body: BookingPatch
+) -> Booking:
+    booking = await get_booking(session, caller, key, for_update=True)
+    event_type = await _event_type_of(session, booking)
+    if not manages(caller, booking, event_type):
+        raise Forbidden("You are not authorized")
+    values = body.model_dump(exclude_unset=True)
+    if "user_id" in values and values["user_id"] != booking.user_id:
+        if not caller.is_admin:
+            raise Forbidden("Only admin can change the organizer of a booking")
+        organizer = await session.get(User, values["user_id"])
+        if organizer is None:
+            raise NotFound(f"User with id: {values['user_id']} not found")
+        booking.user_primary_email = organizer.email
+    if "event_type_id" in values and values["event_type_id"] is not None:
+        target = await session.get(EventType, values["event_type_id"])
+        if target is None or (not caller.is_admin and target.user_id != caller.user_id):
+            raise NotFound(f"Event type with id: {values['event_type_id']} not found")
+        event_type = target
+    for field in ("title", "status", "user_id", "event_type_id"):
+        if field in values and values[field] is None:
+            raise BadRequest(f"invalid_type in '{_camel(field)}': Expected a value, received null")
+    for field, value in values.items():
+        setattr(booking, field, value)
+    if booking.end_time <= booking.start_time:
+        raise BadRequest("custom in 'endTime': must be after startTime")
+    before = event_type.before_event_buffer if event_type else 0
+    after = event_type.after_event_buffer if event_type else 0
+    booking.blocked_start = booking.start_time - timedelta(minutes=before or 0)
+    booking.blocked_end = booking.end_time + timedelta(minutes=after or 0)
+    await _assert_no_overlap(session, booking)
+    await _flush_guarded(session)
+    return booking
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def mark_no_show(
+    session: AsyncSession,
+    caller: Caller,
+    booking_uid: str,
+    attendees: list[tuple[str, bool]] | None,
+    no_show_host: bool | None,
+) -> tuple[Booking, list[Attendee]]:
+    booking = await get_booking(session, caller, booking_uid, for_update=True)
+    event_type = await _event_type_of(session, booking)
+    if not manages(caller, booking, event_type):
+        raise Forbidden("You are not authorized")
+    if attendees is None and no_show_host is None:
+        raise BadRequest("custom in 'attendees': give attendees or noShowHost")
+    changed: list[Attendee] = []
+    by_email = {a.email.lower(): a for a in booking.attendees}
+    for email, no_show in attendees or []:
+        attendee = by_email.get(email.lower())
+        if attendee is None:
+            raise BadRequest(f"custom in 'attendees': {email} is not an attendee of this booking")
+        attendee.no_show = no_show
+        changed.append(attendee)
+    if no_show_host is not None:
+        booking.no_show_host = no_show_host
+    await session.flush()
+    return booking, changed
+
+
+def zone_or_utc(name: str | None) -> ZoneInfo:
+    return ZoneInfo(name) if name else ZoneInfo("UTC")
