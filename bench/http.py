@@ -1,0 +1,408 @@
+"""HTTP benchmark: `bookable serve` against a bare Starlette floor, both under the same load.
+
+    .venv/bin/python bench/http.py [--duration 10] [--warmup 3] [--connections 64] [--rounds 1]
+
+Rows:
+  floor                 a bare Starlette app, one JSON route (GET /v1/me, same-sized body),
+                        run by uvicorn in a subprocess with the options `bookable serve` uses
+  bookable sqlite       `bookable serve` (1 worker, BOOKABLE_RATE_LIMIT=0) on a SQLite file,
+                        GET /v1/me?apiKey=<key from `bookable admin create`>
+  ... cache off         the same with BOOKABLE_AUTH_CACHE_SECONDS=0 (a DB lookup per request)
+  bookable postgres     the two bookable rows again on PostgreSQL when BOOKABLE_BENCH_DATABASE_URL
+  ... cache off         (or BOOKABLE_TEST_DATABASE_URL) is set
+
+Both servers: uvicorn, one process, loop=auto and http=auto (uvloop + httptools when installed),
+log level info with the ACCESS LOG ON (uvicorn's default, which `bookable serve` keeps), proxy
+headers on, no Server header; their output goes to files. The load generator is wrk when it is on
+PATH, else a keep-alive asyncio client in this file (raw sockets); the same one for every row.
+The aim stated in the issue: bookable (SQLite, cache on) / floor >= 0.35.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/http.py`, this file's folder comes first on sys.path and "http" would hide
+# the standard library's package of that name: drop it before anything imports http.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+VENV_BIN = Path(sys.executable).parent
+BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
+TARGET_RATIO = 0.35
+
+FLOOR_APP = """
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+USER = {
+    "id": 1, "username": "bench", "name": "Bench", "email": "bench@example.com",
+    "emailVerified": None, "bio": None, "avatarUrl": None, "timeZone": "UTC",
+    "weekStart": "Sunday", "endTime": 1440, "bufferTime": 0, "appTheme": None, "theme": None,
+    "defaultScheduleId": None, "locale": None, "timeFormat": 12, "hideBranding": False,
+    "brandColor": "#292929", "darkBrandColor": "#fafafa", "allowDynamicBooking": True,
+    "createdDate": "2026-01-01T00:00:00.000Z", "verified": False, "invitedTo": None,
+    "role": "ADMIN",
+}
+
+
+async def me(request):
+    return JSONResponse({"user": USER})
+
+
+app = Starlette(routes=[Route("/v1/me", me)])
+"""
+
+# The uvicorn options `bookable serve` passes (src/bookable/cli.py), spelled for the CLI.
+UVICORN_OPTIONS = [
+    "--loop", "auto", "--http", "auto", "--log-level", "info", "--access-log",
+    "--proxy-headers", "--no-server-header", "--workers", "1",
+]  # fmt: skip
+
+
+@dataclass
+class Result:
+    name: str
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    notes: list[str] = field(default_factory=list)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
+    env.update(overrides)
+    return env
+
+
+def cli(database_url: str, *args: str) -> str:
+    """Run `bookable ...`; returns the last stdout line (the key)."""
+    done = subprocess.run(
+        [BOOKABLE, *args],
+        env=clean_env(BOOKABLE_DATABASE_URL=database_url),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bookable {' '.join(args)} failed:\n{done.stderr}")
+    lines = done.stdout.strip().splitlines()
+    return lines[-1].strip() if lines else ""
+
+
+def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    host, port = urlsplit(url).hostname, urlsplit(url).port
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            status, _body = http_get(host or "127.0.0.1", port or 80, urlsplit(url).path or "/")
+            if status:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server did not answer in 60 s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        if process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=wait)
+
+
+@contextlib.contextmanager
+def run_server(command: list[str], env: dict[str, str], log: Path, probe: str) -> Iterator[str]:
+    """Start a server (own process group, output to `log`); yields its base URL."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(process, base + probe, log)
+        yield base
+    finally:
+        stop(process)
+
+
+def http_get(host: str, port: int, target: str) -> tuple[int, bytes]:
+    """One plain HTTP/1.1 GET (to check a server answers what we expect before loading it)."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+# --- load generators ---------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def load_wrk(url: str, *, connections: int, duration: float, threads: int) -> Result:
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        "--latency", "--timeout", "10s", url,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    if found := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(found.group(1))
+    socket_errors = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+    if found := re.search(socket_errors, out):
+        errors += sum(int(n) for n in found.groups())
+    return Result("", rps, p50, p99, total, errors)
+
+
+async def _python_load(url: str, connections: int, duration: float) -> Result:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    latencies: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                if not head.startswith(b"HTTP/1.1 2"):
+                    errors += 1
+        finally:
+            writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+    n = len(latencies)
+    return Result(
+        "",
+        n / elapsed,
+        latencies[n // 2] * 1000 if n else 0.0,
+        latencies[min(n - 1, int(n * 0.99))] * 1000 if n else 0.0,
+        n,
+        errors,
+    )
+
+
+def load_python(url: str, *, connections: int, duration: float, threads: int) -> Result:
+    del threads
+    return asyncio.run(_python_load(url, connections, duration))
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    duration: float
+    warmup: float
+    connections: int
+    threads: int
+    rounds: int
+    client: str
+
+
+def measure(name: str, url: str, opts: Options) -> Result:
+    load = load_wrk if opts.client == "wrk" else load_python
+    if opts.warmup > 0:
+        load(url, connections=opts.connections, duration=opts.warmup, threads=opts.threads)
+    runs = [
+        load(url, connections=opts.connections, duration=opts.duration, threads=opts.threads)
+        for _ in range(opts.rounds)
+    ]
+    best = max(runs, key=lambda r: r.requests_per_second)  # the least disturbed round
+    best.name = name
+    if opts.rounds > 1:
+        spread = [round(r.requests_per_second) for r in runs]
+        best.notes.append(f"rounds req/s {spread}, median {statistics.median(spread):.0f}")
+    if best.errors:
+        best.notes.append(f"{best.errors} errors/non-2xx")
+    return best
+
+
+def bench_floor(work: Path, opts: Options) -> Result:
+    (work / "bench_floor.py").write_text(FLOOR_APP)
+    command = [
+        sys.executable, "-m", "uvicorn", "bench_floor:app", "--app-dir", str(work),
+        *UVICORN_OPTIONS,
+    ]  # fmt: skip
+    with run_server(command, clean_env(), work / "floor.log", "/v1/me") as base:
+        status, _ = http_get("127.0.0.1", int(base.rsplit(":", 1)[1]), "/v1/me?apiKey=x")
+        assert status == 200, status
+        return measure("floor (bare Starlette)", f"{base}/v1/me?apiKey=cal_floor", opts)
+
+
+def bench_bookable(name: str, database_url: str, work: Path, opts: Options, **env: str) -> Result:
+    tag = uuid.uuid4().hex[:8]
+    key = cli(database_url, "admin", "create", "--email", f"bench-{tag}@example.com",
+              "--username", f"bench-{tag}")  # fmt: skip
+    settings = clean_env(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0", **env)
+    log = work / f"bookable-{tag}.log"
+    with run_server([BOOKABLE, "serve"], settings, log, "/v1/openapi.json") as base:
+        port = int(base.rsplit(":", 1)[1])
+        status, body = http_get("127.0.0.1", port, f"/v1/me?apiKey={key}")
+        assert status == 200 and json.loads(body)["user"]["role"] == "ADMIN", body
+        result = measure(name, f"{base}/v1/me?apiKey={key}", opts)
+    if key in log.read_text(errors="replace"):
+        result.notes.append("CLEAR KEY IN LOG")
+    return result
+
+
+def describe_stack() -> str:
+    import starlette
+    import uvicorn
+
+    try:
+        import uvloop
+
+        loop = f"uvloop {uvloop.__version__}"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools
+
+        parser = f"httptools {httptools.__version__}"
+    except ImportError:
+        parser = "h11"
+    return (
+        f"Python {platform.python_version()}, uvicorn {uvicorn.__version__} ({loop}, {parser}), "
+        f"starlette {starlette.__version__}, {os.cpu_count()} CPUs"
+    )
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured round")
+    parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds first")
+    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--rounds", type=int, default=1, help="measured rounds; the best is kept")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
+    args = parser.parse_args()
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
+    opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
+    pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
+        "BOOKABLE_TEST_DATABASE_URL"
+    )
+
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {describe_stack()}")
+    print(f"# load average at start: {load_average()} (other work on the machine skews results)")
+    print(
+        f"# client: {client}, {opts.connections} connections"
+        + (f", {opts.threads} thread(s)" if client == "wrk" else "")
+        + f", {opts.warmup:g} s warmup, {opts.rounds} x {opts.duration:g} s; access log ON for both"
+    )
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bookable-bench-") as tmp:
+        work = Path(tmp)
+        sqlite_url = f"sqlite:///{work / 'bench.db'}"
+        cli(sqlite_url, "db", "upgrade")
+        results.append(bench_floor(work, opts))
+        results.append(bench_bookable("bookable sqlite", sqlite_url, work, opts))
+        no_cache = {"BOOKABLE_AUTH_CACHE_SECONDS": "0"}
+        results.append(
+            bench_bookable("bookable sqlite, cache off", sqlite_url, work, opts, **no_cache)
+        )
+        if pg_url and not args.no_postgres:
+            results.append(bench_bookable("bookable postgres", pg_url, work, opts))
+            results.append(
+                bench_bookable("bookable postgres, cache off", pg_url, work, opts, **no_cache)
+            )
+
+    floor = results[0].requests_per_second
+    print()
+    print("| server | req/s | p50 ms | p99 ms | / floor | notes |")
+    print("|---|---:|---:|---:|---:|---|")
+    for r in results:
+        print(
+            f"| {r.name} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
+            f"| {r.requests_per_second / floor:.2f} | {'; '.join(r.notes)} |"
+        )
+    print(f"\nload average at end: {load_average()}")
+    ratio = results[1].requests_per_second / floor
+    verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+    print(f"\nratio bookable(sqlite, cache on)/floor = {ratio:.2f} ({verdict} the {TARGET_RATIO})")
+
+
+if __name__ == "__main__":
+    main()
