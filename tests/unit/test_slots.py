@@ -579,14 +579,15 @@ def test_open_seat_respects_notice_and_the_request_window() -> None:
     assert times(narrow) == ["10:30", "11:00", "11:30"]
 
 
-def test_open_seat_of_a_day_long_event_respects_duration_limits() -> None:
-    """The seat check must use the full length: a 25-hour event is not 1 hour long."""
-    event = EventRules(
-        length=25 * 60, seats_per_time_slot=3, duration_limits=PeriodLimits(per_year=1000)
-    )
+def test_open_seat_of_a_day_long_event_is_checked_over_its_full_length() -> None:
+    """The seat check must use the full length: a 25-hour event is not 1 hour long, so busy
+    time in its thirteenth hour closes the seat."""
+    event = EventRules(length=25 * 60, seats_per_time_slot=3)
+    noon = at("2026-01-12T12:00")
     calendar = host(
         rule("00:00", "23:59"),
         seated=(seated("2026-01-12T00:00", "2026-01-13T01:00", 1),),
+        busy=(BusyTime(noon, noon + timedelta(minutes=30)),),
     )
     assert compute_slots(event, calendar, request("2026-01-12T00:00", "2026-01-15T00:00")) == []
 
@@ -710,3 +711,19 @@ def test_round_the_clock_hours_give_the_same_grid_whatever_the_window() -> None:
     for slot in three_days[:10]:
         alone = SlotRequest(slot.start, slot.end, NOW, UTC_ZONE)
         assert compute_slots(event, hours, alone) == [slot]
+
+
+def test_limits_do_not_close_the_free_seats_of_an_existing_booking() -> None:
+    # Cal.com #26883: with a limit of one booking a day, the first seat closed the other seats.
+    from bookable.scheduling import PeriodLimits, SeatedBooking, check_booking
+
+    ten = at("2026-01-13T10:00")
+    seated = SeatedBooking(ten, ten + timedelta(minutes=30), "uid-1", attendees=1)
+    counted = (BusyTime(seated.start, seated.end),)
+    event = EventRules(length=30, seats_per_time_slot=3, booking_limits=PeriodLimits(per_day=1))
+    calendar = host(rule("09:00", "12:00"), seated=(seated,), counted=counted)
+    offered = compute_slots(event, calendar, day("2026-01-13"))
+    assert [(s.start, s.booking_uid) for s in offered] == [(ten, "uid-1")]
+    assert check_booking(event, calendar, ten, 30, NOW) is None
+    refusal = check_booking(event, calendar, at("2026-01-13T11:00"), 30, NOW)
+    assert refusal is not None and refusal.code == "booking_limit_reached"

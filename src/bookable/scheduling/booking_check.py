@@ -50,15 +50,24 @@ def check_booking(
             "booking_time_out_of_bounds_error",
             "the time is outside the event type's booking window",
         )
-    for period in blocked_periods(
-        booking_limits=event.booking_limits,
-        duration_limits=event.duration_limits,
-        counted=host.counted,
-        length=length,
-        zone=host.zone,
-        week_start=host.week_start,
-        window_start=start,
-        window_end=end,
+    seats = event.seats_per_time_slot
+    # A free seat in an existing booking is no new booking: limits have counted it already.
+    joins_open_seat = bool(seats) and any(
+        s.start == start and s.attendees < (seats or 0) for s in host.seated
+    )
+    for period in (
+        []
+        if joins_open_seat
+        else blocked_periods(
+            booking_limits=event.booking_limits,
+            duration_limits=event.duration_limits,
+            counted=host.counted,
+            length=length,
+            zone=host.zone,
+            week_start=host.week_start,
+            window_start=start,
+            window_end=end,
+        )
     ):
         if period.overlaps(Interval(start, end)):
             return Refusal(
@@ -66,7 +75,6 @@ def check_booking(
                 "booking_limit_reached",
                 "the event type's booking or duration limit for that period is reached",
             )
-    seats = event.seats_per_time_slot
     if seats:
         for seated in host.seated:
             if seated.start == start and seated.attendees >= seats:

@@ -208,11 +208,15 @@ def _seat_still_bookable(
     booking: SeatedBooking,
     length: int,
 ) -> bool:
-    """The seated booking's time is working time, free of everything but itself, in the window."""
+    """The seated booking's time is working time, free of everything but itself, in the window.
+
+    Booking and duration limits do not apply: the booking is already counted, and a new seat
+    in it is no new booking (Cal.com blocks the rest of the seats, #26883)."""
     others = tuple(b for b in host.seated if b is not booking)
     end = booking.start + timedelta(minutes=length)
     narrowed = replace(request, start=max(request.start, booking.start), end=min(request.end, end))
     if narrowed.start != booking.start:
         return False
-    _, free = free_time(event, _with_seated_busy(event, host, others), narrowed, length)
+    unlimited = replace(event, booking_limits=None, duration_limits=None)
+    _, free = free_time(unlimited, _with_seated_busy(event, host, others), narrowed, length)
     return _FreeTime(free).fits(booking.start, end)
