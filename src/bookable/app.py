@@ -56,7 +56,7 @@ def api_router() -> APIRouter:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    install_redaction()
+    install_redaction(settings.api_key_prefix)
     # Always set: an app built without BOOKABLE_CLOCK must not inherit an earlier frozen one.
     clock.freeze(settings.clock)
 

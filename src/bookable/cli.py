@@ -26,7 +26,7 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
 
 # Human output goes to stderr so that a key printed on stdout is easy for scripts to take.
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
 
