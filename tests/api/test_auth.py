@@ -380,3 +380,26 @@ async def test_expiry_follows_the_server_clock(
     carol = await make_account("carol", expires_at=expires)
     async with running(make_settings(clock=expires - timedelta(days=1))) as (_app, http):
         assert (await me(http, carol.key)).status_code == 200
+
+
+async def test_concurrent_requests_with_a_cold_cache_look_the_key_up_once(app, client, alice):
+    import asyncio
+
+    from sqlalchemy import event
+
+    lookups = 0
+
+    def count(conn, cursor, statement, *args):
+        nonlocal lookups
+        if "FROM api_keys" in statement:
+            lookups += 1
+
+    event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        responses = await asyncio.gather(
+            *(client.get("/v1/me", params=alice.params) for _ in range(20))
+        )
+    finally:
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
+    assert {r.status_code for r in responses} == {200}
+    assert lookups == 1

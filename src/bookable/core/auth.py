@@ -9,10 +9,11 @@ Redis when several processes share one database. A cached entry from an older ep
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -63,6 +64,8 @@ class Caller:
     role: UserRole
     key_id: str
     user: User
+    # Renderings of this snapshot (e.g. the /me body), kept as long as the cache keeps the caller.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_admin(self) -> bool:
@@ -92,6 +95,9 @@ class Authenticator:
         self._prefix = api_key_prefix
         self._redis = redis
         self._local_epoch = 0
+        # One database lookup per key at a time: when an entry expires under load, the requests
+        # in flight wait for that lookup instead of each running their own.
+        self._inflight: dict[str, asyncio.Future[_Verified]] = {}
         self._cache: TTLCache[str, _Verified] | None = (
             TTLCache(maxsize=10_000, ttl=cache_seconds, timer=time.monotonic)
             if cache_seconds > 0
@@ -119,7 +125,7 @@ class Authenticator:
         epoch = await self._epoch() if self._cache is not None else 0
         verified = self._cache.get(raw_key) if self._cache is not None else None
         if verified is None or verified.epoch != epoch:
-            verified = await self._lookup(raw_key, epoch)
+            verified = await self._lookup_once(raw_key, epoch)
             if self._cache is not None:
                 self._cache[raw_key] = verified
         if verified.expires_at is not None and clock.now() >= verified.expires_at:
@@ -127,6 +133,27 @@ class Authenticator:
         if verified.locked:
             raise Forbidden("You are not authorized to perform this request.", key="error")
         return verified.caller
+
+    async def _lookup_once(self, raw_key: str, epoch: int) -> _Verified:
+        pending = self._inflight.get(raw_key)
+        if pending is not None:
+            verified = await asyncio.shield(pending)
+            if verified.epoch == epoch:
+                return verified
+        future: asyncio.Future[_Verified] = asyncio.get_running_loop().create_future()
+        self._inflight[raw_key] = future
+        try:
+            verified = await self._lookup(raw_key, epoch)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here: waiters get it too, nobody logs it as lost
+            raise
+        else:
+            future.set_result(verified)
+            return verified
+        finally:
+            if self._inflight.get(raw_key) is future:
+                del self._inflight[raw_key]
 
     async def _lookup(self, raw_key: str, epoch: int) -> _Verified:
         hashed = hash_secret(strip_prefix(raw_key, self._prefix))

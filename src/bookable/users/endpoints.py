@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
@@ -18,9 +19,15 @@ def user_json(user: Any) -> dict[str, Any]:
     return UserOut.model_validate(user).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/me", summary="The caller's own user")
-async def get_me(caller: CurrentCaller) -> dict[str, Any]:
-    return {"user": user_json(caller.user)}
+@router.get("/me", summary="The caller's own user", response_model=None)
+async def get_me(caller: CurrentCaller) -> Response:
+    # The hottest route: rendered once per cached identity (any change to the user drops it).
+    body = caller.memo.get("me")
+    if body is None:
+        body = caller.memo["me"] = json.dumps(
+            {"user": user_json(caller.user)}, separators=(",", ":")
+        ).encode()
+    return Response(content=body, media_type="application/json")
 
 
 @router.get("/users", summary="List users (yourself, or everyone for admins)")
