@@ -15,6 +15,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from bookable import __version__
 from bookable.api_keys.endpoints import router as api_keys_router
+from bookable.attendees.endpoints import router as attendees_router
 from bookable.availabilities.endpoints import router as availabilities_router
 from bookable.availability.endpoints import router as availability_router
 from bookable.bookings.endpoints import router as bookings_router
@@ -43,6 +44,7 @@ RESOURCE_ROUTERS = (
     custom_inputs_router,
     slots_router,
     bookings_router,
+    attendees_router,
 )
 
 
