@@ -333,11 +333,6 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         ignore_uid=previous.uid if previous else None,
     )  # fmt: skip
 
-    if event_type.seats_per_time_slot:
-        joined = await _join_seat(session, event_type, booker, body, start, end)
-        if joined is not None:
-            return Created(joined, host, None, previous, joined_seat=True)
-
     requires_payment = (event_type.price or 0) > 0
     confirmed = not requires_payment and (
         not _needs_confirmation(event_type, start, now)
@@ -350,6 +345,12 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         previous.rescheduled_by = body.rescheduled_by or caller.user.email
         previous.cancellation_reason = previous.cancellation_reason or "Rescheduled"
         await session.flush()
+
+    if event_type.seats_per_time_slot:
+        # After the old booking is cancelled: a reschedule into an open seat moves the booker.
+        joined = await _join_seat(session, event_type, booker, body, start, end)
+        if joined is not None:
+            return Created(joined, host, None, previous, joined_seat=True)
 
     uid = new_uid()
     responses = {"name": booker.name, "email": booker.email, **booker.extra}
