@@ -18,6 +18,7 @@ from bookable.api_keys.endpoints import router as api_keys_router
 from bookable.attendees.endpoints import router as attendees_router
 from bookable.availabilities.endpoints import router as availabilities_router
 from bookable.availability.endpoints import router as availability_router
+from bookable.booking_references.endpoints import router as booking_references_router
 from bookable.bookings.endpoints import router as bookings_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
@@ -45,6 +46,7 @@ RESOURCE_ROUTERS = (
     slots_router,
     bookings_router,
     attendees_router,
+    booking_references_router,
 )
 
 

@@ -1,0 +1,98 @@
+"""Use-cases on booking references. Every list and lookup starts from `readable(caller)`.
+
+A reference belongs to whoever hosts its booking (Cal.com v1: `booking.userId`); the rule for
+"the bookings a caller hosts" lives once, in `bookings.service.listable`, and is reused here.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.booking_references.schemas import BookingReferenceCreate, BookingReferenceUpdate
+from bookable.bookings import service as bookings
+from bookable.core.auth import Caller
+from bookable.core.errors import Forbidden, NotFound
+from bookable.core.schemas import is_db_id
+from bookable.models import Booking, BookingReference
+
+
+def readable(caller: Caller) -> Select[tuple[BookingReference]]:
+    """References of the bookings a caller hosts (every reference for a system-wide admin)."""
+    query = select(BookingReference)
+    if caller.is_admin:
+        return query
+    hosted = bookings.listable(caller).with_only_columns(Booking.id)
+    return query.where(BookingReference.booking_id.in_(hosted))
+
+
+async def list_booking_references(session: AsyncSession, caller: Caller) -> list[BookingReference]:
+    query = readable(caller)
+    if not caller.is_admin:
+        # Cal.com lists a user's deleted references no more (admins still see them).
+        query = query.where(BookingReference.deleted.is_not(True))
+    return list(await session.scalars(query.order_by(BookingReference.id)))
+
+
+async def get_booking_reference(
+    session: AsyncSession, caller: Caller, reference_id: int
+) -> BookingReference:
+    """One readable reference; a non-admin gets 403 whether the id is someone else's or missing."""
+    reference = (
+        await session.scalar(readable(caller).where(BookingReference.id == reference_id))
+        if is_db_id(reference_id)
+        else None
+    )
+    if reference is None:
+        if caller.is_admin:
+            raise NotFound("Booking reference not found")
+        raise Forbidden()
+    return reference
+
+
+async def _ensure_hosted_booking(session: AsyncSession, caller: Caller, booking_id: int) -> None:
+    """Cal.com answers 404 for a booking that is missing or not the caller's (it looks it up
+    among the caller's bookings only)."""
+    found = (
+        await session.scalar(
+            bookings.listable(caller).with_only_columns(Booking.id).where(Booking.id == booking_id)
+        )
+        if is_db_id(booking_id)
+        else None
+    )
+    if found is None:
+        raise NotFound("Booking not found")
+
+
+async def create_booking_reference(
+    session: AsyncSession, caller: Caller, body: BookingReferenceCreate
+) -> BookingReference:
+    await _ensure_hosted_booking(session, caller, body.booking_id)
+    reference = BookingReference(**body.model_dump())
+    session.add(reference)
+    await session.flush()
+    return reference
+
+
+async def update_booking_reference(
+    session: AsyncSession, caller: Caller, reference_id: int, body: BookingReferenceUpdate
+) -> BookingReference:
+    reference = await get_booking_reference(session, caller, reference_id)
+    if reference.deleted:
+        # Cal.com updates only references not marked deleted; the record is kept as it was.
+        raise NotFound(f"Booking reference with id: {reference_id} is deleted and cannot be edited")
+    values = body.model_dump(exclude_unset=True)
+    if "booking_id" in values and values["booking_id"] != reference.booking_id:
+        await _ensure_hosted_booking(session, caller, values["booking_id"])
+    for column, value in values.items():
+        setattr(reference, column, value)
+    await session.flush()
+    return reference
+
+
+async def delete_booking_reference(
+    session: AsyncSession, caller: Caller, reference_id: int
+) -> None:
+    reference = await get_booking_reference(session, caller, reference_id)
+    await session.delete(reference)
+    await session.flush()
