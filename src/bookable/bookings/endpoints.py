@@ -202,10 +202,12 @@ async def list_bookings(
     sort_column = {"createdAt": Booking.created_at, "updatedAt": Booking.updated_at}.get(
         sortBy or "", Booking.start_time
     )
+    # NULLs (a never-updated booking's updatedAt) sort as PostgreSQL, and so Cal.com, sorts them:
+    # last ascending, first descending; SQLite would put them the other way round.
     if order == "desc":
-        query = query.order_by(sort_column.desc(), Booking.id.desc())
+        query = query.order_by(sort_column.desc().nulls_first(), Booking.id.desc())
     else:
-        query = query.order_by(sort_column.asc(), Booking.id.asc())
+        query = query.order_by(sort_column.asc().nulls_last(), Booking.id.asc())
     # Cal.com paginates only when both are given; otherwise everything matching is returned.
     if take is not None and page is not None:
         query = query.offset((page - 1) * take).limit(take)
