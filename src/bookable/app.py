@@ -29,6 +29,7 @@ from bookable.core.middleware import EdgeMiddleware
 from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
+from bookable.payments.endpoints import router as payments_router
 from bookable.schedules.endpoints import router as schedules_router
 from bookable.settings import Settings, get_settings
 from bookable.slots.endpoints import router as slots_router
@@ -47,6 +48,7 @@ RESOURCE_ROUTERS = (
     bookings_router,
     attendees_router,
     booking_references_router,
+    payments_router,
 )
 
 

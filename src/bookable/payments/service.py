@@ -1,0 +1,39 @@
+"""Reading payments. Every list and lookup starts from `readable(caller)`.
+
+Cal.com v1 has no admin mode here: everyone, system-wide admins included, sees the payments of
+the bookings they host, and nothing else. Bookable follows it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.core.auth import Caller
+from bookable.core.errors import NotFound, Unauthorized
+from bookable.core.schemas import is_db_id
+from bookable.models import Booking, Payment
+
+
+def readable(caller: Caller) -> Select[tuple[Payment]]:
+    """Payments of the bookings the caller hosts (admins too: Cal.com has no admin mode here)."""
+    hosted = select(Booking.id).where(Booking.user_id == caller.user_id)
+    return select(Payment).where(Payment.booking_id.in_(hosted))
+
+
+async def list_payments(session: AsyncSession, caller: Caller) -> list[Payment]:
+    return list(await session.scalars(readable(caller).order_by(Payment.id)))
+
+
+async def get_payment(session: AsyncSession, caller: Caller, payment_id: int) -> Payment:
+    """One payment of the caller's bookings. As Cal.com: someone else's is 401 `Unauthorized`,
+    a missing one 404."""
+    if not is_db_id(payment_id):
+        raise NotFound(f"Payment with id: {payment_id} not found")
+    payment = await session.scalar(readable(caller).where(Payment.id == payment_id))
+    if payment is None:
+        exists = await session.scalar(select(Payment.id).where(Payment.id == payment_id))
+        if exists is None:
+            raise NotFound(f"Payment with id: {payment_id} not found")
+        raise Unauthorized("Unauthorized")
+    return payment
