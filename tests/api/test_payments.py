@@ -154,3 +154,29 @@ async def test_no_key_is_401(client: httpx.AsyncClient, method: str, path: str) 
     response = await client.request(method, path)
     assert response.status_code == 401
     assert response.json() == NO_KEY
+
+
+async def test_priced_seated_slot_is_shared_while_pending(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    """Bookers of a priced seated slot join one PENDING booking instead of opening new ones."""
+    event_type_id = await hosted_event_type(
+        app, alice, slug="paid-seats", price=500, currency="eur", seats_per_time_slot=2
+    )
+    first = await book(client, alice, event_type_id, TUESDAY_11, email="a1@example.com")
+    second = await book(client, alice, event_type_id, TUESDAY_11, email="a2@example.com")
+    assert first["status"] == "PENDING"
+    assert second["id"] == first["id"]
+    assert {a["email"] for a in second["attendees"]} == {"a1@example.com", "a2@example.com"}
+    third = await client.post(
+        "/v1/bookings",
+        params=alice.params,
+        json={
+            "eventTypeId": event_type_id,
+            "start": TUESDAY_11,
+            "timeZone": "UTC",
+            "responses": {"name": "Three", "email": "a3@example.com"},
+        },
+    )
+    assert third.status_code == 409, third.text
+    assert third.json()["message"] == "booking_seats_full_error"

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
 
@@ -44,6 +44,11 @@ from bookable.slots.service import allowed_durations, event_rules, load_host_cal
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 HOST_OVERLAP_CONSTRAINT = "ex_bookings_host_overlap"
 BLOCKING_STATUSES = (BookingStatus.ACCEPTED,)
+# PostgreSQL: writers of a host's accepted bookings queue on an advisory lock (class, host id),
+# and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.
+HOST_LOCK_CLASS = 0x626B
+DEADLOCK_SQLSTATE = "40P01"
+INSERT_ATTEMPTS = 3
 
 
 class BookingRefused(ApiError):
@@ -435,21 +440,47 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
 
 
 async def insert_booking(session: AsyncSession, booking: Booking) -> None:
-    """Add and flush inside a savepoint; the host-overlap constraint's refusal becomes a 409."""
-    try:
-        async with session.begin_nested():
-            session.add(booking)
-            await session.flush()
-    except IntegrityError as error:
-        if HOST_OVERLAP_CONSTRAINT in str(error.orig):
-            raise BookingRefused(
-                Refusal(
-                    409,
-                    "no_available_users_found_error",
-                    "the host was booked for this time by another request a moment ago",
-                )
-            ) from None
-        raise
+    """Add and flush inside a savepoint; the host-overlap constraint's refusal becomes a 409.
+
+    PostgreSQL checks an exclusion constraint after writing the new index entry: two
+    transactions inserting overlapping bookings at the same moment would each find the other's
+    uncommitted row and wait for it, until the deadlock detector aborts one (40P01, a 500).
+    So writers of one host's bookings first queue on a lock held to the end of their
+    transaction: the next one meets the committed row and gets the constraint's clean refusal.
+    Should a writer that takes no such lock still deadlock with this insert, the insert has
+    lost nothing yet: its savepoint is rolled back and it is tried again."""
+    await lock_host(session, booking.user_id)
+    for attempt in range(1, INSERT_ATTEMPTS + 1):
+        try:
+            async with session.begin_nested():
+                session.add(booking)
+                await session.flush()
+            return
+        except IntegrityError as error:
+            if HOST_OVERLAP_CONSTRAINT in str(error.orig):
+                raise BookingRefused(
+                    Refusal(
+                        409,
+                        "no_available_users_found_error",
+                        "the host was booked for this time by another request a moment ago",
+                    )
+                ) from None
+            raise
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != DEADLOCK_SQLSTATE:
+                raise
+            if attempt == INSERT_ATTEMPTS:
+                raise
+
+
+async def lock_host(session: AsyncSession, host_id: int | None) -> None:
+    """PostgreSQL: wait for, then hold until commit, the right to write ``host_id``'s
+    bookings. SQLite needs none: its writers are serialised from their first statement."""
+    if host_id is None:
+        return
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        await connection.execute(select(func.pg_advisory_xact_lock(HOST_LOCK_CLASS, host_id)))
 
 
 async def _join_seat(
@@ -466,7 +497,8 @@ async def _join_seat(
         .where(
             Booking.event_type_id == event_type.id,
             Booking.start_time == start,
-            Booking.status == BookingStatus.ACCEPTED,
+            # A priced (or to-be-confirmed) seated slot waits PENDING: later bookers join it too.
+            Booking.status.in_([BookingStatus.ACCEPTED, BookingStatus.PENDING]),
         )
         .options(selectinload(Booking.attendees), selectinload(Booking.payments))
         .with_for_update(of=Booking)
@@ -569,7 +601,8 @@ async def cancel_booking(
                     Booking.start_time >= clock.now(),
                     Booking.status.not_in([BookingStatus.CANCELLED, BookingStatus.REJECTED]),
                 )
-                .with_for_update()
+                .options(selectinload(Booking.payments))
+                .with_for_update(of=Booking)
             )
         )
         if booking not in targets:
@@ -578,7 +611,7 @@ async def cancel_booking(
         target.status = BookingStatus.CANCELLED
         target.cancellation_reason = reason or "Not Provided"
         target.cancelled_by = cancelled_by or caller.user.email
-        for payment in target.payments if target is booking else []:
+        for payment in target.payments:
             if payment.success and not payment.refunded:
                 payment.refunded = True
     await session.flush()
@@ -619,11 +652,12 @@ async def confirm_booking(
             ):
                 raise BookingRefused(refusal)
     booking.status = BookingStatus.ACCEPTED
-    await _flush_guarded(session)
+    await _flush_guarded(session, booking)
     return booking
 
 
-async def _flush_guarded(session: AsyncSession) -> None:
+async def _flush_guarded(session: AsyncSession, booking: Booking) -> None:
+    await lock_host(session, booking.user_id)
     try:
         async with session.begin_nested():
             await session.flush()
@@ -698,7 +732,7 @@ async def patch_booking(
     booking.blocked_start = booking.start_time - timedelta(minutes=before or 0)
     booking.blocked_end = booking.end_time + timedelta(minutes=after or 0)
     await _assert_no_overlap(session, booking)
-    await _flush_guarded(session)
+    await _flush_guarded(session, booking)
     return booking
 
 

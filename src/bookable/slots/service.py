@@ -210,6 +210,8 @@ async def load_host_calendar(
         event_type.requires_confirmation and metadata.get("requiresConfirmationWillBlockSlot")
     )
     status_blocks = Booking.status == BookingStatus.ACCEPTED
+    # A seated slot waiting PENDING (priced, or to be confirmed) is still the slot seats join.
+    pending_blocks = pending_blocks or bool(event_type.seats_per_time_slot)
     if pending_blocks:
         status_blocks = or_(
             status_blocks,
@@ -239,12 +241,8 @@ async def load_host_calendar(
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
     busy: list[BusyTime] = []
-    for uid, b_start, b_end, b_event_type, status, before, after in rows:
-        if (
-            event_type.seats_per_time_slot
-            and b_event_type == event_type.id
-            and status == BookingStatus.ACCEPTED
-        ):
+    for uid, b_start, b_end, b_event_type, _status, before, after in rows:
+        if event_type.seats_per_time_slot and b_event_type == event_type.id:
             seated_ids[uid] = (b_start, b_end)
         else:
             busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
