@@ -114,6 +114,9 @@ def _by_id_or_uid(query: Select[tuple[Booking]], key: str) -> Select[tuple[Booki
     if key.isdigit():
         number = int(key)
         return query.where(Booking.id == number) if is_db_id(number) else query.where(False)
+    if "\x00" in key:
+        # No uid holds a NUL, and PostgreSQL refuses to compare text with one.
+        return query.where(False)
     return query.where(Booking.uid == key)
 
 
