@@ -157,7 +157,7 @@ def _instant(value: str | None, field: str) -> datetime | None:
         return None
     try:
         return parse_bound(value, ZoneInfo("UTC"), end_of_day=False).instant
-    except ValueError:
+    except (ValueError, OverflowError):  # (OverflowError: e.g. 9999-12-31T23:00:00-05:00)
         raise BadRequest(f"custom in '{field}': Invalid ISO Date") from None
 
 

@@ -10,7 +10,7 @@ Unknown keys are dropped, as Cal.com's create schema does.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import (
@@ -28,6 +28,18 @@ from bookable.core.timezones import canonical_time_zone
 from bookable.models import BookingStatus
 
 LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNumber")
+# Instants a booking may have: far enough from the ends of Python's datetime range for every
+# conversion, buffer and limit period computed around them (beyond them: 500s, not answers).
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+OUT_OF_RANGE = "must lie between the years 1000 and 9000"
+
+
+def in_range(value: datetime) -> bool:
+    try:
+        return EARLIEST <= value.astimezone(UTC) <= LATEST
+    except OverflowError:
+        return False
 
 
 def _has_nul(value: Any) -> bool:
@@ -118,6 +130,13 @@ class BookingPatch(StrictInput):
     cancelled_by: EmailStr | None = None
     rescheduled_by: EmailStr | None = None
     created_at: AwareDatetime | None = None
+
+    @field_validator("start_time", "end_time", "created_at")
+    @classmethod
+    def _in_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not in_range(value):
+            raise ValueError(OUT_OF_RANGE)
+        return value
 
 
 class BookingConfirm(StrictInput):
@@ -240,4 +259,6 @@ def parse_instant(value: str, field: str) -> datetime:
         raise ValueError(f"custom in '{field}': must be an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         raise ValueError(f"custom in '{field}': needs a UTC offset or Z, e.g. 2026-12-01T09:00:00Z")
+    if not in_range(parsed):
+        raise ValueError(f"custom in '{field}': {OUT_OF_RANGE}")
     return parsed
