@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import EmailStr, Field
 
-from bookable.core.schemas import DbId, StrictInput, WireModel
+from bookable.core.schemas import DbId, StrictInput, WireModel, refuse_null
 from bookable.users.schemas import TimeZoneName
 
 # The column is 255 characters; an empty name would show as a blank line in every listing.
@@ -26,13 +26,7 @@ class AttendeeUpdate(StrictInput):
     time_zone: TimeZoneName | None = None
     booking_id: DbId | None = None
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("name", "email", "time_zone", "booking_id")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("name", "email", "time_zone", "booking_id")
 
 
 class AttendeeOut(WireModel):

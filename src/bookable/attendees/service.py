@@ -13,6 +13,7 @@ from bookable.attendees.schemas import AttendeeCreate, AttendeeUpdate
 from bookable.bookings import service as bookings
 from bookable.core.auth import Caller
 from bookable.core.errors import Forbidden, NotFound
+from bookable.core.permissions import readable_row
 from bookable.core.schemas import is_db_id
 from bookable.models import Attendee, Booking, EventType
 from bookable.scheduling import Refusal
@@ -33,16 +34,13 @@ async def list_attendees(session: AsyncSession, caller: Caller) -> list[Attendee
 
 async def get_attendee(session: AsyncSession, caller: Caller, attendee_id: int) -> Attendee:
     """One readable attendee; a non-admin gets 403 whether the id is someone else's or missing."""
-    attendee = (
-        await session.scalar(readable(caller).where(Attendee.id == attendee_id))
-        if is_db_id(attendee_id)
-        else None
+    return await readable_row(
+        session,
+        caller,
+        readable(caller).where(Attendee.id == attendee_id),
+        attendee_id,
+        missing="Attendee not found",
     )
-    if attendee is None:
-        if caller.is_admin:
-            raise NotFound("Attendee not found")
-        raise Forbidden()
-    return attendee
 
 
 async def _lock_hosted_booking(

@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel, refuse_null
 from bookable.schedules.schemas import WireDate
 
 _PLAIN_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?$")
@@ -124,10 +124,4 @@ class AvailabilityUpdate(StrictInput):
 
     _days = field_validator("days")(_sorted_days)
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("start_time", "end_time", "days")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("start_time", "end_time", "days")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, StrictBool, field_validator
+from pydantic import Field, StrictBool
 
-from bookable.core.schemas import DbId, StrictInput, WireModel
+from bookable.core.schemas import DbId, StrictInput, WireModel, refuse_null
 
 # Lengths of the columns: a longer value would be refused by PostgreSQL, not by SQLite.
 RequiredText = Annotated[str, Field(min_length=1, max_length=255)]
@@ -38,13 +38,7 @@ class BookingReferenceUpdate(StrictInput):
     deleted: StrictBool | None = None  # "yes" is a client mistake, not a true
     credential_id: DbId | None = None
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("type", "uid", "booking_id")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("type", "uid", "booking_id")
 
 
 class BookingReferenceOut(WireModel):

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bookable.booking_references.schemas import BookingReferenceCreate, BookingReferenceUpdate
 from bookable.bookings import service as bookings
 from bookable.core.auth import Caller
-from bookable.core.errors import Forbidden, NotFound
+from bookable.core.errors import NotFound
+from bookable.core.permissions import readable_row
 from bookable.core.schemas import is_db_id
 from bookable.models import Booking, BookingReference
 
@@ -38,16 +39,13 @@ async def get_booking_reference(
     session: AsyncSession, caller: Caller, reference_id: int
 ) -> BookingReference:
     """One readable reference; a non-admin gets 403 whether the id is someone else's or missing."""
-    reference = (
-        await session.scalar(readable(caller).where(BookingReference.id == reference_id))
-        if is_db_id(reference_id)
-        else None
+    return await readable_row(
+        session,
+        caller,
+        readable(caller).where(BookingReference.id == reference_id),
+        reference_id,
+        missing="Booking reference not found",
     )
-    if reference is None:
-        if caller.is_admin:
-            raise NotFound("Booking reference not found")
-        raise Forbidden()
-    return reference
 
 
 async def _ensure_hosted_booking(session: AsyncSession, caller: Caller, booking_id: int) -> None:

@@ -51,3 +51,15 @@ DbId = Annotated[int, Field(gt=0, le=MAX_DB_INT)]
 
 def is_db_id(value: int) -> bool:
     return 0 < value <= MAX_DB_INT
+
+
+def refuse_null(*fields: str) -> Any:
+    """A validator for bodies whose keys are optional but whose columns can't be emptied: a key
+    may be left out, not sent as null. (Validators run only for keys the client sent.)"""
+
+    def _check(cls: type[BaseModel], value: Any) -> Any:
+        if value is None:
+            raise ValueError("Expected a value, received null")
+        return value
+
+    return field_validator(*fields)(classmethod(_check))  # type: ignore[arg-type]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel, refuse_null
 
 CustomInputType = Literal["TEXT", "TEXTLONG", "NUMBER", "BOOL", "RADIO", "PHONE"]
 
@@ -49,13 +49,7 @@ class CustomInputUpdate(StrictInput):
     options: list[CustomInputOption] | None = None
     placeholder: Text | None = None
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("event_type_id", "label", "type", "required", "placeholder")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("event_type_id", "label", "type", "required", "placeholder")
 
 
 class CustomInputOut(WireModel):

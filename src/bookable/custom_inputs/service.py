@@ -10,8 +10,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller
-from bookable.core.errors import Forbidden, NotFound
-from bookable.core.schemas import is_db_id
+from bookable.core.permissions import readable_row
 from bookable.custom_inputs.schemas import CustomInputCreate, CustomInputUpdate
 from bookable.event_types import service as event_types
 from bookable.models import EventType, EventTypeCustomInput
@@ -34,16 +33,13 @@ async def get_custom_input(
     session: AsyncSession, caller: Caller, custom_input_id: int
 ) -> EventTypeCustomInput:
     """One readable input; a non-admin gets 403 whether the id is someone else's or missing."""
-    custom_input = (
-        await session.scalar(readable(caller).where(EventTypeCustomInput.id == custom_input_id))
-        if is_db_id(custom_input_id)
-        else None
+    return await readable_row(
+        session,
+        caller,
+        readable(caller).where(EventTypeCustomInput.id == custom_input_id),
+        custom_input_id,
+        missing="Custom input not found",
     )
-    if custom_input is None:
-        if caller.is_admin:
-            raise NotFound("Custom input not found")
-        raise Forbidden()
-    return custom_input
 
 
 async def create_custom_input(

@@ -14,11 +14,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from bookable.core.schemas import MAX_DB_INT, StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireDateTime, WireModel, refuse_null
 from bookable.custom_inputs.schemas import CustomInputOut
 
 if TYPE_CHECKING:
@@ -222,13 +221,7 @@ class _EventTypeFields(StrictInput):
     hosts: list[HostIn] | None = None
     children: list[ChildIn] | None = None
 
-    # Validators run only for keys the client sent.
-    @field_validator(*_NOT_NULL)
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null(*_NOT_NULL)
 
 
 class EventTypeCreate(_EventTypeFields):

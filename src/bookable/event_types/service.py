@@ -11,7 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller
-from bookable.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from bookable.core.errors import BadRequest, Conflict, NotFound, Unauthorized
+from bookable.core.permissions import readable_row
 from bookable.core.schemas import is_db_id
 from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate
 from bookable.models import EventType, Schedule, User
@@ -81,16 +82,13 @@ async def list_event_types(
 
 async def get_event_type(session: AsyncSession, caller: Caller, event_type_id: int) -> EventType:
     """One readable event type. A non-admin learns nothing about ids that aren't theirs."""
-    event_type = (
-        await session.scalar(readable(caller).where(EventType.id == event_type_id))
-        if is_db_id(event_type_id)
-        else None
+    return await readable_row(
+        session,
+        caller,
+        readable(caller).where(EventType.id == event_type_id),
+        event_type_id,
+        missing="Event type not found",
     )
-    if event_type is None:
-        if caller.is_admin:
-            raise NotFound("Event type not found")
-        raise Forbidden()
-    return event_type
 
 
 async def get_owned_event_type(

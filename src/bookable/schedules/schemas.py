@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, time
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import Field, PlainSerializer, field_validator
+from pydantic import Field, PlainSerializer
 
-from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel
+from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel, refuse_null
 from bookable.users.schemas import TimeZoneName
 
 # Ids are 32-bit integer columns: a bigger number can only be a missing row (and would make
@@ -58,10 +58,4 @@ class ScheduleUpdate(StrictInput):
     time_zone: TimeZoneName | None = None
     user_id: UserId | None = None
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("name", "time_zone", "user_id")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("name", "time_zone", "user_id")

@@ -13,7 +13,8 @@ from sqlalchemy import Select, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.auth import Caller, acting_user_id, mark_identity_changed
-from bookable.core.errors import Forbidden, NotFound, Unauthorized
+from bookable.core.errors import NotFound, Unauthorized
+from bookable.core.permissions import readable_row
 from bookable.core.schemas import is_db_id
 from bookable.models import Availability, Schedule, User
 from bookable.schedules.schemas import ScheduleCreate, ScheduleUpdate
@@ -54,17 +55,13 @@ async def list_schedules(
 
 
 async def get_schedule(session: AsyncSession, caller: Caller, schedule_id: int) -> Schedule:
-    schedule = (
-        await session.scalar(readable(caller).where(Schedule.id == schedule_id))
-        if is_db_id(schedule_id)
-        else None
+    return await readable_row(
+        session,
+        caller,
+        readable(caller).where(Schedule.id == schedule_id),
+        schedule_id,
+        missing="Schedule not found",
     )
-    if schedule is None:
-        # Cal.com: a non-admin can't tell a missing schedule from someone else's.
-        if not caller.is_admin:
-            raise Forbidden()
-        raise NotFound("Schedule not found")
-    return schedule
 
 
 async def _ensure_user_exists(session: AsyncSession, user_id: int) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
 
-from bookable.core.schemas import StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import StrictInput, WireDateTime, WireModel, refuse_null
 from bookable.core.timezones import canonical_time_zone
 from bookable.models import UserRole
 
@@ -145,10 +145,4 @@ class UserUpdate(_UserFields):
     def _lower_email(cls, value: str | None) -> str | None:
         return value.lower() if value else value
 
-    # Validators run only for keys the client sent: these columns can't be emptied.
-    @field_validator("email", "username", "time_zone", "week_start", "hide_branding", "role")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("Expected a value, received null")
-        return value
+    _not_null = refuse_null("email", "username", "time_zone", "week_start", "hide_branding", "role")
