@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
@@ -44,9 +44,13 @@ from bookable.slots.service import allowed_durations, event_rules, load_host_cal
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 HOST_OVERLAP_CONSTRAINT = "ex_bookings_host_overlap"
 BLOCKING_STATUSES = (BookingStatus.ACCEPTED,)
-# PostgreSQL: writers of a host's accepted bookings queue on an advisory lock (class, host id),
+# PostgreSQL: writers of a host's accepted bookings queue on advisory locks (host id, UTC day),
 # and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.
-HOST_LOCK_CLASS = 0x626B
+_LOCK_HOST_DAYS = text(
+    "SELECT pg_advisory_xact_lock(CAST(:host AS integer), day) "
+    "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS day"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEADLOCK_SQLSTATE = "40P01"
 INSERT_ATTEMPTS = 3
 
@@ -448,11 +452,12 @@ async def insert_booking(session: AsyncSession, booking: Booking) -> None:
     PostgreSQL checks an exclusion constraint after writing the new index entry: two
     transactions inserting overlapping bookings at the same moment would each find the other's
     uncommitted row and wait for it, until the deadlock detector aborts one (40P01, a 500).
-    So writers of one host's bookings first queue on a lock held to the end of their
-    transaction: the next one meets the committed row and gets the constraint's clean refusal.
+    So writers of one host's bookings on one day first queue on a lock held to the end of
+    their transaction: the next one meets the committed row and gets the constraint's clean
+    refusal.
     Should a writer that takes no such lock still deadlock with this insert, the insert has
     lost nothing yet: its savepoint is rolled back and it is tried again."""
-    await lock_host(session, booking.user_id)
+    await lock_host_days(session, booking)
     for attempt in range(1, INSERT_ATTEMPTS + 1):
         try:
             async with session.begin_nested():
@@ -476,14 +481,21 @@ async def insert_booking(session: AsyncSession, booking: Booking) -> None:
                 raise
 
 
-async def lock_host(session: AsyncSession, host_id: int | None) -> None:
-    """PostgreSQL: wait for, then hold until commit, the right to write ``host_id``'s
-    bookings. SQLite needs none: its writers are serialised from their first statement."""
-    if host_id is None:
+async def lock_host_days(session: AsyncSession, booking: Booking) -> None:
+    """PostgreSQL: wait for, then hold until commit, the right to write the host's bookings on
+    each UTC day that ``booking`` blocks, in ascending order. Two overlapping bookings share a
+    day, so their writers queue; a host's bookings on other days are written side by side.
+    SQLite needs none: its writers are serialised from their first statement."""
+    if booking.user_id is None:
         return
     connection = await session.connection()
-    if connection.dialect.name == "postgresql":
-        await connection.execute(select(func.pg_advisory_xact_lock(HOST_LOCK_CLASS, host_id)))
+    if connection.dialect.name != "postgresql":
+        return
+    first = (booking.blocked_start - _EPOCH).days
+    last = max(first, (booking.blocked_end - timedelta(microseconds=1) - _EPOCH).days)
+    await connection.execute(
+        _LOCK_HOST_DAYS, {"host": booking.user_id, "first": first, "last": last}
+    )
 
 
 async def _join_seat(
@@ -660,7 +672,7 @@ async def confirm_booking(
 
 
 async def _flush_guarded(session: AsyncSession, booking: Booking) -> None:
-    await lock_host(session, booking.user_id)
+    await lock_host_days(session, booking)
     try:
         async with session.begin_nested():
             await session.flush()
