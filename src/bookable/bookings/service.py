@@ -316,7 +316,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         previous = await session.scalar(
             readable(caller)
             .where(Booking.uid == body.reschedule_uid)
-            .options(selectinload(Booking.attendees))
+            .options(selectinload(Booking.attendees), selectinload(Booking.payments))
             .with_for_update(of=Booking)
         )
         if previous is None:
@@ -345,7 +345,9 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         ignore_uid=previous.uid if previous else None,
     )  # fmt: skip
 
-    requires_payment = (event_type.price or 0) > 0
+    # A paid booking moved to another time stays paid: its payment moves with it (Cal.com).
+    carried_paid = previous is not None and previous.paid
+    requires_payment = (event_type.price or 0) > 0 and not carried_paid
     confirmed = not requires_payment and (
         not _needs_confirmation(event_type, start, now)
         or (previous is not None and previous.user_id == caller.user_id
@@ -391,7 +393,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         blocked_end=end + timedelta(minutes=event_type.after_event_buffer or 0),
         location=_location(booker, body, event_type),
         status=BookingStatus.ACCEPTED if confirmed else BookingStatus.PENDING,
-        paid=False,
+        paid=carried_paid,
         from_reschedule=previous.uid if previous else None,
         recurring_event_id=(
             str(body.recurring_event_id) if body.recurring_event_id is not None else None
@@ -443,6 +445,10 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
             if joined is not None:
                 return Created(joined, host, None, previous, joined_seat=True)
         raise
+    if previous is not None and carried_paid:
+        for moved in [p for p in previous.payments if p.success]:
+            booking.payments.append(moved)
+        await session.flush()
     return Created(booking, host, payment, previous, joined_seat=False)
 
 
