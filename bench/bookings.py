@@ -1,0 +1,547 @@
+"""Bookings benchmark: how fast bookings are made, and how GET /v1/bookings pages scale.
+
+    .venv/bin/python bench/bookings.py [--duration 8] [--sizes 1000,100000] [--repeat 60]
+
+On SQLite, and on PostgreSQL when BOOKABLE_BENCH_DATABASE_URL (or BOOKABLE_TEST_DATABASE_URL) is
+set (its tables are emptied!):
+
+(a) creation: bookings/s made by 1 and by 8 concurrent clients over HTTP against one
+    `bookable serve` process (BOOKABLE_RATE_LIMIT=0, access log on as shipped). Every request is
+    POST /v1/bookings for a distinct free slot of a 5-minute event type open 24/7 (seed body
+    form), each client on its own keep-alive connection; every answer must be a 200. The floor:
+    the same rows (a booking + its attendee, the columns the service writes) inserted with
+    SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
+    database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
+    of each and the ratio HTTP/floor.
+(b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
+    (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
+    caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
+    median and p95 of each, and the ratio of the medians 100k/1k (aim: within 1.5x). On
+    PostgreSQL the list query's EXPLAIN ANALYZE is printed when the ratio is above the aim.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
+# standard library's `http` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import itertools  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import secrets  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from datetime import time as wall_time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+from sqlalchemy import event, insert, text  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+
+from bookable.api_keys.service import issue_key  # noqa: E402
+from bookable.app import create_app  # noqa: E402
+from bookable.core.db import WRITE_OPTION, create_engine, session_factory  # noqa: E402
+from bookable.migrations.runner import upgrade  # noqa: E402
+from bookable.models import (  # noqa: E402
+    Attendee,
+    Availability,
+    Base,
+    Booking,
+    EventType,
+    Schedule,
+    User,
+)
+from bookable.settings import Settings  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
+LENGTH = 5  # minutes: 287 slots a day on a 00:00-23:59 schedule
+SPREAD_DAYS = 365
+LIST_AIM = 1.5
+# Bookings of (a) start tomorrow (UTC); (b)'s are in a far, separate range.
+LIST_BASE = datetime(2031, 1, 1, tzinfo=UTC)
+
+
+# --- seeding ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Host:
+    user_id: int
+    email: str
+    name: str
+    event_type_id: int
+    key: str
+
+
+async def add_host(engine: AsyncEngine, label: str) -> Host:
+    """A user with a schedule open every day 00:00-23:59 UTC, a 5-minute event type bookable
+    right away and an API key."""
+    tag = uuid.uuid4().hex[:8]
+    async with session_factory(engine)() as session, session.begin():
+        user = User(
+            email=f"{label}-{tag}@example.com", username=f"{label}-{tag}", name=label.title()
+        )
+        session.add(user)
+        await session.flush()
+        schedule = Schedule(user_id=user.id, name="Always", time_zone="UTC")
+        schedule.availability.append(
+            Availability(days=list(range(7)), start_time=wall_time(0), end_time=wall_time(23, 59))
+        )
+        session.add(schedule)
+        await session.flush()
+        user.default_schedule_id = schedule.id
+        event_type = EventType(
+            user_id=user.id, title="Bench", slug=f"bench-{tag}", length=LENGTH,
+            minimum_booking_notice=0, locations=[],
+        )  # fmt: skip
+        session.add(event_type)
+        await session.flush()
+        _key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
+        return Host(user.id, user.email, label.title(), event_type.id, clear)
+
+
+def slots(first_day: datetime) -> Iterator[tuple[datetime, datetime]]:
+    """Every free 5-minute slot from ``first_day`` on, dealt over SPREAD_DAYS days in turn (00:00
+    on each day, then 00:05 on each, ...), so that a host's days fill up evenly: a booking check
+    reads the bookings of the days around its slot, which stay few (a few per day) as in life,
+    instead of a wall of 287 a day."""
+    for minute in range(0, 24 * 60 - LENGTH, LENGTH):  # the last ends 23:55 (<= 23:59)
+        for day in range(SPREAD_DAYS):
+            start = first_day + timedelta(days=day, minutes=minute)
+            yield start, start + timedelta(minutes=LENGTH)
+
+
+def booking_row(host: Host, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
+    """The columns POST /v1/bookings writes for the seed body form (service.create_booking)."""
+    uid = secrets.token_urlsafe(16)
+    return {
+        "uid": uid,
+        "user_id": host.user_id,
+        "user_primary_email": host.email,
+        "event_type_id": host.event_type_id,
+        "title": f"Bench between {host.name} and Guest",
+        "responses": {"name": "Guest", "email": "guest@example.com"},
+        "start_time": start,
+        "end_time": end,
+        "blocked_start": start,
+        "blocked_end": end,
+        "location": "",
+        "status": "ACCEPTED",
+        "paid": False,
+        "meta": {},
+        "ical_uid": f"{uid}@bookable",
+        "ical_sequence": 0,
+        "creation_source": "API_V1",
+        "created_at": now,
+    }
+
+
+def attendee_row(booking_id: int, email: str) -> dict[str, Any]:
+    return {
+        "booking_id": booking_id,
+        "email": email,
+        "name": "Guest",
+        "time_zone": "UTC",
+        "locale": "en",
+    }
+
+
+async def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str, pg_url: str | None, tmp: Path) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp / f'bookings-{uuid.uuid4().hex[:6]}.db'}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    else:
+        assert pg_url
+        await asyncio.to_thread(upgrade, pg_url)
+        await reset_postgres(pg_url)
+        try:
+            yield pg_url
+        finally:
+            await reset_postgres(pg_url)
+
+
+# --- (a) creation -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def bookable_serve(database_url: str, log: Path) -> Iterator[str]:
+    """`bookable serve` (own process group, output to ``log``) until the block ends."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
+    env.update(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0")
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [BOOKABLE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"bookable serve exited:\n{log.read_text()}")
+            try:
+                httpx.get(f"{base}/v1/openapi.json", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"bookable serve did not answer:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            if process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=wait)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def run_for(duration: float, clients: int, one: Any) -> tuple[int, float]:
+    """Call ``one(client_index)`` in ``clients`` loops for ``duration`` s; (done, seconds)."""
+    stop_at = time.perf_counter() + duration
+    counts = [0] * clients
+
+    async def loop(index: int) -> None:
+        while time.perf_counter() < stop_at:
+            await one(index)
+            counts[index] += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(loop(i) for i in range(clients)))
+    return sum(counts), time.perf_counter() - began
+
+
+async def http_rate(
+    base: str, host: Host, free: Iterator[tuple[datetime, datetime]], clients: int, duration: float
+) -> tuple[float, Counter[int]]:
+    statuses: Counter[int] = Counter()
+    numbers = itertools.count()
+    http = [
+        httpx.AsyncClient(base_url=base, timeout=60, params={"apiKey": host.key})
+        for _ in range(clients)
+    ]
+
+    async def one(index: int) -> None:
+        start, end = next(free)
+        response = await http[index].post(
+            "/v1/bookings",
+            json={
+                "eventTypeId": host.event_type_id,
+                "startTime": _iso(start),
+                "endTime": _iso(end),
+                "name": "Guest",
+                "email": f"guest{next(numbers)}@example.com",
+                "timeZone": "UTC",
+            },
+        )
+        statuses[response.status_code] += 1
+        if response.status_code != 200 and statuses[response.status_code] == 1:
+            print(f"# unexpected {response.status_code}: {response.text[:300]}", file=sys.stderr)
+
+    try:
+        await run_for(min(1.0, duration / 4), clients, one)  # warm-up: connections, key cache
+        statuses.clear()
+        done, seconds = await run_for(duration, clients, one)
+    finally:
+        for client in http:
+            await client.aclose()
+    return done / seconds, statuses
+
+
+async def floor_rate(
+    engine: AsyncEngine,
+    host: Host,
+    free: Iterator[tuple[datetime, datetime]],
+    clients: int,
+    duration: float,
+) -> float:
+    numbers = itertools.count()
+    options = {WRITE_OPTION: True}  # SQLite: BEGIN IMMEDIATE, as the server's writers
+
+    async def one(_index: int) -> None:
+        start, end = next(free)
+        row = booking_row(host, start, end, datetime.now(UTC))
+        async with engine.connect() as conn:
+            await conn.execution_options(**options)
+            async with conn.begin():
+                booking_id = (
+                    await conn.execute(insert(Booking).returning(Booking.id), row)
+                ).scalar_one()
+                await conn.execute(
+                    insert(Attendee), attendee_row(booking_id, f"guest{next(numbers)}@example.com")
+                )
+
+    await run_for(min(1.0, duration / 4), clients, one)
+    done, seconds = await run_for(duration, clients, one)
+    return done / seconds
+
+
+async def bench_creation(
+    kind: str, pg_url: str | None, tmp: Path, concurrency: list[int], duration: float
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    async with fresh_database(kind, pg_url, tmp) as url:
+        engine = create_engine(url)
+        try:
+            web, raw = await add_host(engine, "web"), await add_host(engine, "raw")
+            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            tomorrow += timedelta(days=1)
+            web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
+            with bookable_serve(url, tmp / f"serve-{kind}.log") as base:
+                for clients in concurrency:
+                    rate, statuses = await http_rate(base, web, web_slots, clients, duration)
+                    floor = await floor_rate(engine, raw, raw_slots, clients, duration)
+                    results.append(
+                        {"db": kind, "clients": clients, "http": rate, "floor": floor,
+                         "statuses": dict(statuses)}
+                    )  # fmt: skip
+                    print(
+                        f"# {kind} {clients} client(s): http {rate:.1f}/s {dict(statuses)}, "
+                        f"floor {floor:.1f}/s",
+                        file=sys.stderr,
+                    )
+            log = (tmp / f"serve-{kind}.log").read_text(errors="replace")
+            if "Traceback" in log:
+                print(f"# {kind}: the server logged a traceback:\n{log[-3000:]}", file=sys.stderr)
+        finally:
+            await engine.dispose()
+    return results
+
+
+# --- (b) listing --------------------------------------------------------------------------------
+
+
+async def bulk_bookings(engine: AsyncEngine, host: Host, first: int, last: int) -> None:
+    """Bookings number first..last-1 of ``host``: 15 minutes every 30, one attendee each."""
+    now = datetime.now(UTC)
+    chunk = 5000
+    for low in range(first, last, chunk):
+        numbers = range(low, min(low + chunk, last))
+        rows = []
+        for n in numbers:
+            start = LIST_BASE + timedelta(minutes=30 * n)
+            rows.append({**booking_row(host, start, start + timedelta(minutes=15), now), "id": n})
+        async with engine.begin() as conn:
+            await conn.execute(insert(Booking), rows)
+            await conn.execute(
+                insert(Attendee), [attendee_row(n, f"guest{n}@example.com") for n in numbers]
+            )
+    if engine.dialect.name == "postgresql":
+        async with engine.begin() as conn:
+            await conn.execute(text("SELECT setval('bookings_id_seq', :n)"), {"n": last})
+            # What autovacuum would have done by now on a live database.
+            await conn.execute(text("ANALYZE bookings"))
+            await conn.execute(text("ANALYZE attendees"))
+
+
+async def list_latency(
+    client: httpx.AsyncClient, key: str, total: int, repeat: int, rng: random.Random
+) -> list[float]:
+    pages = max(1, total // 100)
+    samples: list[float] = []
+    for i in range(repeat + 5):
+        page = rng.randint(1, pages)
+        began = time.perf_counter()
+        response = await client.get(
+            "/v1/bookings", params={"apiKey": key, "take": "100", "page": str(page)}
+        )
+        elapsed = time.perf_counter() - began
+        assert response.status_code == 200, response.text[:300]
+        assert len(response.json()["bookings"]) == 100
+        if i >= 5:  # warm-up
+            samples.append(elapsed)
+    return samples
+
+
+async def explain_list(app: Any, key: str, page: int) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the statements one list request runs, as it runs them."""
+    engine: AsyncEngine = app.state.engine
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "bookings" in statement:
+            seen.append((statement, params))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await client.get(
+                "/v1/bookings", params={"apiKey": key, "take": "100", "page": str(page)}
+            )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    lines = []
+    async with engine.connect() as conn:
+        for statement, params in seen:
+            if "api_keys" in statement:
+                continue
+            plan = await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", params)
+            lines.append(f"-- {' '.join(statement.split())[:160]} ... params={params!r}"[:300])
+            lines.extend(row[0] for row in plan)
+    return "\n".join(lines)
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.95)] * 1000
+
+
+async def bench_listing(
+    kind: str, pg_url: str | None, tmp: Path, sizes: list[int], repeat: int
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"db": kind, "sizes": {}}
+    async with fresh_database(kind, pg_url, tmp) as url:
+        app = create_app(Settings(database_url=url, rate_limit="0"))
+        async with app.router.lifespan_context(app):
+            engine: AsyncEngine = app.state.engine
+            host = await add_host(engine, "lister")
+            rng = random.Random(42)
+            have = 1
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                for size in sizes:
+                    began = time.perf_counter()
+                    await bulk_bookings(engine, host, have, size + 1)
+                    have = size + 1
+                    print(
+                        f"# {kind}: {size} bookings in {time.perf_counter() - began:.1f} s",
+                        file=sys.stderr,
+                    )
+                    samples = await list_latency(client, host.key, size, repeat, rng)
+                    result["sizes"][size] = summary(samples)
+            first, last = sizes[0], sizes[-1]
+            ratio = result["sizes"][last][0] / result["sizes"][first][0]
+            result["ratio"] = ratio
+            if kind == "postgresql" and ratio > LIST_AIM:
+                result["explain"] = await explain_list(app, host.key, last // 100)
+    return result
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def describe() -> str:
+    import sqlalchemy
+    import uvicorn
+
+    return (
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}, Python {platform.python_version()}, "
+        f"uvicorn {uvicorn.__version__}, SQLAlchemy {sqlalchemy.__version__}"
+    )
+
+
+async def postgres_version(url: str) -> str:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return str((await conn.execute(text("SHOW server_version"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per creation run")
+    parser.add_argument("--clients", default="1,8", help="concurrent clients for (a)")
+    parser.add_argument("--sizes", default="1000,100000", help="bookings for (b), ascending")
+    parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--only", choices=["create", "list"], default=None)
+    args = parser.parse_args()
+    concurrency = [int(c) for c in args.clients.split(",")]
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    pg_url = None
+    if not args.no_postgres:
+        pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
+            "BOOKABLE_TEST_DATABASE_URL"
+        )
+    kinds = ["sqlite"] + (["postgresql"] if pg_url else [])
+    header = describe()
+    if pg_url:
+        header += f", PostgreSQL {await postgres_version(pg_url)}"
+    else:
+        header += "; PostgreSQL skipped (set BOOKABLE_BENCH_DATABASE_URL)"
+    print(f"# {header}")
+
+    creation: list[dict[str, Any]] = []
+    listing: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for kind in kinds:
+            if args.only in (None, "create"):
+                creation += await bench_creation(kind, pg_url, tmp, concurrency, args.duration)
+            if args.only in (None, "list"):
+                listing.append(await bench_listing(kind, pg_url, tmp, sizes, args.repeat))
+
+    if creation:
+        print(f"\n# (a) bookings created per second, {args.duration:g} s per run")
+        print(f"{'db':<11}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}{'HTTP/floor':>12}  statuses")
+        for r in creation:
+            print(
+                f"{r['db']:<11}{r['clients']:>8}{r['http']:>10.1f}{r['floor']:>10.1f}"
+                f"{r['http'] / r['floor']:>12.3f}  {r['statuses']}"
+            )
+    if listing:
+        print(f"\n# (b) GET /v1/bookings?take=100&page=<random>, {args.repeat} requests, ms")
+        cells = "".join(f"{f'{n:,} median / p95':>24}" for n in sizes)
+        print(f"{'db':<11}{cells}{f'{sizes[-1]:,}/{sizes[0]:,}':>16}")
+        for r in listing:
+            cells = "".join(f"{m:>15.2f} / {p:>6.2f}" for m, p in r["sizes"].values())
+            flag = "" if r["ratio"] <= LIST_AIM else f"  (above the {LIST_AIM}x aim)"
+            print(f"{r['db']:<11}{cells}{r['ratio']:>16.2f}{flag}")
+        for r in listing:
+            if "explain" in r:
+                print(f"\n# EXPLAIN of the list request's queries ({r['db']}, last page):")
+                print(r["explain"])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
