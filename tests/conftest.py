@@ -17,6 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
@@ -25,8 +26,57 @@ from bookable.migrations.runner import upgrade
 from bookable.models import Base, User, UserRole
 from bookable.settings import Settings
 
-PG_URL = os.environ.get("BOOKABLE_TEST_DATABASE_URL")
-REDIS_URL = os.environ.get("BOOKABLE_TEST_REDIS_URL")
+# Under pytest-xdist each worker ("gw0", "gw1", ...) gets its own PostgreSQL database and Redis
+# database, so workers never empty each other's tables or flush each other's counters.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+WORKER_INDEX = int(WORKER[2:]) if WORKER.startswith("gw") and WORKER[2:].isdigit() else 0
+
+
+def _worker_database_url(base: str | None) -> str | None:
+    if not base or not WORKER:
+        return base
+    url = make_url(base)
+    return url.set(database=f"{url.database}_{WORKER}").render_as_string(hide_password=False)
+
+
+def _worker_redis_url(base: str | None) -> str | None:
+    if not base or not WORKER:
+        return base
+    head, _, tail = base.rpartition("/")
+    number = int(tail) if tail.isdigit() else 0
+    return f"{head}/{max(number - WORKER_INDEX, 0)}" if tail.isdigit() else base
+
+
+BASE_PG_URL = os.environ.get("BOOKABLE_TEST_DATABASE_URL")
+PG_URL = _worker_database_url(BASE_PG_URL)
+REDIS_URL = _worker_redis_url(os.environ.get("BOOKABLE_TEST_REDIS_URL"))
+
+
+def ensure_worker_database() -> None:
+    """Create this worker's PostgreSQL database (a sibling of the configured one) if missing."""
+    if not BASE_PG_URL or PG_URL == BASE_PG_URL:
+        return
+    import asyncio
+
+    async def _create() -> None:
+        engine = create_engine(BASE_PG_URL)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                name = make_url(PG_URL).database
+                found = await conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if not found:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await engine.dispose()
+
+    # Called from sync fixtures that may run inside an event loop: use a thread of its own.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _create()).result()
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +91,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_migrated() -> str:
     if not PG_URL:
         pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
+    ensure_worker_database()
     upgrade(PG_URL)
     return PG_URL
 

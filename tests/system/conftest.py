@@ -24,7 +24,8 @@ import pytest
 
 BIN = Path(sys.executable).parent / "bookable"
 BOOKABLE = str(BIN) if BIN.exists() else (shutil.which("bookable") or "bookable")
-PG_URL = os.environ.get("BOOKABLE_TEST_DATABASE_URL")
+# The PostgreSQL database of this test worker (one per pytest-xdist worker).
+from tests.conftest import PG_URL, ensure_worker_database  # noqa: E402
 
 START_TIMEOUT = 30.0  # seconds; a loaded 2-core machine can take a while to import and migrate
 STOP_TIMEOUT = 15.0
@@ -169,4 +170,5 @@ def sqlite_url(tmp_path: Path) -> str:
 def postgres_url() -> str:
     if not PG_URL:
         pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
+    ensure_worker_database()
     return PG_URL

@@ -36,7 +36,7 @@ from bookable.models import (
     User,
 )
 from tests.conftest import _empty_postgres
-from tests.system.conftest import PG_URL, Server, create_admin, serving
+from tests.system.conftest import PG_URL, Server, create_admin, ensure_worker_database, serving
 
 RACERS = 50
 SEAT_RACERS = 20
@@ -108,6 +108,7 @@ def setup(
         if not PG_URL:
             pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
         database_url, processes = PG_URL, 2
+        ensure_worker_database()
         upgrade(database_url)
         asyncio.run(_empty_postgres(database_url))
     email, _username, key = create_admin(database_url, prefix="host")  # migrates SQLite too
