@@ -36,7 +36,7 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import insert, select, text  # noqa: E402
 
-from bookable.api_keys.service import issue_key
+from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import Availability, Base, Booking, EventType, Schedule, User  # noqa: E402

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 from pydantic import EmailStr, TypeAdapter, ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
 
 from bookable.bookings import service
 from bookable.bookings.schemas import (
@@ -29,7 +28,7 @@ from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
-from bookable.models import Attendee, Booking, BookingReference, EventType, Payment, User
+from bookable.models import Booking, BookingReference, EventType, Payment, User
 
 router = APIRouter(tags=["bookings"])
 _EMAIL = TypeAdapter(EmailStr)
@@ -176,43 +175,24 @@ async def list_bookings(
     take: Annotated[int | None, Query(ge=1)] = None,
     page: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
-    query = service.listable(caller, userId or [])
-    if attendeeEmail:
-        emails = []
-        for raw in attendeeEmail:
-            try:
-                emails.append(_EMAIL.validate_python(raw).lower())
-            except ValidationError:
-                raise BadRequest(
-                    f"invalid_string in 'attendeeEmail': Invalid email {raw!r}"
-                ) from None
-        query = query.where(
-            Booking.id.in_(
-                select(Attendee.booking_id).where(func.lower(Attendee.email).in_(emails))
-            )
-        )
-    date_from = _instant(dateFrom, "dateFrom")
-    date_to = _instant(dateTo, "dateTo")
-    if status == "upcoming":
-        date_from = clock.now()
-    if date_from is not None:
-        query = query.where(Booking.start_time >= date_from)
-    if date_to is not None:
-        query = query.where(Booking.end_time <= date_to)
-    sort_column = {"createdAt": Booking.created_at, "updatedAt": Booking.updated_at}.get(
-        sortBy or "", Booking.start_time
+    emails = []
+    for raw in attendeeEmail or []:
+        try:
+            emails.append(_EMAIL.validate_python(raw).lower())
+        except ValidationError:
+            raise BadRequest(f"invalid_string in 'attendeeEmail': Invalid email {raw!r}") from None
+    bookings = await service.list_bookings(
+        session,
+        caller,
+        user_ids=userId or [],
+        attendee_emails=emails,
+        date_from=clock.now() if status == "upcoming" else _instant(dateFrom, "dateFrom"),
+        date_to=_instant(dateTo, "dateTo"),
+        sort_by=sortBy,
+        descending=order == "desc",
+        # Cal.com paginates only when both are given; otherwise everything matching is returned.
+        page=(page, take) if take is not None and page is not None else None,
     )
-    # NULLs (a never-updated booking's updatedAt) sort as PostgreSQL, and so Cal.com, sorts them:
-    # last ascending, first descending; SQLite would put them the other way round.
-    if order == "desc":
-        query = query.order_by(sort_column.desc().nulls_first(), Booking.id.desc())
-    else:
-        query = query.order_by(sort_column.asc().nulls_last(), Booking.id.asc())
-    # Cal.com paginates only when both are given; otherwise everything matching is returned.
-    if take is not None and page is not None:
-        query = query.offset((page - 1) * take).limit(take)
-    query = query.options(selectinload(Booking.attendees), selectinload(Booking.payments))
-    bookings = list(await session.scalars(query))
     users, types = await _hosts_and_types(session, bookings)
     expand_team = bool(expand)
     return {
