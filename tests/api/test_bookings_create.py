@@ -1,0 +1,688 @@
+"""POST /v1/bookings on real databases: the three body forms, every refusal, the shape."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from bookable.models import Booking, BookingStatus, Payment
+
+from .scheduling_seed import add_booking, add_event_type, add_schedule
+
+# A frozen "now" (a Monday) well before the days booked here; 2026-12-01 is a Tuesday.
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+DAY = datetime(2026, 12, 1, tzinfo=UTC)
+
+# Every field of Cal.com's create response (calcom-v1-behavior.md §6) that Bookable returns.
+RESPONSE_KEYS = {
+    "id", "uid", "userId", "userPrimaryEmail", "eventTypeId", "title", "description",
+    "customInputs", "responses", "startTime", "endTime", "location", "createdAt", "updatedAt",
+    "status", "paid", "destinationCalendarId", "cancellationReason", "rejectionReason",
+    "dynamicEventSlugRef", "dynamicGroupSlugRef", "rescheduled", "fromReschedule",
+    "recurringEventId", "smsReminderNumber", "metadata", "isRecorded", "iCalUID", "iCalSequence",
+    "rating", "ratingFeedback", "noShowHost", "cancelledBy", "rescheduledBy", "creationSource",
+    "attendees", "user", "payment", "references", "paymentRequired", "luckyUsers", "isDryRun",
+    "seatReferenceUid", "videoCallUrl", "organizationId", "previousBooking",
+}  # fmt: skip
+WIRE_INSTANT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture
+async def app(make_settings):
+    from bookable.app import create_app
+
+    application = create_app(make_settings(clock=NOW))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def meet(app, alice) -> int:
+    """Alice works 09:00-17:00 UTC on weekdays; a 30-minute event type."""
+    await add_schedule(app, alice.id, "UTC")
+    return await add_event_type(app, alice.id)
+
+
+def modern(event_type: int, start: str, email: str = "ann@example.com", **extra: Any) -> dict:
+    body: dict[str, Any] = {
+        "eventTypeId": event_type,
+        "start": start,
+        "timeZone": "Europe/Berlin",
+        "language": "en",
+        "metadata": {},
+        "responses": {"name": "Ann Booker", "email": email},
+    }
+    body.update(extra)
+    return body
+
+
+async def post(client, account, body: dict):
+    return await client.post("/v1/bookings", params=account.params, json=body)
+
+
+async def stored(app, booking_id: int) -> Booking:
+    async with app.state.sessions() as session:
+        booking = await session.scalar(
+            select(Booking)
+            .where(Booking.id == booking_id)
+            .options(selectinload(Booking.attendees), selectinload(Booking.payments))
+        )
+        assert booking is not None
+        return booking
+
+
+async def booking_count(app) -> int:
+    async with app.state.sessions() as session:
+        return int(await session.scalar(select(func.count()).select_from(Booking)) or 0)
+
+
+def at(hour: int, minute: int = 0, day: datetime = DAY) -> str:
+    return (day + timedelta(hours=hour, minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- body forms -----------------------------------------------------------------------------------
+
+
+async def test_modern_form_answers_the_bare_booking_with_every_field(app, client, alice, meet):
+    body = modern(
+        meet,
+        "2026-12-01T11:00:00+01:00",
+        language="de",
+        metadata={"source": "crm"},
+        responses={
+            "name": "Ann Booker",
+            "email": "Ann@Example.com",
+            "location": {"value": "inPerson", "optionValue": "Room 4"},
+            "guests": ["guest@example.com"],
+            "notes": "Bring the contract",
+            "company": "Acme",
+        },
+    )
+    r = await post(client, alice, body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert set(data) == RESPONSE_KEYS
+    assert "booking" not in data
+    assert re.fullmatch(r"[1-9A-HJ-NP-Za-km-z]{22}", data["uid"])
+    assert data["startTime"] == "2026-12-01T10:00:00.000Z"
+    assert data["endTime"] == "2026-12-01T10:30:00.000Z"
+    assert data["createdAt"] == "2026-01-05T12:00:00.000Z"
+    for key in ("startTime", "endTime", "createdAt"):
+        assert WIRE_INSTANT.match(data[key])
+    assert data | {"id": 0, "uid": "", "iCalUID": "", "attendees": []} == {
+        "id": 0,
+        "uid": "",
+        "userId": alice.id,
+        "userPrimaryEmail": alice.email,
+        "eventTypeId": meet,
+        "title": "Meet between alice and Ann Booker",
+        "description": "Bring the contract",
+        "customInputs": None,
+        "responses": {
+            "name": "Ann Booker",
+            "email": "Ann@example.com",
+            "company": "Acme",
+            "location": {"value": "inPerson", "optionValue": "Room 4"},
+            "guests": ["guest@example.com"],
+            "notes": "Bring the contract",
+        },
+        "startTime": "2026-12-01T10:00:00.000Z",
+        "endTime": "2026-12-01T10:30:00.000Z",
+        "location": "Room 4",
+        "createdAt": "2026-01-05T12:00:00.000Z",
+        "updatedAt": None,
+        "status": "ACCEPTED",
+        "paid": False,
+        "destinationCalendarId": None,
+        "cancellationReason": None,
+        "rejectionReason": None,
+        "dynamicEventSlugRef": None,
+        "dynamicGroupSlugRef": None,
+        "rescheduled": None,
+        "fromReschedule": None,
+        "recurringEventId": None,
+        "smsReminderNumber": None,
+        "metadata": {"source": "crm"},
+        "isRecorded": False,
+        "iCalUID": "",
+        "iCalSequence": 0,
+        "rating": None,
+        "ratingFeedback": None,
+        "noShowHost": False,
+        "cancelledBy": None,
+        "rescheduledBy": None,
+        "creationSource": "API_V1",
+        "attendees": [],
+        # Cal.com nulls the organizer's email in this response.
+        "user": {"email": None, "name": None, "timeZone": "Europe/London", "username": "alice"},
+        "payment": [],
+        "references": [],
+        "paymentRequired": False,
+        "luckyUsers": [],
+        "isDryRun": False,
+        "seatReferenceUid": None,
+        "videoCallUrl": None,
+        "organizationId": None,
+        "previousBooking": None,
+    }
+    assert data["iCalUID"].startswith(data["uid"])
+    booker, guest = data["attendees"]
+    assert booker == {
+        "id": booker["id"],
+        "email": "Ann@example.com",
+        "name": "Ann Booker",
+        "timeZone": "Europe/Berlin",
+        "locale": "de",
+        "bookingId": data["id"],
+        "phoneNumber": None,
+        "noShow": False,
+    }
+    assert guest["email"] == "guest@example.com"
+    assert guest["timeZone"] == "Europe/Berlin"
+
+    row = await stored(app, data["id"])
+    assert row.uid == data["uid"]
+    assert row.status == BookingStatus.ACCEPTED
+    assert row.start_time == DAY + timedelta(hours=10)
+    assert row.end_time == DAY + timedelta(hours=10, minutes=30)
+    assert row.user_id == alice.id
+    assert row.location == "Room 4"
+    assert row.meta == {"source": "crm"}
+    assert row.creation_source == "API_V1"
+    assert [(a.email, a.locale) for a in row.attendees] == [
+        ("Ann@example.com", "de"),
+        ("guest@example.com", "de"),
+    ]
+
+
+async def test_modern_name_may_be_first_and_last(app, client, alice, meet):
+    body = modern(meet, at(10))
+    body["responses"] = {
+        "name": {"firstName": "Ann", "lastName": "Booker"},
+        "email": "ann@example.com",
+        "location": {"value": "phone", "optionValue": ""},
+    }
+    r = await post(client, alice, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["attendees"][0]["name"] == "Ann Booker"
+    assert r.json()["responses"]["location"] == {"value": "phone", "optionValue": ""}
+    assert r.json()["location"] == "phone"
+
+
+async def test_end_defaults_to_the_event_length_and_may_pick_another_duration(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, meta={"multipleDuration": [30, 60]})
+    r = await post(client, alice, modern(event_type, at(10)))
+    assert r.status_code == 200, r.text
+    assert r.json()["endTime"] == "2026-12-01T10:30:00.000Z"
+    r = await post(client, alice, modern(event_type, at(14), end=at(15)))
+    assert r.status_code == 200, r.text
+    assert r.json()["endTime"] == "2026-12-01T15:00:00.000Z"
+    assert (await stored(app, r.json()["id"])).end_time == DAY + timedelta(hours=15)
+
+
+async def test_legacy_form_with_custom_inputs(app, client, alice, meet):
+    body = {
+        "eventTypeId": meet,
+        "start": at(10),
+        "timeZone": "America/New_York",
+        "language": "en",
+        "metadata": {},
+        "name": "Leo Legacy",
+        "email": "leo@example.com",
+        "location": "https://meet.example.com/leo",
+        "guests": ["friend@example.com"],
+        "notes": "legacy notes",
+        "customInputs": [{"label": "Company", "value": "Acme"}, {"label": "Size", "value": 12}],
+    }
+    r = await post(client, alice, body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert set(data) == RESPONSE_KEYS
+    assert data["location"] == "https://meet.example.com/leo"
+    assert data["customInputs"] == {"Company": "Acme", "Size": 12}
+    assert data["responses"]["name"] == "Leo Legacy"
+    assert data["responses"]["email"] == "leo@example.com"
+    assert data["description"] == "legacy notes"
+    assert [a["email"] for a in data["attendees"]] == ["leo@example.com", "friend@example.com"]
+    assert data["attendees"][0]["timeZone"] == "America/New_York"
+    row = await stored(app, data["id"])
+    assert row.custom_inputs == {"Company": "Acme", "Size": 12}
+    assert row.location == "https://meet.example.com/leo"
+
+
+async def test_pipedream_legacy_body_books(app, client, alice):
+    # Pipedream's "Create Booking" action: title, end, recurringCount, location "" and [] inputs.
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(
+        app, alice.id, locations=[{"type": "inPerson", "address": "HQ, Floor 2"}]
+    )
+    body = {
+        "eventTypeId": event_type,
+        "start": "2026-12-01T10:00:00.000Z",
+        "end": "2026-12-01T10:30:00.000Z",
+        "name": "Pip Dream",
+        "email": "pip@example.com",
+        "location": "",
+        "timeZone": "UTC",
+        "language": "en",
+        "metadata": {},
+        "customInputs": [],
+        "title": "Pipedream call",
+        "recurringCount": 1,
+    }
+    r = await post(client, alice, body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["title"] == "Pipedream call"
+    assert data["status"] == "ACCEPTED"
+    # An empty location falls back to the event type's first location.
+    assert data["location"] == "HQ, Floor 2"
+    assert data["customInputs"] == {}
+    row = await stored(app, data["id"])
+    assert row.title == "Pipedream call"
+    assert [a.email for a in row.attendees] == ["pip@example.com"]
+
+
+async def test_seed_form_books(app, client, alice, meet):
+    # seed-calcom-api-v1.md Appendix A: startTime/endTime/name/email/timeZone, nothing else.
+    body = {
+        "eventTypeId": meet,
+        "startTime": "2026-12-01T15:00:00Z",
+        "endTime": "2026-12-01T15:30:00Z",
+        "name": "Andre Souza",
+        "email": "andre@example.com",
+        "timeZone": "America/Chicago",
+    }
+    r = await post(client, alice, body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert set(data) == RESPONSE_KEYS
+    assert data["startTime"] == "2026-12-01T15:00:00.000Z"
+    assert data["endTime"] == "2026-12-01T15:30:00.000Z"
+    assert data["metadata"] == {}
+    assert data["attendees"][0] | {"id": 0} == {
+        "id": 0,
+        "email": "andre@example.com",
+        "name": "Andre Souza",
+        "timeZone": "America/Chicago",
+        "locale": "en",
+        "bookingId": data["id"],
+        "phoneNumber": None,
+        "noShow": False,
+    }
+    row = await stored(app, data["id"])
+    assert row.start_time == DAY + timedelta(hours=15)
+    assert row.status == BookingStatus.ACCEPTED
+
+
+async def test_admin_books_anyones_event_type(app, client, bob, admin):
+    await add_schedule(app, bob.id, "UTC")
+    event_type = await add_event_type(app, bob.id)
+    r = await post(client, admin, modern(event_type, at(10)))
+    assert r.status_code == 200, r.text
+    assert r.json()["userId"] == bob.id
+    assert r.json()["userPrimaryEmail"] == bob.email
+    assert (await stored(app, r.json()["id"])).user_id == bob.id
+
+
+# --- refusals -------------------------------------------------------------------------------------
+
+
+def assert_refused(r, status: int, message: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["message"] == message
+    assert isinstance(body["reason"], str) and body["reason"]
+
+
+async def test_past_start_is_refused(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    # NOW is Monday 2026-01-05 12:00Z, inside working hours.
+    r = await post(client, alice, modern(event_type, "2026-01-05T10:00:00Z"))
+    assert_refused(r, 400, "Attempting to book a meeting in the past.")
+    assert await booking_count(app) == 0
+
+
+async def test_minimum_notice_is_out_of_bounds(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, minimum_booking_notice=120)
+    r = await post(client, alice, modern(event_type, "2026-01-05T13:00:00Z"))
+    assert_refused(r, 400, "booking_time_out_of_bounds_error")
+    assert "notice" in r.json()["reason"]
+    ok = await post(client, alice, modern(event_type, "2026-01-05T14:00:00Z"))
+    assert ok.status_code == 200, ok.text
+    assert await booking_count(app) == 1
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"period_type": "ROLLING", "period_days": 30},
+        {"period_type": "ROLLING_WINDOW", "period_days": 5},
+        {
+            "period_type": "RANGE",
+            "period_start_date": datetime(2026, 2, 1, tzinfo=UTC),
+            "period_end_date": datetime(2026, 2, 28, tzinfo=UTC),
+        },
+    ],
+    ids=["rolling", "rolling-window", "range"],
+)
+async def test_outside_the_booking_window_is_out_of_bounds(app, client, alice, window):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, **window)
+    r = await post(client, alice, modern(event_type, at(10)))
+    assert_refused(r, 400, "booking_time_out_of_bounds_error")
+    assert await booking_count(app) == 0
+
+
+@pytest.mark.parametrize("end", ["10:45", "10:15", "11:00"])
+async def test_wrong_length_is_refused(app, client, alice, meet, end):
+    hour, minute = (int(p) for p in end.split(":"))
+    r = await post(client, alice, modern(meet, at(10), end=at(hour, minute)))
+    assert_refused(r, 400, "Invalid event length")
+    assert "30" in r.json()["reason"]
+    assert await booking_count(app) == 0
+
+
+async def test_end_before_start_is_a_400_naming_end(app, client, alice, meet):
+    r = await post(client, alice, modern(meet, at(10), end=at(9, 30)))
+    assert r.status_code == 400
+    assert "'end'" in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"booking_limits": {"PER_DAY": 1}}, {"duration_limits": {"PER_DAY": 30}}],
+    ids=["bookings", "duration"],
+)
+async def test_booking_and_duration_limits(app, client, alice, limits):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, **limits)
+    first = await post(client, alice, modern(event_type, at(10)))
+    assert first.status_code == 200, first.text
+    r = await post(client, alice, modern(event_type, at(14), email="zed@example.com"))
+    assert_refused(r, 409, "booking_limit_reached")
+    # The next day is another period.
+    nxt = await post(client, alice, modern(event_type, at(14, day=DAY + timedelta(days=1))))
+    assert nxt.status_code == 200, nxt.text
+    assert await booking_count(app) == 2
+
+
+async def test_taken_outside_hours_and_off_grid_are_unavailable(app, client, alice, meet):
+    first = await post(client, alice, modern(meet, at(10)))
+    assert first.status_code == 200, first.text
+    reasons = set()
+    for start in (at(10), at(10, 15), at(20), at(9, 10), at(10, day=DAY + timedelta(days=4))):
+        # 10:00 taken, 10:15 overlaps, 20:00 after hours, 09:10 off the grid, Saturday.
+        r = await post(client, alice, modern(meet, start, email="other@example.com"))
+        assert_refused(r, 409, "no_available_users_found_error")
+        reasons.add(r.json()["reason"])
+    assert len(reasons) == 3  # taken, outside working hours, off the grid
+    assert await booking_count(app) == 1
+
+
+async def test_busy_as_an_attendee_elsewhere_blocks(app, client, alice, bob, meet):
+    await add_booking(
+        app, bob.id, DAY + timedelta(hours=13), DAY + timedelta(hours=14), attendees=[alice.email]
+    )
+    r = await post(client, alice, modern(meet, at(13, 30)))
+    assert_refused(r, 409, "no_available_users_found_error")
+
+
+async def test_buffers_keep_bookings_apart(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, after_event_buffer=30)
+    assert (await post(client, alice, modern(event_type, at(10)))).status_code == 200
+    r = await post(client, alice, modern(event_type, at(10, 30), email="x@example.com"))
+    assert_refused(r, 409, "no_available_users_found_error")
+    ok = await post(client, alice, modern(event_type, at(11), email="x@example.com"))
+    assert ok.status_code == 200, ok.text
+
+
+async def test_seats_fill_then_refuse(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, seats_per_time_slot=2)
+    one = await post(client, alice, modern(event_type, at(10), email="one@example.com"))
+    assert one.status_code == 200, one.text
+    two = await post(client, alice, modern(event_type, at(10), email="two@example.com"))
+    assert two.status_code == 200, two.text
+    # The second booker takes a seat in the same booking.
+    assert two.json()["id"] == one.json()["id"]
+    assert [a["email"] for a in two.json()["attendees"]] == ["one@example.com", "two@example.com"]
+    again = await post(client, alice, modern(event_type, at(10), email="ONE@example.com"))
+    assert_refused(again, 409, "booking_seats_full_error")
+    three = await post(client, alice, modern(event_type, at(10), email="three@example.com"))
+    assert_refused(three, 409, "booking_seats_full_error")
+    assert await booking_count(app) == 1
+    row = await stored(app, one.json()["id"])
+    assert [a.email for a in row.attendees] == ["one@example.com", "two@example.com"]
+
+
+async def test_same_attendee_twice_in_a_seated_slot(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, seats_per_time_slot=3)
+    assert (await post(client, alice, modern(event_type, at(10)))).status_code == 200
+    r = await post(client, alice, modern(event_type, at(10), email="ANN@example.com"))
+    assert_refused(r, 409, "already_signed_up_for_this_booking_error")
+    row = await stored(app, 1)
+    assert len(row.attendees) == 1
+
+
+async def test_seats_and_recurring_do_not_mix(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(
+        app,
+        alice.id,
+        seats_per_time_slot=2,
+        recurring_event={"freq": 2, "count": 3, "interval": 1},
+    )
+    r = await post(client, alice, modern(event_type, at(10)))
+    assert r.status_code == 400
+    assert r.json()["message"] == "recurring_event_seats_error"
+
+
+@pytest.mark.parametrize("value", ["1", "abc", 1.5, True, None])
+async def test_event_type_id_must_be_a_number(app, client, alice, meet, value):
+    r = await post(client, alice, modern(meet, at(10)) | {"eventTypeId": value})
+    assert r.status_code == 400
+    assert r.json() == {"message": "Bad request, eventTypeId must be a number"}
+    assert await booking_count(app) == 0
+
+
+async def test_legacy_props_cannot_mix_with_responses(app, client, alice, meet):
+    body = modern(meet, at(10)) | {"name": "Top Level", "email": "top@example.com"}
+    r = await post(client, alice, body)
+    assert r.status_code == 400
+    assert r.json() == {"message": "Legacy Props: name, email. They can't be used with `responses`"}
+    both = modern(meet, at(10)) | {"customInputs": [{"label": "a", "value": "b"}]}
+    r = await post(client, alice, both)
+    assert r.status_code == 400
+    assert "customInputs" in r.json()["message"]
+    assert await booking_count(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"timeZone": None}, "invalid_type in 'timeZone': Required"),
+        ({"timeZone": "Mars/Olympus"}, "'timeZone'"),
+        ({"responses": {"name": "Ann", "email": "not-an-email"}}, "'responses,email'"),
+        ({"responses": {"name": "Ann"}}, "'responses,email'"),
+        ({"responses": {"email": "ann@example.com"}}, "'responses,name'"),
+        ({"responses": {"name": "", "email": "ann@example.com"}}, "'responses,name'"),
+        (
+            {"responses": {"name": "A", "email": "a@example.com", "guests": ["nope"]}},
+            "'responses,guests,0'",
+        ),
+        ({"start": None}, "invalid_type in 'start': Required"),
+        ({"start": "next tuesday"}, "'start'"),
+        ({"start": "2026-12-01T10:00:00"}, "'start'"),
+        ({"end": "soon"}, "'end'"),
+        ({"metadata": {"count": 3}}, "'metadata'"),
+        # Out of the range of dates Bookable can compute with: a 400, not a 500.
+        ({"start": "9999-12-31T23:45:00Z"}, "'start'"),
+        ({"start": "0001-01-01T00:00:00+01:00"}, "'start'"),
+        ({"start": "0001-01-01T00:00:00Z"}, "'start'"),
+        ({"end": "9999-12-31T23:59:00-05:00"}, "'end'"),
+        # PostgreSQL cannot store NUL characters, wherever in the body they are.
+        ({"responses": {"name": "A\x00", "email": "a@example.com"}}, "'responses'"),
+        ({"responses": {"name": "A", "email": "a@example.com", "x": ["\x00"]}}, "'responses'"),
+        ({"metadata": {"k": "v\x00"}}, "'metadata'"),
+        ({"title": "T\x00"}, "'title'"),
+        ({"start": "2026-12-01T10:00:00\x00Z"}, "'start'"),
+        ({"rescheduleUid": "u\x00"}, "'rescheduleUid'"),
+    ],
+)
+async def test_bad_fields_are_400s_naming_the_field(app, client, alice, meet, change, message):
+    body = modern(meet, at(10))
+    for key, value in change.items():
+        if value is None:
+            body.pop(key)
+        else:
+            body[key] = value
+    r = await post(client, alice, body)
+    assert r.status_code == 400, r.text
+    assert message in r.json()["message"]
+    assert await booking_count(app) == 0
+
+
+async def test_nul_in_legacy_custom_inputs_is_refused(app, client, alice, meet):
+    body = {
+        "eventTypeId": meet, "start": at(10), "timeZone": "UTC", "name": "Leo",
+        "email": "leo@example.com", "customInputs": [{"label": "Company", "value": "A\x00"}],
+    }  # fmt: skip
+    r = await post(client, alice, body)
+    assert r.status_code == 400
+    assert "'customInputs'" in r.json()["message"]
+    assert await booking_count(app) == 0
+
+
+async def test_legacy_bad_email_names_the_field(app, client, alice, meet):
+    body = {
+        "eventTypeId": meet,
+        "start": at(10),
+        "timeZone": "UTC",
+        "name": "Leo",
+        "email": "leo-at-example",
+        "customInputs": [],
+    }
+    r = await post(client, alice, body)
+    assert r.status_code == 400
+    assert r.json()["message"] == "invalid_string in 'email': Invalid email"
+
+
+async def test_foreign_and_missing_event_types_are_not_found(app, client, alice, bob):
+    await add_schedule(app, bob.id, "UTC")
+    bobs = await add_event_type(app, bob.id)
+    r = await post(client, alice, modern(bobs, at(10)))
+    assert r.status_code == 404
+    assert r.json() == {"message": f"Event type with id: {bobs} not found"}
+    for missing in (99999, 2**31, 0, -1):
+        r = await post(client, alice, modern(missing, at(10)))
+        assert r.status_code == 404, r.text
+    assert await booking_count(app) == 0
+
+
+async def test_user_id_is_for_admins(app, client, alice, bob, meet):
+    r = await post(client, alice, modern(meet, at(10)) | {"userId": bob.id})
+    assert r.status_code == 403
+    assert await booking_count(app) == 0
+    # Naming oneself is harmless.
+    r = await post(client, alice, modern(meet, at(10)) | {"userId": alice.id})
+    assert r.status_code == 200, r.text
+
+
+async def test_no_key_is_401(client):
+    r = await client.post("/v1/bookings", json={"eventTypeId": 1, "start": at(10)})
+    assert r.status_code == 401
+    assert r.json() == {"message": "No apiKey provided"}
+
+
+async def test_unknown_keys_are_dropped(app, client, alice, meet):
+    r = await post(client, alice, modern(meet, at(10)) | {"utm": "x", "hasHashedBookingLink": 0})
+    assert r.status_code == 200, r.text
+
+
+# --- confirmation and payment flags at creation ---------------------------------------------------
+
+
+async def test_requires_confirmation_books_pending(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, requires_confirmation=True)
+    r = await post(client, alice, modern(event_type, at(10)))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "PENDING"
+    assert (await stored(app, r.json()["id"])).status == BookingStatus.PENDING
+    # A pending booking does not block the slot by default.
+    other = await post(client, alice, modern(event_type, at(10), email="zed@example.com"))
+    assert other.status_code == 200, other.text
+
+
+async def test_confirmation_threshold_accepts_bookings_far_ahead(app, client, alice):
+    await add_schedule(app, alice.id, "UTC", [([0, 1, 2, 3, 4, 5, 6], time(9), time(17))])
+    event_type = await add_event_type(
+        app,
+        alice.id,
+        requires_confirmation=True,
+        meta={"requiresConfirmationThreshold": {"time": 2, "unit": "hours"}},
+    )
+    soon = await post(client, alice, modern(event_type, "2026-01-05T13:00:00Z"))
+    assert soon.json()["status"] == "PENDING", soon.text
+    later = await post(client, alice, modern(event_type, at(10)))
+    assert later.json()["status"] == "ACCEPTED", later.text
+
+
+async def test_pending_blocks_the_slot_when_asked(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(
+        app,
+        alice.id,
+        requires_confirmation=True,
+        meta={"requiresConfirmationWillBlockSlot": True},
+    )
+    assert (await post(client, alice, modern(event_type, at(10)))).status_code == 200
+    r = await post(client, alice, modern(event_type, at(10), email="zed@example.com"))
+    assert_refused(r, 409, "no_available_users_found_error")
+
+
+async def test_priced_event_type_requires_payment(app, client, alice):
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id, price=2500, currency="eur")
+    r = await post(client, alice, modern(event_type, at(10)))
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert set(data) == RESPONSE_KEYS | {"message", "paymentUid", "paymentId"}
+    assert data["status"] == "PENDING"
+    assert data["paid"] is False
+    assert data["paymentRequired"] is True
+    assert data["message"] == "Payment required"
+    (payment,) = data["payment"]
+    assert payment == {
+        "id": data["paymentId"],
+        "uid": data["paymentUid"],
+        "amount": 2500,
+        "currency": "eur",
+        "success": False,
+        "refunded": False,
+        "fee": 0,
+        "paymentOption": "ON_BOOKING",
+        "bookingId": data["id"],
+    }
+    async with app.state.sessions() as session:
+        row = await session.get(Payment, data["paymentId"])
+        assert row is not None
+        assert (row.uid, row.amount, row.currency, row.success) == (
+            data["paymentUid"],
+            2500,
+            "eur",
+            False,
+        )
+        assert row.booking_id == data["id"]
+    assert (await stored(app, data["id"])).status == BookingStatus.PENDING
