@@ -810,3 +810,43 @@ async def test_recordings_with_a_video_reference_say_there_is_no_provider(
     r = await client.get(f"/v1/bookings/{booking['id']}/recordings", params=alice.params)
     assert r.status_code == 404
     assert "no video provider" in r.json()["message"]
+
+
+async def test_a_booking_cannot_be_rescheduled_onto_another_hosts_event_type(
+    app, client, alice, bob, hours
+):
+    """Bob attends Alice's booking; he may cancel it, but not move it into his own calendar."""
+    alices = await add_event_type(app, alice.id, slug="alice-meet")
+    booked = await book(client, alice, alices, at(10), email=bob.email)
+    await add_schedule(app, bob.id, "UTC")
+    bobs = await add_event_type(app, bob.id, slug="bob-meet")
+    response = await client.post(
+        "/v1/bookings",
+        params=bob.params,
+        json={
+            "eventTypeId": bobs,
+            "start": at(11),
+            "timeZone": "UTC",
+            "responses": {"name": "Bob", "email": bob.email},
+            "rescheduleUid": booked["uid"],
+        },
+    )
+    assert response.status_code == 400, response.text
+    assert "'rescheduleUid'" in response.json()["message"]
+    assert (await stored(app, booked["id"])).status == BookingStatus.ACCEPTED
+
+
+async def test_no_show_takes_a_uid_never_an_id(app, client, alice, hours):
+    event_type = await add_event_type(app, alice.id)
+    booked = await book(client, alice, event_type, at(10))
+    by_id = await client.post(
+        "/v1/no-show",
+        params=alice.params,
+        json={"bookingUid": str(booked["id"]), "noShowHost": True},
+    )
+    assert by_id.status_code == 404
+    by_uid = await client.post(
+        "/v1/no-show", params=alice.params, json={"bookingUid": booked["uid"], "noShowHost": True}
+    )
+    assert by_uid.status_code == 200
+    assert by_uid.json()["noShowHost"] is True

@@ -168,9 +168,11 @@ def manages(caller: Caller, booking: Booking, event_type: EventType | None) -> b
     )
 
 
-def _by_id_or_uid(query: Select[tuple[Booking]], key: str) -> Select[tuple[Booking]]:
+def _by_id_or_uid(
+    query: Select[tuple[Booking]], key: str, *, uid_only: bool = False
+) -> Select[tuple[Booking]]:
     # Cal.com's routes take the numeric id; the seed documents /bookings/{uid}: accept both.
-    if key.isdigit():
+    if key.isdigit() and not uid_only:
         number = int(key)
         return query.where(Booking.id == number) if is_db_id(number) else query.where(False)
     if "\x00" in key:
@@ -180,16 +182,21 @@ def _by_id_or_uid(query: Select[tuple[Booking]], key: str) -> Select[tuple[Booki
 
 
 async def get_booking(
-    session: AsyncSession, caller: Caller, key: str, *, for_update: bool = False
+    session: AsyncSession,
+    caller: Caller,
+    key: str,
+    *,
+    for_update: bool = False,
+    uid_only: bool = False,
 ) -> Booking:
-    query = _by_id_or_uid(readable(caller), key).options(
+    query = _by_id_or_uid(readable(caller), key, uid_only=uid_only).options(
         selectinload(Booking.attendees), selectinload(Booking.payments)
     )
     if for_update:
         query = query.with_for_update(of=Booking)
     booking = await session.scalar(query)
     if booking is None:
-        exists = await session.scalar(_by_id_or_uid(select(Booking.id), key))
+        exists = await session.scalar(_by_id_or_uid(select(Booking.id), key, uid_only=uid_only))
         if exists is not None:
             raise Forbidden("You are not authorized")
         raise NotFound(f"Booking {key} not found")
@@ -378,6 +385,12 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
             raise NotFound(f"Booking to reschedule ({body.reschedule_uid}) not found")
         if previous.status in (BookingStatus.CANCELLED, BookingStatus.REJECTED):
             raise BadRequest("cancelled_bookings_cannot_be_rescheduled")
+        if previous.user_id != host.id:
+            # Moving a booking to another host's calendar would cancel it behind their back.
+            raise BadRequest(
+                "custom in 'rescheduleUid': that booking belongs to another host; a booking "
+                "can only be rescheduled to an event type of its own host"
+            )
 
     booker = booker_from(body)
     if body.time_zone is None:
@@ -824,7 +837,7 @@ async def mark_no_show(
     attendees: list[tuple[str, bool]] | None,
     no_show_host: bool | None,
 ) -> tuple[Booking, list[Attendee]]:
-    booking = await get_booking(session, caller, booking_uid, for_update=True)
+    booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
     event_type = await _event_type_of(session, booking)
     if not manages(caller, booking, event_type):
         raise Forbidden("You are not authorized")
