@@ -180,3 +180,41 @@ async def test_priced_seated_slot_is_shared_while_pending(
     )
     assert third.status_code == 409, third.text
     assert third.json()["message"] == "booking_seats_full_error"
+
+
+async def test_simultaneous_bookers_of_a_priced_seated_slot_share_one_booking(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    """Pending bookings are not covered by the overlap constraint: the per-host lock taken
+    before the availability check must still make later bookers join the first one."""
+    import asyncio
+
+    from sqlalchemy import func, select
+
+    from bookable.models import Attendee, Booking
+
+    event_type_id = await hosted_event_type(
+        app, alice, slug="paid-seats", price=500, currency="eur", seats_per_time_slot=3
+    )
+
+    async def attempt(n: int) -> httpx.Response:
+        return await client.post(
+            "/v1/bookings",
+            params=alice.params,
+            json={
+                "eventTypeId": event_type_id,
+                "start": TUESDAY_11,
+                "timeZone": "UTC",
+                "responses": {"name": f"Guest {n}", "email": f"g{n}@example.com"},
+            },
+        )
+
+    responses = await asyncio.gather(*(attempt(n) for n in range(6)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [200, 200, 200, 409, 409, 409], [r.text for r in responses]
+    async with app.state.sessions() as session:
+        bookings = await session.scalar(
+            select(func.count()).select_from(Booking).where(Booking.event_type_id == event_type_id)
+        )
+        attendees = await session.scalar(select(func.count()).select_from(Attendee))
+    assert (bookings, attendees) == (1, 3)

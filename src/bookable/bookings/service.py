@@ -408,6 +408,12 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
     if event_type.seats_per_time_slot and event_type.recurring_event:
         raise BadRequest("recurring_event_seats_error")
 
+    await lock_host_time(
+        session,
+        host.id,
+        start - timedelta(minutes=event_type.before_event_buffer or 0),
+        end + timedelta(minutes=event_type.after_event_buffer or 0),
+    )
     await _refuse_unless_bookable(
         session, event_type, host, start, length, now,
         ignore_uid=previous.uid if previous else None,
@@ -560,16 +566,24 @@ async def lock_host_days(session: AsyncSession, booking: Booking) -> None:
     each UTC day that ``booking`` blocks, in ascending order. Two overlapping bookings share a
     day, so their writers queue; a host's bookings on other days are written side by side.
     SQLite needs none: its writers are serialised from their first statement."""
-    if booking.user_id is None:
+    await lock_host_time(session, booking.user_id, booking.blocked_start, booking.blocked_end)
+
+
+async def lock_host_time(
+    session: AsyncSession, host_id: int | None, start: datetime, end: datetime
+) -> None:
+    """`lock_host_days` for a time not written yet. Taken before the availability check, it
+    makes check-and-insert one step per host and day on PostgreSQL too: a second request for
+    the same time waits, then sees the first one's booking (and joins its seats, if any).
+    The locks stack: taking them again later in the transaction is free."""
+    if host_id is None:
         return
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return
-    first = (booking.blocked_start - _EPOCH).days
-    last = max(first, (booking.blocked_end - timedelta(microseconds=1) - _EPOCH).days)
-    await connection.execute(
-        _LOCK_HOST_DAYS, {"host": booking.user_id, "first": first, "last": last}
-    )
+    first = (start - _EPOCH).days
+    last = max(first, (end - timedelta(microseconds=1) - _EPOCH).days)
+    await connection.execute(_LOCK_HOST_DAYS, {"host": host_id, "first": first, "last": last})
 
 
 async def _join_seat(
