@@ -68,9 +68,11 @@ async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
         session.add(event_type)
         await session.flush()
         _key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
-        # Spread N bookings over twice the window, so half overlap it: 15-minute bookings.
+        # Spread N bookings over twice the window, so half overlap it. They must not overlap
+        # one another (PostgreSQL refuses that): 15 minutes long, or half the gap between them.
         span = (WINDOW_END - WINDOW_START) * 2
         step = span / bookings
+        busy = min(timedelta(minutes=15), step / 2)
         rows = [
             {
                 "uid": f"bench{i}",
@@ -78,9 +80,9 @@ async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
                 "event_type_id": event_type.id,
                 "title": "busy",
                 "start_time": WINDOW_START - span / 4 + step * i,
-                "end_time": WINDOW_START - span / 4 + step * i + timedelta(minutes=15),
+                "end_time": WINDOW_START - span / 4 + step * i + busy,
                 "blocked_start": WINDOW_START - span / 4 + step * i,
-                "blocked_end": WINDOW_START - span / 4 + step * i + timedelta(minutes=15),
+                "blocked_end": WINDOW_START - span / 4 + step * i + busy,
                 "status": "ACCEPTED",
                 "created_at": NOW,
             }

@@ -65,13 +65,19 @@ class _FreeTime:
 
 def busy_intervals(event: EventRules, host: HostCalendar) -> list[Interval]:
     """Each busy time widened by its own buffers and the queried event's opposite buffers."""
-    return [
-        Interval(
-            busy.start - timedelta(minutes=busy.before_buffer + event.after_event_buffer),
-            busy.end + timedelta(minutes=busy.after_buffer + event.before_event_buffer),
-        )
-        for busy in host.busy
-    ]
+    # Thousands of bookings share a handful of buffer pairs: build each padding once.
+    paddings: dict[tuple[int, int], tuple[timedelta, timedelta]] = {}
+    widened: list[Interval] = []
+    for busy in host.busy:
+        key = (busy.before_buffer, busy.after_buffer)
+        padding = paddings.get(key)
+        if padding is None:
+            padding = paddings[key] = (
+                timedelta(minutes=busy.before_buffer + event.after_event_buffer),
+                timedelta(minutes=busy.after_buffer + event.before_event_buffer),
+            )
+        widened.append(Interval(busy.start - padding[0], busy.end + padding[1]))
+    return widened
 
 
 def free_time(
