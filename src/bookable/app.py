@@ -29,10 +29,12 @@ from bookable.core.middleware import EdgeMiddleware
 from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
+from bookable.memberships.endpoints import router as memberships_router
 from bookable.payments.endpoints import router as payments_router
 from bookable.schedules.endpoints import router as schedules_router
 from bookable.settings import Settings, get_settings
 from bookable.slots.endpoints import router as slots_router
+from bookable.teams.endpoints import router as teams_router
 from bookable.users.endpoints import router as users_router
 from bookable.v2 import router as v2_router
 
@@ -49,6 +51,8 @@ RESOURCE_ROUTERS = (
     attendees_router,
     booking_references_router,
     payments_router,
+    teams_router,
+    memberships_router,
 )
 
 

@@ -11,6 +11,7 @@ from bookable.models.bookings import (
 )
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.schedules import Availability, Schedule
+from bookable.models.teams import Membership, MembershipRole, Team
 from bookable.models.users import User, UserRole
 
 __all__ = [
@@ -24,8 +25,11 @@ __all__ = [
     "EventType",
     "EventTypeCustomInput",
     "Host",
+    "Membership",
+    "MembershipRole",
     "Payment",
     "Schedule",
+    "Team",
     "User",
     "UserRole",
 ]

@@ -1,0 +1,1 @@
+"""/v1/memberships and /v1/invites."""

@@ -1,0 +1,88 @@
+"""HTTP for memberships (`/memberships/{userId}_{teamId}`) and invites."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from bookable.core.auth import CurrentCaller
+from bookable.core.db import DbSession
+from bookable.memberships import service
+from bookable.memberships.schemas import (
+    InviteCreate,
+    MembershipCreate,
+    MembershipOut,
+    MembershipUpdate,
+)
+from bookable.models import Membership
+
+router = APIRouter(tags=["memberships"])
+
+
+def membership_json(membership: Membership, include_team: bool = False) -> dict[str, Any]:
+    from bookable.teams.endpoints import team_json
+
+    data = MembershipOut.model_validate(membership).model_dump(mode="json", by_alias=True)
+    if include_team:
+        data["team"] = team_json(membership.team)
+    return data
+
+
+def _includes_team(include: str | None) -> bool:
+    return include is not None and "team" in include.split(",")
+
+
+@router.get("/memberships", summary="List your memberships and those of teams you manage")
+async def list_memberships(
+    session: DbSession,
+    caller: CurrentCaller,
+    userId: Annotated[list[int] | None, Query()] = None,
+    teamId: Annotated[list[int] | None, Query()] = None,
+    include: str | None = None,
+) -> dict[str, Any]:
+    with_team = _includes_team(include)
+    rows = await service.list_memberships(session, caller, userId or [], teamId or [], with_team)
+    return {"memberships": [membership_json(m, with_team) for m in rows]}
+
+
+@router.post("/memberships", summary="Add a user to a team (an invitation unless admin)")
+async def create_membership(
+    session: DbSession, caller: CurrentCaller, body: MembershipCreate
+) -> dict[str, Any]:
+    membership = await service.create_membership(session, caller, body)
+    return {"membership": membership_json(membership), "message": "Membership created successfully"}
+
+
+@router.get("/memberships/{id}", summary="Get a membership by `{userId}_{teamId}`")
+async def get_membership(
+    session: DbSession, caller: CurrentCaller, id: str, include: str | None = None
+) -> dict[str, Any]:
+    user_id, team_id = service.parse_id(id)
+    with_team = _includes_team(include)
+    membership = await service.get_membership(session, caller, user_id, team_id, with_team)
+    return {"membership": membership_json(membership, with_team)}
+
+
+@router.patch("/memberships/{id}", summary="Accept an invite, change a role or impersonation")
+async def update_membership(
+    session: DbSession, caller: CurrentCaller, id: str, body: MembershipUpdate
+) -> dict[str, Any]:
+    user_id, team_id = service.parse_id(id)
+    membership = await service.update_membership(session, caller, user_id, team_id, body)
+    return {"membership": membership_json(membership)}
+
+
+@router.delete("/memberships/{id}", summary="Leave a team or remove a member")
+async def delete_membership(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+    user_id, team_id = service.parse_id(id)
+    await service.delete_membership(session, caller, user_id, team_id)
+    return {"message": f"Membership with id: {id} deleted successfully"}
+
+
+@router.post("/invites", summary="Invite existing users to a team (no email is sent)")
+async def create_invite(
+    session: DbSession, caller: CurrentCaller, body: InviteCreate
+) -> dict[str, Any]:
+    names = await service.invite(session, caller, body)
+    return {"success": True, "message": f"{names} has been invited."}
