@@ -338,6 +338,8 @@ async def test_delete_rules(
     )
     response = await delete(alice, eve.id)
     assert (response.status_code, response.json()) == (404, {"message": "Membership not found"})
+    response = await client.delete(f"/v1/memberships/{2**40}_{team_id}", params=alice.params)
+    assert response.status_code == 403
     wrong_role = {"message": "You don't have the appropriate role to delete this membership"}
     for caller, target in ((carol, dave), (bob, alice), (carol, bob)):
         response = await delete(caller, target.id)
@@ -373,6 +375,11 @@ async def test_invitee_may_decline_and_admin_may_delete(
     assert response.status_code == 200
     response = await client.delete(f"/v1/memberships/{bob.id}_{team_id}", params=admin.params)
     assert (response.status_code, response.json()) == (404, {"message": "Membership not found"})
+    for path in (f"{2**40}_{team_id}", f"{bob.id}_{2**40}"):
+        response = await client.delete(f"/v1/memberships/{path}", params=admin.params)
+        assert (response.status_code, response.json()) == (404, {"message": "Membership not found"})
+        response = await client.patch(f"/v1/memberships/{path}", params=admin.params, json={})
+        assert response.status_code == 404
     assert await stored(app, team_id) == [(alice.id, "OWNER", True)]
 
 

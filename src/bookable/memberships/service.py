@@ -174,13 +174,14 @@ async def update_membership(
 async def delete_membership(
     session: AsyncSession, caller: Caller, user_id: int, team_id: int
 ) -> None:
+    ids_fit = is_db_id(user_id) and is_db_id(team_id)  # bigger ones name no row
     if caller.is_admin:
-        target = await _find(session, user_id, team_id) if is_db_id(team_id) else None
-        if target is None or not is_db_id(user_id):
+        target = await _find(session, user_id, team_id) if ids_fit else None
+        if target is None:
             raise NotFound("Membership not found")
     else:
         # Who the caller is in the team comes first, so strangers learn nothing about it.
-        mine = await _find(session, caller.user_id, team_id) if is_db_id(team_id) else None
+        mine = await _find(session, caller.user_id, team_id) if ids_fit else None
         if mine is None or (not mine.accepted and user_id != caller.user_id):
             raise Forbidden("You are not a member of the team")
         target = mine if user_id == caller.user_id else await _find(session, user_id, team_id)
