@@ -16,7 +16,7 @@ from bookable.app import create_app
 from bookable.models import EventType, EventTypeCustomInput, Host, Schedule, User
 from tests.conftest import Account, client_for
 
-TEAMS_NOT_AVAILABLE = "team event types are not available yet (this server has no teams)"
+TEAMS_NOT_AVAILABLE = "team event types are not supported yet"
 FORBIDDEN = {"message": "Forbidden"}
 NO_KEY = {"message": "No apiKey provided"}
 

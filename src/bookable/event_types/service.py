@@ -17,7 +17,7 @@ from bookable.core.schemas import is_db_id
 from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate
 from bookable.models import EventType, Schedule, User
 
-TEAMS_NOT_AVAILABLE = "team event types are not available yet (this server has no teams)"
+TEAMS_NOT_AVAILABLE = "team event types are not supported yet"
 
 # Body fields that are not plain columns of the same name.
 _RENAMED = {"metadata": "meta"}
