@@ -16,7 +16,8 @@ from bookable.app import create_app
 from bookable.models import EventType, EventTypeCustomInput, Host, Schedule, User
 from tests.conftest import Account, client_for
 
-TEAMS_NOT_AVAILABLE = "team event types are not supported yet"
+MANAGED_NOT_AVAILABLE = "managed event types (parent and children) are not supported"
+TEAM_ONLY = "is only for team event types (give `teamId`)"
 FORBIDDEN = {"message": "Forbidden"}
 NO_KEY = {"message": "No apiKey provided"}
 
@@ -106,6 +107,7 @@ def expected_event_type(account: Account, **overrides: Any) -> dict[str, Any]:
         "customInputs": [],
         "link": f"http://localhost:3000/{account.username}/thirty",
         "owner": {"username": account.username, "id": account.id, "timeZone": "Europe/London"},
+        "team": None,
     }
     shape.update(overrides)
     return shape
@@ -355,18 +357,14 @@ async def test_concurrent_creates_with_one_slug_give_one_event_type(
             "too_big in 'position': Number must be less than or equal to 2147483647",
         ),
         ({"title": "nul\x00"}, "custom in 'title': must not contain NUL characters"),
-        ({"teamId": 3}, f"custom in 'teamId': {TEAMS_NOT_AVAILABLE}"),
-        ({"hosts": [{"userId": 2}]}, f"custom in 'hosts': {TEAMS_NOT_AVAILABLE}"),
-        ({"children": [{"id": 1, "userId": 2}]}, f"custom in 'children': {TEAMS_NOT_AVAILABLE}"),
+        ({"hosts": [{"userId": 2}]}, f"custom in 'hosts': {TEAM_ONLY}"),
         (
-            {"schedulingType": "COLLECTIVE"},
-            f"custom in 'schedulingType': {TEAMS_NOT_AVAILABLE}",
+            {"children": [{"id": 1, "userId": 2}]},
+            f"custom in 'children': {MANAGED_NOT_AVAILABLE}",
         ),
-        ({"parentId": 7}, f"custom in 'parentId': {TEAMS_NOT_AVAILABLE}"),
-        (
-            {"assignAllTeamMembers": True},
-            f"custom in 'assignAllTeamMembers': {TEAMS_NOT_AVAILABLE}",
-        ),
+        ({"schedulingType": "COLLECTIVE"}, f"custom in 'schedulingType': {TEAM_ONLY}"),
+        ({"parentId": 7}, f"custom in 'parentId': {MANAGED_NOT_AVAILABLE}"),
+        ({"assignAllTeamMembers": True}, f"custom in 'assignAllTeamMembers': {TEAM_ONLY}"),
     ],
 )
 async def test_create_rejects_bad_input_naming_the_field(
@@ -673,7 +671,10 @@ async def test_patch_rules_are_checked_against_the_stored_row(
             {"slotInterval": 0},
             "too_small in 'slotInterval': Number must be greater than or equal to 1",
         ),
-        ({"teamId": 1}, f"custom in 'teamId': {TEAMS_NOT_AVAILABLE}"),
+        (
+            {"teamId": 1},
+            "custom in 'teamId': an event type cannot move to another team or owner",
+        ),
     ]
     for body, message in cases:
         response = await client.patch(url, params=alice.params, json=body)

@@ -20,6 +20,7 @@ def event_type_json(
     return event_type_out(
         owned.event_type,
         owned.owner,
+        team=owned.team,
         website_url=request.app.state.settings.website_url,
         fill_default_schedule=fill_default_schedule,
     ).model_dump(mode="json", by_alias=True)
@@ -35,6 +36,22 @@ async def list_event_types(
 ) -> dict[str, Any]:
     owned = await service.list_event_types(session, caller, user_ids=userId or [], slug=slug)
     return {"event_types": [event_type_json(request, o, fill_default_schedule=True) for o in owned]}
+
+
+@router.get("/teams/{teamId}/event-types", summary="List a team's event types (its members)")
+async def list_team_event_types(
+    request: Request, session: DbSession, caller: CurrentCaller, teamId: int
+) -> dict[str, Any]:
+    owned = await service.list_team_event_types(session, caller, teamId)
+    return {"event_types": [event_type_json(request, o, fill_default_schedule=True) for o in owned]}
+
+
+# Registered before /event-types/{id}, which would otherwise take "team" as an id.
+@router.get("/event-types/team/{teamId}", summary="List a team's event types (alias)")
+async def list_team_event_types_alias(
+    request: Request, session: DbSession, caller: CurrentCaller, teamId: int
+) -> dict[str, Any]:
+    return await list_team_event_types(request, session, caller, teamId)
 
 
 @router.post("/event-types", summary="Create an event type (admins may pass `userId`)")

@@ -21,7 +21,7 @@ from bookable.core.schemas import MAX_DB_INT, StrictInput, WireDateTime, WireMod
 from bookable.custom_inputs.schemas import CustomInputOut
 
 if TYPE_CHECKING:
-    from bookable.models import EventType, User
+    from bookable.models import EventType, Team, User
 from bookable.core.timezones import canonical_time_zone
 
 # Integer columns are 32-bit on PostgreSQL: a bigger number must be a 400, not a database error.
@@ -213,7 +213,7 @@ class _EventTypeFields(StrictInput):
     seats_show_availability_count: bool | None = None
     booking_fields: list[dict[str, Any]] | None = None
     schedule_id: PositiveInt32 | None = None
-    # Team fields: accepted by the schema so the service can say why they can't be used yet.
+    # Team fields. `parentId` and `children` (managed event types) are refused by the service.
     team_id: PositiveInt32 | None = None
     scheduling_type: Literal["ROUND_ROBIN", "COLLECTIVE", "MANAGED"] | None = None
     parent_id: PositiveInt32 | None = None
@@ -248,6 +248,10 @@ class OwnerOut(WireModel):
     username: str | None
     id: int
     time_zone: str
+
+
+class TeamRef(WireModel):
+    slug: str | None
 
 
 class EventTypeOut(WireModel):
@@ -295,16 +299,20 @@ class EventTypeOut(WireModel):
     custom_inputs: list[CustomInputOut]
     link: str
     owner: OwnerOut | None
+    team: TeamRef | None
 
 
 # Response fields that are not plain columns of the same name.
-_COMPUTED = {"schedule_id", "metadata", "children", "hosts", "custom_inputs", "link", "owner"}
+_COMPUTED = {
+    "schedule_id", "metadata", "children", "hosts", "custom_inputs", "link", "owner", "team",
+}  # fmt: skip
 
 
 def event_type_out(
     event_type: EventType,
     owner: User | None,
     *,
+    team: Team | None = None,
     website_url: str,
     fill_default_schedule: bool,
 ) -> EventTypeOut:
@@ -313,7 +321,10 @@ def event_type_out(
     schedule_id = event_type.schedule_id
     if schedule_id is None and fill_default_schedule and owner and event_type.team_id is None:
         schedule_id = owner.default_schedule_id
-    owner_path = (owner.username or str(owner.id)) if owner else ""
+    if team is not None:
+        owner_path = f"team/{team.slug or team.id}"
+    else:
+        owner_path = (owner.username or str(owner.id)) if owner else ""
     columns = [name for name in EventTypeOut.model_fields if name not in _COMPUTED]
     return EventTypeOut.model_validate(
         {
@@ -325,5 +336,6 @@ def event_type_out(
             "custom_inputs": event_type.custom_inputs,
             "link": f"{website_url.rstrip('/')}/{owner_path}/{event_type.slug}",
             "owner": owner,
+            "team": team,
         }
     )
