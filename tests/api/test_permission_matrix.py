@@ -1,0 +1,393 @@
+"""The permission matrix (`bookable.core.route_table`) against the running app.
+
+1. The table lists exactly the routes the app serves (a new route without a rule fails).
+2. Every row, called with user A's key on user B's objects: refused (or, for routes open to any
+   key, answered without B's data); B's rows unchanged in the database.
+3. The team rows, called as the team's OWNER, ADMIN, MEMBER, an outsider and a system admin:
+   each gets exactly what the rule says.
+4. A system admin gets 2xx on B's objects wherever the rule lets admins in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from bookable.core.route_table import ROUTES, Route, Rule, served_paths
+from bookable.models import (
+    Base,
+    BookingReference,
+    BookingStatus,
+    EventTypeCustomInput,
+    Membership,
+    MembershipRole,
+    Payment,
+    Team,
+)
+from tests.conftest import Account
+
+from .scheduling_seed import add_booking, add_event_type, add_schedule
+
+# --- 1. the table lists exactly the app's routes -------------------------------------------
+
+
+def _served(routes: list[Any], prefix: str = "") -> set[tuple[str, str]]:
+    """(method, path) of every route, descending into included routers and mounts."""
+    found: set[tuple[str, str]] = set()
+    for route in routes:
+        context = getattr(route, "include_context", None)
+        if context is not None:  # FastAPI 0.165's _IncludedRouter
+            found |= _served(context.included_router.routes, prefix + context.prefix)
+        elif hasattr(route, "methods") and route.methods:
+            found |= {
+                (m, prefix + route.path) for m in route.methods if m not in {"HEAD", "OPTIONS"}
+            }
+        elif hasattr(route, "app") and hasattr(route, "path"):  # a Mount (static files)
+            found.add(("GET", prefix + route.path + "/{path}"))
+    return found
+
+
+def _tabled() -> set[tuple[str, str]]:
+    return {(row.method, path) for row in ROUTES for path in served_paths(row)}
+
+
+def test_table_has_one_row_per_route() -> None:
+    keys = [(row.method, row.path) for row in ROUTES]
+    assert len(keys) == len(set(keys))
+
+
+async def test_table_lists_exactly_the_served_routes(app: FastAPI) -> None:
+    served = _served(app.routes)
+    tabled = _tabled()
+    assert served - tabled == set(), "routes without a rule in bookable.core.route_table"
+    assert tabled - served == set(), "rules for routes the app does not serve"
+
+
+# --- the world: B's objects, A and a system admin ------------------------------------------
+
+
+@dataclass
+class World:
+    alice: Account
+    bob: Account
+    admin: Account
+    carol: Account  # an accepted MEMBER of B's team
+    ids: dict[str, Any]  # resource kind -> B's object id
+    secrets: list[str]  # strings of B's that must never reach A
+
+
+async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any]:
+    """B's objects; B's team has B as OWNER and Carol as an accepted MEMBER."""
+    schedule = await add_schedule(app, bob.id, "UTC")
+    event_type = await add_event_type(app, bob.id, "bobs-call")
+    start = datetime(2030, 1, 8, 10, tzinfo=UTC)
+    uid = await add_booking(
+        app,
+        bob.id,
+        start,
+        start.replace(hour=11),
+        event_type_id=event_type,
+        status=BookingStatus.PENDING,
+        attendees=["bobs-guest@example.com"],
+    )
+    async with app.state.sessions() as session, session.begin():
+        from bookable.models import Attendee, Availability, Booking
+
+        booking = await session.scalar(select(Booking).where(Booking.uid == uid))
+        assert booking is not None
+        attendee = await session.scalar(select(Attendee).where(Attendee.booking_id == booking.id))
+        availability = await session.scalar(
+            select(Availability).where(Availability.schedule_id == schedule)
+        )
+        assert attendee is not None and availability is not None
+        custom_input = EventTypeCustomInput(
+            event_type_id=event_type, label="Bobs secret question", type="TEXT"
+        )
+        reference = BookingReference(
+            booking_id=booking.id, type="google_calendar", uid="bobs-reference-uid"
+        )
+        payment = Payment(
+            uid="bobs-payment-uid", booking_id=booking.id, amount=4200, currency="EUR"
+        )
+        team = Team(name="Bobs Team", slug="bobs-team")
+        session.add_all([custom_input, reference, payment, team])
+        await session.flush()
+        session.add_all(
+            [
+                Membership(
+                    team_id=team.id, user_id=bob.id, role=MembershipRole.OWNER, accepted=True
+                ),
+                Membership(
+                    team_id=team.id, user_id=carol.id, role=MembershipRole.MEMBER, accepted=True
+                ),
+            ]
+        )
+        return {
+            "user": bob.id,
+            "api_key": bob.key_id,
+            "schedule": schedule,
+            "availability": availability.id,
+            "event_type": event_type,
+            "custom_input": custom_input.id,
+            "booking": booking.id,
+            "booking_uid": uid,
+            "attendee": attendee.id,
+            "booking_reference": reference.id,
+            "payment": payment.id,
+            "team": team.id,
+            "membership": f"{carol.id}_{team.id}",
+            "member": carol.id,
+        }
+
+
+@pytest.fixture
+async def world(
+    app: FastAPI,
+    alice: Account,
+    bob: Account,
+    admin: Account,
+    make_account: Callable[..., Any],
+) -> World:
+    carol = await make_account("carol")
+    ids = await _seed_bob(app, bob, carol)
+    secrets = [
+        carol.email,
+        bob.email,
+        bob.key,
+        bob.key_id,
+        ids["booking_uid"],
+        "bobs-guest@example.com",
+        "bobs-reference-uid",
+        "bobs-payment-uid",
+        "Bobs secret question",
+        "Bobs Team",
+        "bobs-call",
+    ]
+    return World(alice, bob, admin, carol, ids, secrets)
+
+
+# --- one request per row, naming B's objects -------------------------------------------------
+
+AVAILABILITY_TIMES = {
+    "startTime": "1970-01-01T10:00:00.000Z",
+    "endTime": "1970-01-01T11:00:00.000Z",
+}
+PATCH_BODIES: dict[str, dict[str, Any]] = {
+    "user": {"name": "Hacked"},
+    "api_key": {"note": "hacked"},
+    "schedule": {"name": "Hacked"},
+    "availability": {"days": [6]},
+    "event_type": {"title": "Hacked"},
+    "custom_input": {"label": "Hacked"},
+    "booking": {"title": "Hacked"},
+    "attendee": {"name": "Hacked"},
+    "booking_reference": {"meetingUrl": "https://evil.example"},
+    "team": {"name": "Hacked"},
+    "membership": {"role": "ADMIN"},
+}
+
+
+def _create_body(route: Route, ids: dict[str, Any], new_user: int) -> dict[str, Any] | None:
+    """A valid POST body that names B's object (or B) where the route takes one."""
+    bodies: dict[str, dict[str, Any]] = {
+        "/users": {"email": "newbie@example.com", "username": "newbie"},
+        "/api-keys": {"userId": ids["user"], "note": "for bob"},
+        "/schedules": {"name": "For bob", "timeZone": "UTC", "userId": ids["user"]},
+        "/availabilities": {"scheduleId": ids["schedule"], "days": [6], **AVAILABILITY_TIMES},
+        "/event-types": {
+            "title": "For bob", "slug": "for-bob", "length": 30, "userId": ids["user"],
+        },
+        "/custom-inputs": {
+            "eventTypeId": ids["event_type"], "label": "Injected", "type": "TEXT",
+            "required": False,
+        },
+        "/attendees": {
+            "bookingId": ids["booking"], "email": "spy@example.com", "name": "Spy",
+            "timeZone": "UTC",
+        },
+        "/booking-references": {"bookingId": ids["booking"], "type": "x", "uid": "injected"},
+        "/bookings/{id}/confirm": {"confirmed": True},
+        "/no-show": {"bookingUid": ids["booking_uid"], "noShowHost": True},
+        "/teams": {"name": "A team", "slug": "a-team", "ownerId": ids["user"]},
+        "/memberships": {"userId": new_user, "teamId": ids["team"], "role": "MEMBER"},
+        "/invites": {"teamId": ids["team"], "usernameOrEmail": "newbie2", "role": "MEMBER"},
+        "/payments": {},
+        "/bookings": {},
+    }  # fmt: skip
+    return bodies.get(route.path)
+
+
+def _request(
+    route: Route, ids: dict[str, Any], new_user: int
+) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    path = route.path
+    kind = route.resource or ""
+    values = {
+        "userId": ids["user"],
+        "teamId": ids["team"],
+        "id": ids.get(kind, ids["booking"]),
+        "recordingId": "rec-1",
+        "path": "swagger-ui.css",
+    }
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", str(value))
+    if route.versioned:
+        path = "/v1" + path
+    query: dict[str, Any] = {}
+    if route.path.endswith("/availability"):
+        query |= {"dateFrom": "2030-01-07", "dateTo": "2030-01-09"}
+    if route.method == "GET" and "{" not in route.path:
+        query["userId"] = ids["user"]
+        if route.path == "/slots":
+            query |= {
+                "eventTypeId": ids["event_type"],
+                "startTime": "2030-01-07",
+                "endTime": "2030-01-09",
+            }
+    body: dict[str, Any] | None = None
+    if route.method == "PATCH":
+        body = PATCH_BODIES.get(kind, {})
+    elif route.method in {"POST", "PUT"}:
+        body = _create_body(route, ids, new_user) or {}
+    return path, query, body
+
+
+async def _call(
+    client: httpx.AsyncClient, caller: Account | None, route: Route, world_ids: dict[str, Any],
+    new_user: int,
+) -> httpx.Response:  # fmt: skip
+    path, query, body = _request(route, world_ids, new_user)
+    if caller is not None:
+        query["apiKey"] = caller.key
+    return await client.request(route.method, path, params=query, json=body)
+
+
+async def _snapshot(app: FastAPI) -> dict[tuple[str, Any], dict[str, Any]]:
+    """Every row of every table, by (table, primary key)."""
+    rows: dict[tuple[str, Any], dict[str, Any]] = {}
+    async with app.state.sessions() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).mappings():
+                key = tuple(row[c.name] for c in table.primary_key.columns)
+                rows[(table.name, key)] = dict(row)
+    return rows
+
+
+def _row_id(route: Route) -> str:
+    return f"{route.method} {route.path}"
+
+
+# --- 2. A on B's objects -----------------------------------------------------------------
+
+REFUSED = {401, 403, 404}
+OPEN_TO_A = {Rule.PUBLIC, Rule.ANY_KEY, Rule.OWN_LIST}
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_row_id)
+async def test_a_on_b_objects(
+    route: Route, app: FastAPI, client: httpx.AsyncClient, world: World,
+    make_account: Callable[..., Any],
+) -> None:  # fmt: skip
+    newcomer = await make_account("newbie2")
+    before = await _snapshot(app)
+    response = await _call(client, world.alice, route, world.ids, newcomer.id)
+    text = response.text
+    if route.rule is Rule.PUBLIC:
+        assert response.status_code == 200
+    elif route.rule is Rule.NOT_ALLOWED:
+        assert response.status_code == 405, text
+    elif route.rule in OPEN_TO_A:
+        assert response.status_code < 500, text
+        assert f'"userId":{world.bob.id},' not in text.replace(" ", "")
+    else:
+        assert response.status_code in REFUSED, text
+    for secret in world.secrets:
+        assert secret not in text, f"{secret!r} leaked"
+    if route.resource and route.rule is not Rule.PUBLIC:
+        own = world.ids.get(route.resource)
+        assert not re.search(rf'"id":\s*"?{own}"?[,}}]', text), "B's id leaked"
+    after = await _snapshot(app)
+    alice_rows = {("users", (world.alice.id,)), ("api_keys", (world.alice.key_id,))}
+    for key, row in before.items():
+        if key not in alice_rows:
+            assert after.get(key) == row, f"B's row {key} changed or vanished"
+
+
+# --- 3. team roles --------------------------------------------------------------------------
+
+ROLES = ("OWNER", "ADMIN", "MEMBER", "outsider", "system admin")
+ALLOWED: dict[Rule, set[str]] = {
+    Rule.TEAM_MEMBER: {"OWNER", "ADMIN", "MEMBER", "system admin"},
+    Rule.TEAM_ADMIN_OR_OWNER: {"OWNER", "ADMIN", "system admin"},
+    Rule.TEAM_OWNER: {"OWNER", "system admin"},
+    Rule.MEMBER_OR_TEAM_MANAGER: {"OWNER", "ADMIN", "MEMBER", "system admin"},
+}
+TEAM_ROWS = [row for row in ROUTES if row.rule in ALLOWED]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("route", TEAM_ROWS, ids=_row_id)
+async def test_team_roles(
+    route: Route, role: str, app: FastAPI, client: httpx.AsyncClient, world: World,
+    make_account: Callable[..., Any],
+) -> None:  # fmt: skip
+    # B's team (B OWNER, Carol MEMBER) gets an ADMIN; the membership routes act on Carol's.
+    team_admin = await make_account("teamadmin")
+    newcomer = await make_account("newbie2")
+    async with app.state.sessions() as session, session.begin():
+        session.add(
+            Membership(
+                team_id=world.ids["team"],
+                user_id=team_admin.id,
+                role=MembershipRole.ADMIN,
+                accepted=True,
+            )
+        )
+    callers = {
+        "OWNER": world.bob,
+        "ADMIN": team_admin,
+        "MEMBER": world.carol,
+        "outsider": world.alice,
+        "system admin": world.admin,
+    }
+    response = await _call(client, callers[role], route, world.ids, newcomer.id)
+    if role in ALLOWED[route.rule]:
+        assert 200 <= response.status_code < 300, response.text
+    else:
+        assert response.status_code in REFUSED, response.text
+
+
+# --- 4. the system admin --------------------------------------------------------------------
+
+ADMIN_OVERRIDES = {
+    Rule.SYSTEM_ADMIN,
+    Rule.SELF_OR_ADMIN,
+    Rule.OWNER_OR_ADMIN,
+    Rule.BOOKING_PARTY,
+    Rule.BOOKING_MANAGER,
+    *ALLOWED,
+}
+
+
+@pytest.mark.parametrize(
+    "route", [row for row in ROUTES if row.rule in ADMIN_OVERRIDES], ids=_row_id
+)
+async def test_system_admin(
+    route: Route, client: httpx.AsyncClient, world: World, make_account: Callable[..., Any]
+) -> None:
+    newcomer = await make_account("newbie2")
+    response = await _call(client, world.admin, route, world.ids, newcomer.id)
+    if "/recordings" in route.path or "/transcripts" in route.path:
+        # No video provider: even a party gets 404, but one naming the booking's video reference.
+        assert response.status_code == 404
+        assert response.json()["message"].startswith("No Cal Video reference found")
+        return
+    assert 200 <= response.status_code < 300, response.text
