@@ -82,6 +82,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "one event type"),
     Route("PATCH", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "edit an event type"),
     Route("DELETE", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "delete it"),
+    Route(
+        "GET", "/event-types/team/{teamId}", R.TEAM_MEMBER, "team", "a team's event types (alias)"
+    ),
     Route("GET", "/custom-inputs", R.OWN_LIST, "custom_input", "inputs of your event types"),
     Route("POST", "/custom-inputs", R.OWNER_OR_ADMIN, "event_type", "input on your type"),
     Route("GET", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "one input"),
@@ -131,6 +134,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/teams/{teamId}", R.TEAM_MEMBER, "team", "one team"),
     Route("PATCH", "/teams/{teamId}", R.TEAM_ADMIN_OR_OWNER, "team", "edit a team"),
     Route("DELETE", "/teams/{teamId}", R.TEAM_OWNER, "team", "delete a team"),
+    Route("GET", "/teams/{teamId}/event-types", R.TEAM_MEMBER, "team", "a team's event types"),
     Route("GET", "/memberships", R.OWN_LIST, "membership", "yours and of teams you manage"),
     Route("POST", "/memberships", R.TEAM_ADMIN_OR_OWNER, "team", "an invitation (admins: any)"),
     Route("GET", "/memberships/{id}", R.MEMBER_OR_TEAM_MANAGER, "membership", "`{u}_{t}`"),
