@@ -352,3 +352,27 @@ async def test_slots_and_bookings_still_refuse_team_event_types(
         },
     )
     assert (response.status_code, response.json()) == (400, refusal)
+
+
+async def test_plain_members_read_but_do_not_change_custom_inputs(
+    client: httpx.AsyncClient, alice: Account, carol: Account, team: int
+) -> None:
+    """Custom inputs follow their event type: members see them, only OWNER/ADMIN change them."""
+    event_type = await create_ok(client, alice, team)
+    body = {"eventTypeId": event_type["id"], "label": "Company", "type": "TEXT", "required": True}
+    created = await client.post("/v1/custom-inputs", params=alice.params, json=body)
+    assert created.status_code == 200, created.text
+    input_id = created.json()["event_type_custom_input"]["id"]
+
+    seen = await client.get(f"/v1/custom-inputs/{input_id}", params=carol.params)
+    assert seen.status_code == 200
+    refused = [
+        await client.post("/v1/custom-inputs", params=carol.params, json=body),
+        await client.patch(
+            f"/v1/custom-inputs/{input_id}", params=carol.params, json={"label": "Hacked"}
+        ),
+        await client.delete(f"/v1/custom-inputs/{input_id}", params=carol.params),
+    ]
+    assert [(r.status_code, r.json()) for r in refused] == [(403, FORBIDDEN)] * 3
+    after = await client.get(f"/v1/custom-inputs/{input_id}", params=alice.params)
+    assert after.json()["event_type_custom_input"]["label"] == "Company"

@@ -79,17 +79,17 @@ ROUTES: tuple[Route, ...] = (
     # event types and custom inputs
     Route("GET", "/event-types", R.OWN_LIST, "event_type", "yours; admins `userId`"),
     Route("POST", "/event-types", R.ANY_KEY, None, "an event type of your own (admins: `userId`)"),
-    Route("GET", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "one event type"),
-    Route("PATCH", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "edit an event type"),
-    Route("DELETE", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "delete it"),
+    Route("GET", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "one; team ones: any member"),
+    Route("PATCH", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "team ones: OWNER/ADMIN"),
+    Route("DELETE", "/event-types/{id}", R.OWNER_OR_ADMIN, "event_type", "team: OWNER/ADMIN"),
     Route(
         "GET", "/event-types/team/{teamId}", R.TEAM_MEMBER, "team", "a team's event types (alias)"
     ),
     Route("GET", "/custom-inputs", R.OWN_LIST, "custom_input", "inputs of your event types"),
-    Route("POST", "/custom-inputs", R.OWNER_OR_ADMIN, "event_type", "input on your type"),
-    Route("GET", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "one input"),
-    Route("PATCH", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "edit an input"),
-    Route("DELETE", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "delete it"),
+    Route("POST", "/custom-inputs", R.OWNER_OR_ADMIN, "event_type", "team: OWNER/ADMIN"),
+    Route("GET", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: any member"),
+    Route("PATCH", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: OWNER/ADMIN"),
+    Route("DELETE", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: OWNER/ADMIN"),
     Route("GET", "/slots", R.OWNER_OR_ADMIN, "event_type", "free slots of your event type"),
     # bookings and what hangs off them
     Route("GET", "/bookings", R.OWN_LIST, "booking", "bookings you host; admins `userId`"),

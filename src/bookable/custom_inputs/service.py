@@ -1,7 +1,8 @@
 """Use-cases on event-type custom inputs. Every list and lookup starts from `readable(caller)`.
 
-A custom input belongs to whoever may see its event type: the rule lives once, in
-`event_types.service.readable`, and is reused here.
+Whoever may see an event type may see its inputs (`event_types.service.readable`); whoever may
+change it may change them (`event_types.service.editable_event_type`: for a team event type, the
+team's OWNER/ADMIN, not a plain member). Both rules live once, in event_types, and are reused here.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ async def create_custom_input(
     session: AsyncSession, caller: Caller, body: CustomInputCreate
 ) -> EventTypeCustomInput:
     # Someone else's (or a missing) event type: 403 for users, 404 for admins.
-    event_type = await event_types.get_event_type(session, caller, body.event_type_id)
+    event_type = await event_types.editable_event_type(session, caller, body.event_type_id)
     custom_input = EventTypeCustomInput(
         event_type_id=event_type.id,
         label=body.label,
@@ -64,12 +65,13 @@ async def update_custom_input(
     session: AsyncSession, caller: Caller, custom_input_id: int, body: CustomInputUpdate
 ) -> EventTypeCustomInput:
     custom_input = await get_custom_input(session, caller, custom_input_id)
+    await event_types.editable_event_type(session, caller, custom_input.event_type_id)
     values = body.model_dump(exclude_unset=True)
     if "options" in values:
         values["options"] = _options_json(body)
     if "event_type_id" in values:
         # Moving an input onto an event type needs the same right as creating one there.
-        await event_types.get_event_type(session, caller, values["event_type_id"])
+        await event_types.editable_event_type(session, caller, values["event_type_id"])
     for column, value in values.items():
         setattr(custom_input, column, value)
     await session.flush()
@@ -78,6 +80,7 @@ async def update_custom_input(
 
 async def delete_custom_input(session: AsyncSession, caller: Caller, custom_input_id: int) -> None:
     custom_input = await get_custom_input(session, caller, custom_input_id)
+    await event_types.editable_event_type(session, caller, custom_input.event_type_id)
     await session.delete(custom_input)
     await session.flush()
 

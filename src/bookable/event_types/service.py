@@ -143,7 +143,7 @@ async def _can_manage_team(session: AsyncSession, caller: Caller, team_id: int) 
     return await teams.accepted_role(session, caller.user_id, team_id) in teams.MANAGERS
 
 
-async def _editable_event_type(
+async def editable_event_type(
     session: AsyncSession, caller: Caller, event_type_id: int
 ) -> EventType:
     """A readable event type the caller may change: their own personal one, a team one when they
@@ -398,7 +398,7 @@ async def _create_team_event_type(
 async def update_event_type(
     session: AsyncSession, caller: Caller, event_type_id: int, body: EventTypeUpdate
 ) -> OwnedEventType:
-    event_type = await _editable_event_type(session, caller, event_type_id)
+    event_type = await editable_event_type(session, caller, event_type_id)
     _reject_managed_fields(body)
     team_id = event_type.team_id
     if "team_id" in body.model_fields_set and body.team_id != team_id:
@@ -454,7 +454,7 @@ async def update_event_type(
 
 
 async def delete_event_type(session: AsyncSession, caller: Caller, event_type_id: int) -> None:
-    event_type = await _editable_event_type(session, caller, event_type_id)
+    event_type = await editable_event_type(session, caller, event_type_id)
     # Custom inputs and hosts go with it (ORM cascade and ON DELETE CASCADE).
     await session.delete(event_type)
     await session.flush()
