@@ -81,9 +81,51 @@ async def test_validation(app, client, alice):
         ({"userId": alice.id, "dateFrom": "yesterday", "dateTo": "2026-12-01"}, "'dateFrom'"),
         ({"userId": alice.id, "dateFrom": "2026-12-02", "dateTo": "2026-11-01"}, "'dateTo'"),
         ({"dateFrom": "2026-12-01", "dateTo": "2026-12-02"}, "Either username or userId"),
-        ({"teamId": 1, "dateFrom": "2026-12-01", "dateTo": "2026-12-02"}, "'teamId'"),
+        ({"teamId": 1, "dateFrom": "2026-12-01"}, "'dateTo'"),
     ]
     for params, fragment in cases:
         r = await client.get("/v1/availability", params={**alice.params, **params})
         assert r.status_code == 400, (params, r.text)
         assert fragment in r.json()["message"], (params, r.text)
+
+
+async def test_team_availability_for_owners_and_admins_only(
+    app, client, alice, bob, admin, make_account
+):
+    """The team form: `[{userId, availability}]` of accepted members, for OWNER/ADMIN."""
+    from tests.api.test_teams import add_member, create_team
+
+    carol = await make_account("carol")
+    dave = await make_account("dave")
+    await add_schedule(app, alice.id, "Europe/Berlin")
+    await add_schedule(app, bob.id, "America/New_York")
+    team_id = int((await create_team(client, alice, slug="sales"))["team"]["id"])
+    await add_member(client, alice, bob, team_id, role="ADMIN")
+    await add_member(client, alice, carol, team_id)
+    # Dave is only invited: pending members are not listed.
+    invited = await client.post(
+        "/v1/memberships", params=alice.params, json={"teamId": team_id, "userId": dave.id}
+    )
+    assert invited.status_code == 200, invited.text
+    window = {"teamId": team_id, "dateFrom": "2026-12-01", "dateTo": "2026-12-01"}
+
+    for manager in (alice, bob, admin):
+        r = await client.get("/v1/availability", params={**manager.params, **window})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [entry["userId"] for entry in body] == [alice.id, bob.id, carol.id]
+        by_user = {entry["userId"]: entry["availability"] for entry in body}
+        assert by_user[alice.id]["timeZone"] == "Europe/Berlin"
+        assert by_user[bob.id]["timeZone"] == "America/New_York"
+        assert by_user[alice.id]["dateRanges"] == [
+            {"start": "2026-12-01T08:00:00.000Z", "end": "2026-12-01T16:00:00.000Z"}
+        ]
+
+    for outsider in (carol, dave):
+        r = await client.get("/v1/availability", params={**outsider.params, **window})
+        assert (r.status_code, r.json()) == (403, {"message": "Forbidden"})
+    missing = {**window, "teamId": 999_999}
+    r = await client.get("/v1/availability", params={**carol.params, **missing})
+    assert r.status_code == 403
+    r = await client.get("/v1/availability", params={**admin.params, **missing})
+    assert (r.status_code, r.json()) == (404, {"message": "teamId not found"})

@@ -31,9 +31,17 @@ async def get_availability(
     username: str | None = None,
     eventTypeId: int | None = None,
     teamId: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | list[dict[str, Any]]:
     if teamId is not None:
-        raise BadRequest("custom in 'teamId': team availability is not supported yet")
+        # Cal.com answers the team form as a bare array of {userId, availability}.
+        return await service.team_availability(
+            session,
+            caller,
+            team_id=teamId,
+            date_from=_required("dateFrom", dateFrom),
+            date_to=_required("dateTo", dateTo),
+            now=clock.now(),
+        )
     return await service.user_availability(
         session,
         caller,

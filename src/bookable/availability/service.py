@@ -12,9 +12,10 @@ from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.core.schemas import format_instant, is_db_id
 from bookable.core.timeparse import parse_bound
-from bookable.models import EventType, User
+from bookable.models import EventType, Membership, Team, User
 from bookable.scheduling import EventRules, SlotRequest, free_time, working_ranges
 from bookable.slots.service import check_window, event_rules, host_schedule, load_host_calendar
+from bookable.teams import service as teams
 
 
 async def find_user(
@@ -52,6 +53,53 @@ async def user_availability(
     now: datetime,
 ) -> dict[str, Any]:
     user = await find_user(session, caller, user_id=user_id, username=username)
+    return await _availability_of(session, user, event_type_id, date_from, date_to, now)
+
+
+async def team_availability(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    team_id: int,
+    date_from: str,
+    date_to: str,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """`[{userId, availability}]` for the team's accepted members, for its OWNER/ADMIN (and
+    system admins). Anyone else gets 403 whether the team exists or not."""
+    team = await session.get(Team, team_id) if is_db_id(team_id) else None
+    if caller.is_admin:
+        if team is None:
+            raise NotFound("teamId not found")
+    elif team is None or await teams.accepted_role(session, caller.user_id, team_id) not in (
+        teams.MANAGERS
+    ):
+        raise Forbidden()
+    members = list(
+        await session.scalars(
+            select(User)
+            .join(Membership, Membership.user_id == User.id)
+            .where(Membership.team_id == team_id, Membership.accepted.is_(True))
+            .order_by(User.id)
+        )
+    )
+    return [
+        {
+            "userId": member.id,
+            "availability": await _availability_of(session, member, None, date_from, date_to, now),
+        }
+        for member in members
+    ]
+
+
+async def _availability_of(
+    session: AsyncSession,
+    user: User,
+    event_type_id: int | None,
+    date_from: str,
+    date_to: str,
+    now: datetime,
+) -> dict[str, Any]:
     if event_type_id is not None:
         event_type = await session.scalar(
             select(EventType).where(EventType.id == event_type_id, EventType.user_id == user.id)

@@ -74,7 +74,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/availabilities/{id}", R.OWNER_OR_ADMIN, "availability", "one rule"),
     Route("PATCH", "/availabilities/{id}", R.OWNER_OR_ADMIN, "availability", "edit a rule"),
     Route("DELETE", "/availabilities/{id}", R.OWNER_OR_ADMIN, "availability", "delete a rule"),
-    Route("GET", "/availability", R.SELF_OR_ADMIN, "user", "working hours of `userId`"),
+    Route("GET", "/availability", R.SELF_OR_ADMIN, "user", "`userId`; `teamId`: OWNER/ADMIN"),
     Route("GET", "/users/{userId}/availability", R.SELF_OR_ADMIN, "user", "same, by path"),
     # event types and custom inputs
     Route("GET", "/event-types", R.OWN_LIST, "event_type", "yours; admins `userId`"),
