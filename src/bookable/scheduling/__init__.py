@@ -18,6 +18,13 @@ from bookable.scheduling.model import (
     SlotRequest,
 )
 from bookable.scheduling.slots import compute_slots, free_time
+from bookable.scheduling.teams import (
+    SchedulingKind,
+    TeamHost,
+    TeamSlot,
+    compute_team_slots,
+    pick_round_robin_host,
+)
 from bookable.scheduling.working_hours import working_ranges
 
 __all__ = [
@@ -30,11 +37,16 @@ __all__ = [
     "PeriodLimits",
     "PeriodType",
     "Refusal",
+    "SchedulingKind",
     "SeatedBooking",
     "Slot",
     "SlotRequest",
+    "TeamHost",
+    "TeamSlot",
     "check_booking",
     "compute_slots",
+    "compute_team_slots",
     "free_time",
+    "pick_round_robin_host",
     "working_ranges",
 ]
