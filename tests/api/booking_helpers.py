@@ -61,3 +61,12 @@ async def book(
     )
     assert response.status_code == 200, response.text
     return dict(response.json())
+
+
+async def booking_of(
+    app: FastAPI, client: httpx.AsyncClient, account: Account, **fields: Any
+) -> int:
+    """The id of a booking ``account`` hosts (made through POST /v1/bookings, one attendee);
+    ``fields`` go to its event type."""
+    event_type_id = await hosted_event_type(app, account, **fields)
+    return int((await book(client, account, event_type_id))["id"])

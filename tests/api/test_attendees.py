@@ -15,7 +15,7 @@ from bookable.models import Attendee
 from bookable.settings import Settings
 from tests.conftest import Account
 
-from .booking_helpers import TUESDAY_11, book, frozen_app, hosted_event_type
+from .booking_helpers import TUESDAY_11, book, booking_of, frozen_app, hosted_event_type
 
 FORBIDDEN = {"message": "Forbidden"}
 NO_KEY = {"message": "No apiKey provided"}
@@ -25,14 +25,6 @@ NO_KEY = {"message": "No apiKey provided"}
 async def app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
     async for application in frozen_app(make_settings):
         yield application
-
-
-async def booking_of(
-    app: FastAPI, client: httpx.AsyncClient, account: Account, **fields: Any
-) -> int:
-    """A booking ``account`` hosts (made through POST /v1/bookings), with one attendee."""
-    event_type_id = await hosted_event_type(app, account, **fields)
-    return int((await book(client, account, event_type_id))["id"])
 
 
 async def create(

@@ -14,7 +14,7 @@ from bookable.models import BookingReference
 from bookable.settings import Settings
 from tests.conftest import Account
 
-from .booking_helpers import book, frozen_app, hosted_event_type
+from .booking_helpers import booking_of, frozen_app
 
 FORBIDDEN = {"message": "Forbidden"}
 BOOKING_NOT_FOUND = {"message": "Booking not found"}
@@ -25,12 +25,6 @@ NO_KEY = {"message": "No apiKey provided"}
 async def app(make_settings: Callable[..., Settings]) -> AsyncIterator[FastAPI]:
     async for application in frozen_app(make_settings):
         yield application
-
-
-async def booking_of(app: FastAPI, client: httpx.AsyncClient, account: Account) -> int:
-    """A booking ``account`` hosts, made through POST /v1/bookings."""
-    event_type_id = await hosted_event_type(app, account)
-    return int((await book(client, account, event_type_id))["id"])
 
 
 async def create(
