@@ -13,6 +13,7 @@ from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.schedules import Availability, Schedule
 from bookable.models.teams import Membership, MembershipRole, Team
 from bookable.models.users import User, UserRole
+from bookable.models.webhooks import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
 
 __all__ = [
     "ApiKey",
@@ -32,4 +33,8 @@ __all__ = [
     "Team",
     "User",
     "UserRole",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookEvent",
+    "WebhookEventStatus",
 ]
