@@ -1,0 +1,1 @@
+"""Webhooks: `/webhooks` (alias `/hooks`) subscriptions, their delivery log, and delivery."""
