@@ -4,7 +4,7 @@ POST /v1/bookings for one slot over real HTTP.
 - SQLite: one server; writers are serialised (BEGIN IMMEDIATE), so the check-then-insert of one
   request can never interleave with another's.
 - PostgreSQL (BOOKABLE_TEST_DATABASE_URL): two servers on one database; only the exclusion
-  constraint `ex_bookings_host_overlap` and the seat row lock stand between them.
+  constraint `ex_booking_hosts_overlap` and the seat row lock stand between them.
 
 Every race must end with exactly the right winners, 409s with Cal.com's codes for the others, no
 5xx, no traceback in the servers' logs, and no stray row (booking or attendee) in the database.

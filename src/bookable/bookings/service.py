@@ -42,7 +42,7 @@ from bookable.scheduling import Refusal, check_booking
 from bookable.slots.service import allowed_durations, event_rules, load_host_calendar
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-HOST_OVERLAP_CONSTRAINT = "ex_bookings_host_overlap"
+HOST_OVERLAP_CONSTRAINT = "ex_booking_hosts_overlap"
 BLOCKING_STATUSES = (BookingStatus.ACCEPTED,)
 # PostgreSQL: writers of a host's accepted bookings queue on advisory locks (host id, UTC day),
 # and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.

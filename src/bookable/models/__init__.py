@@ -5,6 +5,7 @@ from bookable.models.base import Base
 from bookable.models.bookings import (
     Attendee,
     Booking,
+    BookingHost,
     BookingReference,
     BookingStatus,
     Payment,
@@ -21,6 +22,7 @@ __all__ = [
     "Availability",
     "Base",
     "Booking",
+    "BookingHost",
     "BookingReference",
     "BookingStatus",
     "EventType",

@@ -167,3 +167,29 @@ class Payment(Base):
     payment_option: Mapped[str] = mapped_column(String(16), default="ON_BOOKING")
 
     booking: Mapped[Booking] = relationship(back_populates="payments")
+
+
+class BookingHost(Base):
+    """A host a booking occupies: one row per host, so a collective booking blocks them all.
+
+    The database keeps these rows in step with their booking: a trigger adds the organiser's
+    row when a booking is inserted and copies ``status`` and the blocked range on every change
+    (migration 0006), so no code path can leave them stale. Services add only the extra hosts
+    of team bookings. On PostgreSQL the exclusion constraint ``ex_booking_hosts_overlap``
+    forbids two accepted rows of one host overlapping.
+    """
+
+    __tablename__ = "booking_hosts"
+    __table_args__ = (Index("ix_booking_hosts_user_id_blocked_start", "user_id", "blocked_start"),)
+
+    booking_id: Mapped[int] = mapped_column(
+        ForeignKey("bookings.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[BookingStatus] = mapped_column(
+        Enum(BookingStatus, name="booking_status", native_enum=False, length=16)
+    )
+    blocked_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_end: Mapped[datetime] = mapped_column(UTCDateTime())
