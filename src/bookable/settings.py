@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Freeze the server's clock at this ISO instant (tests, sandboxes).",
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+    webhook_allow_private_targets: bool = Field(
+        default=True,
+        description="Let webhooks target private, loopback and other non-public addresses "
+        "(link-local and cloud metadata addresses are always refused).",
+    )
 
     @field_validator("redis_url")
     @classmethod
