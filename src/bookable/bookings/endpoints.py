@@ -68,7 +68,7 @@ def created_json(created: service.Created) -> dict[str, Any]:
             "payment": [_payment_json(p) for p in booking.payments],
             "references": [],
             "paymentRequired": created.payment is not None,
-            "luckyUsers": [],
+            "luckyUsers": created.lucky_users,
             "isDryRun": False,
             "seatReferenceUid": None,
             "videoCallUrl": None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,13 +33,28 @@ from bookable.core.schemas import is_db_id
 from bookable.models import (
     Attendee,
     Booking,
+    BookingHost,
     BookingStatus,
     EventType,
+    Host,
     Payment,
     User,
 )
-from bookable.scheduling import Refusal, check_booking
-from bookable.slots.service import allowed_durations, event_rules, load_host_calendar
+from bookable.scheduling import (
+    Refusal,
+    SchedulingKind,
+    check_booking,
+    check_team_booking,
+    pick_round_robin_host,
+)
+from bookable.slots.service import (
+    Team,
+    allowed_durations,
+    event_rules,
+    load_host_calendar,
+    load_team,
+    readable_event_types,
+)
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 HOST_OVERLAP_CONSTRAINT = "ex_booking_hosts_overlap"
@@ -70,11 +85,17 @@ def new_uid() -> str:
 # --- who may see what ---------------------------------------------------------------------------
 
 
-def listable(caller: Caller, user_ids: Sequence[int] = ()) -> Select[tuple[Booking]]:
-    """GET /bookings: a user lists the bookings they host; an admin all, or those of ``user_ids``
-    as host or as attendee (Cal.com v1's rules)."""
+def listable(
+    caller: Caller, user_ids: Sequence[int] = (), co_hosted: Sequence[int] = ()
+) -> Select[tuple[Booking]]:
+    """GET /bookings: a user lists the bookings they host (``co_hosted``: the team bookings
+    organised by someone else that occupy them too, see `co_hosted_ids`); an admin all, or
+    those of ``user_ids`` as host or as attendee (Cal.com v1's rules)."""
     query = select(Booking)
     if not caller.is_admin:
+        if co_hosted:
+            return query.where(or_(Booking.user_id == caller.user_id, Booking.id.in_(co_hosted)))
+        # The common case keeps the plain predicate: an index-only scan of the host's bookings.
         return query.where(Booking.user_id == caller.user_id)
     if user_ids:
         ids = [i for i in user_ids if is_db_id(i)]
@@ -98,7 +119,7 @@ async def list_bookings(
     page: tuple[int, int] | None,
 ) -> list[Booking]:
     """GET /bookings. ``page`` is (page number, page size)."""
-    query = listable(caller, user_ids)
+    query = listable(caller, user_ids, await co_hosted_ids(session, caller))
     if attendee_emails:
         query = query.where(
             Booking.id.in_(
@@ -140,9 +161,22 @@ async def list_bookings(
     return list(await session.scalars(query))
 
 
+async def co_hosted_ids(session: AsyncSession, caller: Caller) -> list[int]:
+    """Team bookings that occupy the caller though another host organises them."""
+    if caller.is_admin:
+        return []
+    return list(
+        await session.scalars(
+            select(BookingHost.booking_id)
+            .join(Booking, Booking.id == BookingHost.booking_id)
+            .where(BookingHost.user_id == caller.user_id, Booking.user_id != caller.user_id)
+        )
+    )
+
+
 def readable(caller: Caller) -> Select[tuple[Booking]]:
-    """One booking by id: its host, an attendee (by the caller's email), the event type's
-    owner, or a system-wide admin."""
+    """One booking by id: a host it occupies, an attendee (by the caller's email), the event
+    type's owner, or a system-wide admin."""
     query = select(Booking)
     if caller.is_admin:
         return query
@@ -150,22 +184,41 @@ def readable(caller: Caller) -> Select[tuple[Booking]]:
         func.lower(Attendee.email) == caller.user.email.lower()
     )
     owned_types = select(EventType.id).where(EventType.user_id == caller.user_id)
+    co_hosted = select(BookingHost.booking_id).where(BookingHost.user_id == caller.user_id)
     return query.where(
         or_(
             Booking.user_id == caller.user_id,
+            Booking.id.in_(co_hosted),
             Booking.id.in_(as_attendee),
             Booking.event_type_id.in_(owned_types),
         )
     )
 
 
-def manages(caller: Caller, booking: Booking, event_type: EventType | None) -> bool:
-    """Host, event-type owner or admin: may confirm, patch and cancel for everyone."""
-    return (
+async def manages(
+    session: AsyncSession, caller: Caller, booking: Booking, event_type: EventType | None
+) -> bool:
+    """A host the booking occupies, the event-type owner or an admin: may confirm, patch and
+    cancel for everyone."""
+    if (
         caller.is_admin
         or booking.user_id == caller.user_id
         or (event_type is not None and event_type.user_id == caller.user_id)
+    ):
+        return True
+    return caller.user_id in await booking_host_ids(session, booking)
+
+
+async def booking_host_ids(session: AsyncSession, booking: Booking) -> list[int]:
+    """Every host the booking occupies, ascending (the organiser included)."""
+    ids = set(
+        await session.scalars(
+            select(BookingHost.user_id).where(BookingHost.booking_id == booking.id)
+        )
     )
+    if booking.user_id is not None:
+        ids.add(booking.user_id)
+    return sorted(ids)
 
 
 def _by_id_or_uid(
@@ -293,13 +346,11 @@ def _event_type_id(raw: Any) -> int:
 async def bookable_event_type(
     session: AsyncSession, caller: Caller, event_type_id: int
 ) -> EventType:
-    """An event type the caller may book: their own (admins: any). Bookable does not let one
-    user's key write into another user's calendar."""
-    query = select(EventType).options(
+    """An event type the caller may book: their own or their teams' (admins: any). Bookable
+    does not let one user's key write into another user's calendar."""
+    query = readable_event_types(caller).options(
         raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
     )
-    if not caller.is_admin:
-        query = query.where(EventType.user_id == caller.user_id)
     event_type = (
         await session.scalar(query.where(EventType.id == event_type_id))
         if is_db_id(event_type_id)
@@ -307,8 +358,6 @@ async def bookable_event_type(
     )
     if event_type is None:
         raise NotFound(f"Event type with id: {event_type_id} not found")
-    if event_type.user_id is None:
-        raise BadRequest("custom in 'eventTypeId': team event types are not supported yet")
     return event_type
 
 
@@ -343,6 +392,7 @@ class Created:
     payment: Payment | None
     previous: Booking | None
     joined_seat: bool
+    lucky_users: list[int] = field(default_factory=list)
 
 
 async def _refuse_unless_bookable(
@@ -367,10 +417,17 @@ async def _refuse_unless_bookable(
 async def create_booking(session: AsyncSession, caller: Caller, body: BookingCreate) -> Created:
     now = clock.now()
     event_type = await bookable_event_type(session, caller, _event_type_id(body.event_type_id))
-    host = await session.get(User, event_type.user_id)
-    if host is None:
-        raise NotFound("The event type's owner no longer exists")
-    if body.user_id is not None and body.user_id != host.id and not caller.is_admin:
+    is_team = event_type.team_id is not None
+    owner: User | None = None
+    if not is_team:
+        owner = await session.get(User, event_type.user_id)
+        if owner is None:
+            raise NotFound("The event type's owner no longer exists")
+    if (
+        body.user_id is not None
+        and not caller.is_admin
+        and (owner is None or body.user_id != owner.id)
+    ):
         raise Forbidden("ADMIN required for `userId`")
 
     previous: Booking | None = None
@@ -385,7 +442,12 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
             raise NotFound(f"Booking to reschedule ({body.reschedule_uid}) not found")
         if previous.status in (BookingStatus.CANCELLED, BookingStatus.REJECTED):
             raise BadRequest("cancelled_bookings_cannot_be_rescheduled")
-        if previous.user_id != host.id:
+        if is_team and previous.event_type_id != event_type.id:
+            raise BadRequest(
+                "custom in 'rescheduleUid': that booking is of another event type; a team "
+                "booking can only be rescheduled within its own event type"
+            )
+        if owner is not None and previous.user_id != owner.id:
             # Moving a booking to another host's calendar would cancel it behind their back.
             raise BadRequest(
                 "custom in 'rescheduleUid': that booking belongs to another host; a booking "
@@ -408,16 +470,27 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
     if event_type.seats_per_time_slot and event_type.recurring_event:
         raise BadRequest("recurring_event_seats_error")
 
-    await lock_host_time(
-        session,
-        host.id,
-        start - timedelta(minutes=event_type.before_event_buffer or 0),
-        end + timedelta(minutes=event_type.after_event_buffer or 0),
-    )
-    await _refuse_unless_bookable(
-        session, event_type, host, start, length, now,
-        ignore_uid=previous.uid if previous else None,
-    )  # fmt: skip
+    blocked_start = start - timedelta(minutes=event_type.before_event_buffer or 0)
+    blocked_end = end + timedelta(minutes=event_type.after_event_buffer or 0)
+    if owner is not None:
+        await lock_host_time(session, owner.id, blocked_start, blocked_end)
+        await _refuse_unless_bookable(
+            session, event_type, owner, start, length, now,
+            ignore_uid=previous.uid if previous else None,
+        )  # fmt: skip
+        placement = Placement(owner, (), ())
+    else:
+        if event_type.seats_per_time_slot and previous is None:
+            # Team slots count a seated booking as busy: an open seat is joined before that.
+            joined = await _join_seat(session, event_type, booker, body, start, end)
+            if joined is not None:
+                organizer = await session.get(User, joined.user_id)
+                assert organizer is not None
+                return Created(joined, organizer, None, None, joined_seat=True)
+        placement = await _place_team_booking(
+            session, event_type, start, length, (blocked_start, blocked_end), now, previous
+        )
+    host = placement.organizer
 
     # A paid booking moved to another time stays paid: its payment moves with it (Cal.com).
     carried_paid = previous is not None and previous.paid
@@ -463,8 +536,8 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         responses=responses,
         start_time=start,
         end_time=end,
-        blocked_start=start - timedelta(minutes=event_type.before_event_buffer or 0),
-        blocked_end=end + timedelta(minutes=event_type.after_event_buffer or 0),
+        blocked_start=blocked_start,
+        blocked_end=blocked_end,
         location=_location(booker, body, event_type),
         status=BookingStatus.ACCEPTED if confirmed else BookingStatus.PENDING,
         paid=carried_paid,
@@ -511,7 +584,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         )
         booking.payments.append(payment)
     try:
-        await insert_booking(session, booking)
+        await insert_booking(session, booking, placement.other_hosts)
     except BookingRefused:
         if event_type.seats_per_time_slot:
             # Another request opened this seated slot a moment ago: take a seat in it instead.
@@ -523,10 +596,108 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         for moved in [p for p in previous.payments if p.success]:
             booking.payments.append(moved)
         await session.flush()
-    return Created(booking, host, payment, previous, joined_seat=False)
+    return Created(
+        booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
+    )
 
 
-async def insert_booking(session: AsyncSession, booking: Booking) -> None:
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Who a new booking occupies: its organiser, the other hosts, the round-robin pick."""
+
+    organizer: User
+    other_hosts: tuple[int, ...]
+    lucky: tuple[int, ...]
+
+
+async def _place_team_booking(
+    session: AsyncSession,
+    event_type: EventType,
+    start: datetime,
+    length: int,
+    blocked: tuple[datetime, datetime],
+    now: datetime,
+    previous: Booking | None,
+) -> Placement:
+    """Check a team slot and choose its hosts. COLLECTIVE: every host. ROUND_ROBIN: the fixed
+    hosts and one free round-robin host (a rescheduled booking keeps its own if free), the one
+    with the fewest bookings of this event type this month, then the least recently booked."""
+    host_ids = sorted(
+        await session.scalars(select(Host.user_id).where(Host.event_type_id == event_type.id))
+    )
+    # Every host's days are locked, ascending, before their calendars are read (see
+    # lock_host_time): concurrent team and personal bookings of a host queue here.
+    for host_id in host_ids:
+        await lock_host_time(session, host_id, *blocked)
+    team = await load_team(
+        session, event_type, start, start + timedelta(minutes=length),
+        ignore_booking_uid=previous.uid if previous else None,
+    )  # fmt: skip
+    check = check_team_booking(event_rules(event_type), team.hosts, team.kind, start, length, now)
+    if check.refusal is not None:
+        raise BookingRefused(check.refusal)
+    occupied, lucky = await _choose_hosts(
+        session, event_type, team, check.free_hosts, previous, now
+    )
+    organizer = team.users[occupied[0]]
+    return Placement(organizer, tuple(occupied[1:]), lucky)
+
+
+async def _choose_hosts(
+    session: AsyncSession,
+    event_type: EventType,
+    team: Team,
+    free_hosts: Sequence[int],
+    previous: Booking | None,
+    now: datetime,
+) -> tuple[list[int], tuple[int, ...]]:
+    fixed = [h.user_id for h in team.hosts if h.fixed]
+    floating = [h.user_id for h in team.hosts if not h.fixed and h.user_id in free_hosts]
+    if team.kind == SchedulingKind.COLLECTIVE or not floating:
+        return fixed, ()
+    kept = (
+        [i for i in await booking_host_ids(session, previous) if i in floating]
+        if previous is not None
+        else []
+    )
+    if kept:
+        lucky = kept[0]
+    else:
+        counts, last = await round_robin_history(session, event_type.id, floating, now)
+        lucky = pick_round_robin_host(floating, counts, last)
+    return [*fixed, lucky], (lucky,)
+
+
+async def round_robin_history(
+    session: AsyncSession, event_type_id: int, host_ids: Sequence[int], now: datetime
+) -> tuple[dict[int, int], dict[int, datetime | None]]:
+    """Per host: bookings of this event type made this calendar month (UTC), and when they
+    were last booked for it at all. Cancelled and rejected bookings do not count."""
+    month_start = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        await session.execute(
+            select(
+                BookingHost.user_id,
+                func.count().filter(Booking.created_at >= month_start),
+                func.max(Booking.created_at),
+            )
+            .join(Booking, Booking.id == BookingHost.booking_id)
+            .where(
+                Booking.event_type_id == event_type_id,
+                BookingHost.user_id.in_(host_ids),
+                Booking.status.in_([BookingStatus.ACCEPTED, BookingStatus.PENDING]),
+            )
+            .group_by(BookingHost.user_id)
+        )
+    ).all()
+    counts = {user_id: int(count) for user_id, count, _last in rows}
+    last = {user_id: latest for user_id, _count, latest in rows}
+    return counts, last
+
+
+async def insert_booking(
+    session: AsyncSession, booking: Booking, other_hosts: Sequence[int] = ()
+) -> None:
     """Add and flush inside a savepoint; the host-overlap constraint's refusal becomes a 409.
 
     PostgreSQL checks an exclusion constraint after writing the new index entry: two
@@ -542,6 +713,19 @@ async def insert_booking(session: AsyncSession, booking: Booking) -> None:
         try:
             async with session.begin_nested():
                 session.add(booking)
+                await session.flush()
+                # The organiser's row comes from the insert trigger; the other hosts' here,
+                # where the same constraint judges them.
+                session.add_all(
+                    BookingHost(
+                        booking_id=booking.id,
+                        user_id=user_id,
+                        status=booking.status,
+                        blocked_start=booking.blocked_start,
+                        blocked_end=booking.blocked_end,
+                    )
+                    for user_id in other_hosts
+                )
                 await session.flush()
             return
         except IntegrityError as error:
@@ -565,8 +749,16 @@ async def lock_host_days(session: AsyncSession, booking: Booking) -> None:
     """PostgreSQL: wait for, then hold until commit, the right to write the host's bookings on
     each UTC day that ``booking`` blocks, in ascending order. Two overlapping bookings share a
     day, so their writers queue; a host's bookings on other days are written side by side.
+    Every host the booking occupies is locked, in ascending order.
     SQLite needs none: its writers are serialised from their first statement."""
-    await lock_host_time(session, booking.user_id, booking.blocked_start, booking.blocked_end)
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    host_ids = await booking_host_ids(session, booking) if booking.id is not None else []
+    if not host_ids and booking.user_id is not None:
+        host_ids = [booking.user_id]
+    for host_id in host_ids:
+        await lock_host_time(session, host_id, booking.blocked_start, booking.blocked_end)
 
 
 async def lock_host_time(
@@ -684,7 +876,7 @@ async def cancel_booking(
     if meta.get("disableCancelling"):
         raise BadRequest("This event type does not allow cancellations")
 
-    if not manages(caller, booking, event_type):
+    if not await manages(session, caller, booking, event_type):
         # An attendee of a seated booking gives up their seat; of any other, cancels it.
         mine = [a for a in booking.attendees if a.email.lower() == caller.user.email.lower()]
         if event_type is not None and event_type.seats_per_time_slot and len(booking.attendees) > 1:
@@ -726,7 +918,7 @@ async def confirm_booking(
 ) -> Booking:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
-    if not manages(caller, booking, event_type):
+    if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")
     if booking.status != BookingStatus.PENDING:
         raise BadRequest(
@@ -737,7 +929,9 @@ async def confirm_booking(
         booking.rejection_reason = reason
         await session.flush()
         return booking
-    if event_type is not None and booking.user_id is not None:
+    if event_type is not None and event_type.team_id is not None:
+        await _recheck_team_booking(session, event_type, booking)
+    elif event_type is not None and booking.user_id is not None:
         host = await session.get(User, booking.user_id)
         if host is not None:
             # Cal.com #10789: two requests for one slot must not both be accepted.
@@ -757,6 +951,34 @@ async def confirm_booking(
     booking.status = BookingStatus.ACCEPTED
     await _flush_guarded(session, booking)
     return booking
+
+
+async def _recheck_team_booking(
+    session: AsyncSession, event_type: EventType, booking: Booking
+) -> None:
+    """Confirming a team booking: every host it occupies must still be free (Cal.com #10789)."""
+    await lock_host_days(session, booking)
+    host_ids = await booking_host_ids(session, booking)
+    team = await load_team(
+        session, event_type, booking.start_time, booking.end_time, ignore_booking_uid=booking.uid
+    )
+    occupied = [replace(h, fixed=True) for h in team.hosts if h.user_id in host_ids]
+    length = int((booking.end_time - booking.start_time).total_seconds() // 60)
+    check = check_team_booking(
+        event_rules(event_type),
+        occupied,
+        SchedulingKind.COLLECTIVE,
+        booking.start_time,
+        length,
+        clock.now(),
+    )
+    # Time bounds and the grid judged the request when it was made; only hosts' time counts now.
+    if check.refusal is not None and check.refusal.code in (
+        "fixed_hosts_unavailable_for_booking",
+        "booking_limit_reached",
+        "booking_seats_full_error",
+    ):
+        raise BookingRefused(check.refusal)
 
 
 async def _flush_guarded(session: AsyncSession, booking: Booking) -> None:
@@ -784,13 +1006,14 @@ async def _assert_no_overlap(session: AsyncSession, booking: Booking) -> None:
     # No autoflush: the pending change is what is being checked; PostgreSQL's constraint
     # judges it again at the (guarded) flush.
     with session.no_autoflush:
+        host_ids = await booking_host_ids(session, booking)
         clash = await session.scalar(
-            select(Booking.id).where(
-                Booking.user_id == booking.user_id,
-                Booking.status == BookingStatus.ACCEPTED,
-                Booking.id != booking.id,
-                Booking.blocked_start < booking.blocked_end,
-                Booking.blocked_end > booking.blocked_start,
+            select(BookingHost.booking_id).where(
+                BookingHost.user_id.in_(host_ids),
+                BookingHost.status == BookingStatus.ACCEPTED,
+                BookingHost.booking_id != booking.id,
+                BookingHost.blocked_start < booking.blocked_end,
+                BookingHost.blocked_end > booking.blocked_start,
             )
         )
     if clash is not None:
@@ -798,7 +1021,7 @@ async def _assert_no_overlap(session: AsyncSession, booking: Booking) -> None:
             Refusal(
                 409,
                 "no_available_users_found_error",
-                f"the host already has an accepted booking (id {clash}) overlapping this time",
+                f"a host already has an accepted booking (id {clash}) overlapping this time",
             )
         )
 
@@ -808,7 +1031,7 @@ async def patch_booking(
 ) -> Booking:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
-    if not manages(caller, booking, event_type):
+    if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")
     values = body.model_dump(exclude_unset=True)
     if "user_id" in values and values["user_id"] != booking.user_id:
@@ -823,11 +1046,11 @@ async def patch_booking(
         if target is None or (not caller.is_admin and target.user_id != caller.user_id):
             raise NotFound(f"Event type with id: {values['event_type_id']} not found")
         event_type = target
-    for field in ("title", "status", "user_id", "event_type_id"):
-        if field in values and values[field] is None:
-            raise BadRequest(f"invalid_type in '{_camel(field)}': Expected a value, received null")
-    for field, value in values.items():
-        setattr(booking, field, value)
+    for name in ("title", "status", "user_id", "event_type_id"):
+        if name in values and values[name] is None:
+            raise BadRequest(f"invalid_type in '{_camel(name)}': Expected a value, received null")
+    for name, value in values.items():
+        setattr(booking, name, value)
     if booking.end_time <= booking.start_time:
         raise BadRequest("custom in 'endTime': must be after startTime")
     before = event_type.before_event_buffer if event_type else 0
@@ -853,7 +1076,7 @@ async def mark_no_show(
 ) -> tuple[Booking, list[Attendee]]:
     booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
     event_type = await _event_type_of(session, booking)
-    if not manages(caller, booking, event_type):
+    if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")
     if attendees is None and no_show_host is None:
         raise BadRequest("custom in 'attendees': give attendees or noShowHost")

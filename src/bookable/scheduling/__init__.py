@@ -20,8 +20,10 @@ from bookable.scheduling.model import (
 from bookable.scheduling.slots import compute_slots, free_time
 from bookable.scheduling.teams import (
     SchedulingKind,
+    TeamCheck,
     TeamHost,
     TeamSlot,
+    check_team_booking,
     compute_team_slots,
     pick_round_robin_host,
 )
@@ -41,9 +43,11 @@ __all__ = [
     "SeatedBooking",
     "Slot",
     "SlotRequest",
+    "TeamCheck",
     "TeamHost",
     "TeamSlot",
     "check_booking",
+    "check_team_booking",
     "compute_slots",
     "compute_team_slots",
     "free_time",

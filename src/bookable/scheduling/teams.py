@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from bookable.scheduling.booking_check import Refusal, check_booking
 from bookable.scheduling.intervals import Interval
 from bookable.scheduling.model import (
     BusyTime,
@@ -219,3 +220,78 @@ def pick_round_robin_host(
         return (bookings_in_period.get(user_id, 0), recency, user_id)
 
     return min(free_hosts, key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamCheck:
+    """The answer for one team booking: the hosts free for it, or why it cannot be made."""
+
+    free_hosts: tuple[int, ...] = ()
+    refusal: Refusal | None = None
+
+
+def check_team_booking(
+    event: EventRules,
+    hosts: Sequence[TeamHost],
+    kind: SchedulingKind,
+    start: datetime,
+    length: int,
+    now: datetime,
+) -> TeamCheck:
+    """Is ``start`` one of the team slots `compute_team_slots` offers? If not, the first rule
+    it breaks: the event's own rules (time bounds, limits, seats) as for one host, then
+    Cal.com's team codes, fixed hosts before round-robin ones."""
+    if not hosts:
+        return TeamCheck(
+            refusal=Refusal(409, "no_available_users_found_error", "the event type has no hosts")
+        )
+    end = start + timedelta(minutes=length)
+    duration = None if length == event.length else length
+    zone = hosts[0].calendar.zone
+    request = SlotRequest(start, end, now, zone, duration)
+    for team_slot in compute_team_slots(event, hosts, kind, request):
+        if team_slot.start == start:
+            return TeamCheck(free_hosts=team_slot.free_hosts)
+
+    # Event-level rules first, judged on the first host as /slots dates the window.
+    first = check_booking(event, hosts[0].calendar, start, length, now)
+    if first is not None and (first.status == 400 or first.code in _EVENT_LEVEL_CODES):
+        return TeamCheck(refusal=first)
+    busy = {
+        h.user_id
+        for h in hosts
+        if not _host_free(event, h.calendar, request, length).fits(start, end)
+    }
+    required = hosts if kind == SchedulingKind.COLLECTIVE else [h for h in hosts if h.fixed]
+    floating = [] if kind == SchedulingKind.COLLECTIVE else [h for h in hosts if not h.fixed]
+    busy_required = [h.user_id for h in required if h.user_id in busy]
+    if busy_required:
+        return TeamCheck(
+            refusal=Refusal(
+                409,
+                "fixed_hosts_unavailable_for_booking",
+                "these hosts, who must all attend, are not free at that time: "
+                + ", ".join(f"user {i}" for i in busy_required),
+            )
+        )
+    if floating and all(h.user_id in busy for h in floating):
+        return TeamCheck(
+            refusal=Refusal(
+                409,
+                "round_robin_host_unavailable_for_booking",
+                "no round-robin host is free at that time",
+            )
+        )
+    step = event.slot_interval or length
+    return TeamCheck(
+        refusal=Refusal(
+            409,
+            "no_available_users_found_error",
+            f"the time is not on the team's slot grid: slots start every {step} minutes from "
+            "the start of the hosts' working hours; ask GET /slots",
+        )
+    )
+
+
+# Refusals about the event type itself, whichever host is asked.
+_EVENT_LEVEL_CODES = frozenset({"booking_limit_reached", "booking_seats_full_error"})

@@ -23,8 +23,11 @@ from bookable.models import (
     Attendee,
     Availability,
     Booking,
+    BookingHost,
     BookingStatus,
     EventType,
+    Host,
+    Membership,
     Schedule,
     User,
 )
@@ -36,10 +39,13 @@ from bookable.scheduling import (
     HostCalendar,
     PeriodLimits,
     PeriodType,
+    SchedulingKind,
     SeatedBooking,
     Slot,
     SlotRequest,
+    TeamHost,
     compute_slots,
+    compute_team_slots,
 )
 
 MAX_WINDOW = timedelta(days=366)
@@ -51,9 +57,15 @@ _BUSY_MARGIN = timedelta(days=2)
 
 
 def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
-    """Event types whose slots a caller may query: their own; every one for an admin."""
+    """Event types whose slots a caller may query and book: their own, those of the teams they
+    are an accepted member of; every one for an admin."""
     query = select(EventType)
-    return query if caller.is_admin else query.where(EventType.user_id == caller.user_id)
+    if caller.is_admin:
+        return query
+    my_teams = select(Membership.team_id).where(
+        Membership.user_id == caller.user_id, Membership.accepted.is_(True)
+    )
+    return query.where(or_(EventType.user_id == caller.user_id, EventType.team_id.in_(my_teams)))
 
 
 async def find_event_type(
@@ -154,17 +166,20 @@ def check_window(
 
 
 async def host_schedule(
-    session: AsyncSession, event_type: EventType, host: User
+    session: AsyncSession, event_type: EventType, host: User, host_schedule_id: int | None = None
 ) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
-    """The event type's schedule, else the host's default, else their first, else the fallback.
+    """The host's schedule for this (team) event type, else the event type's schedule, else the
+    host's default, else their first, else the fallback.
 
     One query reads every schedule of the host with its rows; the choice is made here.
     """
     owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
+    named = {i for i in (host_schedule_id, event_type.schedule_id) if i is not None}
     rows = (
         await session.execute(
             select(
                 Schedule.id,
+                Schedule.user_id,
                 Schedule.time_zone,
                 Availability.days,
                 Availability.start_time,
@@ -172,16 +187,19 @@ async def host_schedule(
                 Availability.date,
             )
             .outerjoin(Availability, Availability.schedule_id == Schedule.id)
-            .where(Schedule.user_id.in_(owners))
+            .where(or_(Schedule.user_id.in_(owners), Schedule.id.in_(named)))
             .order_by(Schedule.id, Availability.id)
         )
     ).all()
     schedules: dict[int, tuple[str | None, list[AvailabilityRule]]] = {}
-    for schedule_id, zone_name, days, start, end, on_date in rows:
+    own: list[int] = []
+    for schedule_id, owner_id, zone_name, days, start, end, on_date in rows:
+        if schedule_id not in schedules and owner_id in owners:
+            own.append(schedule_id)
         _zone, rules = schedules.setdefault(schedule_id, (zone_name, []))
         if start is not None and end is not None:
             rules.append(AvailabilityRule(frozenset(days or ()), start, end, on_date))
-    preferred = [event_type.schedule_id, host.default_schedule_id, *sorted(schedules)]
+    preferred = [host_schedule_id, event_type.schedule_id, host.default_schedule_id, *own]
     chosen = next((sid for sid in preferred if sid is not None and sid in schedules), None)
     if chosen is None:
         return ZoneInfo(event_type.time_zone or host.time_zone or "UTC"), FALLBACK_RULES
@@ -198,9 +216,10 @@ async def load_host_calendar(
     end: datetime,
     *,
     ignore_booking_uid: str | None = None,
+    host_schedule_id: int | None = None,
 ) -> HostCalendar:
     """Everything the engine needs about one host between ``start`` and ``end``."""
-    zone, rules = await host_schedule(session, event_type, host)
+    zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
     busy_from, busy_to = start - _BUSY_MARGIN, end + _BUSY_MARGIN
     as_attendee = select(Attendee.booking_id).where(
         func.lower(Attendee.email) == host.email.lower()
@@ -232,7 +251,14 @@ async def load_host_calendar(
             status_blocks,
             Booking.start_time < busy_to,
             Booking.end_time > busy_from,
-            or_(Booking.user_id == host.id, Booking.id.in_(as_attendee)),
+            or_(
+                Booking.user_id == host.id,
+                # The host's share of team bookings organised by someone else.
+                Booking.id.in_(
+                    select(BookingHost.booking_id).where(BookingHost.user_id == host.id)
+                ),
+                Booking.id.in_(as_attendee),
+            ),
         )
     )
     if ignore_booking_uid:
@@ -299,8 +325,6 @@ class SlotQuery:
 
 
 async def event_host(session: AsyncSession, event_type: EventType) -> User:
-    if event_type.user_id is None:
-        raise BadRequest("custom in 'eventTypeId': team event types are not supported yet")
     host = await session.get(User, event_type.user_id)
     if host is None:
         raise NotFound("The event type's owner no longer exists")
@@ -322,11 +346,73 @@ async def available_slots(
         session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug
     )
     check_duration(event_type, query.duration)
+    request = SlotRequest(
+        query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
+    )
+    if event_type.team_id is not None:
+        team = await load_team(
+            session, event_type, query.start, query.end, ignore_booking_uid=query.reschedule_uid
+        )
+        team_slots = compute_team_slots(event_rules(event_type), team.hosts, team.kind, request)
+        return [s.slot for s in team_slots]
     host = await event_host(session, event_type)
     calendar = await load_host_calendar(
         session, event_type, host, query.start, query.end, ignore_booking_uid=query.reschedule_uid
     )
-    request = SlotRequest(
-        query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
-    )
     return compute_slots(event_rules(event_type), calendar, request)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team event type's hosts, ready for the engine: fixed hosts first, then by id."""
+
+    kind: SchedulingKind
+    hosts: list[TeamHost]
+    users: dict[int, User]
+
+
+def scheduling_kind(event_type: EventType) -> SchedulingKind:
+    kind = event_type.scheduling_type
+    if kind == "MANAGED":
+        raise BadRequest(
+            "custom in 'eventTypeId': a managed event type is a template; book one of the "
+            "personal event types made from it"
+        )
+    if kind not in (SchedulingKind.COLLECTIVE, SchedulingKind.ROUND_ROBIN):
+        raise BadRequest(
+            "custom in 'eventTypeId': this team event type has no schedulingType "
+            "(COLLECTIVE or ROUND_ROBIN); set one with PATCH /event-types/{id}"
+        )
+    return SchedulingKind(kind)
+
+
+async def load_team(
+    session: AsyncSession,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    *,
+    ignore_booking_uid: str | None = None,
+) -> Team:
+    """Every host's calendar between ``start`` and ``end``, each in its own zone and hours."""
+    kind = scheduling_kind(event_type)
+    rows = (
+        await session.execute(
+            select(Host, User)
+            .join(User, User.id == Host.user_id)
+            .where(Host.event_type_id == event_type.id)
+            .options(raiseload(Host.event_type))
+            .order_by(Host.is_fixed.desc(), User.id)
+        )
+    ).all()
+    hosts: list[TeamHost] = []
+    users: dict[int, User] = {}
+    for host, user in rows:
+        calendar = await load_host_calendar(
+            session, event_type, user, start, end,
+            ignore_booking_uid=ignore_booking_uid, host_schedule_id=host.schedule_id,
+        )  # fmt: skip
+        fixed = kind == SchedulingKind.COLLECTIVE or bool(host.is_fixed)
+        hosts.append(TeamHost(user.id, calendar, fixed=fixed))
+        users[user.id] = user
+    return Team(kind, hosts, users)
