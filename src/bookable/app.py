@@ -37,6 +37,7 @@ from bookable.slots.endpoints import router as slots_router
 from bookable.teams.endpoints import router as teams_router
 from bookable.users.endpoints import router as users_router
 from bookable.v2 import router as v2_router
+from bookable.webhooks.endpoints import router as webhooks_router
 
 RESOURCE_ROUTERS = (
     users_router,
@@ -53,6 +54,7 @@ RESOURCE_ROUTERS = (
     payments_router,
     teams_router,
     memberships_router,
+    webhooks_router,
 )
 
 

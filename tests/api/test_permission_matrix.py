@@ -31,6 +31,9 @@ from bookable.models import (
     MembershipRole,
     Payment,
     Team,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
 )
 from tests.conftest import Account
 
@@ -120,6 +123,17 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
         team = Team(name="Bobs Team", slug="bobs-team")
         session.add_all([custom_input, reference, payment, team])
         await session.flush()
+        webhook = Webhook(
+            user_id=bob.id,
+            subscriber_url="https://bobs-hooks.example/in",
+            event_triggers=["BOOKING_CREATED"],
+            secret="bobs-webhook-secret",
+        )
+        session.add(webhook)
+        await session.flush()
+        event = WebhookEvent(webhook_id=webhook.id, trigger="BOOKING_CREATED", body="{}")
+        session.add(event)
+        await session.flush()
         session.add_all(
             [
                 Membership(
@@ -127,6 +141,14 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
                 ),
                 Membership(
                     team_id=team.id, user_id=carol.id, role=MembershipRole.MEMBER, accepted=True
+                ),
+                WebhookDelivery(
+                    event_id=event.id,
+                    webhook_id=webhook.id,
+                    attempt=1,
+                    status_code=200,
+                    ok=True,
+                    response_excerpt="bobs-receiver-reply",
                 ),
             ]
         )
@@ -145,6 +167,7 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
             "team": team.id,
             "membership": f"{carol.id}_{team.id}",
             "member": carol.id,
+            "webhook": webhook.id,
         }
 
 
@@ -170,6 +193,9 @@ async def world(
         "Bobs secret question",
         "Bobs Team",
         "bobs-call",
+        "bobs-hooks.example",
+        "bobs-webhook-secret",
+        "bobs-receiver-reply",
     ]
     return World(alice, bob, admin, carol, ids, secrets)
 
@@ -192,6 +218,7 @@ PATCH_BODIES: dict[str, dict[str, Any]] = {
     "booking_reference": {"meetingUrl": "https://evil.example"},
     "team": {"name": "Hacked"},
     "membership": {"role": "ADMIN"},
+    "webhook": {"subscriberUrl": "https://evil.example/hook"},
 }
 
 
@@ -221,6 +248,13 @@ def _create_body(route: Route, ids: dict[str, Any], new_user: int) -> dict[str, 
         "/invites": {"teamId": ids["team"], "usernameOrEmail": "newbie2", "role": "MEMBER"},
         "/payments": {},
         "/bookings": {},
+        **{
+            base: {
+                "subscriberUrl": "https://evil.example/hook", "eventTriggers": ["BOOKING_CREATED"],
+                "eventTypeId": ids["event_type"],
+            }
+            for base in ("/webhooks", "/hooks")
+        },
     }  # fmt: skip
     return bodies.get(route.path)
 

@@ -147,6 +147,20 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("DELETE", "/memberships/{id}", R.MEMBER_OR_TEAM_MANAGER, "membership", "leave/remove"),
     Route("POST", "/invites", R.TEAM_ADMIN_OR_OWNER, "team", "invite users to a team"),
+    # webhooks, also under `/hooks` (Cal.com's alias). Reading a team event type's webhook (and
+    # its deliveries) takes any accepted member; changing it, or attaching one, OWNER/ADMIN.
+    *(
+        row
+        for base in ("/webhooks", "/hooks")
+        for row in (
+            Route("GET", base, R.OWN_LIST, "webhook", "yours, your event types'; admins `userId`"),
+            Route("POST", base, R.ANY_KEY, None, "yours; `eventTypeId` one you may edit"),
+            Route("GET", base + "/{id}", R.OWNER_OR_ADMIN, "webhook", "team: any member"),
+            Route("PATCH", base + "/{id}", R.OWNER_OR_ADMIN, "webhook", "team: OWNER/ADMIN"),
+            Route("DELETE", base + "/{id}", R.OWNER_OR_ADMIN, "webhook", "team: OWNER/ADMIN"),
+            Route("GET", base + "/{id}/deliveries", R.OWNER_OR_ADMIN, "webhook", "attempts log"),
+        )
+    ),
     # outside the versioned resources
     Route("GET", "/v2/me", R.ANY_KEY, None, "the caller, v2 envelope", versioned=False),
     Route("GET", "/v1/openapi.json", R.PUBLIC, None, "the OpenAPI document", versioned=False),

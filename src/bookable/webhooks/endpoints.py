@@ -1,0 +1,105 @@
+"""HTTP for webhook subscriptions: `/webhooks`, and the same routes under `/hooks` (Cal.com
+serves both; n8n's Cal.com node calls `/hooks`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from bookable.core.auth import CurrentCaller
+from bookable.core.db import DbSession
+from bookable.models import Webhook
+from bookable.webhooks import service
+from bookable.webhooks.schemas import WebhookCreate, WebhookOut, WebhookUpdate
+
+router = APIRouter(tags=["webhooks"])
+
+PREFIXES = ("/webhooks", "/hooks")
+MAX_TAKE = 200
+# Bounds the offset (page * take) well inside a 64-bit integer.
+MAX_PAGE = 1_000_000
+
+
+def webhook_json(webhook: Webhook) -> dict[str, Any]:
+    return WebhookOut.model_validate(webhook).model_dump(mode="json", by_alias=True)
+
+
+def _allow_private(request: Request) -> bool:
+    return bool(request.app.state.settings.webhook_allow_private_targets)
+
+
+async def list_webhooks(
+    session: DbSession,
+    caller: CurrentCaller,
+    userId: Annotated[list[int] | None, Query()] = None,
+) -> dict[str, Any]:
+    webhooks = await service.list_webhooks(session, caller, userId or [])
+    return {"webhooks": [webhook_json(w) for w in webhooks]}
+
+
+async def create_webhook(
+    request: Request, session: DbSession, caller: CurrentCaller, body: WebhookCreate
+) -> dict[str, Any]:
+    webhook = webhook_json(
+        await service.create_webhook(session, caller, body, allow_private=_allow_private(request))
+    )
+    # `data` beside `webhook`: one version of Pipedream's Cal.com source reads the new id there.
+    return {"webhook": webhook, "message": "Webhook created successfully", "data": webhook}
+
+
+async def get_webhook(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+    return {"webhook": webhook_json(await service.get_webhook(session, caller, id))}
+
+
+async def update_webhook(
+    request: Request, session: DbSession, caller: CurrentCaller, id: str, body: WebhookUpdate
+) -> dict[str, Any]:
+    webhook = await service.update_webhook(
+        session, caller, id, body, allow_private=_allow_private(request)
+    )
+    return {"webhook": webhook_json(webhook)}
+
+
+async def delete_webhook(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+    deleted = await service.delete_webhook(session, caller, id)
+    return {"message": f"Webhook with id: {deleted} deleted successfully"}
+
+
+async def list_deliveries(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: str,
+    take: Annotated[int, Query(ge=1, le=MAX_TAKE)] = 50,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+) -> dict[str, Any]:
+    deliveries = await service.list_deliveries(session, caller, id, service.Page(take, page))
+    return {"deliveries": [d.model_dump(mode="json", by_alias=True) for d in deliveries]}
+
+
+ROUTES: tuple[tuple[str, str, Callable[..., Any], str], ...] = (
+    ("GET", "", list_webhooks, "List your webhooks (admins: anyone's, `userId`)"),
+    ("POST", "", create_webhook, "Subscribe a URL to booking events"),
+    ("GET", "/{id}", get_webhook, "Get a webhook"),
+    ("PATCH", "/{id}", update_webhook, "Edit a webhook"),
+    ("DELETE", "/{id}", delete_webhook, "Delete a webhook"),
+    (
+        "GET",
+        "/{id}/deliveries",
+        list_deliveries,
+        "Latest delivery attempts of a webhook, newest first (Bookable extension)",
+    ),
+)
+
+for prefix in PREFIXES:
+    for method, path, endpoint, summary in ROUTES:
+        router.add_api_route(
+            prefix + path,
+            endpoint,
+            methods=[method],
+            summary=summary,
+            # One documented copy; `/hooks` is the same API under Cal.com's other name.
+            include_in_schema=prefix == "/webhooks",
+            operation_id=None if prefix == "/webhooks" else f"hooks_{endpoint.__name__}",
+        )
