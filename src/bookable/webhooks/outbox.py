@@ -1,0 +1,338 @@
+"""Writing webhook events to the outbox, inside the transaction of the change they announce.
+
+`announce` and `schedule_meeting_events` add `WebhookEvent` rows to the caller's session and
+never commit: the events exist exactly when the booking change commits, and vanish with it when
+it rolls back. The body is rendered (and a payloadTemplate applied) now, so a delivery sends what
+was true when the change happened, even if it is retried a day later.
+
+Who is told (Cal.com's rule, `getWebhooks` with `triggerForUser`): the active webhooks
+subscribed to the trigger whose event type is the booking's, plus, when the event type is not a
+team event type, the webhooks of the organizer (the booking's host user). For a team event type
+(collective or round robin) Cal.com tells the event type's and the team's webhooks, not the
+hosts' personal ones; Bookable has no team-wide webhooks, so there it is the event type's alone.
+
+After the caller commits, in-process dispatchers are woken (an SQLAlchemy ``after_commit`` hook)
+so a delivery starts at once; dispatchers in other processes find the row on their next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, event, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from bookable.core.clock import utcnow
+from bookable.models import (
+    Booking,
+    BookingStatus,
+    EventType,
+    Payment,
+    Webhook,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookEventStatus,
+)
+from bookable.webhooks.payloads import (
+    MEETING_TRIGGERS,
+    BookingFacts,
+    booking_payload,
+    envelope,
+    js_json,
+    load_facts,
+    meeting_body,
+    no_show_payload,
+    template_data,
+)
+from bookable.webhooks.templates import JSON_CONTENT_TYPE, TemplateError, render_template
+from bookable.webhooks.triggers import WebhookTrigger
+
+log = logging.getLogger("bookable.webhooks")
+
+# Cal.com's cron forgets scheduled triggers more than a day overdue; so does Bookable.
+MEETING_GRACE = timedelta(days=1)
+_ANNOUNCED = "bookable.webhooks.announced"
+_listeners: set[Callable[[], None]] = set()
+
+
+# --- waking the dispatcher after a commit ---------------------------------------------------------
+
+
+def add_commit_listener(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` after every commit that wrote outbox rows; returns its remover.
+    The callback runs inside the committing code: it must be quick and never raise."""
+    _listeners.add(callback)
+    return lambda: _listeners.discard(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop(_ANNOUNCED, False):
+        for callback in list(_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's trouble must never fail the caller's commit
+                log.exception("webhook dispatcher wake-up failed")
+
+
+def _mark(session: AsyncSession) -> None:
+    session.info[_ANNOUNCED] = True
+
+
+# --- who is subscribed ----------------------------------------------------------------------------
+
+
+async def subscribers(
+    session: AsyncSession, booking: Booking, triggers: Iterable[str]
+) -> list[Webhook]:
+    """Active webhooks that want any of ``triggers`` for ``booking`` (see the module docstring)."""
+    wanted = {str(t) for t in triggers}
+    scopes = []
+    team_id = None
+    if booking.event_type_id is not None:
+        scopes.append(Webhook.event_type_id == booking.event_type_id)
+        team_id = await session.scalar(
+            select(EventType.team_id).where(EventType.id == booking.event_type_id)
+        )
+    if booking.user_id is not None and team_id is None:
+        scopes.append(Webhook.user_id == booking.user_id)
+    if not scopes:
+        return []
+    hooks = await session.scalars(
+        select(Webhook).where(Webhook.active.is_(True), or_(*scopes)).order_by(Webhook.created_at)
+    )
+    # Triggers are a JSON list: filtered here, alike on both databases (a user has few hooks).
+    return [h for h in hooks if wanted.intersection(h.event_triggers or [])]
+
+
+# --- booking events -------------------------------------------------------------------------------
+
+
+async def announce(
+    session: AsyncSession,
+    trigger: WebhookTrigger,
+    booking: Booking,
+    *,
+    previous: Booking | None = None,
+    payment: Payment | None = None,
+    no_show: list[tuple[str, bool]] | None = None,
+) -> int:
+    """Add one outbox event per subscribed webhook for ``trigger`` on ``booking``, in the
+    caller's transaction (no commit). Returns how many were added.
+
+    ``previous``: the booking a reschedule replaced (BOOKING_RESCHEDULED); ``payment``: for
+    BOOKING_PAID; ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED).
+    """
+    hooks = await subscribers(session, booking, [trigger])
+    if not hooks:
+        return 0
+    created_at = utcnow()
+    if trigger == WebhookTrigger.BOOKING_NO_SHOW_UPDATED:
+        payload = no_show_payload(booking, no_show or [])
+    else:
+        facts = await load_facts(session, booking)
+        payload = booking_payload(trigger, facts, previous=previous, payment=payment)
+    default_body: str | None = None
+    for hook in hooks:
+        if hook.payload_template:
+            try:
+                body, content_type = render_template(
+                    hook.payload_template, template_data(trigger, created_at, payload)
+                )
+            except TemplateError as error:
+                await _unrenderable(session, hook, trigger, booking, created_at, str(error))
+                continue
+        else:
+            if default_body is None:
+                default_body = js_json(envelope(trigger, created_at, payload))
+            body, content_type = default_body, JSON_CONTENT_TYPE
+        session.add(
+            WebhookEvent(
+                webhook_id=hook.id,
+                trigger=str(trigger),
+                booking_id=booking.id,
+                body=body,
+                content_type=content_type,
+                status=WebhookEventStatus.PENDING,
+                attempts=0,
+                next_attempt_at=created_at,
+                created_at=created_at,
+            )
+        )
+    _mark(session)
+    return len(hooks)
+
+
+async def _unrenderable(
+    session: AsyncSession,
+    hook: Webhook,
+    trigger: WebhookTrigger,
+    booking: Booking,
+    now: datetime,
+    error: str,
+) -> None:
+    """A template that cannot render is the subscriber's mistake: the event is recorded as
+    failed (visible in the deliveries log) instead of failing the booking."""
+    failed = WebhookEvent(
+        webhook_id=hook.id,
+        trigger=str(trigger),
+        booking_id=booking.id,
+        body="",
+        content_type=JSON_CONTENT_TYPE,
+        status=WebhookEventStatus.FAILED,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(failed)
+    await session.flush()
+    session.add(
+        WebhookDelivery(
+            event_id=failed.id,
+            webhook_id=hook.id,
+            attempt=0,
+            started_at=now,
+            duration_ms=0,
+            ok=False,
+            error=error,
+        )
+    )
+
+
+# --- scheduled MEETING_STARTED / MEETING_ENDED ----------------------------------------------------
+
+
+def _meeting_event(
+    hook: Webhook, trigger: WebhookTrigger, facts: BookingFacts, now: datetime, earliest: datetime
+) -> WebhookEvent | None:
+    booking = facts.booking
+    due = booking.start_time if trigger == WebhookTrigger.MEETING_STARTED else booking.end_time
+    if due < earliest:
+        return None
+    return WebhookEvent(
+        webhook_id=hook.id,
+        trigger=str(trigger),
+        booking_id=booking.id,
+        # Cal.com's scheduled path sends this flat body and ignores payload templates.
+        body=js_json(meeting_body(trigger, facts)),
+        content_type=JSON_CONTENT_TYPE,
+        status=WebhookEventStatus.PENDING,
+        attempts=0,
+        next_attempt_at=due,
+        created_at=now,
+    )
+
+
+async def schedule_meeting_events(session: AsyncSession, booking: Booking) -> int:
+    """(Re)plan MEETING_STARTED at the booking's start and MEETING_ENDED at its end for the
+    webhooks that want them. Drops the booking's earlier plan first, so calling it again after
+    a change of time is right; plans nothing unless the booking is ACCEPTED."""
+    await drop_meeting_events(session, booking.id)
+    if booking.status != BookingStatus.ACCEPTED:
+        return 0
+    hooks = await subscribers(session, booking, MEETING_TRIGGERS)
+    if not hooks:
+        return 0
+    facts = await load_facts(session, booking)
+    now = utcnow()
+    added = 0
+    for hook in hooks:
+        for trigger in (WebhookTrigger.MEETING_STARTED, WebhookTrigger.MEETING_ENDED):
+            if trigger in (hook.event_triggers or []):
+                planned = _meeting_event(hook, trigger, facts, now, now - MEETING_GRACE)
+                if planned is not None:
+                    session.add(planned)
+                    added += 1
+    if added:
+        _mark(session)
+    return added
+
+
+async def drop_meeting_events(session: AsyncSession, booking_id: int) -> int:
+    """Mark the booking's not-yet-attempted MEETING_* events DROPPED (cancel, reject, move).
+    One that already had an attempt goes on with its retries: that meeting did start or end."""
+    result: Any = await session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.booking_id == booking_id,
+            WebhookEvent.status == WebhookEventStatus.PENDING,
+            WebhookEvent.trigger.in_([str(t) for t in MEETING_TRIGGERS]),
+            WebhookEvent.attempts == 0,
+        )
+        .values(status=WebhookEventStatus.DROPPED, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
+    """After a webhook is created or its triggers change: plan MEETING_* events for its
+    upcoming accepted bookings that have none yet, and drop pending ones for triggers it no
+    longer wants (Cal.com's updateTriggerForExistingBookings). Returns how many were planned."""
+    wanted = [t for t in (WebhookTrigger.MEETING_STARTED, WebhookTrigger.MEETING_ENDED)
+              if t in (webhook.event_triggers or [])]  # fmt: skip
+    unwanted = [str(t) for t in MEETING_TRIGGERS if t not in wanted]
+    await session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.webhook_id == webhook.id,
+            WebhookEvent.status == WebhookEventStatus.PENDING,
+            WebhookEvent.trigger.in_(unwanted),
+            WebhookEvent.attempts == 0,
+        )
+        .values(status=WebhookEventStatus.DROPPED, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    if not wanted:
+        return 0
+    now = utcnow()
+    scopes = []
+    if webhook.event_type_id is not None:
+        scopes.append(Booking.event_type_id == webhook.event_type_id)
+    if webhook.user_id is not None:
+        personal = select(EventType.id).where(EventType.team_id.is_(None))
+        scopes.append(
+            and_(
+                Booking.user_id == webhook.user_id,
+                or_(Booking.event_type_id.is_(None), Booking.event_type_id.in_(personal)),
+            )
+        )
+    if not scopes:
+        return 0
+    bookings = list(
+        await session.scalars(
+            select(Booking).where(
+                or_(*scopes),
+                Booking.status == BookingStatus.ACCEPTED,
+                Booking.end_time > now,
+            )
+        )
+    )
+    planned = set(
+        (await session.execute(
+            select(WebhookEvent.booking_id, WebhookEvent.trigger).where(
+                WebhookEvent.webhook_id == webhook.id,
+                WebhookEvent.status == WebhookEventStatus.PENDING,
+                WebhookEvent.trigger.in_([str(t) for t in wanted]),
+            )
+        )).tuples()
+    )  # fmt: skip
+    added = 0
+    for booking in bookings:
+        missing = [t for t in wanted if (booking.id, str(t)) not in planned]
+        if not missing:
+            continue
+        facts = await load_facts(session, booking)
+        for trigger in missing:
+            # Only what is still ahead: a meeting that began before the hook existed is past news.
+            row = _meeting_event(webhook, trigger, facts, now, now)
+            if row is not None:
+                session.add(row)
+                added += 1
+    if added:
+        _mark(session)
+    return added
