@@ -1,6 +1,6 @@
 """Team event types: `teamId`, hosts, scheduling types, who may read and change them, team lists.
 
-Scheduling them (slots, bookings) is not built: those routes must keep refusing with a 400.
+Scheduling them (slots, bookings) is tested in test_team_scheduling.py.
 """
 
 from __future__ import annotations
@@ -314,44 +314,6 @@ async def test_team_lists(
     assert response.json() == {"event_types": [first, second]}
     response = await client.get(path.format(999_999), params=root.params)
     assert response.status_code == 404
-
-
-# --- not schedulable yet ------------------------------------------------------------------------
-
-
-async def test_slots_and_bookings_still_refuse_team_event_types(
-    client: httpx.AsyncClient,
-    make_account: Callable[..., Any],
-    alice: Account,
-    team: int,
-) -> None:
-    created = await create_ok(client, alice, team, hosts=[{"userId": alice.id}])
-    refusal = {"message": "custom in 'eventTypeId': team event types are not supported yet"}
-    root = await make_account("root", role=UserRole.ADMIN)
-    window = {"startTime": "2026-12-01T00:00:00Z", "endTime": "2026-12-02T00:00:00Z"}
-    # Slots and bookings only look at personal event types for non-admins: not found.
-    response = await client.get(
-        "/v1/slots", params={**alice.params, "eventTypeId": created["id"], **window}
-    )
-    assert response.status_code == 404
-    # A system admin reaches it and is told why it can't be scheduled.
-    response = await client.get(
-        "/v1/slots", params={**root.params, "eventTypeId": created["id"], **window}
-    )
-    assert (response.status_code, response.json()) == (400, refusal)
-    response = await client.post(
-        "/v1/bookings",
-        params=root.params,
-        json={
-            "eventTypeId": created["id"],
-            "start": "2026-12-01T10:00:00.000Z",
-            "timeZone": "Europe/Paris",
-            "language": "en",
-            "metadata": {},
-            "responses": {"name": "Guest", "email": "guest@example.com"},
-        },
-    )
-    assert (response.status_code, response.json()) == (400, refusal)
 
 
 async def test_plain_members_read_but_do_not_change_custom_inputs(

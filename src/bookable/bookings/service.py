@@ -37,6 +37,8 @@ from bookable.models import (
     BookingStatus,
     EventType,
     Host,
+    Membership,
+    MembershipRole,
     Payment,
     User,
 )
@@ -174,9 +176,19 @@ async def co_hosted_ids(session: AsyncSession, caller: Caller) -> list[int]:
     )
 
 
+def managed_team_event_types(caller: Caller) -> Select[tuple[int]]:
+    """Ids of the event types of teams the caller is an accepted OWNER or ADMIN of."""
+    teams = select(Membership.team_id).where(
+        Membership.user_id == caller.user_id,
+        Membership.accepted.is_(True),
+        Membership.role.in_([MembershipRole.OWNER, MembershipRole.ADMIN]),
+    )
+    return select(EventType.id).where(EventType.team_id.in_(teams))
+
+
 def readable(caller: Caller) -> Select[tuple[Booking]]:
     """One booking by id: a host it occupies, an attendee (by the caller's email), the event
-    type's owner, or a system-wide admin."""
+    type's owner (for a team event type: the team's OWNER/ADMIN), or a system-wide admin."""
     query = select(Booking)
     if caller.is_admin:
         return query
@@ -191,6 +203,7 @@ def readable(caller: Caller) -> Select[tuple[Booking]]:
             Booking.id.in_(co_hosted),
             Booking.id.in_(as_attendee),
             Booking.event_type_id.in_(owned_types),
+            Booking.event_type_id.in_(managed_team_event_types(caller)),
         )
     )
 
@@ -198,15 +211,22 @@ def readable(caller: Caller) -> Select[tuple[Booking]]:
 async def manages(
     session: AsyncSession, caller: Caller, booking: Booking, event_type: EventType | None
 ) -> bool:
-    """A host the booking occupies, the event-type owner or an admin: may confirm, patch and
-    cancel for everyone."""
+    """A host the booking occupies, the event-type owner (a team's OWNER/ADMIN) or an admin:
+    may confirm, patch and cancel for everyone."""
     if (
         caller.is_admin
         or booking.user_id == caller.user_id
         or (event_type is not None and event_type.user_id == caller.user_id)
     ):
         return True
-    return caller.user_id in await booking_host_ids(session, booking)
+    if caller.user_id in await booking_host_ids(session, booking):
+        return True
+    if event_type is None or event_type.team_id is None:
+        return False
+    managed = await session.scalar(
+        managed_team_event_types(caller).where(EventType.id == event_type.id)
+    )
+    return managed is not None
 
 
 async def booking_host_ids(session: AsyncSession, booking: Booking) -> list[int]:
