@@ -26,8 +26,9 @@ class Rule(enum.StrEnum):
     OWN_LIST = "OWN_LIST"  # any key; lists only the caller's rows (admins: all, filters)
     SELF_OR_ADMIN = "SELF_OR_ADMIN"  # the user named in the path, or an admin
     OWNER_OR_ADMIN = "OWNER_OR_ADMIN"  # the user owning the object (or its parent), or an admin
-    BOOKING_PARTY = "BOOKING_PARTY"  # host, attendee (by email), event-type owner, or admin
-    BOOKING_MANAGER = "BOOKING_MANAGER"  # host, event-type owner, or admin
+    BOOKING_PARTY = "BOOKING_PARTY"  # a host it occupies, attendee (by email), event-type
+    # owner (team event types: the team's OWNER/ADMIN), or admin
+    BOOKING_MANAGER = "BOOKING_MANAGER"  # the same without attendees
     BOOKING_HOST = "BOOKING_HOST"  # the booking's host only (no admin override, as Cal.com)
     TEAM_MEMBER = "TEAM_MEMBER"  # an accepted member of the team (any role), or an admin
     TEAM_ADMIN_OR_OWNER = "TEAM_ADMIN_OR_OWNER"  # accepted ADMIN/OWNER of the team, or an admin
@@ -90,10 +91,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: any member"),
     Route("PATCH", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: OWNER/ADMIN"),
     Route("DELETE", "/custom-inputs/{id}", R.OWNER_OR_ADMIN, "custom_input", "team: OWNER/ADMIN"),
-    Route("GET", "/slots", R.OWNER_OR_ADMIN, "event_type", "free slots of your event type"),
+    Route("GET", "/slots", R.OWNER_OR_ADMIN, "event_type", "yours, or your team's (members)"),
     # bookings and what hangs off them
-    Route("GET", "/bookings", R.OWN_LIST, "booking", "bookings you host; admins `userId`"),
-    Route("POST", "/bookings", R.ANY_KEY, None, "book a slot"),
+    Route("GET", "/bookings", R.OWN_LIST, "booking", "you host or co-host; admins `userId`"),
+    Route("POST", "/bookings", R.ANY_KEY, None, "your or your teams' event types"),
     Route("GET", "/bookings/{id}", R.BOOKING_PARTY, "booking", "one booking, id or uid"),
     Route("PATCH", "/bookings/{id}", R.BOOKING_MANAGER, "booking", "edit a booking"),
     Route("DELETE", "/bookings/{id}", R.BOOKING_MANAGER, "booking", "cancel (attendee: self)"),
