@@ -456,3 +456,55 @@ async def test_managed_and_untyped_team_event_types_are_refused_with_a_reason(
     refused = await post_booking(client, alice, managed, "2026-01-06T10:00:00Z")
     assert refused.status_code == 400
     assert "managed event type" in refused.json()["message"]
+
+
+async def test_confirming_a_collective_booking_rechecks_and_updates_every_host(
+    app: FastAPI, client: httpx.AsyncClient, members: list[Account]
+) -> None:
+    alice, bob = members[:2]
+    await hours(app, alice, "Europe/London")
+    await hours(app, bob, "Europe/London")
+    event_type = await team_event_type(
+        client,
+        alice,
+        team_id_of(members),
+        "COLLECTIVE",
+        [(alice, False), (bob, False)],
+        requiresConfirmation=True,
+    )
+    pending = await post_booking(client, alice, event_type, "2026-01-06T10:00:00Z")
+    assert pending.status_code == 200, pending.text
+    booking = pending.json()
+    assert booking["status"] == "PENDING"
+    async with app.state.sessions() as session:
+        statuses = set(
+            await session.scalars(
+                select(BookingHost.status).where(BookingHost.booking_id == booking["id"])
+            )
+        )
+    assert statuses == {"PENDING"}
+
+    # Meanwhile bob takes 10:00 on his own calendar: the confirmation is refused.
+    bob_own = await add_event_type(app, bob.id, "bob-call")
+    assert (await post_booking(client, bob, bob_own, "2026-01-06T10:00:00Z")).status_code == 200
+    refused = await client.post(
+        f"/v1/bookings/{booking['id']}/confirm", params=bob.params, json={"confirmed": True}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["message"] == "fixed_hosts_unavailable_for_booking"
+
+    # At another time, a co-host confirms, and every host's row follows the booking.
+    other = await post_booking(client, alice, event_type, "2026-01-06T14:00:00Z", "b@example.com")
+    confirmed = await client.post(
+        f"/v1/bookings/{other.json()['id']}/confirm", params=bob.params, json={"confirmed": True}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    async with app.state.sessions() as session:
+        rows = (
+            await session.execute(
+                select(BookingHost.user_id, BookingHost.status).where(
+                    BookingHost.booking_id == other.json()["id"]
+                )
+            )
+        ).all()
+    assert sorted(rows) == [(alice.id, "ACCEPTED"), (bob.id, "ACCEPTED")]
