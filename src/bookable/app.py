@@ -37,6 +37,7 @@ from bookable.slots.endpoints import router as slots_router
 from bookable.teams.endpoints import router as teams_router
 from bookable.users.endpoints import router as users_router
 from bookable.v2 import router as v2_router
+from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from bookable.webhooks.endpoints import router as webhooks_router
 
 RESOURCE_ROUTERS = (
@@ -78,7 +79,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Webhook delivery runs beside the API in its own task and sessions (never inside a
+        # request); BOOKABLE_WEBHOOK_DISPATCHER=off leaves it to `bookable worker`.
+        dispatcher = None
+        if settings.webhook_dispatcher == "inline":
+            dispatcher = Dispatcher(sessions, DispatcherConfig.from_settings(settings))
+            await dispatcher.start()
+        _app.state.webhook_dispatcher = dispatcher
         yield
+        if dispatcher is not None:
+            await dispatcher.stop()
         await engine.dispose()
         if redis is not None:
             await redis.aclose()

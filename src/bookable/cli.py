@@ -154,5 +154,28 @@ def serve(
     )
 
 
+@app.command("worker")
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Deliveries in flight at once (default: the setting)."),
+    ] = None,
+) -> None:
+    """Deliver webhooks from the outbox until stopped (SIGTERM/SIGINT). Run several against
+    PostgreSQL to share the work; set BOOKABLE_WEBHOOK_DISPATCHER=off on `serve` to leave
+    delivery to workers alone."""
+    import logging
+
+    from bookable.migrations.runner import upgrade
+    from bookable.webhooks.dispatcher import run_worker
+
+    settings = get_settings()
+    if concurrency is not None:
+        settings = settings.model_copy(update={"webhook_concurrency": concurrency})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    upgrade(settings.database_url)
+    asyncio.run(run_worker(settings))
+
+
 if __name__ == "__main__":
     app()

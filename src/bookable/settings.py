@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +47,38 @@ class Settings(BaseSettings):
         description="Let webhooks target private, loopback and other non-public addresses "
         "(link-local and cloud metadata addresses are always refused).",
     )
+    webhook_dispatcher: Literal["inline", "off"] = Field(
+        default="inline",
+        description="`inline`: `bookable serve` delivers webhooks itself; `off`: only "
+        "`bookable worker` processes do.",
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a delivery may take, connection included."
+    )
+    webhook_max_attempts: int = Field(
+        default=11, ge=1, description="Attempts per event (the first one and its retries)."
+    )
+    webhook_retry_delays: str = Field(
+        default="10s,30s,2m,10m,30m,1h,3h,6h,12h,24h",
+        description="Waits before retry 1, 2, ... (`ms`, `s`, `m`, `h`, `d`; a bare number is "
+        "seconds); the last one repeats when there are more attempts than waits.",
+    )
+    webhook_retry_jitter: float = Field(
+        default=0.2, ge=0, lt=1, description="Each wait is stretched or shrunk by up to this share."
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for due events (retries, MEETING_*)."
+    )
+    webhook_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claimed event is reserved for one dispatcher; if that process "
+        "dies, another one delivers it after this (at least 3 x the timeout).",
+    )
+    webhook_batch_size: int = Field(default=100, ge=1, description="Events claimed per query.")
+    webhook_concurrency: int = Field(
+        default=20, ge=1, description="Deliveries in flight at once, per dispatcher."
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -58,9 +92,42 @@ class Settings(BaseSettings):
             raise ValueError("BOOKABLE_CLOCK needs a time zone, e.g. 2026-03-01T09:00:00Z")
         return value
 
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _delays_parse(cls, value: str) -> str:
+        parse_durations(value)
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> Settings:
+        # A lease shorter than a delivery (DNS check + request) would let a second dispatcher
+        # send the same event while the first is still waiting for the answer.
+        if self.webhook_lease_seconds < 3 * self.webhook_timeout:
+            raise ValueError("BOOKABLE_WEBHOOK_LEASE_SECONDS must be at least 3 x the timeout")
+        return self
+
+    @property
+    def webhook_retry_delay_seconds(self) -> tuple[float, ...]:
+        return parse_durations(self.webhook_retry_delays)
+
     @property
     def rate_limit_enabled(self) -> bool:
         return self.rate_limit.strip() not in {"", "0", "off", "none"}
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$")
+
+
+def parse_durations(text: str) -> tuple[float, ...]:
+    """``"10s,2m,1h"`` -> (10.0, 120.0, 3600.0); ValueError naming the bad item."""
+    values = []
+    for item in text.split(","):
+        match = _DURATION.match(item)
+        if match is None:
+            raise ValueError(f"{item.strip()!r} is not a duration such as 30s, 10m or 1h")
+        values.append(float(match.group(1)) * _UNITS[match.group(2)])
+    return tuple(values)
 
 
 @lru_cache

@@ -1,0 +1,531 @@
+"""Delivering the outbox: claim due events, POST them, record every attempt, retry with backoff.
+
+One `Dispatcher` runs as a background task, inside `bookable serve` (the app's lifespan) or alone
+in `bookable worker`. It never holds a database transaction across an HTTP request:
+
+1. **Claim** (one short transaction): due PENDING events whose lease is free get
+   ``locked_until = now + lease``. On PostgreSQL the candidates are picked with
+   ``FOR UPDATE SKIP LOCKED``, so dispatchers in several processes take disjoint rows; on
+   SQLite the UPDATE itself is the claim (writers are serialised).
+2. **Deliver** (no transaction): the subscriber URL is checked again (DNS included), then one
+   POST with the stored body, signed with the webhook's current secret; redirects are not
+   followed (a 3xx is a failure); the whole attempt is bounded by the timeout.
+3. **Record** (one short transaction per batch of finished attempts): a `WebhookDelivery` row
+   per attempt; a 2xx makes the event DELIVERED; otherwise it is retried after the next wait of
+   the schedule (with jitter), FAILED after the last attempt.
+
+A process that dies between 1 and 3 leaves the event claimed until the lease runs out; then any
+dispatcher claims it again: every event is delivered at least once, across SIGKILL. A lease is
+several times the timeout, so no event is sent by two dispatchers at the same time.
+
+An event whose webhook is inactive, or no longer subscribed to the trigger, when its turn comes
+is DROPPED unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Table, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookable.core.clock import Clock, clock
+from bookable.core.db import WRITE_OPTION, create_engine, session_factory
+from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
+from bookable.settings import Settings
+from bookable.webhooks.outbox import add_commit_listener
+from bookable.webhooks.signing import delivery_headers
+from bookable.webhooks.urls import delivery_target_problem
+
+log = logging.getLogger("bookable.webhooks")
+
+EXCERPT_BYTES = 1024  # how much of a reply is kept with the attempt
+RECORD_BATCH = 200  # finished attempts written per transaction
+STOP_GRACE = 2.0  # seconds in-flight deliveries get to finish when the dispatcher stops
+
+EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
+DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    timeout: float = 10.0
+    max_attempts: int = 11
+    retry_delays: tuple[float, ...] = (10, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400)
+    jitter: float = 0.2
+    poll_interval: float = 1.0
+    lease: float = 60.0
+    batch_size: int = 100
+    concurrency: int = 20
+    allow_private_targets: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatcherConfig:
+        return cls(
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            retry_delays=settings.webhook_retry_delay_seconds,
+            jitter=settings.webhook_retry_jitter,
+            poll_interval=settings.webhook_poll_interval,
+            lease=settings.webhook_lease_seconds,
+            batch_size=settings.webhook_batch_size,
+            concurrency=settings.webhook_concurrency,
+            allow_private_targets=settings.webhook_allow_private_targets,
+        )
+
+    def retry_delay(self, attempts_made: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after the ``attempts_made``-th failed attempt."""
+        base = self.retry_delays[min(attempts_made, len(self.retry_delays)) - 1]
+        spread = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        return base * spread
+
+
+class RunningClock:
+    """The server's clock, but always running. When it is frozen (tests, sandboxes), time
+    still passes from the frozen instant, or retries and leases would never come due."""
+
+    def __init__(self, base: Clock = clock) -> None:
+        self._base = base
+        self._anchor: tuple[datetime, float] | None = None
+
+    def now(self) -> datetime:
+        current = self._base.now()
+        if not self._base.frozen:
+            return current
+        if self._anchor is None or self._anchor[0] != current:
+            self._anchor = (current, time.monotonic())
+        return current + timedelta(seconds=time.monotonic() - self._anchor[1])
+
+
+@dataclass
+class Job:
+    """A claimed event and what its delivery needs."""
+
+    event_id: int
+    webhook_id: str
+    trigger: str
+    body: str
+    content_type: str
+    attempts: int
+    lease_until: datetime
+    url: str | None
+    secret: str | None
+    version: str | None
+    wanted: bool  # the webhook exists, is active, and still subscribes to the trigger
+
+
+@dataclass
+class Outcome:
+    job: Job
+    dropped: bool = False
+    started_at: datetime | None = None
+    duration_ms: int = 0
+    status_code: int | None = None
+    ok: bool = False
+    excerpt: str | None = None
+    error: str | None = None
+
+
+def _describe(error: BaseException, timeout: float) -> str:
+    if isinstance(error, TimeoutError | httpx.TimeoutException):
+        return f"timed out after {timeout:g} s"
+    if isinstance(error, httpx.ConnectError):
+        return f"connection failed: {error or type(error).__name__}"
+    if isinstance(error, httpx.HTTPError):
+        return f"{type(error).__name__}: {error}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _text(data: bytes) -> str:
+    # PostgreSQL text cannot hold NUL; the excerpt is for people to read anyway.
+    return data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+class Dispatcher:
+    """Delivers due outbox events until stopped. See the module docstring."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: DispatcherConfig,
+        *,
+        running_clock: RunningClock | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.clock = running_clock or RunningClock()
+        self._rng = random.Random()
+        self._client: httpx.AsyncClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+        self._results: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._remove_listener: Any = None
+        self._postgres: bool | None = None
+        self.delivered = 0  # attempts recorded, for logs and benchmarks
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                # Proxies from the environment would connect elsewhere than the checks allowed.
+                trust_env=False,
+                timeout=httpx.Timeout(self.config.timeout),
+                limits=httpx.Limits(max_connections=self.config.concurrency),
+            )
+        return self._client
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._http()
+        self._remove_listener = add_commit_listener(self.wake)
+        self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
+        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def stop(self) -> None:
+        """Stop claiming; give in-flight deliveries a moment, then cancel them (their events
+        are released for the next dispatcher); write what finished."""
+        self._stopping = True
+        if self._remove_listener is not None:
+            self._remove_listener()
+        self.wake()
+        if self._task is not None:
+            await self._task
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._recorder is not None:
+            await self._results.put(_STOP)
+            await self._recorder
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (`stop` does; call it after using `run_once` alone)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def wake(self) -> None:
+        """Look for due events now (called after commits that wrote some; thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            free = self.config.concurrency - len(self._in_flight)
+            wanted = min(free, self.config.batch_size)
+            claimed: list[Job] = []
+            if wanted > 0:
+                try:
+                    claimed = await self.claim(wanted)
+                except (DBAPIError, OSError) as error:
+                    log.warning("webhook dispatcher: claiming failed: %s", error)
+            for job in claimed:
+                task = asyncio.create_task(self._deliver_and_queue(job))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            if claimed and len(claimed) == wanted:
+                continue  # probably more due: claim again while there are free slots
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wakeup.wait()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()  # a slot is free
+
+    async def _deliver_and_queue(self, job: Job) -> None:
+        try:
+            outcome = await self.deliver(job)
+        except asyncio.CancelledError:
+            await self._release([job.event_id], job.lease_until)
+            raise
+        await self._results.put(outcome)
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it and record the attempts; for the CLI and tests when
+        the background loop is not running. Returns how many events were handled."""
+        jobs = await self.claim(self.config.batch_size)
+        outcomes = await asyncio.gather(*(self.deliver(job) for job in jobs))
+        await self.record(list(outcomes))
+        return len(jobs)
+
+    # --- 1. claim ---------------------------------------------------------------------------
+
+    async def _is_postgres(self, session: AsyncSession) -> bool:
+        if self._postgres is None:
+            self._postgres = (await session.connection()).dialect.name == "postgresql"
+        return self._postgres
+
+    def _due(self, now: datetime) -> list[Any]:
+        return [
+            EVENTS.c.status == WebhookEventStatus.PENDING.value,
+            EVENTS.c.next_attempt_at <= now,
+            or_(EVENTS.c.locked_until.is_(None), EVENTS.c.locked_until < now),
+        ]
+
+    async def claim(self, limit: int) -> list[Job]:
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.config.lease)
+        async with self.sessions() as session:
+            # A read first: an idle dispatcher must not take SQLite's write lock every poll.
+            if await session.scalar(select(EVENTS.c.id).where(*self._due(now)).limit(1)) is None:
+                return []
+        async with self.sessions() as session, session.begin():
+            await session.connection(execution_options={WRITE_OPTION: True})
+            candidates = (
+                select(EVENTS.c.id)
+                .where(*self._due(now))
+                .order_by(EVENTS.c.next_attempt_at, EVENTS.c.id)
+                .limit(limit)
+            )
+            if await self._is_postgres(session):
+                # Rows another dispatcher is claiming right now are skipped, not waited for.
+                candidates = candidates.with_for_update(skip_locked=True)
+            rows = (
+                await session.execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.id.in_(candidates.scalar_subquery()), *self._due(now))
+                    .values(locked_until=lease_until)
+                    .returning(
+                        EVENTS.c.id,
+                        EVENTS.c.webhook_id,
+                        EVENTS.c.trigger,
+                        EVENTS.c.body,
+                        EVENTS.c.content_type,
+                        EVENTS.c.attempts,
+                    )
+                )
+            ).all()
+            if not rows:
+                return []
+            hooks = {
+                hook.id: hook
+                for hook in await session.scalars(
+                    select(Webhook).where(Webhook.id.in_({row.webhook_id for row in rows}))
+                )
+            }
+        jobs = []
+        for row in sorted(rows, key=lambda r: r.id):
+            hook = hooks.get(row.webhook_id)
+            jobs.append(
+                Job(
+                    event_id=row.id,
+                    webhook_id=row.webhook_id,
+                    trigger=row.trigger,
+                    body=row.body,
+                    content_type=row.content_type,
+                    attempts=row.attempts,
+                    lease_until=lease_until,
+                    url=hook.subscriber_url if hook else None,
+                    secret=hook.secret if hook else None,
+                    version=hook.version if hook else None,
+                    wanted=bool(
+                        hook and hook.active and row.trigger in (hook.event_triggers or [])
+                    ),
+                )
+            )
+        return jobs
+
+    async def _release(self, event_ids: Sequence[int], lease_until: datetime) -> None:
+        """Give claimed events back without counting an attempt (a stop mid-delivery)."""
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.connection(execution_options={WRITE_OPTION: True})
+                await session.execute(
+                    update(EVENTS)
+                    .where(EVENTS.c.id.in_(event_ids), EVENTS.c.locked_until == lease_until)
+                    .values(locked_until=None)
+                )
+        except (DBAPIError, OSError) as error:  # the lease runs out by itself anyway
+            log.warning("webhook dispatcher: releasing events failed: %s", error)
+
+    # --- 2. deliver -------------------------------------------------------------------------
+
+    async def deliver(self, job: Job) -> Outcome:
+        """One attempt. Never raises for the receiver's or the network's trouble."""
+        if not job.wanted or job.url is None:
+            return Outcome(job, dropped=True)
+        started_at = datetime.now(UTC)
+        began = time.perf_counter()
+        outcome = Outcome(job, started_at=started_at)
+        try:
+            async with asyncio.timeout(self.config.timeout * 2):
+                problem = await delivery_target_problem(
+                    job.url,
+                    allow_private=self.config.allow_private_targets,
+                    resolve_timeout=self.config.timeout,
+                )
+                if problem is not None:
+                    outcome.error = f"delivery refused: {problem}"
+                else:
+                    await self._post(job, outcome)
+        except (TimeoutError, httpx.HTTPError, OSError) as error:
+            outcome.error = _describe(error, self.config.timeout)
+        outcome.duration_ms = int((time.perf_counter() - began) * 1000)
+        return outcome
+
+    async def _post(self, job: Job, outcome: Outcome) -> None:
+        assert job.url is not None
+        body = job.body.encode("utf-8")
+        headers = delivery_headers(
+            body, content_type=job.content_type, secret=job.secret, version=job.version
+        )
+        async with asyncio.timeout(self.config.timeout):
+            async with self._http().stream("POST", job.url, content=body, headers=headers) as reply:
+                excerpt = b""
+                async for chunk in reply.aiter_bytes():
+                    excerpt += chunk
+                    if len(excerpt) >= EXCERPT_BYTES:
+                        break
+        outcome.status_code = reply.status_code
+        outcome.excerpt = _text(excerpt[:EXCERPT_BYTES])
+        outcome.ok = 200 <= reply.status_code < 300
+        if 300 <= reply.status_code < 400:
+            location = reply.headers.get("location", "")
+            outcome.error = f"redirects are not followed (Location: {location[:200]})"
+
+    # --- 3. record --------------------------------------------------------------------------
+
+    async def _record_loop(self) -> None:
+        while True:
+            first = await self._results.get()
+            batch = [first]
+            while not self._results.empty() and len(batch) < RECORD_BATCH:
+                batch.append(self._results.get_nowait())
+            stop = any(o is _STOP for o in batch)
+            batch = [o for o in batch if o is not _STOP]
+            while batch:
+                try:
+                    await self.record(batch)
+                    break
+                except (DBAPIError, OSError) as error:
+                    # Keep the attempts and try again; if this process dies meanwhile, the
+                    # leases run out and the events are delivered again (at least once).
+                    log.warning("webhook dispatcher: recording attempts failed: %s", error)
+                    if stop:
+                        break
+                    await asyncio.sleep(min(self.config.poll_interval, 1.0))
+            if stop:
+                return
+
+    async def record(self, outcomes: list[Outcome]) -> None:
+        """Write a batch of finished attempts in one transaction (one by one if a row vanished
+        meanwhile, e.g. its webhook was deleted)."""
+        if not outcomes:
+            return
+        try:
+            await self._record(outcomes)
+        except IntegrityError:
+            for outcome in outcomes:
+                with contextlib.suppress(IntegrityError):
+                    await self._record([outcome])
+        self.delivered += sum(1 for o in outcomes if not o.dropped)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            await session.connection(execution_options={WRITE_OPTION: True})
+            attempts = [
+                {
+                    "event_id": o.job.event_id,
+                    "webhook_id": o.job.webhook_id,
+                    "attempt": o.job.attempts + 1,
+                    "started_at": o.started_at or now,
+                    "duration_ms": o.duration_ms,
+                    "status_code": o.status_code,
+                    "ok": o.ok,
+                    "response_excerpt": o.excerpt,
+                    "error": o.error,
+                }
+                for o in outcomes
+                if not o.dropped
+            ]
+            if attempts:
+                await session.execute(insert(DELIVERIES), attempts)
+            for outcome in outcomes:
+                await session.execute(self._event_update(outcome, now))
+
+    def _event_update(self, outcome: Outcome, now: datetime) -> Any:
+        job = outcome.job
+        pending = [EVENTS.c.id == job.event_id, EVENTS.c.status == WebhookEventStatus.PENDING.value]
+        if outcome.dropped:
+            return (
+                update(EVENTS)
+                .where(*pending)
+                .values(status=WebhookEventStatus.DROPPED.value, locked_until=None)
+            )
+        made = job.attempts + 1
+        if outcome.ok:
+            # Even if the lease ran out meanwhile: it did arrive.
+            return (
+                update(EVENTS)
+                .where(*pending)
+                .values(
+                    status=WebhookEventStatus.DELIVERED.value,
+                    attempts=made,
+                    delivered_at=now,
+                    locked_until=None,
+                )
+            )
+        ours = EVENTS.c.locked_until == job.lease_until  # not if another dispatcher took over
+        if made >= self.config.max_attempts:
+            return (
+                update(EVENTS)
+                .where(*pending, ours)
+                .values(status=WebhookEventStatus.FAILED.value, attempts=made, locked_until=None)
+            )
+        return (
+            update(EVENTS)
+            .where(*pending, ours)
+            .values(
+                attempts=made,
+                next_attempt_at=now + timedelta(seconds=self.config.retry_delay(made, self._rng)),
+                locked_until=None,
+            )
+        )
+
+
+# A marker put on the results queue to end the recorder.
+_STOP: Any = object()
+
+
+async def run_worker(settings: Settings, *, ready_message: str = "webhook worker started") -> None:
+    """`bookable worker`: a dispatcher alone, until SIGTERM or SIGINT."""
+    engine = create_engine(settings.database_url)
+    dispatcher = Dispatcher(session_factory(engine), DispatcherConfig.from_settings(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await dispatcher.start()
+    log.info(ready_message)
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        await engine.dispose()
