@@ -34,6 +34,7 @@ from bookable.models import (
     Webhook,
     WebhookDelivery,
     WebhookEvent,
+    WebhookEventStatus,
 )
 from tests.conftest import Account
 
@@ -131,7 +132,15 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
         )
         session.add(webhook)
         await session.flush()
-        event = WebhookEvent(webhook_id=webhook.id, trigger="BOOKING_CREATED", body="{}")
+        # Delivered already: a running dispatcher must have nothing to do with B's rows.
+        event = WebhookEvent(
+            webhook_id=webhook.id,
+            trigger="BOOKING_CREATED",
+            body="{}",
+            status=WebhookEventStatus.DELIVERED,
+            attempts=1,
+            delivered_at=start,
+        )
         session.add(event)
         await session.flush()
         session.add_all(

@@ -55,8 +55,6 @@ class WebhookCreate(_WebhookFields):
     # Cal.com requires `active`; clients that leave it out mean a working hook.
     active: bool = True
 
-    _active_not_null = refuse_null("active")
-
 
 class WebhookUpdate(_WebhookFields):
     subscriber_url: SubscriberUrl | None = None

@@ -131,13 +131,14 @@ def _triggers(body: WebhookCreate | WebhookUpdate) -> list[WebhookTrigger] | Non
 
 async def _flush(session: AsyncSession, webhook: Webhook) -> None:
     # No error here may carry the row's values (the secret) into a log: answer, don't re-raise.
+    user_id = webhook.user_id  # read now: after a failed flush the row can't be loaded
     try:
         await session.flush()
     except IntegrityError as error:
         if "subscriber_url" in str(error.orig):
             raise Conflict(
                 "custom in 'subscriberUrl': a webhook with this subscriberUrl already exists "
-                f"for user {webhook.user_id}"
+                f"for user {user_id}"
             ) from None
         raise Conflict("The webhook's user or event type no longer exists") from None
 
