@@ -57,6 +57,8 @@ from bookable.slots.service import (
     load_team,
     readable_event_types,
 )
+from bookable.webhooks.outbox import announce, announce_new_booking, announce_patch
+from bookable.webhooks.triggers import WebhookTrigger
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 HOST_OVERLAP_CONSTRAINT = "ex_booking_hosts_overlap"
@@ -506,6 +508,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
             if joined is not None:
                 organizer = await session.get(User, joined.user_id)
                 assert organizer is not None
+                await announce_new_booking(session, joined)
                 return Created(joined, organizer, None, None, joined_seat=True)
         placement = await _place_team_booking(
             session, event_type, start, length, (blocked_start, blocked_end), now, previous
@@ -531,6 +534,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         # After the old booking is cancelled: a reschedule into an open seat moves the booker.
         joined = await _join_seat(session, event_type, booker, body, start, end)
         if joined is not None:
+            await announce_new_booking(session, joined, previous=previous)
             return Created(joined, host, None, previous, joined_seat=True)
 
     uid = new_uid()
@@ -610,12 +614,14 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
             # Another request opened this seated slot a moment ago: take a seat in it instead.
             joined = await _join_seat(session, event_type, booker, body, start, end)
             if joined is not None:
+                await announce_new_booking(session, joined, previous=previous)
                 return Created(joined, host, None, previous, joined_seat=True)
         raise
     if previous is not None and carried_paid:
         for moved in [p for p in previous.payments if p.success]:
             booking.payments.append(moved)
         await session.flush()
+    await announce_new_booking(session, booking, previous=previous, payment=payment)
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -930,6 +936,8 @@ async def cancel_booking(
             if payment.success and not payment.refunded:
                 payment.refunded = True
     await session.flush()
+    for target in targets:
+        await announce(session, WebhookTrigger.BOOKING_CANCELLED, target)
     return Cancelled(booking, only_removed_attendee=False)
 
 
@@ -948,6 +956,7 @@ async def confirm_booking(
         booking.status = BookingStatus.REJECTED
         booking.rejection_reason = reason
         await session.flush()
+        await announce(session, WebhookTrigger.BOOKING_REJECTED, booking)
         return booking
     if event_type is not None and event_type.team_id is not None:
         await _recheck_team_booking(session, event_type, booking)
@@ -970,6 +979,7 @@ async def confirm_booking(
                 raise BookingRefused(refusal)
     booking.status = BookingStatus.ACCEPTED
     await _flush_guarded(session, booking)
+    await announce(session, WebhookTrigger.BOOKING_CREATED, booking)
     return booking
 
 
@@ -1069,6 +1079,7 @@ async def patch_booking(
     for name in ("title", "status", "user_id", "event_type_id"):
         if name in values and values[name] is None:
             raise BadRequest(f"invalid_type in '{_camel(name)}': Expected a value, received null")
+    moved_from = (booking.start_time, booking.end_time)
     for name, value in values.items():
         setattr(booking, name, value)
     if booking.end_time <= booking.start_time:
@@ -1079,6 +1090,7 @@ async def patch_booking(
     booking.blocked_end = booking.end_time + timedelta(minutes=after or 0)
     await _assert_no_overlap(session, booking)
     await _flush_guarded(session, booking)
+    await announce_patch(session, booking, moved_from=moved_from)
     return booking
 
 
@@ -1111,6 +1123,9 @@ async def mark_no_show(
     if no_show_host is not None:
         booking.no_show_host = no_show_host
     await session.flush()
+    if changed:
+        no_show = [(a.email, bool(a.no_show)) for a in changed]
+        await announce(session, WebhookTrigger.BOOKING_NO_SHOW_UPDATED, booking, no_show=no_show)
     return booking, changed
 
 

@@ -112,31 +112,98 @@ async def subscribers(
 # --- booking events -------------------------------------------------------------------------------
 
 
+# What a trigger means for the booking's planned MEETING_* events.
+_PLANS_MEETINGS = frozenset({WebhookTrigger.BOOKING_CREATED, WebhookTrigger.BOOKING_RESCHEDULED})
+_ENDS_MEETINGS = frozenset({WebhookTrigger.BOOKING_CANCELLED, WebhookTrigger.BOOKING_REJECTED})
+
+
 async def announce(
     session: AsyncSession,
     trigger: WebhookTrigger,
     booking: Booking,
     *,
     previous: Booking | None = None,
+    moved_from: tuple[datetime, datetime] | None = None,
     payment: Payment | None = None,
     no_show: list[tuple[str, bool]] | None = None,
 ) -> int:
-    """Add one outbox event per subscribed webhook for ``trigger`` on ``booking``, in the
-    caller's transaction (no commit). Returns how many were added.
+    """Add one outbox event per webhook subscribed to ``trigger`` for ``booking``, in the
+    caller's transaction (no commit), and keep the booking's MEETING_* plan in step: CREATED and
+    RESCHEDULED (re)plan it, CANCELLED and REJECTED drop it, a reschedule drops ``previous``'s.
+    Returns how many events were added.
 
-    ``previous``: the booking a reschedule replaced (BOOKING_RESCHEDULED); ``payment``: for
-    BOOKING_PAID; ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED).
+    ``previous``: the booking a reschedule replaced; ``moved_from``: the old (start, end) when
+    a booking itself was moved (PATCH); ``payment``: for BOOKING_PAID / PAYMENT_INITIATED;
+    ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED).
     """
-    hooks = await subscribers(session, booking, [trigger])
-    if not hooks:
-        return 0
-    created_at = utcnow()
-    if trigger == WebhookTrigger.BOOKING_NO_SHOW_UPDATED:
-        payload = no_show_payload(booking, no_show or [])
+    hooks = await subscribers(session, booking, [trigger, *MEETING_TRIGGERS])
+    wanting = [h for h in hooks if trigger in (h.event_triggers or [])]
+    added = 0
+    if wanting:
+        created_at = utcnow()
+        if trigger == WebhookTrigger.BOOKING_NO_SHOW_UPDATED:
+            payload = no_show_payload(booking, no_show or [])
+        else:
+            facts = await load_facts(session, booking)
+            payload = booking_payload(
+                trigger, facts, previous=previous, moved_from=moved_from, payment=payment
+            )
+        added += await _add_events(session, wanting, trigger, booking, payload, created_at)
+    if previous is not None:
+        await drop_meeting_events(session, previous.id)
+    if trigger in _PLANS_MEETINGS:
+        meeting_hooks = [h for h in hooks if MEETING_TRIGGERS.intersection(h.event_triggers or [])]
+        added += await _plan_meetings(session, booking, meeting_hooks)
+    elif trigger in _ENDS_MEETINGS:
+        await drop_meeting_events(session, booking.id)
+    return added
+
+
+async def announce_new_booking(
+    session: AsyncSession,
+    booking: Booking,
+    *,
+    previous: Booking | None = None,
+    payment: Payment | None = None,
+) -> int:
+    """POST /bookings wrote ``booking`` (new, a seat joined, or ``previous`` moved here):
+    BOOKING_CREATED when accepted, BOOKING_RESCHEDULED when it replaced ``previous``,
+    BOOKING_PAYMENT_INITIATED when it waits for ``payment``, else BOOKING_REQUESTED (as Cal.com's
+    handleNewBooking)."""
+    if booking.status == BookingStatus.ACCEPTED:
+        trigger = WebhookTrigger.BOOKING_RESCHEDULED if previous else WebhookTrigger.BOOKING_CREATED
+    elif payment is not None:
+        trigger = WebhookTrigger.BOOKING_PAYMENT_INITIATED
     else:
-        facts = await load_facts(session, booking)
-        payload = booking_payload(trigger, facts, previous=previous, payment=payment)
+        trigger = WebhookTrigger.BOOKING_REQUESTED
+    return await announce(session, trigger, booking, previous=previous, payment=payment)
+
+
+async def announce_patch(
+    session: AsyncSession, booking: Booking, *, moved_from: tuple[datetime, datetime]
+) -> int:
+    """PATCH /bookings/{id}: a change of time is BOOKING_RESCHEDULED (the MEETING_* plan moves
+    with it); a booking no longer accepted keeps no MEETING_* plan."""
+    if booking.status != BookingStatus.ACCEPTED:
+        await drop_meeting_events(session, booking.id)
+        return 0
+    if (booking.start_time, booking.end_time) == moved_from:
+        return 0
+    return await announce(
+        session, WebhookTrigger.BOOKING_RESCHEDULED, booking, moved_from=moved_from
+    )
+
+
+async def _add_events(
+    session: AsyncSession,
+    hooks: list[Webhook],
+    trigger: WebhookTrigger,
+    booking: Booking,
+    payload: dict[str, Any],
+    created_at: datetime,
+) -> int:
     default_body: str | None = None
+    added = 0
     for hook in hooks:
         if hook.payload_template:
             try:
@@ -163,8 +230,9 @@ async def announce(
                 created_at=created_at,
             )
         )
+        added += 1
     _mark(session)
-    return len(hooks)
+    return added
 
 
 async def _unrenderable(
@@ -230,12 +298,15 @@ def _meeting_event(
 async def schedule_meeting_events(session: AsyncSession, booking: Booking) -> int:
     """(Re)plan MEETING_STARTED at the booking's start and MEETING_ENDED at its end for the
     webhooks that want them. Drops the booking's earlier plan first, so calling it again after
-    a change of time is right; plans nothing unless the booking is ACCEPTED."""
-    await drop_meeting_events(session, booking.id)
-    if booking.status != BookingStatus.ACCEPTED:
-        return 0
+    a change of time is right; plans nothing unless the booking is ACCEPTED. (`announce` does
+    this for CREATED and RESCHEDULED by itself.)"""
     hooks = await subscribers(session, booking, MEETING_TRIGGERS)
-    if not hooks:
+    return await _plan_meetings(session, booking, hooks)
+
+
+async def _plan_meetings(session: AsyncSession, booking: Booking, hooks: list[Webhook]) -> int:
+    await drop_meeting_events(session, booking.id)
+    if booking.status != BookingStatus.ACCEPTED or not hooks:
         return 0
     facts = await load_facts(session, booking)
     now = utcnow()

@@ -29,9 +29,9 @@ from bookable.core.schemas import format_instant
 from bookable.models import (
     Attendee,
     Booking,
+    BookingHost,
     BookingReference,
     EventType,
-    Host,
     Payment,
     Team,
     User,
@@ -165,12 +165,12 @@ async def load_facts(session: AsyncSession, booking: Booking) -> BookingFacts:
     if event_type is not None and event_type.team_id is not None:
         facts.team = await session.get(Team, event_type.team_id)
         if event_type.scheduling_type == "COLLECTIVE":
-            # Cal.com lists a collective event's other hosts as the team's members.
+            # Cal.com lists a collective booking's other hosts as the team's members.
             facts.team_members = list(
                 await session.scalars(
                     select(User)
-                    .join(Host, Host.user_id == User.id)
-                    .where(Host.event_type_id == event_type.id, User.id != booking.user_id)
+                    .join(BookingHost, BookingHost.user_id == User.id)
+                    .where(BookingHost.booking_id == booking.id, User.id != booking.user_id)
                     .order_by(User.id)
                 )
             )
@@ -271,9 +271,12 @@ def booking_payload(
     facts: BookingFacts,
     *,
     previous: Booking | None = None,
+    moved_from: tuple[datetime, datetime] | None = None,
     payment: Payment | None = None,
 ) -> dict[str, Any]:
-    """The ``payload`` object of a booking trigger (Cal.com's 2021-10-20 builder)."""
+    """The ``payload`` object of a booking trigger (Cal.com's 2021-10-20 builder).
+    ``previous``: the booking a reschedule replaced; ``moved_from``: the (start, end) a booking
+    had before it was itself moved (PATCH)."""
     booking, event_type = facts.booking, facts.event_type
     start, end = booking.start_time, booking.end_time
     responses, user_fields = calendar_responses(booking.responses, event_type)
@@ -333,12 +336,16 @@ def booking_payload(
     if trigger in _WITH_METADATA:
         payload["metadata"] = booking.meta or {}
     payload["status"] = _STATUS_OF.get(trigger, str(booking.status))
-    payload.update(_extras(trigger, booking, previous, payment))
+    payload.update(_extras(trigger, booking, previous, moved_from, payment))
     return payload
 
 
 def _extras(
-    trigger: WebhookTrigger, booking: Booking, previous: Booking | None, payment: Payment | None
+    trigger: WebhookTrigger,
+    booking: Booking,
+    previous: Booking | None,
+    moved_from: tuple[datetime, datetime] | None,
+    payment: Payment | None,
 ) -> dict[str, Any]:
     if trigger == WebhookTrigger.BOOKING_REJECTED:
         return {"rejectionReason": booking.rejection_reason}
@@ -349,13 +356,16 @@ def _extras(
             "requestReschedule": False,
         }
     if trigger == WebhookTrigger.BOOKING_RESCHEDULED:
-        # The moved booking's identity; for a PATCH of the time it is the same booking.
+        # The booking that moved, and where it was; for a PATCH of the time it is this one.
         old = previous or booking
+        old_start, old_end = (
+            (previous.start_time, previous.end_time) if previous else moved_from or (None, None)
+        )
         return {
             "rescheduleId": old.id,
             "rescheduleUid": old.uid,
-            "rescheduleStartTime": iso_seconds(old.start_time),
-            "rescheduleEndTime": iso_seconds(old.end_time),
+            "rescheduleStartTime": iso_seconds(old_start) if old_start else None,
+            "rescheduleEndTime": iso_seconds(old_end) if old_end else None,
             "rescheduledBy": previous.rescheduled_by if previous else booking.rescheduled_by,
         }
     if trigger in (WebhookTrigger.BOOKING_PAID, WebhookTrigger.BOOKING_PAYMENT_INITIATED):

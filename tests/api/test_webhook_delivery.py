@@ -1,0 +1,664 @@
+"""Webhook delivery end to end, on SQLite and PostgreSQL: bookings made through the API, the
+in-process dispatcher, and a real HTTP receiver in this process.
+
+Settings make retries and polling fast (tens of milliseconds); the server's clock is frozen at a
+Monday noon (the dispatcher's own clock runs on from there, so retries come due).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from bookable.app import create_app
+from bookable.core.clock import clock
+from bookable.models import WebhookDelivery, WebhookEvent, WebhookEventStatus
+from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from bookable.webhooks.payloads import js_json
+from tests.conftest import Account, client_for
+from tests.webhook_receiver import Receiver, receiving
+
+from .scheduling_seed import add_event_type, add_schedule
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
+TUESDAY_10 = datetime(2026, 1, 6, 10, 0, tzinfo=UTC)
+FAST = {
+    "webhook_poll_interval": 0.05,
+    "webhook_retry_delays": "0.05",
+    "webhook_retry_jitter": 0.0,
+    "webhook_timeout": 0.5,
+    "webhook_lease_seconds": 5.0,
+}
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def at(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+@pytest.fixture
+async def app(make_settings: Any) -> AsyncIterator[FastAPI]:
+    application = create_app(make_settings(clock=NOW, **FAST))
+    async with application.router.lifespan_context(application):
+        yield application
+    clock.freeze(None)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as running:
+        yield running
+
+
+@pytest.fixture
+async def meet(app: FastAPI, alice: Account) -> int:
+    """Alice's 30-minute event type; she works 09:00-17:00 UTC on weekdays."""
+    await add_schedule(app, alice.id, "UTC")
+    return await add_event_type(app, alice.id, "meet", description="A short chat")
+
+
+async def hook(
+    client: httpx.AsyncClient, account: Account, url: str, triggers: list[str], **fields: Any
+) -> dict[str, Any]:
+    body = {"subscriberUrl": url, "eventTriggers": triggers, "active": True, **fields}
+    response = await client.post("/v1/webhooks", params=account.params, json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json()["webhook"])
+
+
+async def book(
+    client: httpx.AsyncClient,
+    account: Account,
+    event_type_id: int,
+    start: datetime = TUESDAY_10,
+    *,
+    name: str = "Ann Lee",
+    email: str = "ann@example.com",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "eventTypeId": event_type_id,
+        "start": at(start),
+        "timeZone": "Europe/Paris",
+        "language": "fr",
+        "metadata": {},
+        "responses": {"name": name, "email": email},
+        **extra,
+    }
+    response = await client.post("/v1/bookings", params=account.params, json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def events(app: FastAPI) -> list[WebhookEvent]:
+    async with app.state.sessions() as session:
+        return list(await session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+async def attempts(app: FastAPI, event_id: int) -> list[WebhookDelivery]:
+    async with app.state.sessions() as session:
+        return list(
+            await session.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.event_id == event_id)
+                .order_by(WebhookDelivery.attempt)
+            )
+        )
+
+
+async def settled(app: FastAPI, *, count: int, within: float = 10.0) -> list[WebhookEvent]:
+    """Wait until ``count`` events exist and none is PENDING any more."""
+    deadline = time.monotonic() + within
+    rows: list[WebhookEvent] = []
+    while time.monotonic() < deadline:
+        rows = await events(app)
+        if len(rows) >= count and all(r.status != WebhookEventStatus.PENDING for r in rows):
+            return rows
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"events did not settle: {[(r.trigger, r.status) for r in rows]}")
+
+
+def signed(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# --- payloads and headers -------------------------------------------------------------------------
+
+
+async def test_booking_created_is_delivered_signed_and_cal_com_shaped(
+    app, client, alice, meet, receiver
+):
+    await hook(client, alice, receiver.url + "/in", ["BOOKING_CREATED"], secret="s3cret")
+    created = await book(client, alice, meet)
+
+    (got,) = await receiver.wait_for(1)
+    assert got.path == "/in"
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["x-cal-webhook-version"] == "2021-10-20"
+    assert got.headers["x-cal-signature-256"] == signed("s3cret", got.body)
+    # Compact, as JSON.stringify writes it: the signature is over these exact bytes.
+    assert got.body.decode() == js_json(got.json())
+
+    body = got.json()
+    assert list(body) == ["triggerEvent", "createdAt", "payload"]
+    assert body["triggerEvent"] == "BOOKING_CREATED"
+    assert ISO_MS.match(body["createdAt"])
+    payload = body["payload"]
+    assert payload["uid"] == created["uid"]
+    assert payload["bookingId"] == created["id"]
+    assert payload["eventTypeId"] == meet
+    assert payload["type"] == "meet"
+    assert payload["title"] == created["title"]
+    assert payload["status"] == "ACCEPTED"
+    assert payload["startTime"] == "2026-01-06T10:00:00Z"
+    assert payload["endTime"] == "2026-01-06T10:30:00Z"
+    assert payload["length"] == 30
+    assert payload["eventTitle"] == "Meet"
+    assert payload["eventDescription"] == "A short chat"
+    assert payload["description"] == "A short chat"
+    assert payload["price"] == 0 and payload["currency"] == "usd"
+    assert payload["metadata"] == {}
+    assert payload["organizer"]["email"] == alice.email
+    assert payload["organizer"]["id"] == alice.id
+    assert payload["organizer"]["language"] == {"locale": "en"}
+    assert payload["attendees"] == [
+        {
+            "email": "ann@example.com",
+            "name": "Ann Lee",
+            "firstName": "Ann",
+            "lastName": "Lee",
+            "timeZone": "Europe/Paris",
+            "language": {"locale": "fr"},
+            "utcOffset": 60,  # Paris in January
+        }
+    ]
+    assert payload["responses"]["name"] == {"label": "your_name", "value": "Ann Lee"}
+    assert payload["responses"]["email"] == {"label": "email_address", "value": "ann@example.com"}
+    assert payload["userFieldsResponses"] == {}
+
+    (event,) = await settled(app, count=1)
+    assert event.status == WebhookEventStatus.DELIVERED
+    assert event.attempts == 1 and event.delivered_at is not None
+    (attempt,) = await attempts(app, event.id)
+    assert attempt.ok and attempt.status_code == 200 and attempt.error is None
+    assert attempt.response_excerpt == '{"received":true}'
+    assert attempt.duration_ms >= 0
+
+
+async def test_without_a_secret_the_signature_header_says_so(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    (got,) = await receiver.wait_for(1)
+    assert got.headers["x-cal-signature-256"] == "no-secret-provided"
+
+
+async def test_utc_offsets_follow_each_zone_at_the_booking_start(
+    app, client, alice, meet, receiver
+):
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
+    summer = datetime(2026, 7, 7, 10, 0, tzinfo=UTC)  # a Tuesday; Paris is on summer time
+    await book(client, alice, meet, summer, timeZone="Asia/Kolkata")
+    (got,) = await receiver.wait_for(1)
+    (attendee,) = got.json()["payload"]["attendees"]
+    assert attendee["timeZone"] == "Asia/Kolkata" and attendee["utcOffset"] == 330
+
+
+async def test_requested_then_rejected_or_accepted(app, client, alice, receiver):
+    await add_schedule(app, alice.id, "UTC")
+    gated = await add_event_type(app, alice.id, "gated", requires_confirmation=True)
+    await hook(
+        client,
+        alice,
+        receiver.url,
+        ["BOOKING_REQUESTED", "BOOKING_REJECTED", "BOOKING_CREATED"],
+    )
+    first = await book(client, alice, gated)
+    second = await book(client, alice, gated, TUESDAY_10 + timedelta(hours=2), email="b@x.io")
+    got = await receiver.wait_for(2)
+    assert [r.trigger for r in got] == ["BOOKING_REQUESTED", "BOOKING_REQUESTED"]
+    assert {r.json()["payload"]["status"] for r in got} == {"PENDING"}
+    assert got[0].json()["payload"]["requiresConfirmation"] is True
+
+    r = await client.post(
+        f"/v1/bookings/{first['id']}/confirm",
+        params=alice.params,
+        json={"confirmed": False, "rejectionReason": "Fully booked"},
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/v1/bookings/{second['id']}/confirm", params=alice.params, json={"confirmed": True}
+    )
+    assert r.status_code == 200, r.text
+    got = await receiver.wait_for(4)
+    by_trigger = {r.trigger: r.json()["payload"] for r in got[2:]}
+    rejected = by_trigger["BOOKING_REJECTED"]
+    assert rejected["uid"] == first["uid"]
+    assert rejected["status"] == "REJECTED"
+    assert rejected["rejectionReason"] == "Fully booked"
+    accepted = by_trigger["BOOKING_CREATED"]
+    assert accepted["uid"] == second["uid"] and accepted["status"] == "ACCEPTED"
+
+
+async def test_cancel_sends_reason_and_who(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["BOOKING_CANCELLED"])
+    created = await book(client, alice, meet)
+    r = await client.delete(
+        f"/v1/bookings/{created['id']}/cancel",
+        params={**alice.params, "cancellationReason": "Sick", "cancelledBy": "ops@example.com"},
+    )
+    assert r.status_code == 200, r.text
+    (got,) = await receiver.wait_for(1)
+    payload = got.json()["payload"]
+    assert got.trigger == "BOOKING_CANCELLED"
+    assert payload["uid"] == created["uid"]
+    assert payload["status"] == "CANCELLED"
+    assert payload["cancellationReason"] == "Sick"
+    assert payload["cancelledBy"] == "ops@example.com"
+    assert payload["requestReschedule"] is False
+    assert "metadata" not in payload
+
+
+async def test_reschedule_and_time_patch_send_rescheduled(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["BOOKING_RESCHEDULED", "BOOKING_CANCELLED"])
+    old = await book(client, alice, meet)
+    moved_to = TUESDAY_10 + timedelta(hours=3)
+    new = await book(client, alice, meet, moved_to, rescheduleUid=old["uid"])
+    (got,) = await receiver.wait_for(1)
+    payload = got.json()["payload"]
+    assert got.trigger == "BOOKING_RESCHEDULED"
+    assert payload["uid"] == new["uid"] and payload["bookingId"] == new["id"]
+    assert payload["rescheduleUid"] == old["uid"] and payload["rescheduleId"] == old["id"]
+    assert payload["rescheduleStartTime"] == "2026-01-06T10:00:00Z"
+    assert payload["rescheduleEndTime"] == "2026-01-06T10:30:00Z"
+    assert payload["startTime"] == "2026-01-06T13:00:00Z"
+    assert payload["rescheduledBy"] == alice.email
+    assert payload["status"] == "ACCEPTED"
+
+    later = moved_to + timedelta(hours=1)
+    r = await client.patch(
+        f"/v1/bookings/{new['id']}",
+        params=alice.params,
+        json={"startTime": at(later), "endTime": at(later + timedelta(minutes=30))},
+    )
+    assert r.status_code == 200, r.text
+    got = await receiver.wait_for(2)
+    payload = got[1].json()["payload"]
+    assert got[1].trigger == "BOOKING_RESCHEDULED"
+    assert payload["bookingId"] == new["id"] and payload["rescheduleId"] == new["id"]
+    assert payload["rescheduleStartTime"] == "2026-01-06T13:00:00Z"
+    assert payload["startTime"] == "2026-01-06T14:00:00Z"
+    # Rescheduling cancels the old booking, but Cal.com sends no BOOKING_CANCELLED for it.
+    assert [r.trigger for r in receiver.all()] == ["BOOKING_RESCHEDULED"] * 2
+
+
+async def test_no_show_payload_is_only_what_changed(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["BOOKING_NO_SHOW_UPDATED"])
+    created = await book(client, alice, meet)
+    r = await client.post(
+        "/v1/no-show",
+        params=alice.params,
+        json={
+            "bookingUid": created["uid"],
+            "attendees": [{"email": "ann@example.com", "noShow": True}],
+        },
+    )
+    assert r.status_code == 200, r.text
+    (got,) = await receiver.wait_for(1)
+    assert got.json() == {
+        "triggerEvent": "BOOKING_NO_SHOW_UPDATED",
+        "createdAt": got.json()["createdAt"],
+        "payload": {
+            "bookingUid": created["uid"],
+            "bookingId": created["id"],
+            "attendees": [{"email": "ann@example.com", "noShow": True}],
+            "message": "ann@example.com marked as no-show",
+        },
+    }
+
+
+# --- payload templates ----------------------------------------------------------------------------
+
+
+async def test_json_template_with_array_index_paths(app, client, alice, meet, receiver):
+    template = (
+        '{"content": "New booking", "type": "{{type}}", "name": "{{title}}", '
+        '"organizer": "{{organizer.name}}", "booker": "{{attendees.0.name}}", '
+        '"event": "{{triggerEvent}}", "unknown": "{{email}}", "zone": "{{attendees.0.timeZone}}"}'
+    )
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"], payloadTemplate=template,
+               secret="k")  # fmt: skip
+    created = await book(client, alice, meet, name="Zoë <O'Neil>")
+    (got,) = await receiver.wait_for(1)
+    assert got.headers["content-type"] == "application/json"
+    assert got.headers["x-cal-signature-256"] == signed("k", got.body)
+    assert got.body.decode() == js_json(got.json())  # re-serialised compactly
+    assert got.json() == {
+        "content": "New booking",
+        "type": "meet",
+        "name": created["title"].replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#x27;"),
+        "organizer": "alice",
+        # Handlebars escapes HTML; Cal.com turns only &quot; back.
+        "booker": "Zoë &lt;O&#x27;Neil&gt;",
+        "event": "BOOKING_CREATED",
+        "unknown": "",
+        "zone": "Europe/Paris",
+    }
+
+
+async def test_template_that_is_not_json_is_sent_as_a_form(app, client, alice, meet, receiver):
+    template = "booker={{attendees.0.name}}&when={{startTime}}&uid={{uid}}"
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"], payloadTemplate=template)
+    created = await book(client, alice, meet, name="Ann & Co")
+    (got,) = await receiver.wait_for(1)
+    assert got.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert got.body.decode() == (
+        f"booker=Ann &amp; Co&when=2026-01-06T10:00:00Z&uid={created['uid']}"
+    )
+
+
+async def test_a_broken_template_fails_the_event_not_the_booking(
+    app, client, alice, meet, receiver
+):
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"], payloadTemplate="{{#if x}}")
+    await book(client, alice, meet)
+    (event,) = await settled(app, count=1)
+    assert event.status == WebhookEventStatus.FAILED
+    (attempt,) = await attempts(app, event.id)
+    assert not attempt.ok and "payloadTemplate does not compile" in (attempt.error or "")
+    assert receiver.all() == []
+
+
+# --- retries --------------------------------------------------------------------------------------
+
+
+async def test_500s_are_retried_until_a_2xx(app, client, alice, meet, receiver):
+    receiver.script["/flaky"] = [500, 503]
+    await hook(client, alice, receiver.url + "/flaky", ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    got = await receiver.wait_for(3, ok_only=False)
+    assert [r.status for r in got] == [500, 503, 200]
+    assert got[0].body == got[2].body  # the same event, the same bytes
+    (event,) = await settled(app, count=1)
+    assert event.status == WebhookEventStatus.DELIVERED and event.attempts == 3
+    tries = await attempts(app, event.id)
+    assert [(t.attempt, t.status_code, t.ok) for t in tries] == [
+        (1, 500, False),
+        (2, 503, False),
+        (3, 200, True),
+    ]
+
+
+async def test_a_timeout_is_a_failed_attempt_then_retried(app, client, alice, meet, receiver):
+    receiver.hold = threading.Event()  # the first request hangs past the timeout
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    await receiver.wait_for(1, ok_only=False)
+    (event,) = await events(app)
+    for _ in range(500):
+        if tries := await attempts(app, event.id):
+            break
+        await asyncio.sleep(0.02)
+    (first,) = tries
+    assert not first.ok and first.status_code is None
+    assert first.error == "timed out after 0.5 s"
+    receiver.hold.set()
+    receiver.hold = None
+    (event,) = await settled(app, count=1)
+    assert event.status == WebhookEventStatus.DELIVERED and event.attempts >= 2
+
+
+async def test_after_the_last_attempt_the_event_failed(make_settings, receiver):
+    application = create_app(make_settings(clock=NOW, **FAST, webhook_max_attempts=2))
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        await add_schedule(application, alice.id, "UTC")
+        meet = await add_event_type(application, alice.id, "meet")
+        receiver.default = 500
+        await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await book(c, alice, meet)
+        (event,) = await settled(application, count=1)
+        assert event.status == WebhookEventStatus.FAILED and event.attempts == 2
+        assert [t.status_code for t in await attempts(application, event.id)] == [500, 500]
+        assert len(receiver.all()) == 2
+    clock.freeze(None)
+
+
+async def _account(application: FastAPI, username: str = "alice") -> Account:
+    from bookable.api_keys.service import issue_key
+    from bookable.models import User
+
+    async with application.state.sessions() as session, session.begin():
+        user = User(email=f"{username}@example.com", username=username)
+        session.add(user)
+        await session.flush()
+        key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
+        return Account(user.id, user.email, username, clear, key.id)
+
+
+async def test_redirects_are_not_followed(app, client, alice, meet, receiver):
+    receiver.script["/moved"] = [302]
+    await hook(client, alice, receiver.url + "/moved", ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    got = await receiver.wait_for(2, ok_only=False)
+    assert [r.path for r in got] == ["/moved", "/moved"]  # retried at the same URL
+    (event,) = await settled(app, count=1)
+    first, second = await attempts(app, event.id)
+    assert first.status_code == 302 and not first.ok
+    assert first.error == "redirects are not followed (Location: http://127.0.0.1:9/elsewhere)"
+    assert second.ok
+
+
+# --- who receives what ----------------------------------------------------------------------------
+
+
+async def test_only_subscribed_active_hooks_of_the_organizer_or_event_type(
+    app, client, alice, bob, meet, receiver
+):
+    other_type = await add_event_type(app, alice.id, "other")
+    await hook(client, alice, receiver.url + "/alice", ["BOOKING_CREATED"])
+    await hook(client, alice, receiver.url + "/type", ["BOOKING_CREATED"], eventTypeId=meet)
+    await hook(client, alice, receiver.url + "/other-type", ["BOOKING_CREATED"],
+               eventTypeId=other_type)  # fmt: skip
+    await hook(client, alice, receiver.url + "/cancel-only", ["BOOKING_CANCELLED"])
+    await hook(client, alice, receiver.url + "/inactive", ["BOOKING_CREATED"], active=False)
+    await hook(client, bob, receiver.url + "/bob", ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    await receiver.wait_for(2)
+    await settled(app, count=2)
+    assert sorted(r.path for r in receiver.all()) == ["/alice", "/type"]
+
+
+async def test_a_hook_deactivated_before_delivery_is_dropped(make_settings, receiver):
+    application = create_app(make_settings(clock=NOW, **FAST, webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        assert application.state.webhook_dispatcher is None
+        alice = await _account(application)
+        await add_schedule(application, alice.id, "UTC")
+        meet = await add_event_type(application, alice.id, "meet")
+        created = await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await book(c, alice, meet)
+        (pending,) = await events(application)
+        assert pending.status == WebhookEventStatus.PENDING
+        r = await c.patch(
+            f"/v1/webhooks/{created['id']}", params=alice.params, json={"active": False}
+        )
+        assert r.status_code == 200, r.text
+        dispatcher = Dispatcher(application.state.sessions, DispatcherConfig(timeout=0.5))
+        try:
+            assert await dispatcher.run_once() == 1
+        finally:
+            await dispatcher.aclose()
+        (dropped,) = await events(application)
+        assert dropped.status == WebhookEventStatus.DROPPED
+        assert await attempts(application, dropped.id) == []
+        assert receiver.all() == []
+    clock.freeze(None)
+
+
+async def test_a_refused_target_is_a_failed_attempt_without_a_request(make_settings, receiver):
+    application = create_app(make_settings(clock=NOW, **FAST, webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        await add_schedule(application, alice.id, "UTC")
+        meet = await add_event_type(application, alice.id, "meet")
+        await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await book(c, alice, meet)
+        strict = DispatcherConfig(timeout=0.5, allow_private_targets=False)
+        dispatcher = Dispatcher(application.state.sessions, strict)
+        try:
+            assert await dispatcher.run_once() == 1
+        finally:
+            await dispatcher.aclose()
+        (event,) = await events(application)
+        assert event.status == WebhookEventStatus.PENDING and event.attempts == 1
+        (attempt,) = await attempts(application, event.id)
+        assert not attempt.ok and attempt.status_code is None
+        assert (attempt.error or "").startswith("delivery refused: private, loopback")
+        assert receiver.all() == []
+    clock.freeze(None)
+
+
+async def test_a_refused_booking_writes_no_event(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    again = await client.post(
+        "/v1/bookings",
+        params=alice.params,
+        json={
+            "eventTypeId": meet,
+            "start": at(TUESDAY_10),
+            "timeZone": "UTC",
+            "language": "en",
+            "metadata": {},
+            "responses": {"name": "Bo", "email": "bo@example.com"},
+        },
+    )
+    assert again.status_code == 409, again.text
+    await receiver.wait_for(1)
+    assert len(await settled(app, count=1)) == 1
+
+
+async def test_a_hanging_receiver_never_blocks_a_request(app, client, alice, meet, receiver):
+    receiver.hold = threading.Event()
+    await hook(client, alice, receiver.url, ["BOOKING_CREATED", "BOOKING_CANCELLED"])
+    created = await book(client, alice, meet)
+    await receiver.wait_for(1, ok_only=False)  # the delivery is in flight, held
+    r = await client.delete(f"/v1/bookings/{created['id']}", params=alice.params)
+    assert r.status_code == 200, r.text
+    assert receiver.answered() == []  # the request finished while the delivery still hangs
+    receiver.hold.set()
+    receiver.hold = None
+    await settled(app, count=2)
+
+
+# --- MEETING_STARTED / MEETING_ENDED --------------------------------------------------------------
+
+
+async def test_meeting_events_come_due_at_start_and_end_and_follow_the_booking(
+    app, client, alice, meet, receiver
+):
+    await hook(client, alice, receiver.url, ["MEETING_STARTED", "MEETING_ENDED"], secret="m")
+    first = await book(client, alice, meet)
+    planned = await events(app)
+    assert [(e.trigger, e.next_attempt_at, e.status) for e in planned] == [
+        ("MEETING_STARTED", TUESDAY_10, WebhookEventStatus.PENDING),
+        ("MEETING_ENDED", TUESDAY_10 + timedelta(minutes=30), WebhookEventStatus.PENDING),
+    ]
+
+    # Moving the booking drops its plan and plans the new one.
+    moved = await book(client, alice, meet, TUESDAY_10 + timedelta(hours=2),
+                       rescheduleUid=first["uid"])  # fmt: skip
+    rows = await events(app)
+    assert [(e.booking_id, e.trigger, e.status) for e in rows] == [
+        (first["id"], "MEETING_STARTED", WebhookEventStatus.DROPPED),
+        (first["id"], "MEETING_ENDED", WebhookEventStatus.DROPPED),
+        (moved["id"], "MEETING_STARTED", WebhookEventStatus.PENDING),
+        (moved["id"], "MEETING_ENDED", WebhookEventStatus.PENDING),
+    ]
+    assert rows[2].next_attempt_at == TUESDAY_10 + timedelta(hours=2)
+
+    # A PATCH of the time moves the plan too.
+    start = TUESDAY_10 + timedelta(hours=4)
+    r = await client.patch(
+        f"/v1/bookings/{moved['id']}",
+        params=alice.params,
+        json={"startTime": at(start), "endTime": at(start + timedelta(minutes=30))},
+    )
+    assert r.status_code == 200, r.text
+    pending = [e for e in await events(app) if e.status == WebhookEventStatus.PENDING]
+    assert [(e.trigger, e.next_attempt_at) for e in pending] == [
+        ("MEETING_STARTED", start),
+        ("MEETING_ENDED", start + timedelta(minutes=30)),
+    ]
+
+    # Time reaches the start: MEETING_STARTED is sent, flat and signed; MEETING_ENDED waits.
+    clock.freeze(start + timedelta(seconds=1))
+    (got,) = await receiver.wait_for(1)
+    body = got.json()
+    assert got.headers["x-cal-signature-256"] == signed("m", got.body)
+    assert body["triggerEvent"] == "MEETING_STARTED"
+    assert "payload" not in body
+    assert body["id"] == moved["id"] and body["uid"] == moved["uid"]
+    assert body["startTime"] == at(start)
+    assert body["user"]["email"] == alice.email
+    assert body["attendees"][0]["email"] == "ann@example.com"
+    assert body["payment"] == [] and body["references"] == []
+
+    clock.freeze(start + timedelta(minutes=30, seconds=1))
+    got = await receiver.wait_for(2)
+    assert got[1].json()["triggerEvent"] == "MEETING_ENDED"
+    assert [r.json()["uid"] for r in receiver.all()] == [moved["uid"]] * 2
+
+
+async def test_cancelling_drops_planned_meeting_events(app, client, alice, meet, receiver):
+    await hook(client, alice, receiver.url, ["MEETING_ENDED", "BOOKING_CANCELLED"])
+    created = await book(client, alice, meet)
+    r = await client.delete(f"/v1/bookings/{created['id']}", params=alice.params)
+    assert r.status_code == 200, r.text
+    await receiver.wait_for(1)
+    rows = await events(app)
+    assert [(e.trigger, e.status) for e in rows if e.trigger == "MEETING_ENDED"] == [
+        ("MEETING_ENDED", WebhookEventStatus.DROPPED)
+    ]
+    clock.freeze(TUESDAY_10 + timedelta(hours=1))
+    await settled(app, count=2)
+    assert [r.trigger for r in receiver.all()] == ["BOOKING_CANCELLED"]
+
+
+async def test_pending_bookings_plan_no_meeting_events_until_confirmed(
+    app, client, alice, receiver
+):
+    await add_schedule(app, alice.id, "UTC")
+    gated = await add_event_type(app, alice.id, "gated", requires_confirmation=True)
+    await hook(client, alice, receiver.url, ["MEETING_STARTED"])
+    created = await book(client, alice, gated)
+    assert await events(app) == []
+    r = await client.post(
+        f"/v1/bookings/{created['id']}/confirm", params=alice.params, json={"confirmed": True}
+    )
+    assert r.status_code == 200, r.text
+    (planned,) = await events(app)
+    assert (planned.trigger, planned.next_attempt_at) == ("MEETING_STARTED", TUESDAY_10)
+
+
+def test_the_default_retry_schedule_spans_more_than_a_day() -> None:
+    from bookable.settings import Settings
+
+    settings = Settings(database_url="sqlite:///unused.db")
+    config = DispatcherConfig.from_settings(settings)
+    waits = [config.retry_delays[min(n, len(config.retry_delays)) - 1]
+             for n in range(1, config.max_attempts)]  # fmt: skip
+    assert sum(waits) > 24 * 3600
+    assert waits == sorted(waits)
