@@ -26,6 +26,7 @@ from bookable.models import (
 )
 from bookable.settings import Settings
 from bookable.webhooks.triggers import WebhookTrigger
+from tests.api.scheduling_seed import add_booking, add_event_type
 from tests.api.test_teams import add_member, create_team
 from tests.conftest import Account, client_for
 
@@ -861,3 +862,50 @@ async def test_deliveries_of_missing_webhook(
     path = f"/v1/webhooks/{uuid.uuid4()}/deliveries"
     assert (await client.get(path, params=alice.params)).status_code == 403
     assert (await client.get(path, params=admin.params)).status_code == 404
+
+
+# --- MEETING_* events for bookings that exist before the webhook ----------------------------
+
+
+async def meeting_events(app: FastAPI, webhook_id: str) -> list[tuple[str, str, datetime]]:
+    async with app.state.sessions() as session:
+        rows = await session.execute(
+            select(WebhookEvent.trigger, WebhookEvent.status, WebhookEvent.next_attempt_at)
+            .where(WebhookEvent.webhook_id == webhook_id)
+            .order_by(WebhookEvent.id)
+        )
+        return [(trigger, str(status), due) for trigger, status, due in rows]
+
+
+async def test_meeting_triggers_are_planned_for_upcoming_bookings_and_dropped_when_removed(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, bob: Account
+) -> None:
+    start = datetime(2030, 5, 6, 9, tzinfo=UTC)
+    event_type = await add_event_type(app, alice.id, "sync")
+    await add_booking(app, alice.id, start, start + timedelta(minutes=30), event_type_id=event_type)
+    past = datetime(2020, 5, 6, 9, tzinfo=UTC)
+    await add_booking(app, alice.id, past, past + timedelta(minutes=30), event_type_id=event_type)
+    await add_booking(app, bob.id, start, start + timedelta(minutes=30))  # not alice's
+
+    webhook = await create_ok(client, alice, eventTriggers=["MEETING_STARTED", "MEETING_ENDED"])
+    assert await meeting_events(app, webhook["id"]) == [
+        ("MEETING_STARTED", "PENDING", start),
+        ("MEETING_ENDED", "PENDING", start + timedelta(minutes=30)),
+    ]
+    path = f"/v1/webhooks/{webhook['id']}"
+    await client.patch(path, params=alice.params, json={"eventTriggers": ["MEETING_ENDED"]})
+    assert [s for _t, s, _d in await meeting_events(app, webhook["id"])] == [
+        "DROPPED",
+        "PENDING",
+    ]
+    # Other edits leave the plan alone; adding the trigger back plans it again.
+    await client.patch(path, params=alice.params, json={"payloadTemplate": "x={{title}}"})
+    assert len(await meeting_events(app, webhook["id"])) == 2
+    await client.patch(
+        path, params=alice.params, json={"triggers": ["MEETING_STARTED", "MEETING_ENDED"]}
+    )
+    assert await meeting_events(app, webhook["id"]) == [
+        ("MEETING_STARTED", "DROPPED", start),
+        ("MEETING_ENDED", "PENDING", start + timedelta(minutes=30)),
+        ("MEETING_STARTED", "PENDING", start),
+    ]

@@ -25,6 +25,7 @@ from bookable.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from bookable.core.schemas import is_db_id
 from bookable.event_types import service as event_types
 from bookable.models import EventType, User, Webhook, WebhookDelivery, WebhookEvent
+from bookable.webhooks import outbox
 from bookable.webhooks.schemas import (
     WEBHOOK_VERSION,
     DeliveryOut,
@@ -171,6 +172,8 @@ async def create_webhook(
     )
     session.add(webhook)
     await _flush(session, webhook)
+    # MEETING_STARTED/ENDED for the upcoming bookings it covers (Cal.com back-fills them too).
+    await outbox.sync_meeting_events(session, webhook)
     return webhook
 
 
@@ -205,6 +208,9 @@ async def update_webhook(
         if field in sent:
             setattr(webhook, field, getattr(body, field))
     await _flush(session, webhook)
+    if sent & {"event_triggers", "triggers", "event_type_id", "user_id", "active"}:
+        # Plan MEETING_* events it now wants, drop pending ones it no longer wants.
+        await outbox.sync_meeting_events(session, webhook)
     return webhook
 
 
