@@ -38,8 +38,9 @@ FAST = {
     "webhook_poll_interval": 0.05,
     "webhook_retry_delays": "0.05",
     "webhook_retry_jitter": 0.0,
-    "webhook_timeout": 0.5,
-    "webhook_lease_seconds": 5.0,
+    # Generous: a loaded test machine must not turn a slow answer into a retry.
+    "webhook_timeout": 10.0,
+    "webhook_lease_seconds": 30.0,
 }
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -400,23 +401,30 @@ async def test_500s_are_retried_until_a_2xx(app, client, alice, meet, receiver):
     ]
 
 
-async def test_a_timeout_is_a_failed_attempt_then_retried(app, client, alice, meet, receiver):
-    receiver.hold = threading.Event()  # the first request hangs past the timeout
-    await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
-    await book(client, alice, meet)
-    await receiver.wait_for(1, ok_only=False)
-    (event,) = await events(app)
-    for _ in range(500):
-        if tries := await attempts(app, event.id):
-            break
-        await asyncio.sleep(0.02)
-    (first,) = tries
-    assert not first.ok and first.status_code is None
-    assert first.error == "timed out after 0.5 s"
-    receiver.hold.set()
-    receiver.hold = None
-    (event,) = await settled(app, count=1)
-    assert event.status == WebhookEventStatus.DELIVERED and event.attempts >= 2
+async def test_a_timeout_is_a_failed_attempt_then_retried(make_settings, receiver):
+    settings = make_settings(clock=NOW, **{**FAST, "webhook_timeout": 0.5})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        await add_schedule(application, alice.id, "UTC")
+        meet = await add_event_type(application, alice.id, "meet")
+        receiver.hold = threading.Event()  # requests hang past the timeout until released
+        await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await book(c, alice, meet)
+        await receiver.wait_for(1, ok_only=False)
+        (event,) = await events(application)
+        for _ in range(500):
+            if tries := await attempts(application, event.id):
+                break
+            await asyncio.sleep(0.02)
+        first = tries[0]
+        assert not first.ok and first.status_code is None
+        assert first.error == "timed out after 0.5 s"
+        receiver.hold.set()
+        receiver.hold = None
+        (event,) = await settled(application, count=1)
+        assert event.status == WebhookEventStatus.DELIVERED and event.attempts >= 2
+    clock.freeze(None)
 
 
 async def test_after_the_last_attempt_the_event_failed(make_settings, receiver):
@@ -662,3 +670,39 @@ def test_the_default_retry_schedule_spans_more_than_a_day() -> None:
              for n in range(1, config.max_attempts)]  # fmt: skip
     assert sum(waits) > 24 * 3600
     assert waits == sorted(waits)
+
+
+async def test_a_new_hook_plans_meeting_events_for_upcoming_bookings(app, client, alice, meet):
+    created = await book(client, alice, meet)
+    assert await events(app) == []
+    made = await hook(client, alice, "http://127.0.0.1:9/later", ["MEETING_STARTED"])
+    (planned,) = await events(app)
+    assert (planned.booking_id, planned.trigger) == (created["id"], "MEETING_STARTED")
+    assert planned.next_attempt_at == TUESDAY_10
+
+    r = await client.patch(
+        f"/v1/webhooks/{made['id']}", params=alice.params, json={"eventTriggers": ["MEETING_ENDED"]}
+    )
+    assert r.status_code == 200, r.text
+    rows = await events(app)
+    assert [(e.trigger, e.status) for e in rows] == [
+        ("MEETING_STARTED", WebhookEventStatus.DROPPED),
+        ("MEETING_ENDED", WebhookEventStatus.PENDING),
+    ]
+    assert rows[1].next_attempt_at == TUESDAY_10 + timedelta(minutes=30)
+
+
+async def test_priced_bookings_announce_the_payment_not_a_request(app, client, alice, receiver):
+    await add_schedule(app, alice.id, "UTC")
+    paid = await add_event_type(app, alice.id, "paid", price=2500, currency="eur")
+    await hook(client, alice, receiver.url, ["BOOKING_PAYMENT_INITIATED", "BOOKING_REQUESTED"])
+    created = await book(client, alice, paid)
+    (got,) = await receiver.wait_for(1)
+    payload = got.json()["payload"]
+    assert got.trigger == "BOOKING_PAYMENT_INITIATED"
+    assert payload["paymentId"] == created["paymentId"]
+    assert payload["paymentData"]["amount"] == 2500
+    assert payload["paymentData"]["currency"] == "eur"
+    assert payload["price"] == 2500 and payload["currency"] == "eur"
+    await settled(app, count=1)
+    assert len(receiver.all()) == 1

@@ -187,7 +187,11 @@ class Dispatcher:
                 # Proxies from the environment would connect elsewhere than the checks allowed.
                 trust_env=False,
                 timeout=httpx.Timeout(self.config.timeout),
-                limits=httpx.Limits(max_connections=self.config.concurrency),
+                # No cap on connections: the dispatcher bounds deliveries in flight itself, and
+                # a pool slot lost to a cancelled request must not make later ones wait.
+                limits=httpx.Limits(
+                    max_connections=None, max_keepalive_connections=self.config.concurrency
+                ),
             )
         return self._client
 

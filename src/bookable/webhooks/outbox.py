@@ -341,23 +341,22 @@ async def drop_meeting_events(session: AsyncSession, booking_id: int) -> int:
 
 
 async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
-    """After a webhook is created or its triggers change: plan MEETING_* events for its
-    upcoming accepted bookings that have none yet, and drop pending ones for triggers it no
-    longer wants (Cal.com's updateTriggerForExistingBookings). Returns how many were planned."""
-    wanted = [t for t in (WebhookTrigger.MEETING_STARTED, WebhookTrigger.MEETING_ENDED)
-              if t in (webhook.event_triggers or [])]  # fmt: skip
-    unwanted = [str(t) for t in MEETING_TRIGGERS if t not in wanted]
+    """After a webhook is created or its triggers or scope change: its not-yet-attempted
+    MEETING_* events are dropped and planned anew for the upcoming accepted bookings it covers
+    now (Cal.com's updateTriggerForExistingBookings). Returns how many were planned."""
     await session.execute(
         update(WebhookEvent)
         .where(
             WebhookEvent.webhook_id == webhook.id,
             WebhookEvent.status == WebhookEventStatus.PENDING,
-            WebhookEvent.trigger.in_(unwanted),
+            WebhookEvent.trigger.in_([str(t) for t in MEETING_TRIGGERS]),
             WebhookEvent.attempts == 0,
         )
         .values(status=WebhookEventStatus.DROPPED, locked_until=None)
         .execution_options(synchronize_session=False)
     )
+    wanted = [t for t in (WebhookTrigger.MEETING_STARTED, WebhookTrigger.MEETING_ENDED)
+              if t in (webhook.event_triggers or [])]  # fmt: skip
     if not wanted:
         return 0
     now = utcnow()
@@ -365,6 +364,7 @@ async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
     if webhook.event_type_id is not None:
         scopes.append(Booking.event_type_id == webhook.event_type_id)
     if webhook.user_id is not None:
+        # A user's webhooks cover the bookings they organise, except of team event types.
         personal = select(EventType.id).where(EventType.team_id.is_(None))
         scopes.append(
             and_(
@@ -374,31 +374,15 @@ async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
         )
     if not scopes:
         return 0
-    bookings = list(
-        await session.scalars(
-            select(Booking).where(
-                or_(*scopes),
-                Booking.status == BookingStatus.ACCEPTED,
-                Booking.end_time > now,
-            )
-        )
+    bookings = await session.scalars(
+        select(Booking)
+        .where(or_(*scopes), Booking.status == BookingStatus.ACCEPTED, Booking.end_time > now)
+        .order_by(Booking.start_time, Booking.id)
     )
-    planned = set(
-        (await session.execute(
-            select(WebhookEvent.booking_id, WebhookEvent.trigger).where(
-                WebhookEvent.webhook_id == webhook.id,
-                WebhookEvent.status == WebhookEventStatus.PENDING,
-                WebhookEvent.trigger.in_([str(t) for t in wanted]),
-            )
-        )).tuples()
-    )  # fmt: skip
     added = 0
-    for booking in bookings:
-        missing = [t for t in wanted if (booking.id, str(t)) not in planned]
-        if not missing:
-            continue
+    for booking in list(bookings):
         facts = await load_facts(session, booking)
-        for trigger in missing:
+        for trigger in wanted:
             # Only what is still ahead: a meeting that began before the hook existed is past news.
             row = _meeting_event(webhook, trigger, facts, now, now)
             if row is not None:
