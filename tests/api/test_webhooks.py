@@ -877,35 +877,54 @@ async def meeting_events(app: FastAPI, webhook_id: str) -> list[tuple[str, str, 
         return [(trigger, str(status), due) for trigger, status, due in rows]
 
 
+async def planned(app: FastAPI, webhook_id: str) -> set[tuple[str, datetime]]:
+    """The webhook's MEETING_* events still to be delivered: (trigger, due time)."""
+    events = await meeting_events(app, webhook_id)
+    return {(trigger, due) for trigger, status, due in events if status == "PENDING"}
+
+
 async def test_meeting_triggers_are_planned_for_upcoming_bookings_and_dropped_when_removed(
     app: FastAPI, client: httpx.AsyncClient, alice: Account, bob: Account
 ) -> None:
     start = datetime(2030, 5, 6, 9, tzinfo=UTC)
+    end = start + timedelta(minutes=30)
     event_type = await add_event_type(app, alice.id, "sync")
-    await add_booking(app, alice.id, start, start + timedelta(minutes=30), event_type_id=event_type)
+    other_type = await add_event_type(app, alice.id, "other")
+    await add_booking(app, alice.id, start, end, event_type_id=event_type)
     past = datetime(2020, 5, 6, 9, tzinfo=UTC)
     await add_booking(app, alice.id, past, past + timedelta(minutes=30), event_type_id=event_type)
-    await add_booking(app, bob.id, start, start + timedelta(minutes=30))  # not alice's
+    later = datetime(2030, 5, 7, 9, tzinfo=UTC)
+    await add_booking(app, alice.id, later, later + timedelta(hours=1), event_type_id=other_type)
+    await add_booking(app, bob.id, start, end)  # not alice's
 
     webhook = await create_ok(client, alice, eventTriggers=["MEETING_STARTED", "MEETING_ENDED"])
-    assert await meeting_events(app, webhook["id"]) == [
-        ("MEETING_STARTED", "PENDING", start),
-        ("MEETING_ENDED", "PENDING", start + timedelta(minutes=30)),
-    ]
+    everything = {
+        ("MEETING_STARTED", start),
+        ("MEETING_ENDED", end),
+        ("MEETING_STARTED", later),
+        ("MEETING_ENDED", later + timedelta(hours=1)),
+    }
+    assert await planned(app, webhook["id"]) == everything
     path = f"/v1/webhooks/{webhook['id']}"
     await client.patch(path, params=alice.params, json={"eventTriggers": ["MEETING_ENDED"]})
-    assert [s for _t, s, _d in await meeting_events(app, webhook["id"])] == [
-        "DROPPED",
-        "PENDING",
-    ]
+    assert await planned(app, webhook["id"]) == {
+        ("MEETING_ENDED", end),
+        ("MEETING_ENDED", later + timedelta(hours=1)),
+    }
     # Other edits leave the plan alone; adding the trigger back plans it again.
+    before = await meeting_events(app, webhook["id"])
     await client.patch(path, params=alice.params, json={"payloadTemplate": "x={{title}}"})
-    assert len(await meeting_events(app, webhook["id"])) == 2
-    await client.patch(
-        path, params=alice.params, json={"triggers": ["MEETING_STARTED", "MEETING_ENDED"]}
+    assert await meeting_events(app, webhook["id"]) == before
+    back = {"triggers": ["MEETING_STARTED", "MEETING_ENDED"]}
+    await client.patch(path, params=alice.params, json=back)
+    assert await planned(app, webhook["id"]) == everything
+
+    # A webhook on one event type covers that event type's bookings only.
+    scoped = await create_ok(
+        client,
+        alice,
+        subscriberUrl=URL + "/scoped",
+        eventTypeId=event_type,
+        eventTriggers=["MEETING_STARTED"],
     )
-    assert await meeting_events(app, webhook["id"]) == [
-        ("MEETING_STARTED", "DROPPED", start),
-        ("MEETING_ENDED", "PENDING", start + timedelta(minutes=30)),
-        ("MEETING_STARTED", "PENDING", start),
-    ]
+    assert await planned(app, scoped["id"]) == {("MEETING_STARTED", start)}
