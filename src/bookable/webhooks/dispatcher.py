@@ -10,9 +10,10 @@ in `bookable worker`. It never holds a database transaction across an HTTP reque
 2. **Deliver** (no transaction): the subscriber URL is checked again (DNS included), then one
    POST with the stored body, signed with the webhook's current secret; redirects are not
    followed (a 3xx is a failure); the whole attempt is bounded by the timeout.
-3. **Record** (one short transaction per batch of finished attempts): a `WebhookDelivery` row
-   per attempt; a 2xx makes the event DELIVERED; otherwise it is retried after the next wait of
-   the schedule (with jitter), FAILED after the last attempt.
+3. **Record**: a `WebhookDelivery` row per attempt; a 2xx makes the event DELIVERED; otherwise
+   it is retried after the next wait of the schedule (with jitter), FAILED after the last
+   attempt. Finished attempts are written in the transaction of the next claim (one write
+   per cycle, not two: on SQLite every write queues behind the API's own writers).
 
 A process that dies between 1 and 3 leaves the event claimed until the lease runs out; then any
 dispatcher claims it again: every event is delivered at least once, across SIGKILL. A lease is
@@ -38,20 +39,19 @@ from typing import Any
 import httpx
 from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bookable.core.clock import Clock, clock
 from bookable.core.db import WRITE_OPTION, create_engine, session_factory
 from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
 from bookable.settings import Settings
-from bookable.webhooks.outbox import add_commit_listener
+from bookable.webhooks.outbox import NOTIFY_CHANNEL, add_commit_listener
 from bookable.webhooks.signing import delivery_headers
 from bookable.webhooks.urls import delivery_target_problem
 
 log = logging.getLogger("bookable.webhooks")
 
 EXCERPT_BYTES = 1024  # how much of a reply is kept with the attempt
-RECORD_BATCH = 200  # finished attempts written per transaction
 STOP_GRACE = 2.0  # seconds in-flight deliveries get to finish when the dispatcher stops
 
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
@@ -168,14 +168,14 @@ class Dispatcher:
         self._rng = random.Random()
         self._client: httpx.AsyncClient | None = None
         self._task: asyncio.Task[None] | None = None
-        self._recorder: asyncio.Task[None] | None = None
-        self._results: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._results: list[Outcome] = []  # finished attempts not written yet
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._remove_listener: Any = None
         self._postgres: bool | None = None
+        self._listener: AsyncConnection | None = None
         self.delivered = 0  # attempts recorded, for logs and benchmarks
 
     # --- life cycle -------------------------------------------------------------------------
@@ -199,8 +199,33 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._http()
         self._remove_listener = add_commit_listener(self.wake)
-        self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
+        await self._listen()
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def _listen(self) -> None:
+        """PostgreSQL: LISTEN for the NOTIFY that commits with new events in any process, so
+        a dispatcher elsewhere starts at once instead of at its next poll. Best effort: the
+        poll still finds everything if this connection is lost."""
+        engine = self.sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
+            return
+        try:
+            self._listener = await engine.connect()
+            raw = await self._listener.get_raw_connection()
+            await raw.driver_connection.add_listener(
+                NOTIFY_CHANNEL, lambda *_args: self._wakeup.set()
+            )
+        except (DBAPIError, OSError, AttributeError) as error:
+            log.warning("webhook dispatcher: LISTEN failed, polling only: %s", error)
+            await self._unlisten()
+
+    async def _unlisten(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(DBAPIError, OSError):
+                # Back to the pool: the listener goes with the connection's reset.
+                await self._listener.invalidate()
+            await self._listener.close()
+            self._listener = None
 
     async def stop(self) -> None:
         """Stop claiming; give in-flight deliveries a moment, then cancel them (their events
@@ -211,14 +236,7 @@ class Dispatcher:
         self.wake()
         if self._task is not None:
             await self._task
-        if self._in_flight:
-            _done, pending = await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._recorder is not None:
-            await self._results.put(_STOP)
-            await self._recorder
+        await self._unlisten()
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -243,13 +261,12 @@ class Dispatcher:
             free = self.config.concurrency - len(self._in_flight)
             wanted = min(free, self.config.batch_size)
             claimed: list[Job] = []
-            if wanted > 0:
-                try:
-                    claimed = await self.claim(wanted)
-                except (DBAPIError, OSError) as error:
-                    log.warning("webhook dispatcher: claiming failed: %s", error)
+            try:
+                claimed = await self.exchange(self._take_results(), wanted)
+            except (DBAPIError, OSError) as error:
+                log.warning("webhook dispatcher: database trouble: %s", error)
             for job in claimed:
-                task = asyncio.create_task(self._deliver_and_queue(job))
+                task = asyncio.create_task(self._deliver_and_keep(job))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
             if claimed and len(claimed) == wanted:
@@ -257,26 +274,57 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_interval):
                     await self._wakeup.wait()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.exchange(self._take_results(), 0)
+        except (DBAPIError, OSError) as error:  # the leases run out; the events go out again
+            log.warning("webhook dispatcher: recording the last attempts failed: %s", error)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        self._wakeup.set()  # a slot is free
+        # Write and claim again once half the slots are free: one transaction for many rows,
+        # not one per delivery (on SQLite every write queues behind the API's writers).
+        if len(self._in_flight) <= self.config.concurrency // 2:
+            self._wakeup.set()
 
-    async def _deliver_and_queue(self, job: Job) -> None:
+    async def _deliver_and_keep(self, job: Job) -> None:
         try:
             outcome = await self.deliver(job)
         except asyncio.CancelledError:
             await self._release([job.event_id], job.lease_until)
             raise
-        await self._results.put(outcome)
+        self._results.append(outcome)
+
+    def _take_results(self) -> list[Outcome]:
+        taken, self._results = self._results, []
+        return taken
 
     async def run_once(self) -> int:
         """Claim one batch, deliver it and record the attempts; for the CLI and tests when
         the background loop is not running. Returns how many events were handled."""
-        jobs = await self.claim(self.config.batch_size)
+        jobs = await self.exchange([], self.config.batch_size)
         outcomes = await asyncio.gather(*(self.deliver(job) for job in jobs))
-        await self.record(list(outcomes))
+        await self.exchange(list(outcomes), 0)
         return len(jobs)
+
+    async def exchange(self, outcomes: list[Outcome], limit: int) -> list[Job]:
+        """Write finished attempts and claim up to ``limit`` due events, in one short
+        transaction. If writing fails, the attempts are kept for the next call."""
+        try:
+            return await self._exchange(outcomes, limit)
+        except IntegrityError:
+            # An event vanished meanwhile (its webhook was deleted): write one by one.
+            for outcome in outcomes:
+                with contextlib.suppress(IntegrityError):
+                    await self._exchange([outcome], 0)
+            return await self._exchange([], limit)
+        except BaseException:
+            self._results.extend(outcomes)
+            raise
 
     # --- 1. claim ---------------------------------------------------------------------------
 
@@ -292,15 +340,22 @@ class Dispatcher:
             or_(EVENTS.c.locked_until.is_(None), EVENTS.c.locked_until < now),
         ]
 
-    async def claim(self, limit: int) -> list[Job]:
+    async def _exchange(self, outcomes: list[Outcome], limit: int) -> list[Job]:
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.config.lease)
-        async with self.sessions() as session:
-            # A read first: an idle dispatcher must not take SQLite's write lock every poll.
-            if await session.scalar(select(EVENTS.c.id).where(*self._due(now)).limit(1)) is None:
+        if not outcomes:
+            if limit <= 0:
                 return []
+            async with self.sessions() as session:
+                # A read first: an idle dispatcher must not take SQLite's write lock every poll.
+                due = select(EVENTS.c.id).where(*self._due(now)).limit(1)
+                if await session.scalar(due) is None:
+                    return []
         async with self.sessions() as session, session.begin():
             await session.connection(execution_options={WRITE_OPTION: True})
+            await self._write(session, outcomes, now)
+            if limit <= 0:
+                return []
             candidates = (
                 select(EVENTS.c.id)
                 .where(*self._due(now))
@@ -415,107 +470,77 @@ class Dispatcher:
 
     # --- 3. record --------------------------------------------------------------------------
 
-    async def _record_loop(self) -> None:
-        while True:
-            first = await self._results.get()
-            batch = [first]
-            while not self._results.empty() and len(batch) < RECORD_BATCH:
-                batch.append(self._results.get_nowait())
-            stop = any(o is _STOP for o in batch)
-            batch = [o for o in batch if o is not _STOP]
-            while batch:
-                try:
-                    await self.record(batch)
-                    break
-                except (DBAPIError, OSError) as error:
-                    # Keep the attempts and try again; if this process dies meanwhile, the
-                    # leases run out and the events are delivered again (at least once).
-                    log.warning("webhook dispatcher: recording attempts failed: %s", error)
-                    if stop:
-                        break
-                    await asyncio.sleep(min(self.config.poll_interval, 1.0))
-            if stop:
-                return
-
-    async def record(self, outcomes: list[Outcome]) -> None:
-        """Write a batch of finished attempts in one transaction (one by one if a row vanished
-        meanwhile, e.g. its webhook was deleted)."""
+    async def _write(self, session: AsyncSession, outcomes: list[Outcome], now: datetime) -> None:
+        """A `WebhookDelivery` per attempt, and each event's new state."""
         if not outcomes:
             return
-        try:
-            await self._record(outcomes)
-        except IntegrityError:
-            for outcome in outcomes:
-                with contextlib.suppress(IntegrityError):
-                    await self._record([outcome])
-        self.delivered += sum(1 for o in outcomes if not o.dropped)
-
-    async def _record(self, outcomes: list[Outcome]) -> None:
-        now = self.clock.now()
-        async with self.sessions() as session, session.begin():
-            await session.connection(execution_options={WRITE_OPTION: True})
-            attempts = [
-                {
-                    "event_id": o.job.event_id,
-                    "webhook_id": o.job.webhook_id,
-                    "attempt": o.job.attempts + 1,
-                    "started_at": o.started_at or now,
-                    "duration_ms": o.duration_ms,
-                    "status_code": o.status_code,
-                    "ok": o.ok,
-                    "response_excerpt": o.excerpt,
-                    "error": o.error,
-                }
-                for o in outcomes
-                if not o.dropped
-            ]
-            if attempts:
-                await session.execute(insert(DELIVERIES), attempts)
-            for outcome in outcomes:
-                await session.execute(self._event_update(outcome, now))
-
-    def _event_update(self, outcome: Outcome, now: datetime) -> Any:
-        job = outcome.job
-        pending = [EVENTS.c.id == job.event_id, EVENTS.c.status == WebhookEventStatus.PENDING.value]
-        if outcome.dropped:
-            return (
-                update(EVENTS)
-                .where(*pending)
-                .values(status=WebhookEventStatus.DROPPED.value, locked_until=None)
-            )
-        made = job.attempts + 1
-        if outcome.ok:
+        attempts = [
+            {
+                "event_id": o.job.event_id,
+                "webhook_id": o.job.webhook_id,
+                "attempt": o.job.attempts + 1,
+                "started_at": o.started_at or now,
+                "duration_ms": o.duration_ms,
+                "status_code": o.status_code,
+                "ok": o.ok,
+                "response_excerpt": o.excerpt,
+                "error": o.error,
+            }
+            for o in outcomes
+            if not o.dropped
+        ]
+        if attempts:
+            await session.execute(insert(DELIVERIES), attempts)
+        pending = EVENTS.c.status == WebhookEventStatus.PENDING.value
+        arrived = [o.job.event_id for o in outcomes if o.ok]
+        if arrived:
             # Even if the lease ran out meanwhile: it did arrive.
-            return (
+            await session.execute(
                 update(EVENTS)
-                .where(*pending)
+                .where(EVENTS.c.id.in_(arrived), pending)
                 .values(
                     status=WebhookEventStatus.DELIVERED.value,
-                    attempts=made,
+                    attempts=EVENTS.c.attempts + 1,
                     delivered_at=now,
                     locked_until=None,
                 )
             )
-        ours = EVENTS.c.locked_until == job.lease_until  # not if another dispatcher took over
+        dropped = [o.job.event_id for o in outcomes if o.dropped]
+        if dropped:
+            await session.execute(
+                update(EVENTS)
+                .where(EVENTS.c.id.in_(dropped), pending)
+                .values(status=WebhookEventStatus.DROPPED.value, locked_until=None)
+            )
+        for outcome in outcomes:
+            if not outcome.ok and not outcome.dropped:
+                await session.execute(self._event_update(outcome, now))
+        self.delivered += len(attempts)
+
+    def _event_update(self, outcome: Outcome, now: datetime) -> Any:
+        """A failed attempt: retry after the next wait, or FAILED after the last attempt."""
+        job = outcome.job
+        made = job.attempts + 1
+        mine = [
+            EVENTS.c.id == job.event_id,
+            EVENTS.c.status == WebhookEventStatus.PENDING.value,
+            EVENTS.c.locked_until == job.lease_until,  # not if another dispatcher took over
+        ]
         if made >= self.config.max_attempts:
             return (
                 update(EVENTS)
-                .where(*pending, ours)
+                .where(*mine)
                 .values(status=WebhookEventStatus.FAILED.value, attempts=made, locked_until=None)
             )
         return (
             update(EVENTS)
-            .where(*pending, ours)
+            .where(*mine)
             .values(
                 attempts=made,
                 next_attempt_at=now + timedelta(seconds=self.config.retry_delay(made, self._rng)),
                 locked_until=None,
             )
         )
-
-
-# A marker put on the results queue to end the recorder.
-_STOP: Any = object()
 
 
 async def run_worker(settings: Settings, *, ready_message: str = "webhook worker started") -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, event, or_, select, update
+from sqlalchemy import and_, event, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -79,8 +79,23 @@ def _wake_after_commit(session: Session) -> None:
                 log.exception("webhook dispatcher wake-up failed")
 
 
-def _mark(session: AsyncSession) -> None:
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    # The events went with the transaction; the next one must mark (and NOTIFY) afresh.
+    session.info.pop(_ANNOUNCED, None)
+
+
+NOTIFY_CHANNEL = "bookable_webhooks"
+
+
+async def _mark(session: AsyncSession) -> None:
+    """Remember to wake this process's dispatchers after the commit; on PostgreSQL also
+    NOTIFY, which the server sends on commit only, to dispatchers in other processes."""
+    if session.info.get(_ANNOUNCED):
+        return
     session.info[_ANNOUNCED] = True
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 # --- who is subscribed ----------------------------------------------------------------------------
@@ -231,7 +246,7 @@ async def _add_events(
             )
         )
         added += 1
-    _mark(session)
+    await _mark(session)
     return added
 
 
@@ -319,7 +334,7 @@ async def _plan_meetings(session: AsyncSession, booking: Booking, hooks: list[We
                     session.add(planned)
                     added += 1
     if added:
-        _mark(session)
+        await _mark(session)
     return added
 
 
@@ -389,5 +404,5 @@ async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
                 session.add(row)
                 added += 1
     if added:
-        _mark(session)
+        await _mark(session)
     return added
