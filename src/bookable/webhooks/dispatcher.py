@@ -31,14 +31,14 @@ import logging
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Table, insert, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy import Table, event, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from bookable.core.clock import Clock, clock
@@ -53,6 +53,7 @@ log = logging.getLogger("bookable.webhooks")
 
 EXCERPT_BYTES = 1024  # how much of a reply is kept with the attempt
 STOP_GRACE = 2.0  # seconds in-flight deliveries get to finish when the dispatcher stops
+SQLITE_RETRY = 0.002  # seconds between tries for SQLite's write lock
 
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -176,6 +177,7 @@ class Dispatcher:
         self._remove_listener: Any = None
         self._postgres: bool | None = None
         self._listener: AsyncConnection | None = None
+        self._sqlite_writer: AsyncEngine | None = None
         self.delivered = 0  # attempts recorded, for logs and benchmarks
 
     # --- life cycle -------------------------------------------------------------------------
@@ -240,10 +242,14 @@ class Dispatcher:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client (`stop` does; call it after using `run_once` alone)."""
+        """Close the HTTP client and our own engine (`stop` does; call it after using
+        `run_once` alone)."""
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.dispose()
+            self._sqlite_writer = None
 
     def wake(self) -> None:
         """Look for due events now (called after commits that wrote some; thread-safe)."""
@@ -326,6 +332,51 @@ class Dispatcher:
             self._results.extend(outcomes)
             raise
 
+    # --- writing ----------------------------------------------------------------------------
+
+    def _writer_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """SQLite: sessions of an engine of our own whose connections do not wait in SQLite's
+        busy handler. Its backoff grows to one try per 100 ms, so a waiter that has waited a
+        while loses the lock to every request that comes after it: with API writers keeping
+        the lock busy, the dispatcher would wait seconds. It retries every few ms instead."""
+        if self._sqlite_writer is None:
+            engine = self.sessions.kw.get("bind")
+            if not isinstance(engine, AsyncEngine) or engine.dialect.name != "sqlite":
+                return self.sessions
+            own = create_engine(engine.url.render_as_string(hide_password=False))
+
+            @event.listens_for(own.sync_engine, "connect")
+            def _no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.close()
+
+            self._sqlite_writer = own
+        return session_factory(self._sqlite_writer)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE, retried until the lock is ours)."""
+        sessions = self._writer_sessions()
+        while True:
+            session = sessions()
+            try:
+                await session.connection(execution_options={WRITE_OPTION: True})
+                break
+            except OperationalError as error:
+                await session.close()
+                if self._sqlite_writer is None or "locked" not in str(error):
+                    raise
+                await asyncio.sleep(SQLITE_RETRY)
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
     # --- 1. claim ---------------------------------------------------------------------------
 
     async def _is_postgres(self, session: AsyncSession) -> bool:
@@ -351,8 +402,7 @@ class Dispatcher:
                 due = select(EVENTS.c.id).where(*self._due(now)).limit(1)
                 if await session.scalar(due) is None:
                     return []
-        async with self.sessions() as session, session.begin():
-            await session.connection(execution_options={WRITE_OPTION: True})
+        async with self._writing() as session:
             await self._write(session, outcomes, now)
             if limit <= 0:
                 return []
@@ -413,8 +463,7 @@ class Dispatcher:
     async def _release(self, event_ids: Sequence[int], lease_until: datetime) -> None:
         """Give claimed events back without counting an attempt (a stop mid-delivery)."""
         try:
-            async with self.sessions() as session, session.begin():
-                await session.connection(execution_options={WRITE_OPTION: True})
+            async with self._writing() as session:
                 await session.execute(
                     update(EVENTS)
                     .where(EVENTS.c.id.in_(event_ids), EVENTS.c.locked_until == lease_until)
