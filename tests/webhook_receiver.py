@@ -121,6 +121,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 body = b'{"received":true}'
+                # Set before answering: once the sender has its answer, the record shows it.
+                record.status = status
                 self.send_response(status)
                 if 300 <= status < 400:
                     self.send_header("Location", receiver.location)
@@ -128,7 +130,6 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                record.status = status
             except OSError:
                 pass  # the sender went away (timed out, or was killed)
             finally:
