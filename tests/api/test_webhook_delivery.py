@@ -706,3 +706,32 @@ async def test_priced_bookings_announce_the_payment_not_a_request(app, client, a
     assert payload["price"] == 2500 and payload["currency"] == "eur"
     await settled(app, count=1)
     assert len(receiver.all()) == 1
+
+
+async def test_team_bookings_tell_the_event_type_hooks_not_the_hosts_own(
+    app, client, alice, bob, receiver
+):
+    from tests.api.test_team_scheduling import team_event_type
+    from tests.api.test_teams import add_member, create_team
+
+    team_id = int((await create_team(client, alice, slug="crew"))["team"]["id"])
+    await add_member(client, alice, bob, team_id)
+    for member in (alice, bob):
+        await add_schedule(app, member.id, "UTC")
+    panel = await team_event_type(
+        client, alice, team_id, "COLLECTIVE", [(alice, True), (bob, True)]
+    )
+    await hook(client, alice, receiver.url + "/type", ["BOOKING_CREATED"], eventTypeId=panel)
+    await hook(client, alice, receiver.url + "/alice", ["BOOKING_CREATED"])
+    await hook(client, bob, receiver.url + "/bob", ["BOOKING_CREATED"])
+    created = await book(client, alice, panel)
+    (got,) = await receiver.wait_for(1)
+    await settled(app, count=1)
+    assert [r.path for r in receiver.all()] == ["/type"]  # as Cal.com: not the hosts' own hooks
+    payload = got.json()["payload"]
+    assert payload["uid"] == created["uid"]
+    assert payload["schedulingType"] == "COLLECTIVE"
+    organizer = payload["organizer"]["email"]
+    other = ({alice.email, bob.email} - {organizer}).pop()
+    assert payload["team"]["id"] == team_id
+    assert [m["email"] for m in payload["team"]["members"]] == [other]
