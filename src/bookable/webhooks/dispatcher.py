@@ -224,7 +224,7 @@ class Dispatcher:
     async def _unlisten(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(DBAPIError, OSError):
-                # Back to the pool: the listener goes with the connection's reset.
+                # Not back to the pool: the connection has our listener on it.
                 await self._listener.invalidate()
             await self._listener.close()
             self._listener = None
@@ -271,6 +271,9 @@ class Dispatcher:
                 claimed = await self.exchange(self._take_results(), wanted)
             except (DBAPIError, OSError) as error:
                 log.warning("webhook dispatcher: database trouble: %s", error)
+            except Exception:
+                # Never let the loop die: delivery would stop until a restart.
+                log.exception("webhook dispatcher: unexpected error; going on")
             for job in claimed:
                 task = asyncio.create_task(self._deliver_and_keep(job))
                 self._in_flight.add(task)
@@ -494,6 +497,11 @@ class Dispatcher:
                     await self._post(job, outcome)
         except (TimeoutError, httpx.HTTPError, OSError) as error:
             outcome.error = _describe(error, self.config.timeout)
+        except Exception as error:
+            # Anything else still counts as a failed attempt, or the event would come back
+            # after every lease without ever using up its attempts.
+            log.exception("webhook dispatcher: delivery of event %s failed", job.event_id)
+            outcome.error = f"{type(error).__name__}: {error}"
         outcome.duration_ms = int((time.perf_counter() - began) * 1000)
         return outcome
 
