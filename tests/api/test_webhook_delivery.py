@@ -735,3 +735,28 @@ async def test_team_bookings_tell_the_event_type_hooks_not_the_hosts_own(
     other = ({alice.email, bob.email} - {organizer}).pop()
     assert payload["team"]["id"] == team_id
     assert [m["email"] for m in payload["team"]["members"]] == [other]
+
+
+async def test_confirming_a_priced_booking_records_the_payment_and_announces_it(
+    app, client, alice, receiver
+):
+    await add_schedule(app, alice.id, "UTC")
+    priced = await add_event_type(app, alice.id, "priced", price=4000, currency="usd")
+    await hook(client, alice, receiver.url, ["BOOKING_PAID", "BOOKING_CREATED"])
+    created = await book(client, alice, priced)
+    r = await client.post(
+        f"/v1/bookings/{created['id']}/confirm", params=alice.params, json={"confirmed": True}
+    )
+    assert r.status_code == 200, r.text
+    got = await receiver.wait_for(2)
+    # Both are written in one transaction; the dispatcher may deliver them in either order.
+    by_trigger = {g.trigger: g.json()["payload"] for g in got}
+    assert sorted(by_trigger) == ["BOOKING_CREATED", "BOOKING_PAID"]
+    payload = by_trigger["BOOKING_PAID"]
+    assert payload["paymentId"] == created["paymentId"]
+    assert payload["paymentData"]["success"] is True
+    assert payload["status"] == "ACCEPTED"
+    payment = await client.get(f"/v1/payments/{created['paymentId']}", params=alice.params)
+    assert payment.json()["payment"]["success"] is True
+    booking = await client.get(f"/v1/bookings/{created['id']}", params=alice.params)
+    assert booking.json()["booking"]["paid"] is True

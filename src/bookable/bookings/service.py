@@ -978,7 +978,16 @@ async def confirm_booking(
             ):
                 raise BookingRefused(refusal)
     booking.status = BookingStatus.ACCEPTED
+    # No payment provider ships with Bookable: the host confirming a priced booking is the
+    # record that it was paid (README, "Payments").
+    unpaid = [p for p in booking.payments if not p.success and not p.refunded]
+    for payment in unpaid:
+        payment.success = True
+    if unpaid:
+        booking.paid = True
     await _flush_guarded(session, booking)
+    if unpaid:
+        await announce(session, WebhookTrigger.BOOKING_PAID, booking, payment=unpaid[0])
     await announce(session, WebhookTrigger.BOOKING_CREATED, booking)
     return booking
 

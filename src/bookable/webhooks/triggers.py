@@ -49,6 +49,7 @@ FIRED_TRIGGERS: frozenset[WebhookTrigger] = frozenset(
         WebhookTrigger.BOOKING_CANCELLED,
         WebhookTrigger.BOOKING_REJECTED,
         WebhookTrigger.BOOKING_PAID,
+        WebhookTrigger.BOOKING_PAYMENT_INITIATED,
         WebhookTrigger.BOOKING_NO_SHOW_UPDATED,
         WebhookTrigger.MEETING_STARTED,
         WebhookTrigger.MEETING_ENDED,
