@@ -171,9 +171,9 @@ async def co_hosted_ids(session: AsyncSession, caller: Caller) -> list[int]:
         return []
     return list(
         await session.scalars(
-            select(BookingHost.booking_id)
-            .join(Booking, Booking.id == BookingHost.booking_id)
-            .where(BookingHost.user_id == caller.user_id, Booking.user_id != caller.user_id)
+            select(BookingHost.booking_id).where(
+                BookingHost.user_id == caller.user_id, ~BookingHost.organizer
+            )
         )
     )
 
@@ -198,7 +198,9 @@ def readable(caller: Caller) -> Select[tuple[Booking]]:
         func.lower(Attendee.email) == caller.user.email.lower()
     )
     owned_types = select(EventType.id).where(EventType.user_id == caller.user_id)
-    co_hosted = select(BookingHost.booking_id).where(BookingHost.user_id == caller.user_id)
+    co_hosted = select(BookingHost.booking_id).where(
+        BookingHost.user_id == caller.user_id, ~BookingHost.organizer
+    )
     return query.where(
         or_(
             Booking.user_id == caller.user_id,
@@ -746,6 +748,7 @@ async def insert_booking(
                     BookingHost(
                         booking_id=booking.id,
                         user_id=user_id,
+                        organizer=False,
                         status=booking.status,
                         blocked_start=booking.blocked_start,
                         blocked_end=booking.blocked_end,

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -180,7 +181,15 @@ class BookingHost(Base):
     """
 
     __tablename__ = "booking_hosts"
-    __table_args__ = (Index("ix_booking_hosts_user_id_blocked_start", "user_id", "blocked_start"),)
+    __table_args__ = (
+        Index("ix_booking_hosts_user_id_blocked_start", "user_id", "blocked_start"),
+        Index(
+            "ix_booking_hosts_co_hosts",
+            "user_id",
+            postgresql_where=text("NOT organizer"),
+            sqlite_where=text("organizer = 0"),
+        ),
+    )
 
     booking_id: Mapped[int] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"), primary_key=True
@@ -188,6 +197,8 @@ class BookingHost(Base):
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
+    # True on the booking's own host (bookings.user_id); False on the other hosts of a team booking.
+    organizer: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[BookingStatus] = mapped_column(
         Enum(BookingStatus, name="booking_status", native_enum=False, length=16)
     )

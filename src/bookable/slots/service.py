@@ -255,7 +255,9 @@ async def load_host_calendar(
                 Booking.user_id == host.id,
                 # The host's share of team bookings organised by someone else.
                 Booking.id.in_(
-                    select(BookingHost.booking_id).where(BookingHost.user_id == host.id)
+                    select(BookingHost.booking_id).where(
+                        BookingHost.user_id == host.id, ~BookingHost.organizer
+                    )
                 ),
                 Booking.id.in_(as_attendee),
             ),

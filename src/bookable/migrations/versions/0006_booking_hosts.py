@@ -29,9 +29,10 @@ _PG_STATEMENTS = (
 CREATE OR REPLACE FUNCTION bookable_booking_hosts_on_insert() RETURNS trigger AS $$
 BEGIN
     IF NEW.user_id IS NOT NULL THEN
-        INSERT INTO booking_hosts (booking_id, user_id, status, blocked_start, blocked_end)
-        VALUES (NEW.id, NEW.user_id, NEW.status, NEW.blocked_start, NEW.blocked_end)
-        ON CONFLICT DO NOTHING;
+        INSERT INTO booking_hosts
+            (booking_id, user_id, organizer, status, blocked_start, blocked_end)
+        VALUES (NEW.id, NEW.user_id, TRUE, NEW.status, NEW.blocked_start, NEW.blocked_end)
+        ON CONFLICT (booking_id, user_id) DO UPDATE SET organizer = TRUE;
     END IF;
     RETURN NULL;
 END $$ LANGUAGE plpgsql
@@ -42,9 +43,10 @@ BEGIN
     IF NEW.user_id IS DISTINCT FROM OLD.user_id THEN
         DELETE FROM booking_hosts WHERE booking_id = NEW.id AND user_id = OLD.user_id;
         IF NEW.user_id IS NOT NULL THEN
-            INSERT INTO booking_hosts (booking_id, user_id, status, blocked_start, blocked_end)
-            VALUES (NEW.id, NEW.user_id, NEW.status, NEW.blocked_start, NEW.blocked_end)
-            ON CONFLICT DO NOTHING;
+            INSERT INTO booking_hosts
+                (booking_id, user_id, organizer, status, blocked_start, blocked_end)
+            VALUES (NEW.id, NEW.user_id, TRUE, NEW.status, NEW.blocked_start, NEW.blocked_end)
+            ON CONFLICT (booking_id, user_id) DO UPDATE SET organizer = TRUE;
         END IF;
     END IF;
     UPDATE booking_hosts
@@ -69,9 +71,10 @@ _SQLITE_TRIGGERS = (
     CREATE TRIGGER trg_bookings_hosts_insert AFTER INSERT ON bookings
     WHEN NEW.user_id IS NOT NULL
     BEGIN
-        INSERT OR IGNORE INTO booking_hosts
-            (booking_id, user_id, status, blocked_start, blocked_end)
-        VALUES (NEW.id, NEW.user_id, NEW.status, NEW.blocked_start, NEW.blocked_end);
+        INSERT INTO booking_hosts
+            (booking_id, user_id, organizer, status, blocked_start, blocked_end)
+        VALUES (NEW.id, NEW.user_id, 1, NEW.status, NEW.blocked_start, NEW.blocked_end)
+        ON CONFLICT (booking_id, user_id) DO UPDATE SET organizer = 1;
     END
     """,
     """
@@ -81,10 +84,11 @@ _SQLITE_TRIGGERS = (
         DELETE FROM booking_hosts
          WHERE booking_id = NEW.id AND user_id = OLD.user_id
            AND NEW.user_id IS NOT OLD.user_id;
-        INSERT OR IGNORE INTO booking_hosts
-            (booking_id, user_id, status, blocked_start, blocked_end)
-        SELECT NEW.id, NEW.user_id, NEW.status, NEW.blocked_start, NEW.blocked_end
-         WHERE NEW.user_id IS NOT NULL AND NEW.user_id IS NOT OLD.user_id;
+        INSERT INTO booking_hosts
+            (booking_id, user_id, organizer, status, blocked_start, blocked_end)
+        SELECT NEW.id, NEW.user_id, 1, NEW.status, NEW.blocked_start, NEW.blocked_end
+         WHERE NEW.user_id IS NOT NULL AND NEW.user_id IS NOT OLD.user_id
+        ON CONFLICT (booking_id, user_id) DO UPDATE SET organizer = 1;
         UPDATE booking_hosts
            SET status = NEW.status, blocked_start = NEW.blocked_start,
                blocked_end = NEW.blocked_end
@@ -99,6 +103,7 @@ def upgrade() -> None:
         "booking_hosts",
         sa.Column("booking_id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("organizer", sa.Boolean(), nullable=False),
         sa.Column(
             "status",
             sa.Enum(*STATUSES, name="booking_status", native_enum=False, length=16),
@@ -126,9 +131,20 @@ def upgrade() -> None:
         ["user_id", "blocked_start"],
         unique=False,
     )
+    # Co-hosts (not organising) are few: found by this small index, not by walking a host's
+    # every booking.
+    op.create_index(
+        "ix_booking_hosts_co_hosts",
+        "booking_hosts",
+        ["user_id"],
+        unique=False,
+        postgresql_where=sa.text("NOT organizer"),
+        sqlite_where=sa.text("organizer = 0"),
+    )
     op.execute(
-        "INSERT INTO booking_hosts (booking_id, user_id, status, blocked_start, blocked_end) "
-        "SELECT id, user_id, status, blocked_start, blocked_end FROM bookings "
+        "INSERT INTO booking_hosts "
+        "(booking_id, user_id, organizer, status, blocked_start, blocked_end) "
+        "SELECT id, user_id, TRUE, status, blocked_start, blocked_end FROM bookings "
         "WHERE user_id IS NOT NULL"
     )
     if op.get_bind().dialect.name == "postgresql":
@@ -160,5 +176,6 @@ def downgrade() -> None:
         )
     else:
         op.execute("DROP TRIGGER IF EXISTS trg_bookings_hosts_insert")
+    op.drop_index("ix_booking_hosts_co_hosts", table_name="booking_hosts")
     op.drop_index("ix_booking_hosts_user_id_blocked_start", table_name="booking_hosts")
     op.drop_table("booking_hosts")
