@@ -25,6 +25,7 @@ from bookable.scheduling import (
     TeamHost,
     TeamSlot,
     check_booking,
+    check_team_booking,
     compute_slots,
     compute_team_slots,
     pick_round_robin_host,
@@ -357,3 +358,40 @@ def test_team_slot_properties(event: EventRules, drawn: list[tuple[HostCalendar,
             }
         )
         assert [s.start for s in round_robin] == union
+
+
+# --- check_team_booking ---------------------------------------------------------------------
+
+
+def test_team_check_agrees_with_team_slots_and_names_the_missing_hosts() -> None:
+    berlin = TeamHost(1, nine_to_five(BERLIN), fixed=True)
+    new_york = TeamHost(
+        2, nine_to_five(NEW_YORK, busy=busy("2026-01-12T15:00", "2026-01-12T16:00"))
+    )
+    team = [berlin, new_york]
+    offered = compute_team_slots(HOUR, team, COLLECTIVE, MONDAY)
+    for slot in offered:
+        check = check_team_booking(HOUR, team, COLLECTIVE, slot.start, 60, NOW)
+        assert check.refusal is None and check.free_hosts == (1, 2)
+    busy_time = check_team_booking(HOUR, team, COLLECTIVE, utc("2026-01-12T15:00"), 60, NOW)
+    assert busy_time.refusal is not None
+    assert busy_time.refusal.code == "fixed_hosts_unavailable_for_booking"
+    assert "user 2" in busy_time.refusal.reason and "user 1" not in busy_time.refusal.reason
+    # Round robin: Berlin (fixed) is free at 15:00, New York (the only RR host) is not.
+    rr = check_team_booking(HOUR, team, ROUND_ROBIN, utc("2026-01-12T15:00"), 60, NOW)
+    assert rr.refusal is not None
+    assert rr.refusal.code == "round_robin_host_unavailable_for_booking"
+    ok = check_team_booking(HOUR, team, ROUND_ROBIN, utc("2026-01-12T14:00"), 60, NOW)
+    assert ok.refusal is None and ok.free_hosts == (1, 2)
+
+
+def test_team_check_gives_event_rules_and_the_grid_their_own_codes() -> None:
+    team = [TeamHost(1, nine_to_five(BERLIN)), TeamHost(2, nine_to_five(BERLIN))]
+    past = check_team_booking(HOUR, team, COLLECTIVE, utc("2025-12-31T10:00"), 60, NOW)
+    assert past.refusal is not None and past.refusal.status == 400
+    off_grid = check_team_booking(HOUR, team, COLLECTIVE, utc("2026-01-12T09:10"), 60, NOW)
+    assert off_grid.refusal is not None
+    assert off_grid.refusal.code == "no_available_users_found_error"
+    assert "grid" in off_grid.refusal.reason
+    nobody = check_team_booking(HOUR, [], COLLECTIVE, utc("2026-01-12T09:00"), 60, NOW)
+    assert nobody.refusal is not None and nobody.free_hosts == ()
