@@ -22,7 +22,7 @@ from bookable.booking_references.endpoints import router as booking_references_r
 from bookable.bookings.endpoints import router as bookings_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
-from bookable.core.db import create_engine, session_factory
+from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = sessions
+    app.state.write_gate = WriteGate(is_sqlite(settings.database_url))
     app.state.redis = redis
     app.state.authenticator = Authenticator(
         sessions,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -68,10 +70,31 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
 
 
+class WriteGate:
+    """SQLite: writing requests of this process take turns, first come first served.
+
+    SQLite's busy handler retries with a growing sleep, so a writer that has waited a while
+    loses the lock to every newer one (8 concurrent bookings: median 19 ms, p95 646 ms). An
+    asyncio lock queues them in arrival order instead; other processes still meet SQLite's
+    lock and its busy handler. PostgreSQL needs no gate."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._lock = asyncio.Lock() if enabled else None
+
+    @contextlib.asynccontextmanager
+    async def turn(self, writing: bool) -> AsyncIterator[None]:
+        if self._lock is None or not writing:
+            yield
+            return
+        async with self._lock:
+            yield
+
+
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit when the handler returns, roll back on any error."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session:
+    gate: WriteGate = request.app.state.write_gate
+    async with gate.turn(request.method in WRITE_METHODS), sessions() as session:
         try:
             if request.method in WRITE_METHODS:
                 # Serialises writers on SQLite (BEGIN IMMEDIATE); PostgreSQL ignores the option.
