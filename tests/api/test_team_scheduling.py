@@ -95,6 +95,18 @@ async def team_event_type(
     return int(response.json()["event_type"]["id"])
 
 
+async def london_pair(
+    app: FastAPI, client: httpx.AsyncClient, members: list[Account], **fields: Any
+) -> int:
+    """alice and bob, both 09:00-17:00 in London, hosting one COLLECTIVE event type."""
+    alice, bob = members[:2]
+    await hours(app, alice, "Europe/London")
+    await hours(app, bob, "Europe/London")
+    return await team_event_type(
+        client, alice, team_id_of(members), "COLLECTIVE", [(alice, False), (bob, False)], **fields
+    )
+
+
 async def slot_times(
     client: httpx.AsyncClient, account: Account, event_type_id: int, window: dict[str, str]
 ) -> list[str]:
@@ -243,11 +255,7 @@ async def test_collective_booking_refused_when_one_host_is_busy(
     app: FastAPI, client: httpx.AsyncClient, members: list[Account]
 ) -> None:
     alice, bob = members[:2]
-    await hours(app, alice, "Europe/London")
-    await hours(app, bob, "Europe/London")
-    event_type = await team_event_type(
-        client, alice, team_id_of(members), "COLLECTIVE", [(alice, False), (bob, False)]
-    )
+    event_type = await london_pair(app, client, members)
     bob_own = await add_event_type(app, bob.id, "bob-call")
     assert (await post_booking(client, bob, bob_own, "2026-01-06T11:00:00Z")).status_code == 200
 
@@ -271,11 +279,7 @@ async def test_concurrent_collective_and_personal_bookings_of_one_host_one_wins(
     app: FastAPI, client: httpx.AsyncClient, members: list[Account]
 ) -> None:
     alice, bob = members[:2]
-    await hours(app, alice, "Europe/London")
-    await hours(app, bob, "Europe/London")
-    event_type = await team_event_type(
-        client, alice, team_id_of(members), "COLLECTIVE", [(alice, False), (bob, False)]
-    )
+    event_type = await london_pair(app, client, members)
     bob_own = await add_event_type(app, bob.id, "bob-call")
     racers = [
         post_booking(client, alice, event_type, "2026-01-06T13:00:00Z", f"t{i}@example.com")
@@ -421,12 +425,7 @@ async def test_members_schedule_team_events_outsiders_do_not(
     members: list[Account],
     make_account: Callable[..., Any],
 ) -> None:
-    alice, bob = members[:2]
-    await hours(app, alice, "Europe/London")
-    await hours(app, bob, "Europe/London")
-    event_type = await team_event_type(
-        client, alice, team_id_of(members), "COLLECTIVE", [(alice, False), (bob, False)]
-    )
+    event_type = await london_pair(app, client, members)
     stranger = await make_account("stranger")
     response = await client.get(
         "/v1/slots", params={**stranger.params, "eventTypeId": event_type, **TUESDAY}
@@ -462,16 +461,7 @@ async def test_confirming_a_collective_booking_rechecks_and_updates_every_host(
     app: FastAPI, client: httpx.AsyncClient, members: list[Account]
 ) -> None:
     alice, bob = members[:2]
-    await hours(app, alice, "Europe/London")
-    await hours(app, bob, "Europe/London")
-    event_type = await team_event_type(
-        client,
-        alice,
-        team_id_of(members),
-        "COLLECTIVE",
-        [(alice, False), (bob, False)],
-        requiresConfirmation=True,
-    )
+    event_type = await london_pair(app, client, members, requiresConfirmation=True)
     pending = await post_booking(client, alice, event_type, "2026-01-06T10:00:00Z")
     assert pending.status_code == 200, pending.text
     booking = pending.json()
