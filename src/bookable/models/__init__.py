@@ -11,6 +11,7 @@ from bookable.models.bookings import (
     Payment,
 )
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
+from bookable.models.idempotency import IdempotencyKey
 from bookable.models.schedules import Availability, Schedule
 from bookable.models.teams import Membership, MembershipRole, Team
 from bookable.models.users import User, UserRole
@@ -28,6 +29,7 @@ __all__ = [
     "EventType",
     "EventTypeCustomInput",
     "Host",
+    "IdempotencyKey",
     "Membership",
     "MembershipRole",
     "Payment",

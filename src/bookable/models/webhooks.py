@@ -39,6 +39,11 @@ class Webhook(Base):
     __tablename__ = "webhooks"
     __table_args__ = (
         UniqueConstraint("user_id", "subscriber_url", name="uq_webhooks_user_id_subscriber_url"),
+        # One URL once per event type too (user_id is null on event type webhooks; nulls never
+        # collide in a unique constraint, so user webhooks are not affected).
+        UniqueConstraint(
+            "event_type_id", "subscriber_url", name="uq_webhooks_event_type_id_subscriber_url"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_webhook_id)
