@@ -7,9 +7,11 @@ in `bookable worker`. It never holds a database transaction across an HTTP reque
    ``locked_until = now + lease``. On PostgreSQL the candidates are picked with
    ``FOR UPDATE SKIP LOCKED``, so dispatchers in several processes take disjoint rows; on
    SQLite the UPDATE itself is the claim (writers are serialised).
-2. **Deliver** (no transaction): the subscriber URL is checked again (DNS included), then one
-   POST with the stored body, signed with the webhook's current secret; redirects are not
-   followed (a 3xx is a failure); the whole attempt is bounded by the timeout.
+2. **Deliver** (no transaction): one POST with the stored body, signed with the webhook's current
+   secret, through a client that checks the subscriber URL again and connects only to addresses
+   its name resolves to *and* the rules allow (`bookable.core.outbound`: pinned, so no DNS
+   rebinding); redirects are not followed (a 3xx is a failure); the attempt is bounded by the
+   timeout.
 3. **Record**: a `WebhookDelivery` row per attempt; a 2xx makes the event DELIVERED; otherwise
    it is retried after the next wait of the schedule (with jitter), FAILED after the last
    attempt. Finished attempts are written in the transaction of the next claim (one write
@@ -43,11 +45,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bookable.core.clock import Clock, clock
 from bookable.core.db import WRITE_OPTION, create_engine, session_factory
+from bookable.core.outbound import guarded_client, refusal, url_problem
 from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
 from bookable.settings import Settings
 from bookable.webhooks.outbox import NOTIFY_CHANNEL, add_commit_listener
 from bookable.webhooks.signing import delivery_headers
-from bookable.webhooks.urls import delivery_target_problem
 
 log = logging.getLogger("bookable.webhooks")
 
@@ -184,16 +186,13 @@ class Dispatcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                # Proxies from the environment would connect elsewhere than the checks allowed.
-                trust_env=False,
-                timeout=httpx.Timeout(self.config.timeout),
-                # No cap on connections: the dispatcher bounds deliveries in flight itself, and
-                # a pool slot lost to a cancelled request must not make later ones wait.
-                limits=httpx.Limits(
-                    max_connections=None, max_keepalive_connections=self.config.concurrency
-                ),
+            # Each connection goes to an address checked against the URL safety rules at that
+            # moment (resolved once: no DNS rebinding between check and connect); no proxies
+            # from the environment, no redirects.
+            self._client = guarded_client(
+                allow_private=self.config.allow_private_targets,
+                timeout=self.config.timeout,
+                max_keepalive_connections=self.config.concurrency,
             )
         return self._client
 
@@ -485,18 +484,17 @@ class Dispatcher:
         began = time.perf_counter()
         outcome = Outcome(job, started_at=started_at)
         try:
-            async with asyncio.timeout(self.config.timeout * 2):
-                problem = await delivery_target_problem(
-                    job.url,
-                    allow_private=self.config.allow_private_targets,
-                    resolve_timeout=self.config.timeout,
-                )
-                if problem is not None:
-                    outcome.error = f"delivery refused: {problem}"
-                else:
-                    await self._post(job, outcome)
+            problem = url_problem(job.url, allow_private=self.config.allow_private_targets)
+            if problem is not None:  # saved before the rules (or the setting) changed
+                outcome.error = f"delivery refused: {problem}"
+            else:
+                await self._post(job, outcome)
         except (TimeoutError, httpx.HTTPError, OSError) as error:
-            outcome.error = _describe(error, self.config.timeout)
+            refused = refusal(error)
+            if refused is not None:  # refused before any connection was tried
+                outcome.error = f"delivery refused: {refused}"
+            else:
+                outcome.error = _describe(error, self.config.timeout)
         except Exception as error:
             # Anything else still counts as a failed attempt, or the event would come back
             # after every lease without ever using up its attempts.
