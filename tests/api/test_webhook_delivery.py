@@ -574,6 +574,45 @@ async def test_a_hanging_receiver_never_blocks_a_request(app, client, alice, mee
 # --- MEETING_STARTED / MEETING_ENDED --------------------------------------------------------------
 
 
+async def test_giving_up_a_seat_announces_the_leaving_attendee(app, client, alice, bob, receiver):
+    await add_schedule(app, alice.id, "UTC")
+    seated = await add_event_type(app, alice.id, "class", seats_per_time_slot=3)
+    await hook(client, alice, receiver.url, ["BOOKING_CANCELLED", "MEETING_STARTED"])
+    booking = await book(client, alice, seated, email="one@example.com", name="One Seat")
+    await book(client, alice, seated, email=bob.email, name="Bob Seat")
+    r = await client.delete(
+        f"/v1/bookings/{booking['id']}",
+        params={**bob.params, "cancellationReason": "Can't make it"},
+    )
+    assert r.status_code == 200 and r.json()["onlyRemovedAttendee"] is True, r.text
+    (got,) = await receiver.wait_for(1)
+    assert got.trigger == "BOOKING_CANCELLED"
+    payload = got.json()["payload"]
+    # As Cal.com's cancelAttendeeSeat: the booking, with only the attendee who left.
+    assert (payload["uid"], payload["bookingId"]) == (booking["uid"], booking["id"])
+    assert payload["status"] == "CANCELLED"
+    assert [(a["email"], a["name"]) for a in payload["attendees"]] == [(bob.email, "Bob Seat")]
+    assert payload["cancellationReason"] == "Can't make it"
+    assert payload["cancelledBy"] == bob.email
+    assert payload["seatsPerTimeSlot"] == 3
+    # The booking goes on: its MEETING_STARTED is planned again, for those who remain.
+    meetings = [e for e in await events(app) if e.trigger == "MEETING_STARTED"]
+    assert [e.status for e in meetings] == [
+        WebhookEventStatus.DROPPED,  # planned for the first seat
+        WebhookEventStatus.DROPPED,  # planned again when Bob took his seat
+        WebhookEventStatus.PENDING,
+    ]
+    meeting = meetings[-1]
+    assert meeting.next_attempt_at == TUESDAY_10
+    body = meeting.body
+    assert "one@example.com" in body and bob.email not in body
+    # The host cancelling the rest is the usual BOOKING_CANCELLED, with everyone left.
+    r = await client.delete(f"/v1/bookings/{booking['id']}", params=alice.params)
+    assert r.json()["onlyRemovedAttendee"] is False
+    got = await receiver.wait_for(2)
+    assert [a["email"] for a in got[1].json()["payload"]["attendees"]] == ["one@example.com"]
+
+
 async def test_meeting_events_come_due_at_start_and_end_and_follow_the_booking(
     app, client, alice, meet, receiver
 ):
