@@ -20,12 +20,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import insert, select, text
 
 from bookable.app import create_app
 from bookable.core.clock import clock
+from bookable.core.db import create_engine
 from bookable.models import WebhookDelivery, WebhookEvent, WebhookEventStatus
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from bookable.webhooks.outbox import NOTIFY_CHANNEL
 from bookable.webhooks.payloads import js_json
 from tests.conftest import Account, client_for
 from tests.webhook_receiver import Receiver, receiving
@@ -538,6 +540,17 @@ async def test_a_refused_target_is_a_failed_attempt_without_a_request(make_setti
     clock.freeze(None)
 
 
+async def test_a_named_target_is_reached_at_its_checked_address(app, client, alice, meet, receiver):
+    # "localhost" is resolved by the delivering client itself, checked, and connected to;
+    # the request still names the host it was sent to.
+    named = receiver.url.replace("127.0.0.1", "localhost")
+    await hook(client, alice, named + "/named", ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    (got,) = await receiver.wait_for(1)
+    assert got.path == "/named"
+    assert got.headers["host"] == named.removeprefix("http://")
+
+
 async def test_a_refused_booking_writes_no_event(app, client, alice, meet, receiver):
     await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
     await book(client, alice, meet)
@@ -799,3 +812,76 @@ async def test_confirming_a_priced_booking_records_the_payment_and_announces_it(
     assert payment.json()["payment"]["success"] is True
     booking = await client.get(f"/v1/bookings/{created['id']}", params=alice.params)
     assert booking.json()["booking"]["paid"] is True
+
+
+# --- PostgreSQL: LISTEN/NOTIFY across processes ---------------------------------------------------
+
+
+async def _committed_elsewhere(application: FastAPI, webhook_id: str, label: str) -> None:
+    """An event written and NOTIFYed as another process would: on a connection of an engine
+    of its own, outside any ORM session, so no in-process wake-up is involved."""
+    engine = create_engine(application.state.settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            now = NOW - timedelta(minutes=1)  # due by the server's (frozen) clock
+            await conn.execute(
+                insert(WebhookEvent.__table__).values(
+                    webhook_id=webhook_id,
+                    trigger="BOOKING_CREATED",
+                    body=js_json({"label": label}),
+                    content_type="application/json",
+                    status=WebhookEventStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    finally:
+        await engine.dispose()
+
+
+async def _listening_backends(application: FastAPI) -> set[int]:
+    async with application.state.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query ILIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+            )
+        )
+        return {int(pid) for pid in rows.scalars()}
+
+
+async def test_a_lost_listen_connection_is_established_again(
+    make_settings: Any, database_url: str, receiver: Receiver
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    # Polling once a minute: only a NOTIFY can bring an event within seconds.
+    settings = make_settings(clock=NOW, **{**FAST, "webhook_poll_interval": 60.0})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        made = await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await asyncio.sleep(0.2)  # the dispatcher's first look is over; it waits a minute now
+
+        began = time.monotonic()
+        await _committed_elsewhere(application, made["id"], "before")
+        await receiver.wait_for(1, within=10)
+        assert time.monotonic() - began < 10
+
+        (listening,) = await _listening_backends(application)
+        async with application.state.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": listening})
+        deadline = time.monotonic() + 10
+        while (again := await _listening_backends(application)) in (set(), {listening}):
+            assert time.monotonic() < deadline, "LISTEN was not established again"
+            await asyncio.sleep(0.05)
+        assert listening not in again
+
+        began = time.monotonic()
+        await _committed_elsewhere(application, made["id"], "after")
+        got = await receiver.wait_for(2, within=10)
+        assert time.monotonic() - began < 10  # well before the next poll (60 s)
+        assert [r.json()["label"] for r in got] == ["before", "after"]
+    clock.freeze(None)
