@@ -13,6 +13,7 @@ import hmac
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,15 +21,25 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
 
 from bookable.app import create_app
 from bookable.core.clock import clock
 from bookable.core.db import create_engine
-from bookable.models import WebhookDelivery, WebhookEvent, WebhookEventStatus
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    Payment,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookEventStatus,
+)
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from bookable.webhooks.outbox import NOTIFY_CHANNEL
-from bookable.webhooks.payloads import js_json
+from bookable.webhooks.payloads import FACTS_BATCH, js_json, load_facts, meeting_body
+from bookable.webhooks.triggers import WebhookTrigger
 from tests.conftest import Account, client_for
 from tests.webhook_receiver import Receiver, receiving
 
@@ -742,6 +753,80 @@ async def test_a_new_hook_plans_meeting_events_for_upcoming_bookings(app, client
         ("MEETING_ENDED", WebhookEventStatus.PENDING),
     ]
     assert rows[1].next_attempt_at == TUESDAY_10 + timedelta(minutes=30)
+
+
+async def test_a_new_hook_plans_meeting_events_for_many_bookings(app, client, alice, meet):
+    # More bookings than one batch of load_facts_many, in several shapes: with and without an
+    # event type, 0-3 attendees, some paid; some cancelled or over (no plan for those).
+    count = 2 * FACTS_BATCH + 37
+    async with app.state.sessions() as session, session.begin():
+        for n in range(count):
+            start = TUESDAY_10 + timedelta(hours=n)
+            booking = Booking(
+                uid=f"many-{n}",
+                user_id=alice.id,
+                event_type_id=None if n % 5 == 0 else meet,
+                title=f"Meeting {n}",
+                start_time=start,
+                end_time=start + timedelta(minutes=30),
+                status=BookingStatus.CANCELLED if n % 11 == 0 else BookingStatus.ACCEPTED,
+                responses={"name": f"Guest {n}", "email": f"g{n}@example.com"},
+            )
+            for k in range(n % 4):
+                booking.attendees.append(
+                    Attendee(
+                        email=f"a{k}-{n}@example.com", name=f"A{k} {n}", time_zone="Asia/Tokyo"
+                    )
+                )
+            if n % 7 == 0:
+                booking.payments.append(
+                    Payment(uid=f"pay-{n}", amount=100 + n, currency="eur", success=True)
+                )
+            session.add(booking)
+    expected = {n for n in range(count) if n % 11}
+    statements: list[str] = []
+
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", _count)
+    try:
+        made = await hook(
+            client, alice, "http://127.0.0.1:9/later", ["MEETING_STARTED", "MEETING_ENDED"]
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", _count)
+    # The bookings' rows are read in a few batched queries, not a few queries per booking
+    # (other statements on the engine are the running dispatcher's polls and the inserts).
+    reads = Counter(
+        table
+        for statement in statements
+        for table in ("attendees", "payments", "booking_references", "users", "event_types")
+        if statement.startswith("SELECT") and f"FROM {table} " in statement + " "
+    )
+    assert max(reads.values()) <= 3, reads
+    rows = await events(app)
+    assert len(rows) == 2 * len(expected)
+    async with app.state.sessions() as session:
+        bookings = {
+            b.id: b
+            for b in await session.scalars(select(Booking).where(Booking.uid.like("many-%")))
+        }
+        assert {int(bookings[e.booking_id].uid.split("-")[1]) for e in rows} == expected
+        # Each body is what the booking's own facts render, whichever batch it was loaded in.
+        for event in rows:
+            assert event.webhook_id == made["id"] and event.status == WebhookEventStatus.PENDING
+            booking = bookings[event.booking_id]
+            trigger = WebhookTrigger(event.trigger)
+            facts = await load_facts(session, booking)
+            assert event.body == js_json(meeting_body(trigger, facts)), booking.uid
+            due = (
+                booking.start_time
+                if trigger == WebhookTrigger.MEETING_STARTED
+                else booking.end_time
+            )
+            assert event.next_attempt_at == due
 
 
 async def test_priced_bookings_announce_the_payment_not_a_request(app, client, alice, receiver):
