@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if dispatcher is not None:
             await dispatcher.stop()
         await engine.dispose()
+        await _app.state.rate_limiter.aclose()
         if redis is not None:
             await redis.aclose()
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
+from bookable.core.ratelimit import REDIS_CLIENT_NAME
 from bookable.models import ApiKey
 from bookable.settings import Settings
 from tests.conftest import Account, client_for
@@ -294,3 +295,27 @@ async def test_redis_user_deletion_and_demotion_reach_other_instance(
         listed = await second.get("/v1/users", params=bob.params)
         assert listed.status_code == 200
         assert sorted(u["id"] for u in listed.json()["users"]) == sorted([admin.id, bob.id])
+
+
+async def _limiter_connections(redis_url: str) -> set[str]:
+    """The ids of the rate limiter's connections the Redis server has open now."""
+    client = Redis.from_url(redis_url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return {str(c["id"]) for c in clients if c.get("name") == REDIS_CLIENT_NAME}
+
+
+async def test_shutdown_closes_the_redis_connections_of_the_limiter(
+    make_settings: Callable[..., Settings], redis_db: str, alice: Account
+) -> None:
+    before = await _limiter_connections(redis_db)
+    async with running(make_settings(rate_limit="3/minute", redis_url=redis_db)) as (_app, http):
+        assert (await me(http, alice.key)).status_code == 200
+        ours = await _limiter_connections(redis_db) - before
+        assert ours  # the request opened one
+    deadline = time.monotonic() + 5
+    while ours & await _limiter_connections(redis_db):
+        assert time.monotonic() < deadline, "the limiter's connections stayed open"
+        await asyncio.sleep(0.02)

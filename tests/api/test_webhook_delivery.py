@@ -13,6 +13,7 @@ import hmac
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,13 +21,25 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, select, text
 
 from bookable.app import create_app
 from bookable.core.clock import clock
-from bookable.models import WebhookDelivery, WebhookEvent, WebhookEventStatus
+from bookable.core.db import create_engine
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    Payment,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookEventStatus,
+)
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
-from bookable.webhooks.payloads import js_json
+from bookable.webhooks.outbox import NOTIFY_CHANNEL
+from bookable.webhooks.payloads import FACTS_BATCH, js_json, load_facts, meeting_body
+from bookable.webhooks.triggers import WebhookTrigger
 from tests.conftest import Account, client_for
 from tests.webhook_receiver import Receiver, receiving
 
@@ -538,6 +551,17 @@ async def test_a_refused_target_is_a_failed_attempt_without_a_request(make_setti
     clock.freeze(None)
 
 
+async def test_a_named_target_is_reached_at_its_checked_address(app, client, alice, meet, receiver):
+    # "localhost" is resolved by the delivering client itself, checked, and connected to;
+    # the request still names the host it was sent to.
+    named = receiver.url.replace("127.0.0.1", "localhost")
+    await hook(client, alice, named + "/named", ["BOOKING_CREATED"])
+    await book(client, alice, meet)
+    (got,) = await receiver.wait_for(1)
+    assert got.path == "/named"
+    assert got.headers["host"] == named.removeprefix("http://")
+
+
 async def test_a_refused_booking_writes_no_event(app, client, alice, meet, receiver):
     await hook(client, alice, receiver.url, ["BOOKING_CREATED"])
     await book(client, alice, meet)
@@ -572,6 +596,45 @@ async def test_a_hanging_receiver_never_blocks_a_request(app, client, alice, mee
 
 
 # --- MEETING_STARTED / MEETING_ENDED --------------------------------------------------------------
+
+
+async def test_giving_up_a_seat_announces_the_leaving_attendee(app, client, alice, bob, receiver):
+    await add_schedule(app, alice.id, "UTC")
+    seated = await add_event_type(app, alice.id, "class", seats_per_time_slot=3)
+    await hook(client, alice, receiver.url, ["BOOKING_CANCELLED", "MEETING_STARTED"])
+    booking = await book(client, alice, seated, email="one@example.com", name="One Seat")
+    await book(client, alice, seated, email=bob.email, name="Bob Seat")
+    r = await client.delete(
+        f"/v1/bookings/{booking['id']}",
+        params={**bob.params, "cancellationReason": "Can't make it"},
+    )
+    assert r.status_code == 200 and r.json()["onlyRemovedAttendee"] is True, r.text
+    (got,) = await receiver.wait_for(1)
+    assert got.trigger == "BOOKING_CANCELLED"
+    payload = got.json()["payload"]
+    # As Cal.com's cancelAttendeeSeat: the booking, with only the attendee who left.
+    assert (payload["uid"], payload["bookingId"]) == (booking["uid"], booking["id"])
+    assert payload["status"] == "CANCELLED"
+    assert [(a["email"], a["name"]) for a in payload["attendees"]] == [(bob.email, "Bob Seat")]
+    assert payload["cancellationReason"] == "Can't make it"
+    assert payload["cancelledBy"] == bob.email
+    assert payload["seatsPerTimeSlot"] == 3
+    # The booking goes on: its MEETING_STARTED is planned again, for those who remain.
+    meetings = [e for e in await events(app) if e.trigger == "MEETING_STARTED"]
+    assert [e.status for e in meetings] == [
+        WebhookEventStatus.DROPPED,  # planned for the first seat
+        WebhookEventStatus.DROPPED,  # planned again when Bob took his seat
+        WebhookEventStatus.PENDING,
+    ]
+    meeting = meetings[-1]
+    assert meeting.next_attempt_at == TUESDAY_10
+    body = meeting.body
+    assert "one@example.com" in body and bob.email not in body
+    # The host cancelling the rest is the usual BOOKING_CANCELLED, with everyone left.
+    r = await client.delete(f"/v1/bookings/{booking['id']}", params=alice.params)
+    assert r.json()["onlyRemovedAttendee"] is False
+    got = await receiver.wait_for(2)
+    assert [a["email"] for a in got[1].json()["payload"]["attendees"]] == ["one@example.com"]
 
 
 async def test_meeting_events_come_due_at_start_and_end_and_follow_the_booking(
@@ -692,6 +755,80 @@ async def test_a_new_hook_plans_meeting_events_for_upcoming_bookings(app, client
     assert rows[1].next_attempt_at == TUESDAY_10 + timedelta(minutes=30)
 
 
+async def test_a_new_hook_plans_meeting_events_for_many_bookings(app, client, alice, meet):
+    # More bookings than one batch of load_facts_many, in several shapes: with and without an
+    # event type, 0-3 attendees, some paid; some cancelled or over (no plan for those).
+    count = 2 * FACTS_BATCH + 37
+    async with app.state.sessions() as session, session.begin():
+        for n in range(count):
+            start = TUESDAY_10 + timedelta(hours=n)
+            booking = Booking(
+                uid=f"many-{n}",
+                user_id=alice.id,
+                event_type_id=None if n % 5 == 0 else meet,
+                title=f"Meeting {n}",
+                start_time=start,
+                end_time=start + timedelta(minutes=30),
+                status=BookingStatus.CANCELLED if n % 11 == 0 else BookingStatus.ACCEPTED,
+                responses={"name": f"Guest {n}", "email": f"g{n}@example.com"},
+            )
+            for k in range(n % 4):
+                booking.attendees.append(
+                    Attendee(
+                        email=f"a{k}-{n}@example.com", name=f"A{k} {n}", time_zone="Asia/Tokyo"
+                    )
+                )
+            if n % 7 == 0:
+                booking.payments.append(
+                    Payment(uid=f"pay-{n}", amount=100 + n, currency="eur", success=True)
+                )
+            session.add(booking)
+    expected = {n for n in range(count) if n % 11}
+    statements: list[str] = []
+
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.state.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", _count)
+    try:
+        made = await hook(
+            client, alice, "http://127.0.0.1:9/later", ["MEETING_STARTED", "MEETING_ENDED"]
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", _count)
+    # The bookings' rows are read in a few batched queries, not a few queries per booking
+    # (other statements on the engine are the running dispatcher's polls and the inserts).
+    reads = Counter(
+        table
+        for statement in statements
+        for table in ("attendees", "payments", "booking_references", "users", "event_types")
+        if statement.startswith("SELECT") and f"FROM {table} " in statement + " "
+    )
+    assert max(reads.values()) <= 3, reads
+    rows = await events(app)
+    assert len(rows) == 2 * len(expected)
+    async with app.state.sessions() as session:
+        bookings = {
+            b.id: b
+            for b in await session.scalars(select(Booking).where(Booking.uid.like("many-%")))
+        }
+        assert {int(bookings[e.booking_id].uid.split("-")[1]) for e in rows} == expected
+        # Each body is what the booking's own facts render, whichever batch it was loaded in.
+        for event in rows:
+            assert event.webhook_id == made["id"] and event.status == WebhookEventStatus.PENDING
+            booking = bookings[event.booking_id]
+            trigger = WebhookTrigger(event.trigger)
+            facts = await load_facts(session, booking)
+            assert event.body == js_json(meeting_body(trigger, facts)), booking.uid
+            due = (
+                booking.start_time
+                if trigger == WebhookTrigger.MEETING_STARTED
+                else booking.end_time
+            )
+            assert event.next_attempt_at == due
+
+
 async def test_priced_bookings_announce_the_payment_not_a_request(app, client, alice, receiver):
     await add_schedule(app, alice.id, "UTC")
     paid = await add_event_type(app, alice.id, "paid", price=2500, currency="eur")
@@ -760,3 +897,76 @@ async def test_confirming_a_priced_booking_records_the_payment_and_announces_it(
     assert payment.json()["payment"]["success"] is True
     booking = await client.get(f"/v1/bookings/{created['id']}", params=alice.params)
     assert booking.json()["booking"]["paid"] is True
+
+
+# --- PostgreSQL: LISTEN/NOTIFY across processes ---------------------------------------------------
+
+
+async def _committed_elsewhere(application: FastAPI, webhook_id: str, label: str) -> None:
+    """An event written and NOTIFYed as another process would: on a connection of an engine
+    of its own, outside any ORM session, so no in-process wake-up is involved."""
+    engine = create_engine(application.state.settings.database_url)
+    try:
+        async with engine.begin() as conn:
+            now = NOW - timedelta(minutes=1)  # due by the server's (frozen) clock
+            await conn.execute(
+                insert(WebhookEvent.__table__).values(
+                    webhook_id=webhook_id,
+                    trigger="BOOKING_CREATED",
+                    body=js_json({"label": label}),
+                    content_type="application/json",
+                    status=WebhookEventStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+    finally:
+        await engine.dispose()
+
+
+async def _listening_backends(application: FastAPI) -> set[int]:
+    async with application.state.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query ILIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+            )
+        )
+        return {int(pid) for pid in rows.scalars()}
+
+
+async def test_a_lost_listen_connection_is_established_again(
+    make_settings: Any, database_url: str, receiver: Receiver
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    # Polling once a minute: only a NOTIFY can bring an event within seconds.
+    settings = make_settings(clock=NOW, **{**FAST, "webhook_poll_interval": 60.0})
+    application = create_app(settings)
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        made = await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        await asyncio.sleep(0.2)  # the dispatcher's first look is over; it waits a minute now
+
+        began = time.monotonic()
+        await _committed_elsewhere(application, made["id"], "before")
+        await receiver.wait_for(1, within=10)
+        assert time.monotonic() - began < 10
+
+        (listening,) = await _listening_backends(application)
+        async with application.state.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": listening})
+        deadline = time.monotonic() + 10
+        while (again := await _listening_backends(application)) in (set(), {listening}):
+            assert time.monotonic() < deadline, "LISTEN was not established again"
+            await asyncio.sleep(0.05)
+        assert listening not in again
+
+        began = time.monotonic()
+        await _committed_elsewhere(application, made["id"], "after")
+        got = await receiver.wait_for(2, within=10)
+        assert time.monotonic() - began < 10  # well before the next poll (60 s)
+        assert [r.json()["label"] for r in got] == ["before", "after"]
+    clock.freeze(None)

@@ -426,6 +426,39 @@ async def test_same_url_twice_for_one_user_is_a_409(
     ]
 
 
+async def test_same_url_twice_on_one_event_type_is_a_409(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    intro = await make_event_type(client, alice)
+    other = await make_event_type(client, alice, "other")
+    first = await create_ok(client, alice, eventTypeId=intro)
+    clash = await create(client, alice, eventTypeId=intro, eventTriggers=["BOOKING_PAID"])
+    conflict = {
+        "message": "custom in 'subscriberUrl': a webhook with this subscriberUrl already exists "
+        f"for event type {intro}"
+    }
+    assert (clash.status_code, clash.json()) == (409, conflict)
+    on_other = await create_ok(client, alice, eventTypeId=other)  # another event type: fine
+    own = await create_ok(client, alice)  # alice's own webhook (no event type): fine too
+    second = await create_ok(client, alice, eventTypeId=intro, subscriberUrl=URL + "/2")
+    new_url = await client.patch(
+        f"/v1/webhooks/{second['id']}", params=alice.params, json={"subscriberUrl": URL}
+    )
+    assert (new_url.status_code, new_url.json()) == (409, conflict)
+    new_event_type = await client.patch(
+        f"/v1/webhooks/{on_other['id']}", params=alice.params, json={"eventTypeId": intro}
+    )
+    assert (new_event_type.status_code, new_event_type.json()) == (409, conflict)
+    assert (await client.get("/v1/webhooks", params=alice.params)).json()["webhooks"] == [
+        first,
+        on_other,
+        own,
+        second,
+    ]
+    async with app.state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Webhook)) == 4
+
+
 # --- the secret ------------------------------------------------------------------------------
 
 

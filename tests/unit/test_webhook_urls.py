@@ -37,6 +37,22 @@ PRIVATE = [
     "http://[::1]/",
     "http://[fd12:3456::1]/",
     "http://[::ffff:10.0.0.1]/",
+    # Loopback and private IPv4 in the other spellings the resolver or the network accepts.
+    "http://[::7f00:1]/",  # IPv4-compatible ::127.0.0.1
+    "http://[::127.0.0.1]/",
+    "http://[::10.0.0.1]/",
+    "http://[::ffff:0:7f00:1]/",  # SIIT (IPv4-translated)
+    "http://[64:ff9b::7f00:1]/",  # NAT64: the translator connects to 127.0.0.1
+    "http://[64:ff9b:1::a00:1]/",  # local-use NAT64, 10.0.0.1
+    "http://[2002:7f00:1::]/",  # 6to4
+    "http://[2002:c0a8:1::1]/",  # 6to4 of 192.168.0.1
+    "http://2130706433/",  # 127.0.0.1 as one decimal number
+    "http://017700000001/",  # ... octal
+    "http://0x7f000001/",  # ... hexadecimal
+    "http://0x7f.1/",
+    "http://127.0.0.1./",  # trailing dot
+    "http://0x0a.0.0.1/",
+    "http://localhost./",
 ]
 ALWAYS_REFUSED = [
     ("http://169.254.169.254/latest/meta-data/", "cloud metadata addresses are not allowed"),
@@ -56,6 +72,19 @@ ALWAYS_REFUSED = [
     ("http://[::ffff:169.254.169.254]/", "cloud metadata addresses"),
     ("http://[64:ff9b::a9fe:a9fe]/", "cloud metadata addresses"),
     ("http://[2002:a9fe:a9fe::1]/", "cloud metadata addresses"),
+    ("http://[::a9fe:a9fe]/", "cloud metadata addresses"),  # IPv4-compatible
+    ("http://[::169.254.169.254]/", "cloud metadata addresses"),
+    ("http://[::ffff:0:a9fe:a9fe]/", "cloud metadata addresses"),  # SIIT
+    ("http://[64:ff9b:1::a9fe:a9fe]/", "cloud metadata addresses"),  # local-use NAT64
+    # Teredo: client 169.254.169.254 (stored inverted), server 65.54.227.120.
+    ("http://[2001:0:4136:e378:8000:63bf:5601:5601]/", "cloud metadata addresses"),
+    ("http://[::a9fe:101]/", "link-local addresses are not allowed (169.254.1.1)"),
+    ("http://[::ffff:169.254.1.1]/", "link-local addresses are not allowed (169.254.1.1)"),
+    ("http://0xa9.0xfe.0xa9.0xfe/", "cloud metadata addresses"),
+    ("http://0xA9FEA9FE/", "cloud metadata addresses"),
+    ("http://169.254.169.254./", "cloud metadata addresses"),
+    ("http://169.254.169.254../", "cloud metadata addresses"),
+    ("http://[::e000:fb]/", "multicast addresses are not allowed (224.0.0.251)"),
     ("http://169.254.1.1/", "link-local addresses are not allowed"),
     ("http://[fe80::1]/", "link-local addresses are not allowed"),
     ("http://[fe80::1%25eth0]:8080/", "link-local addresses are not allowed"),
@@ -115,6 +144,16 @@ def test_names_are_not_resolved_at_create_time() -> None:
         ("fe80::abcd", True, True),
         ("::", False, True),
         ("2606:4700::1111", False, False),
+        # IPv4 addresses wrapped in IPv6 are judged as the IPv4 address.
+        ("::a9fe:a9fe", True, True),
+        ("::7f00:1", True, False),
+        ("::7f00:1", False, True),
+        ("::808:808", False, False),  # ::8.8.8.8, public
+        ("::ffff:8.8.8.8", False, False),
+        ("64:ff9b::808:808", False, False),
+        ("2002:808:808::1", False, False),
+        ("::1", True, False),
+        ("::1", False, True),
     ],
 )
 def test_address_rules(address: str, allow_private: bool, refused: bool) -> None:

@@ -57,7 +57,12 @@ from bookable.slots.service import (
     load_team,
     readable_event_types,
 )
-from bookable.webhooks.outbox import announce, announce_new_booking, announce_patch
+from bookable.webhooks.outbox import (
+    announce,
+    announce_new_booking,
+    announce_patch,
+    announce_seat_given_up,
+)
 from bookable.webhooks.triggers import WebhookTrigger
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -912,6 +917,14 @@ async def cancel_booking(
             for attendee in mine:
                 await session.delete(attendee)
             await session.flush()
+            if mine:
+                await announce_seat_given_up(
+                    session,
+                    booking,
+                    mine,
+                    reason=reason or "Not Provided",
+                    cancelled_by=cancelled_by or caller.user.email,
+                )
             return Cancelled(booking, only_removed_attendee=True)
 
     targets = [booking]

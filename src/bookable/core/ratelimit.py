@@ -14,10 +14,12 @@ from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import ConnectionPool
 
 from bookable.core.errors import ApiError
 
 HEADERS_STATE_KEY = "rate_limit_headers"
+REDIS_CLIENT_NAME = "bookable:ratelimit"  # how the limiter's connections show in CLIENT LIST
 
 
 def redis_storage_uri(redis_url: str) -> str:
@@ -29,16 +31,27 @@ class RateLimiter:
         enabled = limit.strip() not in {"", "0", "off", "none"}
         self.item: RateLimitItem | None = parse(limit) if enabled else None
         self.storage: Storage | None = None
+        # Redis: a connection pool of our own, given to the storage, because `limits` has no
+        # way to close its client; `aclose` disconnects it at shutdown.
+        self.redis_pool: ConnectionPool | None = None
         self._strategy: MovingWindowRateLimiter | None = None
         if self.item is not None:
-            self.storage = (
-                RedisStorage(
-                    redis_storage_uri(redis_url), implementation="redispy", key_prefix="bookable"
+            if redis_url:
+                self.redis_pool = ConnectionPool.from_url(redis_url, client_name=REDIS_CLIENT_NAME)
+                self.storage = RedisStorage(
+                    redis_storage_uri(redis_url),
+                    implementation="redispy",
+                    key_prefix="bookable",
+                    connection_pool=self.redis_pool,  # type: ignore[arg-type]
                 )
-                if redis_url
-                else MemoryStorage()
-            )
+            else:
+                self.storage = MemoryStorage()
             self._strategy = MovingWindowRateLimiter(self.storage)
+
+    async def aclose(self) -> None:
+        """Close the Redis connections (the app's lifespan does, at shutdown)."""
+        if self.redis_pool is not None:
+            await self.redis_pool.aclose()
 
     async def spend(self, request: Request, identifier: str) -> None:
         """Count one request; 429 when the budget is gone. Headers go on every response."""

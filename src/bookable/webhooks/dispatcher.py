@@ -7,9 +7,11 @@ in `bookable worker`. It never holds a database transaction across an HTTP reque
    ``locked_until = now + lease``. On PostgreSQL the candidates are picked with
    ``FOR UPDATE SKIP LOCKED``, so dispatchers in several processes take disjoint rows; on
    SQLite the UPDATE itself is the claim (writers are serialised).
-2. **Deliver** (no transaction): the subscriber URL is checked again (DNS included), then one
-   POST with the stored body, signed with the webhook's current secret; redirects are not
-   followed (a 3xx is a failure); the whole attempt is bounded by the timeout.
+2. **Deliver** (no transaction): one POST with the stored body, signed with the webhook's current
+   secret, through a client that checks the subscriber URL again and connects only to addresses
+   its name resolves to *and* the rules allow (`bookable.core.outbound`: pinned, so no DNS
+   rebinding); redirects are not followed (a 3xx is a failure); the attempt is bounded by the
+   timeout.
 3. **Record**: a `WebhookDelivery` row per attempt; a 2xx makes the event DELIVERED; otherwise
    it is retried after the next wait of the schedule (with jitter), FAILED after the last
    attempt. Finished attempts are written in the transaction of the next claim (one write
@@ -43,17 +45,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from bookable.core.clock import Clock, clock
 from bookable.core.db import WRITE_OPTION, create_engine, session_factory
+from bookable.core.outbound import guarded_client, refusal, url_problem
 from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
 from bookable.settings import Settings
 from bookable.webhooks.outbox import NOTIFY_CHANNEL, add_commit_listener
 from bookable.webhooks.signing import delivery_headers
-from bookable.webhooks.urls import delivery_target_problem
 
 log = logging.getLogger("bookable.webhooks")
 
 EXCERPT_BYTES = 1024  # how much of a reply is kept with the attempt
 STOP_GRACE = 2.0  # seconds in-flight deliveries get to finish when the dispatcher stops
 SQLITE_RETRY = 0.002  # seconds between tries for SQLite's write lock
+# PostgreSQL LISTEN: seconds between tries to listen again after the connection is lost, and
+# how often a quiet connection is checked.
+LISTEN_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+LISTEN_CHECK_INTERVAL = 30.0
+LISTEN_CHECK_TIMEOUT = 5.0
 
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
 DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
@@ -177,6 +184,10 @@ class Dispatcher:
         self._remove_listener: Any = None
         self._postgres: bool | None = None
         self._listener: AsyncConnection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listener_driver: Any = None  # asyncpg's connection under `_listener`
+        self._listen_lost = asyncio.Event()  # set when the LISTEN connection is gone
+        self._stop_requested = asyncio.Event()
         self._sqlite_writer: AsyncEngine | None = None
         self.delivered = 0  # attempts recorded, for logs and benchmarks
 
@@ -184,16 +195,13 @@ class Dispatcher:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                follow_redirects=False,
-                # Proxies from the environment would connect elsewhere than the checks allowed.
-                trust_env=False,
-                timeout=httpx.Timeout(self.config.timeout),
-                # No cap on connections: the dispatcher bounds deliveries in flight itself, and
-                # a pool slot lost to a cancelled request must not make later ones wait.
-                limits=httpx.Limits(
-                    max_connections=None, max_keepalive_connections=self.config.concurrency
-                ),
+            # Each connection goes to an address checked against the URL safety rules at that
+            # moment (resolved once: no DNS rebinding between check and connect); no proxies
+            # from the environment, no redirects.
+            self._client = guarded_client(
+                allow_private=self.config.allow_private_targets,
+                timeout=self.config.timeout,
+                max_keepalive_connections=self.config.concurrency,
             )
         return self._client
 
@@ -201,43 +209,96 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         self._http()
         self._remove_listener = add_commit_listener(self.wake)
-        await self._listen()
+        if self._engine_dialect() == "postgresql":
+            await self._listen()
+            self._listen_task = asyncio.create_task(self._keep_listening(), name="webhook-listen")
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
-    async def _listen(self) -> None:
+    def _engine_dialect(self) -> str | None:
+        engine = self.sessions.kw.get("bind")
+        return engine.dialect.name if isinstance(engine, AsyncEngine) else None
+
+    async def _listen(self) -> bool:
         """PostgreSQL: LISTEN for the NOTIFY that commits with new events in any process, so
         a dispatcher elsewhere starts at once instead of at its next poll. Best effort: the
-        poll still finds everything if this connection is lost."""
+        poll still finds everything while this connection is down. True when listening."""
         engine = self.sessions.kw.get("bind")
-        if not isinstance(engine, AsyncEngine) or engine.dialect.name != "postgresql":
-            return
+        assert isinstance(engine, AsyncEngine)
+        lost = self._listen_lost = asyncio.Event()
         try:
             self._listener = await engine.connect()
             raw = await self._listener.get_raw_connection()
-            await raw.driver_connection.add_listener(
-                NOTIFY_CHANNEL, lambda *_args: self._wakeup.set()
-            )
+            driver = self._listener_driver = raw.driver_connection
+            driver.add_termination_listener(lambda *_args: lost.set())
+            await driver.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wakeup.set())
+            return True
         except (DBAPIError, OSError, AttributeError) as error:
-            log.warning("webhook dispatcher: LISTEN failed, polling only: %s", error)
+            log.warning("webhook dispatcher: LISTEN failed, polling meanwhile: %s", error)
             await self._unlisten()
+            return False
+
+    async def _listener_alive(self) -> bool:
+        """Whether the LISTEN connection still answers (a dead peer that sent nothing, such as
+        a dropped network path, is only found by talking to it)."""
+        if self._listener is None or self._listen_lost.is_set():
+            return False
+        try:
+            async with asyncio.timeout(LISTEN_CHECK_TIMEOUT):
+                # On the driver's connection: no transaction is left open on ours.
+                await self._listener_driver.execute("SELECT 1")
+            return True
+        except Exception:  # asyncpg's own errors, OSError, TimeoutError: all mean "gone"
+            return False
+
+    async def _keep_listening(self) -> None:
+        """Watch the LISTEN connection and establish it again when it is lost (a server
+        restart, pg_terminate_backend, a network failure), with a growing wait between tries
+        (LISTEN_RETRY_DELAYS). After each new LISTEN the dispatcher looks for due events at
+        once: NOTIFYs sent while nobody listened are gone."""
+        failures = 0
+        while not self._stopping:
+            if self._listener is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                        await self._listen_lost.wait()
+                if self._stopping or await self._listener_alive():
+                    continue
+                log.warning("webhook dispatcher: LISTEN connection lost; listening again")
+                await self._unlisten()
+            delay = LISTEN_RETRY_DELAYS[min(failures, len(LISTEN_RETRY_DELAYS) - 1)]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop_requested.wait()
+            if self._stopping:
+                break
+            if await self._listen():
+                failures = 0
+                self._wakeup.set()
+            else:
+                failures += 1
 
     async def _unlisten(self) -> None:
         if self._listener is not None:
+            listener, self._listener = self._listener, None
             with contextlib.suppress(DBAPIError, OSError):
                 # Not back to the pool: the connection has our listener on it.
-                await self._listener.invalidate()
-            await self._listener.close()
-            self._listener = None
+                await listener.invalidate()
+            with contextlib.suppress(DBAPIError, OSError):
+                await listener.close()
 
     async def stop(self) -> None:
         """Stop claiming; give in-flight deliveries a moment, then cancel them (their events
         are released for the next dispatcher); write what finished."""
         self._stopping = True
+        self._stop_requested.set()
+        self._listen_lost.set()
         if self._remove_listener is not None:
             self._remove_listener()
         self.wake()
         if self._task is not None:
             await self._task
+        if self._listen_task is not None:
+            await self._listen_task
         await self._unlisten()
         await self.aclose()
 
@@ -485,18 +546,17 @@ class Dispatcher:
         began = time.perf_counter()
         outcome = Outcome(job, started_at=started_at)
         try:
-            async with asyncio.timeout(self.config.timeout * 2):
-                problem = await delivery_target_problem(
-                    job.url,
-                    allow_private=self.config.allow_private_targets,
-                    resolve_timeout=self.config.timeout,
-                )
-                if problem is not None:
-                    outcome.error = f"delivery refused: {problem}"
-                else:
-                    await self._post(job, outcome)
+            problem = url_problem(job.url, allow_private=self.config.allow_private_targets)
+            if problem is not None:  # saved before the rules (or the setting) changed
+                outcome.error = f"delivery refused: {problem}"
+            else:
+                await self._post(job, outcome)
         except (TimeoutError, httpx.HTTPError, OSError) as error:
-            outcome.error = _describe(error, self.config.timeout)
+            refused = refusal(error)
+            if refused is not None:  # refused before any connection was tried
+                outcome.error = f"delivery refused: {refused}"
+            else:
+                outcome.error = _describe(error, self.config.timeout)
         except Exception as error:
             # Anything else still counts as a failed attempt, or the event would come back
             # after every lease without ever using up its attempts.

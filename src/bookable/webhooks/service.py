@@ -132,14 +132,21 @@ def _triggers(body: WebhookCreate | WebhookUpdate) -> list[WebhookTrigger] | Non
 
 async def _flush(session: AsyncSession, webhook: Webhook) -> None:
     # No error here may carry the row's values (the secret) into a log: answer, don't re-raise.
-    user_id = webhook.user_id  # read now: after a failed flush the row can't be loaded
+    # Read now: after a failed flush the row can't be loaded.
+    user_id, event_type_id = webhook.user_id, webhook.event_type_id
     try:
         await session.flush()
     except IntegrityError as error:
-        if "subscriber_url" in str(error.orig):
+        detail = str(error.orig)
+        if "subscriber_url" in detail:
+            # One URL per user (uq_webhooks_user_id_subscriber_url) and one per event type
+            # (uq_webhooks_event_type_id_subscriber_url); SQLite names the columns, PostgreSQL
+            # the constraint: both mention event_type_id only for the second.
+            by_event_type = "event_type_id" in detail
+            owner = f"event type {event_type_id}" if by_event_type else f"user {user_id}"
             raise Conflict(
                 "custom in 'subscriberUrl': a webhook with this subscriberUrl already exists "
-                f"for user {user_id}"
+                f"for {owner}"
             ) from None
         raise Conflict("The webhook's user or event type no longer exists") from None
 
