@@ -178,7 +178,10 @@ def _after_generation_rules(
             # Days with slots between now and the requested start use up the window too.
             counted = slots + _generate(event, host, replace(request, start=request.now))
         keep = rolling_window_dates(
-            [s.start.astimezone(host.zone).date() for s in counted], today, window.days
+            [s.start.astimezone(host.zone).date() for s in counted],
+            today,
+            window.days,
+            window.count_calendar_days,
         )
         slots = [s for s in slots if s.start.astimezone(host.zone).date() in keep]
     if event.only_show_first_available_slot:

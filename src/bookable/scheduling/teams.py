@@ -189,7 +189,10 @@ def _after_generation_rules(
         if request.now < request.start:
             counted = slots + _generate(event, hosts, kind, replace(request, start=request.now))
         keep = rolling_window_dates(
-            [s.start.astimezone(zone).date() for s in counted], today, window.days
+            [s.start.astimezone(zone).date() for s in counted],
+            today,
+            window.days,
+            window.count_calendar_days,
         )
         slots = [s for s in slots if s.start.astimezone(zone).date() in keep]
     if event.only_show_first_available_slot:
