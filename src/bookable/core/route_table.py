@@ -136,6 +136,13 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/teams/{teamId}", R.TEAM_ADMIN_OR_OWNER, "team", "edit a team"),
     Route("DELETE", "/teams/{teamId}", R.TEAM_OWNER, "team", "delete a team"),
     Route("GET", "/teams/{teamId}/event-types", R.TEAM_MEMBER, "team", "a team's event types"),
+    Route(
+        "GET",
+        "/teams/{teamId}/availability",
+        R.TEAM_ADMIN_OR_OWNER,
+        "team",
+        "members' availability, as /availability?teamId=",
+    ),
     Route("GET", "/memberships", R.OWN_LIST, "membership", "yours and of teams you manage"),
     Route("POST", "/memberships", R.TEAM_ADMIN_OR_OWNER, "team", "an invitation (admins: any)"),
     Route("GET", "/memberships/{id}", R.MEMBER_OR_TEAM_MANAGER, "membership", "`{u}_{t}`"),
