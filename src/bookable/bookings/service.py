@@ -14,10 +14,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, raiseload, selectinload
 
 from bookable.bookings.schemas import (
     LEGACY_FIELDS,
@@ -176,6 +176,17 @@ async def co_hosted_ids(session: AsyncSession, caller: Caller) -> list[int]:
             )
         )
     )
+
+
+def hosted_by(caller: Caller, booking_id: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+    """``booking_id`` names a booking the caller hosts: organises (`Booking.user_id`) or
+    co-hosts (a `booking_hosts` row with organizer = false, found through its partial index).
+    Attendees, references and payments hang off bookings by this rule."""
+    organised = select(Booking.id).where(Booking.user_id == caller.user_id)
+    co_hosted = select(BookingHost.booking_id).where(
+        BookingHost.user_id == caller.user_id, ~BookingHost.organizer
+    )
+    return or_(booking_id.in_(organised), booking_id.in_(co_hosted))
 
 
 def managed_team_event_types(caller: Caller) -> Select[tuple[int]]:
