@@ -149,7 +149,7 @@ def _generate(event: EventRules, host: HostCalendar, request: SlotRequest) -> li
             start += advance
 
     for seated_start, booking in list(open_seated.items()):
-        if seated_start + duration <= request.end and _seat_still_bookable(
+        if seated_start + duration <= request.end and seat_still_bookable(
             event, host, request, booking, length
         ):
             starts.add(seated_start)
@@ -210,7 +210,7 @@ def _with_seated_busy(
     )
 
 
-def _seat_still_bookable(
+def seat_still_bookable(
     event: EventRules,
     host: HostCalendar,
     request: SlotRequest,
