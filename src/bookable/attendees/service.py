@@ -1,7 +1,8 @@
 """Use-cases on attendees. Every list and lookup starts from `readable(caller)`.
 
-An attendee belongs to whoever hosts its booking (Cal.com v1: `booking.userId`); the rule for
-"the bookings a caller hosts" lives once, in `bookings.service.listable`, and is reused here.
+An attendee belongs to whoever hosts its booking: its organiser (Cal.com v1: `booking.userId`)
+and, for a team booking, every co-host it occupies. The rule for "the bookings a caller hosts"
+lives once, in `bookings.service.hosted_by`, and is reused here.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from bookable.scheduling import Refusal
 
 
 def readable(caller: Caller) -> Select[tuple[Attendee]]:
-    """Attendees of the bookings a caller hosts (every attendee for a system-wide admin)."""
+    """Attendees of the bookings a caller organises or co-hosts (every attendee for a
+    system-wide admin)."""
     query = select(Attendee)
     if caller.is_admin:
         return query
-    hosted = bookings.listable(caller).with_only_columns(Booking.id)
-    return query.where(Attendee.booking_id.in_(hosted))
+    return query.where(bookings.hosted_by(caller, Attendee.booking_id))
 
 
 async def list_attendees(session: AsyncSession, caller: Caller) -> list[Attendee]:
@@ -48,10 +49,11 @@ async def _lock_hosted_booking(
 ) -> Booking:
     """The booking an attendee is added to, locked until the transaction ends, so that two
     requests filling the last seat of a seated booking are counted one after the other."""
+    hosted = select(Booking)
+    if not caller.is_admin:
+        hosted = hosted.where(bookings.hosted_by(caller, Booking.id))
     booking = (
-        await session.scalar(
-            bookings.listable(caller).where(Booking.id == booking_id).with_for_update(of=Booking)
-        )
+        await session.scalar(hosted.where(Booking.id == booking_id).with_for_update(of=Booking))
         if is_db_id(booking_id)
         else None
     )

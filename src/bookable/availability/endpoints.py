@@ -40,6 +40,7 @@ async def get_availability(
             team_id=teamId,
             date_from=_required("dateFrom", dateFrom),
             date_to=_required("dateTo", dateTo),
+            event_type_id=eventTypeId,
             now=clock.now(),
         )
     return await service.user_availability(
@@ -68,6 +69,29 @@ async def get_user_availability(
         caller,
         user_id=userId,
         username=None,
+        date_from=_required("dateFrom", dateFrom),
+        date_to=_required("dateTo", dateTo),
+        event_type_id=eventTypeId,
+        now=clock.now(),
+    )
+
+
+@router.get(
+    "/teams/{teamId}/availability",
+    summary="Each accepted member's availability (team OWNER/ADMIN); as /availability?teamId=",
+)
+async def get_team_availability(
+    session: DbSession,
+    caller: CurrentCaller,
+    teamId: int,
+    dateFrom: str | None = None,
+    dateTo: str | None = None,
+    eventTypeId: int | None = None,
+) -> list[dict[str, Any]]:
+    return await service.team_availability(
+        session,
+        caller,
+        team_id=teamId,
         date_from=_required("dateFrom", dateFrom),
         date_to=_required("dateTo", dateTo),
         event_type_id=eventTypeId,

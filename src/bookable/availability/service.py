@@ -12,7 +12,7 @@ from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.core.schemas import format_instant, is_db_id
 from bookable.core.timeparse import parse_bound
-from bookable.models import EventType, Membership, Team, User
+from bookable.models import EventType, Host, Membership, Team, User
 from bookable.scheduling import EventRules, SlotRequest, free_time, working_ranges
 from bookable.slots.service import check_window, event_rules, host_schedule, load_host_calendar
 from bookable.teams import service as teams
@@ -53,7 +53,18 @@ async def user_availability(
     now: datetime,
 ) -> dict[str, Any]:
     user = await find_user(session, caller, user_id=user_id, username=username)
-    return await _availability_of(session, user, event_type_id, date_from, date_to, now)
+    event_type = None
+    if event_type_id is not None:
+        event_type = (
+            await session.scalar(
+                select(EventType).where(EventType.id == event_type_id, EventType.user_id == user.id)
+            )
+            if is_db_id(event_type_id)
+            else None
+        )
+        if event_type is None:
+            raise NotFound(f"Event type with id: {event_type_id} not found for this user")
+    return await _availability_of(session, user, event_type, date_from, date_to, now)
 
 
 async def team_availability(
@@ -63,10 +74,15 @@ async def team_availability(
     team_id: int,
     date_from: str,
     date_to: str,
+    event_type_id: int | None = None,
     now: datetime,
 ) -> list[dict[str, Any]]:
     """`[{userId, availability}]` for the team's accepted members, for its OWNER/ADMIN (and
-    system admins). Anyone else gets 403 whether the team exists or not."""
+    system admins). Anyone else gets 403 whether the team exists or not.
+
+    Serves both GET /availability?teamId= and GET /teams/{teamId}/availability. With
+    ``eventTypeId`` (one of this team's event types) each member's busy time is widened by its
+    buffers, and each member's schedule for it (host schedule, else the event type's) is used."""
     team = await session.get(Team, team_id) if is_db_id(team_id) else None
     if caller.is_admin:
         if team is None:
@@ -83,10 +99,39 @@ async def team_availability(
             .order_by(User.id)
         )
     )
+    event_type = None
+    host_schedules: dict[int, int | None] = {}
+    if event_type_id is not None:
+        event_type = (
+            await session.scalar(
+                select(EventType).where(EventType.id == event_type_id, EventType.team_id == team_id)
+            )
+            if is_db_id(event_type_id)
+            else None
+        )
+        if event_type is None:
+            raise NotFound(f"Event type with id: {event_type_id} not found for this team")
+        host_schedules = dict(
+            (
+                await session.execute(
+                    select(Host.user_id, Host.schedule_id).where(
+                        Host.event_type_id == event_type.id
+                    )
+                )
+            ).all()
+        )
     return [
         {
             "userId": member.id,
-            "availability": await _availability_of(session, member, None, date_from, date_to, now),
+            "availability": await _availability_of(
+                session,
+                member,
+                event_type,
+                date_from,
+                date_to,
+                now,
+                host_schedule_id=host_schedules.get(member.id),
+            ),
         }
         for member in members
     ]
@@ -95,17 +140,14 @@ async def team_availability(
 async def _availability_of(
     session: AsyncSession,
     user: User,
-    event_type_id: int | None,
+    event_type: EventType | None,
     date_from: str,
     date_to: str,
     now: datetime,
+    *,
+    host_schedule_id: int | None = None,
 ) -> dict[str, Any]:
-    if event_type_id is not None:
-        event_type = await session.scalar(
-            select(EventType).where(EventType.id == event_type_id, EventType.user_id == user.id)
-        )
-        if event_type is None:
-            raise NotFound(f"Event type with id: {event_type_id} not found for this user")
+    if event_type is not None:
         rules = event_rules(event_type)
     else:
         # No event type: plain working hours, no buffers or limits.
@@ -113,7 +155,7 @@ async def _availability_of(
         rules = EventRules(length=1)
 
     # Date-only bounds are whole days in the schedule's zone.
-    zone, _rules = await host_schedule(session, event_type, user)
+    zone, _rules = await host_schedule(session, event_type, user, host_schedule_id)
     bounds = []
     for field, text, end_of_day in (("dateFrom", date_from, False), ("dateTo", date_to, True)):
         try:
@@ -123,7 +165,9 @@ async def _availability_of(
     start, end = bounds
     check_window(start, end, ("dateFrom", "dateTo"))
 
-    calendar = await load_host_calendar(session, event_type, user, start, end)
+    calendar = await load_host_calendar(
+        session, event_type, user, start, end, host_schedule_id=host_schedule_id
+    )
     # Availability shows hours, not the booking window: notice and period apply to slots only.
     _, free = free_time(
         EventRules(

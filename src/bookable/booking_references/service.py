@@ -1,7 +1,8 @@
 """Use-cases on booking references. Every list and lookup starts from `readable(caller)`.
 
-A reference belongs to whoever hosts its booking (Cal.com v1: `booking.userId`); the rule for
-"the bookings a caller hosts" lives once, in `bookings.service.listable`, and is reused here.
+A reference belongs to whoever hosts its booking: its organiser (Cal.com v1: `booking.userId`)
+and, for a team booking, every co-host it occupies. The rule for "the bookings a caller hosts"
+lives once, in `bookings.service.hosted_by`, and is reused here.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from bookable.models import Booking, BookingReference
 
 
 def readable(caller: Caller) -> Select[tuple[BookingReference]]:
-    """References of the bookings a caller hosts (every reference for a system-wide admin)."""
+    """References of the bookings a caller organises or co-hosts (every reference for a
+    system-wide admin)."""
     query = select(BookingReference)
     if caller.is_admin:
         return query
-    hosted = bookings.listable(caller).with_only_columns(Booking.id)
-    return query.where(BookingReference.booking_id.in_(hosted))
+    return query.where(bookings.hosted_by(caller, BookingReference.booking_id))
 
 
 async def list_booking_references(session: AsyncSession, caller: Caller) -> list[BookingReference]:
@@ -51,10 +52,11 @@ async def get_booking_reference(
 async def _ensure_hosted_booking(session: AsyncSession, caller: Caller, booking_id: int) -> None:
     """Cal.com answers 404 for a booking that is missing or not the caller's (it looks it up
     among the caller's bookings only)."""
+    hosted = select(Booking.id)
+    if not caller.is_admin:
+        hosted = hosted.where(bookings.hosted_by(caller, Booking.id))
     found = (
-        await session.scalar(
-            bookings.listable(caller).with_only_columns(Booking.id).where(Booking.id == booking_id)
-        )
+        await session.scalar(hosted.where(Booking.id == booking_id))
         if is_db_id(booking_id)
         else None
     )

@@ -14,10 +14,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, func, or_, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, raiseload, selectinload
 
 from bookable.bookings.schemas import (
     LEGACY_FIELDS,
@@ -181,6 +181,17 @@ async def co_hosted_ids(session: AsyncSession, caller: Caller) -> list[int]:
             )
         )
     )
+
+
+def hosted_by(caller: Caller, booking_id: InstrumentedAttribute[int]) -> ColumnElement[bool]:
+    """``booking_id`` names a booking the caller hosts: organises (`Booking.user_id`) or
+    co-hosts (a `booking_hosts` row with organizer = false, found through its partial index).
+    Attendees, references and payments hang off bookings by this rule."""
+    organised = select(Booking.id).where(Booking.user_id == caller.user_id)
+    co_hosted = select(BookingHost.booking_id).where(
+        BookingHost.user_id == caller.user_id, ~BookingHost.organizer
+    )
+    return or_(booking_id.in_(organised), booking_id.in_(co_hosted))
 
 
 def managed_team_event_types(caller: Caller) -> Select[tuple[int]]:
@@ -510,7 +521,10 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
         placement = Placement(owner, (), ())
     else:
         if event_type.seats_per_time_slot and previous is None:
-            # Team slots count a seated booking as busy: an open seat is joined before that.
+            # An open seat is joined, not placed: the booking that opened the time chose its
+            # hosts. The seat must be a slot team /slots offers (time bounds, hosts still free
+            # but for it); `_join_seat` then counts the seats under the booking's row lock.
+            await _refuse_unless_open_team_seat(session, event_type, start, length, now)
             joined = await _join_seat(session, event_type, booker, body, start, end)
             if joined is not None:
                 organizer = await session.get(User, joined.user_id)
@@ -632,6 +646,31 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
+
+
+async def _refuse_unless_open_team_seat(
+    session: AsyncSession, event_type: EventType, start: datetime, length: int, now: datetime
+) -> None:
+    """If a seated booking of this team event type with seats left starts at ``start``, refuse
+    unless team slots offer it (Cal.com checks a seat's time bounds too). A full one is left to
+    `_join_seat`, which answers `booking_seats_full_error`."""
+    seated = await session.execute(
+        select(Booking.id, func.count(Attendee.id))
+        .outerjoin(Attendee, Attendee.booking_id == Booking.id)
+        .where(
+            Booking.event_type_id == event_type.id,
+            Booking.start_time == start,
+            Booking.status.in_([BookingStatus.ACCEPTED, BookingStatus.PENDING]),
+        )
+        .group_by(Booking.id)
+    )
+    row = seated.first()
+    if row is None or row[1] >= (event_type.seats_per_time_slot or 0):
+        return
+    team = await load_team(session, event_type, start, start + timedelta(minutes=length))
+    check = check_team_booking(event_rules(event_type), team.hosts, team.kind, start, length, now)
+    if check.refusal is not None:
+        raise BookingRefused(check.refusal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,17 +112,19 @@ ROUTES: tuple[Route, ...] = (
         "parties: 404, no video",
     ),
     Route("POST", "/no-show", R.BOOKING_MANAGER, "booking", "mark no-shows (by `bookingUid`)"),
-    Route("GET", "/attendees", R.OWN_LIST, "attendee", "attendees of bookings you host"),
+    Route("GET", "/attendees", R.OWN_LIST, "attendee", "of bookings you host or co-host"),
     Route("POST", "/attendees", R.OWNER_OR_ADMIN, "booking", "add to a booking you host"),
     Route("GET", "/attendees/{id}", R.OWNER_OR_ADMIN, "attendee", "host of its booking"),
     Route("PATCH", "/attendees/{id}", R.OWNER_OR_ADMIN, "attendee", "edit an attendee"),
     Route("DELETE", "/attendees/{id}", R.OWNER_OR_ADMIN, "attendee", "remove an attendee"),
-    Route("GET", "/booking-references", R.OWN_LIST, "booking_reference", "of bookings you host"),
+    Route(
+        "GET", "/booking-references", R.OWN_LIST, "booking_reference", "of bookings you (co-)host"
+    ),
     Route("POST", "/booking-references", R.OWNER_OR_ADMIN, "booking", "on a booking you host"),
     Route("GET", "/booking-references/{id}", R.OWNER_OR_ADMIN, "booking_reference", "one"),
     Route("PATCH", "/booking-references/{id}", R.OWNER_OR_ADMIN, "booking_reference", "edit"),
     Route("DELETE", "/booking-references/{id}", R.OWNER_OR_ADMIN, "booking_reference", "delete"),
-    Route("GET", "/payments", R.OWN_LIST, "payment", "payments of bookings you host (admins too)"),
+    Route("GET", "/payments", R.OWN_LIST, "payment", "of bookings you (co-)host (admins too)"),
     Route("GET", "/payments/{id}", R.BOOKING_HOST, "payment", "someone else's: 401"),
     *(
         Route(method, path, R.NOT_ALLOWED, None, "payments are read-only")
@@ -136,6 +138,13 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/teams/{teamId}", R.TEAM_ADMIN_OR_OWNER, "team", "edit a team"),
     Route("DELETE", "/teams/{teamId}", R.TEAM_OWNER, "team", "delete a team"),
     Route("GET", "/teams/{teamId}/event-types", R.TEAM_MEMBER, "team", "a team's event types"),
+    Route(
+        "GET",
+        "/teams/{teamId}/availability",
+        R.TEAM_ADMIN_OR_OWNER,
+        "team",
+        "members' availability, as /availability?teamId=",
+    ),
     Route("GET", "/memberships", R.OWN_LIST, "membership", "yours and of teams you manage"),
     Route("POST", "/memberships", R.TEAM_ADMIN_OR_OWNER, "team", "an invitation (admins: any)"),
     Route("GET", "/memberships/{id}", R.MEMBER_OR_TEAM_MANAGER, "membership", "`{u}_{t}`"),

@@ -153,6 +153,10 @@ class EventTypeMetadata(BaseModel):
 
     multiple_duration: list[Length] | None = None
     requires_confirmation_threshold: ConfirmationThreshold | None = None
+    # Cal.com columns also accepted here; the service keeps each in one place (see
+    # `event_types.service._fold_scheduling_flags`).
+    offset_start: NonNegativeInt32 | None = None
+    requires_confirmation_will_block_slot: bool | None = None
 
 
 class HostIn(StrictInput):
@@ -198,6 +202,8 @@ class _EventTypeFields(StrictInput):
     before_event_buffer: NonNegativeInt32 | None = None
     after_event_buffer: NonNegativeInt32 | None = None
     offset_start: NonNegativeInt32 | None = None
+    # Stored in metadata (no column of its own); null means "leave as it is".
+    requires_confirmation_will_block_slot: bool | None = None
     price: NonNegativeInt32 | None = None
     currency: Annotated[Text, Field(min_length=1, max_length=8)] | None = None
     slot_interval: PositiveInt32 | None = None

@@ -23,7 +23,14 @@ MANAGED_NOT_AVAILABLE = "managed event types (parent and children) are not suppo
 # Body fields that are not plain columns of the same name.
 _RENAMED = {"metadata": "meta"}
 # Body fields that are not stored as columns: the owner, the team, hosts, managed-type fields.
-_NOT_COLUMNS = {"team_id", "parent_id", "hosts", "children", "user_id"}
+_NOT_COLUMNS = {
+    "team_id", "parent_id", "hosts", "children", "user_id",
+    "requires_confirmation_will_block_slot",
+}  # fmt: skip
+# Cal.com columns with one home here: offsetStart its column, requiresConfirmationWillBlockSlot
+# the metadata key (no column of its own). Both are accepted at the top level and in metadata.
+OFFSET_START_KEY = "offsetStart"
+WILL_BLOCK_KEY = "requiresConfirmationWillBlockSlot"
 # Nested objects are stored as the JSON a client would send back (camelCase keys).
 _KEEP_NULLS = {"meta"}
 # The columns the cross-field rules read, with the value a new row gets when they're omitted.
@@ -173,6 +180,38 @@ def _column_values(body: EventTypeCreate | EventTypeUpdate) -> dict[str, Any]:
         column = _RENAMED.get(field, field)
         values[column] = _stored_json(getattr(body, field), keep_nulls=column in _KEEP_NULLS)
     return values
+
+
+def _fold_scheduling_flags(
+    body: EventTypeCreate | EventTypeUpdate,
+    values: dict[str, Any],
+    stored_meta: dict[str, Any] | None,
+) -> None:
+    """Put offsetStart and requiresConfirmationWillBlockSlot where they live, whichever place
+    the client sent them: `metadata.offsetStart` moves to the `offset_start` column, a top-level
+    `requiresConfirmationWillBlockSlot` into metadata (merged with the metadata sent, else the
+    stored one). The same field sent in both places with different values is a 400."""
+    meta_sent = "meta" in values
+    sent_meta = values.get("meta") if isinstance(values.get("meta"), dict) else None
+    if sent_meta is not None and OFFSET_START_KEY in sent_meta:
+        sent_meta = dict(sent_meta)
+        offset = sent_meta.pop(OFFSET_START_KEY)
+        if offset is not None:
+            if "offset_start" in values and values["offset_start"] != offset:
+                raise field_error(
+                    f"metadata,{OFFSET_START_KEY}", "differs from the top-level offsetStart"
+                )
+            values["offset_start"] = offset
+        values["meta"] = sent_meta
+    will_block = body.requires_confirmation_will_block_slot
+    if will_block is None:
+        return
+    if sent_meta is not None and sent_meta.get(WILL_BLOCK_KEY) not in (None, will_block):
+        raise field_error(
+            f"metadata,{WILL_BLOCK_KEY}", f"differs from the top-level {WILL_BLOCK_KEY}"
+        )
+    base = sent_meta if meta_sent else stored_meta
+    values["meta"] = {**(base or {}), WILL_BLOCK_KEY: will_block}
 
 
 def _reject_managed_fields(body: EventTypeCreate | EventTypeUpdate) -> None:
@@ -362,6 +401,7 @@ async def create_event_type(
     owner = await _owner_for_create(session, caller, body.user_id)
     _reject_team_only_fields(body)
     values = _column_values(body)
+    _fold_scheduling_flags(body, values, None)
     _check_rules({**_RULE_DEFAULTS, **values})
     await _check_schedule(session, owner.id, values.get("schedule_id"))
     await _check_slug_free(session, body.slug, owner_id=owner.id, team_id=None, exclude_id=None)
@@ -379,6 +419,7 @@ async def _create_team_event_type(
         raise field_error("userId", "a team event type has no owner: give `teamId` or `userId`")
     team = await _team_for_create(session, caller, team_id)
     values = _column_values(body)
+    _fold_scheduling_flags(body, values, None)
     _check_rules({**_RULE_DEFAULTS, **values})
     await _check_team_schedule(session, team.id, values.get("schedule_id"))
     await _check_slug_free(session, body.slug, owner_id=None, team_id=team.id, exclude_id=None)
@@ -406,6 +447,7 @@ async def update_event_type(
     if team_id is None:
         _reject_team_only_fields(body)
     values = _column_values(body)
+    _fold_scheduling_flags(body, values, event_type.meta)
     _check_rules({column: getattr(event_type, column) for column in _RULE_DEFAULTS} | values)
     owner_id = event_type.user_id
     new_slug = values.get("slug", event_type.slug)

@@ -1,7 +1,8 @@
 """Reading payments. Every list and lookup starts from `readable(caller)`.
 
 Cal.com v1 has no admin mode here: everyone, system-wide admins included, sees the payments of
-the bookings they host, and nothing else. Bookable follows it.
+the bookings they host, and nothing else. Bookable follows it; hosting a team booking as a
+co-host counts (`bookings.service.hosted_by`).
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.bookings import service as bookings
 from bookable.core.auth import Caller
 from bookable.core.errors import NotFound, Unauthorized
 from bookable.core.schemas import is_db_id
-from bookable.models import Booking, Payment
+from bookable.models import Payment
 
 
 def readable(caller: Caller) -> Select[tuple[Payment]]:
-    """Payments of the bookings the caller hosts (admins too: Cal.com has no admin mode here)."""
-    hosted = select(Booking.id).where(Booking.user_id == caller.user_id)
-    return select(Payment).where(Payment.booking_id.in_(hosted))
+    """Payments of the bookings the caller organises or co-hosts (admins too: Cal.com has no
+    admin mode here)."""
+    return select(Payment).where(bookings.hosted_by(caller, Payment.booking_id))
 
 
 async def list_payments(session: AsyncSession, caller: Caller) -> list[Payment]:

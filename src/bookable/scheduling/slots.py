@@ -149,7 +149,7 @@ def _generate(event: EventRules, host: HostCalendar, request: SlotRequest) -> li
             start += advance
 
     for seated_start, booking in list(open_seated.items()):
-        if seated_start + duration <= request.end and _seat_still_bookable(
+        if seated_start + duration <= request.end and seat_still_bookable(
             event, host, request, booking, length
         ):
             starts.add(seated_start)
@@ -178,7 +178,10 @@ def _after_generation_rules(
             # Days with slots between now and the requested start use up the window too.
             counted = slots + _generate(event, host, replace(request, start=request.now))
         keep = rolling_window_dates(
-            [s.start.astimezone(host.zone).date() for s in counted], today, window.days
+            [s.start.astimezone(host.zone).date() for s in counted],
+            today,
+            window.days,
+            window.count_calendar_days,
         )
         slots = [s for s in slots if s.start.astimezone(host.zone).date() in keep]
     if event.only_show_first_available_slot:
@@ -207,7 +210,7 @@ def _with_seated_busy(
     )
 
 
-def _seat_still_bookable(
+def seat_still_bookable(
     event: EventRules,
     host: HostCalendar,
     request: SlotRequest,

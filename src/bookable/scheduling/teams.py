@@ -18,8 +18,11 @@ After the grid, the event-level rules apply to the team's slots: a ROLLING_WINDO
 days that have team slots, dated in the first host's zone (Cal.com's fallback event zone), and
 ``only_show_first_available_slot`` keeps the first slot of each booker-local day.
 
-Not handled (yet): seats. Seated bookings block their hosts like any booking; no team slot
-offers an open seat in an existing booking.
+Seats (``seats_per_time_slot``): a seated booking occupies its hosts like any booking for every
+other start, but while it has seats left its own start stays a slot (with ``attendees`` and
+``booking_uid``), its hosts being the ones that hold it: later bookers join that booking
+instead of making a new one. Its hosts must be free but for it (the seat is still working
+time, inside the window and the notice), as for a personal event type (`compute_slots`).
 """
 
 from __future__ import annotations
@@ -37,10 +40,16 @@ from bookable.scheduling.model import (
     EventRules,
     HostCalendar,
     PeriodType,
+    SeatedBooking,
     Slot,
     SlotRequest,
 )
-from bookable.scheduling.slots import alignment_unit, free_time, grid_anchor
+from bookable.scheduling.slots import (
+    alignment_unit,
+    free_time,
+    grid_anchor,
+    seat_still_bookable,
+)
 from bookable.scheduling.window import rolling_window_dates
 from bookable.scheduling.working_hours import day_ranges
 
@@ -55,6 +64,10 @@ class TeamHost:
     user_id: int
     calendar: HostCalendar
     fixed: bool = False
+
+    def calendar_seat(self, uid: str) -> SeatedBooking:
+        """This host's copy of the seated booking ``uid``."""
+        return next(b for b in self.calendar.seated if b.uid == uid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +143,43 @@ def compute_team_slots(
     if not hosts:
         return []
     slots = _generate(event, hosts, kind, request)
+    if event.seats_per_time_slot:
+        slots = _with_open_seats(event, hosts, request, slots)
     return _after_generation_rules(event, hosts, kind, request, slots)
+
+
+def _with_open_seats(
+    event: EventRules, hosts: Sequence[TeamHost], request: SlotRequest, slots: list[TeamSlot]
+) -> list[TeamSlot]:
+    """Each seated booking with seats left, starting inside the window, as the slot at its
+    start (in place of a grid slot there): its hosts are those holding it, and each of them
+    must be free for it but for the booking itself."""
+    seats = event.seats_per_time_slot or 0
+    length = request.duration or event.length
+    duration = timedelta(minutes=length)
+    holders: dict[str, list[TeamHost]] = {}
+    bookings: dict[str, SeatedBooking] = {}
+    for host in hosts:
+        for booking in host.calendar.seated:
+            holders.setdefault(booking.uid, []).append(host)
+            bookings.setdefault(booking.uid, booking)
+    # A booking at a seated booking's start joins it, so no other slot is offered there: a
+    # full one (or one its hosts can no longer take) leaves that start without a slot.
+    taken = {booking.start for booking in bookings.values()}
+    by_start = {slot.start: slot for slot in slots if slot.start not in taken}
+    for uid, booking in bookings.items():
+        if booking.attendees >= seats or booking.start + duration > request.end:
+            continue
+        if not all(
+            seat_still_bookable(event, h.calendar, request, h.calendar_seat(uid), length)
+            for h in holders[uid]
+        ):
+            continue
+        by_start[booking.start] = TeamSlot(
+            Slot(booking.start, booking.start + duration, booking.attendees, uid),
+            tuple(sorted(h.user_id for h in holders[uid])),
+        )
+    return [by_start[start] for start in sorted(by_start)]
 
 
 def _generate(
@@ -189,7 +238,10 @@ def _after_generation_rules(
         if request.now < request.start:
             counted = slots + _generate(event, hosts, kind, replace(request, start=request.now))
         keep = rolling_window_dates(
-            [s.start.astimezone(zone).date() for s in counted], today, window.days
+            [s.start.astimezone(zone).date() for s in counted],
+            today,
+            window.days,
+            window.count_calendar_days,
         )
         slots = [s for s in slots if s.start.astimezone(zone).date() in keep]
     if event.only_show_first_available_slot:

@@ -46,7 +46,19 @@ def window_bounds(window: BookingWindow, zone: ZoneInfo, now: datetime) -> Inter
     return Interval(now - _FOREVER, now + _FOREVER)
 
 
-def rolling_window_dates(slot_dates: list[date], today: date, days: int) -> set[date]:
-    """ROLLING_WINDOW: the first ``days`` dates from today on that have at least one slot."""
+def rolling_window_dates(
+    slot_dates: list[date], today: date, days: int, count_calendar_days: bool = True
+) -> set[date]:
+    """ROLLING_WINDOW: the dates from today on up to the ``days``-th date that has a slot.
+
+    Only dates with at least one slot count, so a fully booked day extends the window. With
+    ``count_calendar_days`` false only Monday-Friday dates count (as for ROLLING): a weekend
+    with slots stays bookable when it lies before the last counted day, but never uses up the
+    window. When fewer counted dates exist than ``days``, every date given is inside.
+    """
     ahead = sorted({d for d in slot_dates if d >= today})
-    return set(ahead[:days])
+    counted = [d for d in ahead if count_calendar_days or d.weekday() < 5]
+    if len(counted) < days:
+        return set(ahead)
+    last = counted[days - 1]
+    return {d for d in ahead if d <= last}

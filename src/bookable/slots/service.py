@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from bookable.core.auth import Caller
+from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.schemas import is_db_id
 from bookable.models import (
@@ -221,6 +222,10 @@ async def load_host_calendar(
     """Everything the engine needs about one host between ``start`` and ``end``."""
     zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
     busy_from, busy_to = start - _BUSY_MARGIN, end + _BUSY_MARGIN
+    if event_type.period_type == PeriodType.ROLLING_WINDOW:
+        # The window counts days with free slots from today on, so the days between now and
+        # the window asked need their bookings too (a full day there does not count).
+        busy_from = min(busy_from, clock.now() - _BUSY_MARGIN)
     as_attendee = select(Attendee.booking_id).where(
         func.lower(Attendee.email) == host.email.lower()
     )
