@@ -27,7 +27,7 @@ log = logging.getLogger("bookable.retry")
 
 T = TypeVar("T")
 RETRYABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
-ATTEMPTS = 4
+ATTEMPTS = 5
 # Full jitter: attempt n waits a random time in [0, BACKOFF_SECONDS * 2**(n-1)).
 BACKOFF_SECONDS = 0.05
 RETRY_AFTER_SECONDS = 1
