@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=[
             "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+            "Idempotency-Replayed",
         ],
     )  # fmt: skip
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
