@@ -20,6 +20,7 @@ from bookable.core.idempotency import (
     REPLAYED_HEADER,
     IdempotentRoute,
     purge_expired,
+    purge_forever,
 )
 from bookable.models import Booking, IdempotencyKey, Schedule
 from bookable.v2 import router as v2_router
@@ -248,6 +249,21 @@ async def test_the_purge_deletes_only_expired_keys(app, client, alice, bob, meet
     assert await purge_expired(app.state.sessions) == 1
     async with app.state.sessions() as session:
         assert list(await session.scalars(select(IdempotencyKey.key))) == ["new"]
+
+
+async def test_the_app_purges_in_the_background(app, client, alice, meet):
+    assert (await post_booking(client, alice, booking_body(meet), "old")).status_code == 200
+    clock.freeze(NOW + KEY_LIFETIME)
+    purge = asyncio.create_task(purge_forever(app.state.sessions, 0.01))
+    try:
+        for _ in range(500):
+            if await count(app, IdempotencyKey) == 0:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        purge.cancel()
+    assert await count(app, IdempotencyKey) == 0
+    assert await count(app, Booking) == 1
 
 
 # --- concurrency -----------------------------------------------------------------------------

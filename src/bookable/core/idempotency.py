@@ -269,12 +269,13 @@ async def purge_expired(sessions: async_sessionmaker[AsyncSession]) -> int:
 
 
 async def purge_forever(sessions: async_sessionmaker[AsyncSession], every_seconds: float) -> None:
-    """The app's background purge (started by its lifespan): expired keys do not pile up."""
+    """The app's background purge (started by its lifespan): expired keys do not pile up.
+    Expired keys are ignored anyway (`_take`), so the first purge can wait a whole interval."""
     while True:
+        await asyncio.sleep(every_seconds)
         try:
             purged = await purge_expired(sessions)
             if purged:
                 log.info("purged %d expired idempotency keys", purged)
         except Exception:  # a database hiccup must not end the loop
             log.exception("purging expired idempotency keys failed")
-        await asyncio.sleep(every_seconds)
