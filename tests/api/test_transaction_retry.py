@@ -135,7 +135,11 @@ async def _wait_for_advisory_waiter(app) -> None:
     async with app.state.engine.connect() as watcher:
         while asyncio.get_running_loop().time() < deadline:
             waiting = await watcher.scalar(
-                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                text(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE l.locktype = 'advisory' AND NOT l.granted "
+                    "AND d.datname = current_database()"
+                )
             )
             await watcher.rollback()
             if waiting:
