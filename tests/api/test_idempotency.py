@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from bookable.app import RESOURCE_ROUTERS
 from bookable.core.clock import clock
+from bookable.core.db import WRITE_OPTION
 from bookable.core.idempotency import (
     HEADER,
     KEY_LIFETIME,
@@ -278,6 +279,37 @@ async def test_concurrent_duplicates_create_exactly_one_booking(app, client, ali
     assert sum(a.headers.get(REPLAYED_HEADER) == "true" for a in answers) == 9
     assert await count(app, Booking) == 1
     assert await count(app, IdempotencyKey) == 1
+
+
+async def test_a_retry_while_the_first_request_runs_waits_for_its_answer(app, client, alice, meet):
+    """The first request is simulated by a transaction that has taken key "k2" and written its
+    answer but not committed yet: the retry waits (PostgreSQL: on the unique index; SQLite: for
+    the write lock), then answers that answer instead of booking."""
+    assert (await post_booking(client, alice, booking_body(meet), "k1")).status_code == 200
+    async with app.state.sessions() as session:
+        learned = await session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == "k1"))
+        assert learned is not None
+        request_hash = learned.request_hash
+    async with app.state.sessions() as first:
+        await first.connection(execution_options={WRITE_OPTION: True})
+        first.add(
+            IdempotencyKey(
+                user_id=alice.id, key="k2", method="POST", path="/v1/bookings",
+                request_hash=request_hash, response_status=200,
+                response_body='{"from":"the first request"}',
+                response_content_type="application/json", created_at=NOW,
+            )
+        )  # fmt: skip
+        await first.flush()
+        retry = asyncio.create_task(post_booking(client, alice, booking_body(meet), "k2"))
+        await asyncio.sleep(0.5)
+        assert not retry.done()
+        await first.commit()
+    answer = await retry
+    assert answer.status_code == 200
+    assert answer.content == b'{"from":"the first request"}'
+    assert answer.headers[REPLAYED_HEADER] == "true"
+    assert await count(app, Booking) == 1
 
 
 # --- wiring ----------------------------------------------------------------------------------
