@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,6 +25,7 @@ from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware
 from bookable.core.ratelimit import RateLimiter
@@ -57,6 +59,7 @@ RESOURCE_ROUTERS = (
     memberships_router,
     webhooks_router,
 )
+IDEMPOTENCY_PURGE_SECONDS = 600.0
 
 
 def api_router() -> APIRouter:
@@ -86,7 +89,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatcher = Dispatcher(sessions, DispatcherConfig.from_settings(settings))
             await dispatcher.start()
         _app.state.webhook_dispatcher = dispatcher
+        # Idempotency keys older than 24 h are ignored anyway; this keeps the table small.
+        purge = asyncio.create_task(purge_forever(sessions, IDEMPOTENCY_PURGE_SECONDS))
         yield
+        purge.cancel()
+        with suppress(asyncio.CancelledError):
+            await purge
         if dispatcher is not None:
             await dispatcher.stop()
         await engine.dispose()
@@ -135,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_headers=["*"],
         expose_headers=[
             "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+            "Idempotency-Replayed",
         ],
     )  # fmt: skip
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)

@@ -259,3 +259,38 @@ async def test_three_of_twenty_take_the_three_seats(setup: Setup) -> None:
     assert stored.bookings == [(booking_id, start.isoformat(), BookingStatus.ACCEPTED)]
     assert sorted(stored.attendees[booking_id]) == sorted(winners)
     assert stored.orphans == 0
+
+
+async def test_ten_simultaneous_retries_with_one_idempotency_key_book_once(setup: Setup) -> None:
+    """The same request with one Idempotency-Key, ten times at once over every server: one
+    booking, and every answer is the first one's (nine of them replayed)."""
+    start, end = _slot(9)
+    body = {
+        "eventTypeId": setup.event_type_id,
+        "startTime": _iso(start),
+        "endTime": _iso(end),
+        "name": "Retrying Client",
+        "email": f"retry-{setup.kind}@example.com",
+        "timeZone": "UTC",
+    }
+    mark = setup.mark()
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT, limits=limits) as client:
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    f"{setup.servers[i % len(setup.servers)].base_url}/v1/bookings",
+                    params={"apiKey": setup.key},
+                    json=body,
+                    headers={"Idempotency-Key": f"retry-{setup.kind}"},
+                )
+                for i in range(10)
+            )
+        )
+    _assert_no_server_errors(setup, mark, [("", r) for r in responses])
+    assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
+    assert len({r.content for r in responses}) == 1
+    assert sum(r.headers.get("Idempotency-Replayed") == "true" for r in responses) == 9
+    stored = await _stored(setup, setup.event_type_id)
+    at_slot = [b for b in stored.bookings if b[1] == start.isoformat()]
+    assert at_slot == [(responses[0].json()["id"], start.isoformat(), BookingStatus.ACCEPTED)]

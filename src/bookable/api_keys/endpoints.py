@@ -10,9 +10,10 @@ from bookable.api_keys import service
 from bookable.api_keys.schemas import ApiKeyCreate, ApiKeyOut, ApiKeyUpdate
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.idempotency import IdempotentRoute
 from bookable.models import ApiKey
 
-router = APIRouter(tags=["api-keys"])
+router = APIRouter(tags=["api-keys"], route_class=IdempotentRoute)
 
 CREATED_MESSAGE = (
     "API key created successfully. Save the `key` value as it won't be displayed again."

@@ -26,11 +26,13 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
+from bookable.core.idempotency import IdempotentRoute
+from bookable.core.retry import retry_transaction
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import Booking, BookingReference, EventType, Payment, User
 
-router = APIRouter(tags=["bookings"])
+router = APIRouter(tags=["bookings"], route_class=IdempotentRoute)
 _EMAIL = TypeAdapter(EmailStr)
 
 
@@ -212,7 +214,10 @@ async def list_bookings(
 async def create_booking(
     session: DbSession, caller: CurrentCaller, body: BookingCreate
 ) -> dict[str, Any]:
-    return created_json(await service.create_booking(session, caller, body))
+    created = await retry_transaction(
+        session, lambda: service.create_booking(session, caller, body)
+    )
+    return created_json(created)
 
 
 @router.get("/bookings/{id}", summary="A booking, by numeric id or uid")
@@ -241,7 +246,10 @@ async def patch_booking(
     id: str,
     body: BookingPatch,
 ) -> dict[str, Any]:
-    return {"booking": patched_json(await service.patch_booking(session, caller, id, body))}
+    booking = await retry_transaction(
+        session, lambda: service.patch_booking(session, caller, id, body)
+    )
+    return {"booking": patched_json(booking)}
 
 
 async def _cancel(
@@ -261,13 +269,16 @@ async def _cancel(
             cancelled_by = _EMAIL.validate_python(cancelled_by)
         except ValidationError:
             raise BadRequest("invalid_string in 'cancelledBy': Invalid email") from None
-    result = await service.cancel_booking(
+    result = await retry_transaction(
         session,
-        caller,
-        key,
-        reason=cancellation_reason,
-        cancelled_by=cancelled_by,
-        all_remaining=all_remaining == "true",
+        lambda: service.cancel_booking(
+            session,
+            caller,
+            key,
+            reason=cancellation_reason,
+            cancelled_by=cancelled_by,
+            all_remaining=all_remaining == "true",
+        ),
     )
     return {
         "success": True,
@@ -313,8 +324,11 @@ async def confirm_booking(
     id: str,
     body: BookingConfirm,
 ) -> dict[str, Any]:
-    booking = await service.confirm_booking(
-        session, caller, id, confirmed=body.confirmed, reason=body.rejection_reason
+    booking = await retry_transaction(
+        session,
+        lambda: service.confirm_booking(
+            session, caller, id, confirmed=body.confirmed, reason=body.rejection_reason
+        ),
     )
     return {
         "message": "Booking confirmed" if body.confirmed else "Booking rejected",
