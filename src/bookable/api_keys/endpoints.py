@@ -10,9 +10,10 @@ from bookable.api_keys import service
 from bookable.api_keys.schemas import ApiKeyCreate, ApiKeyOut, ApiKeyUpdate
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import ApiKey
 
-router = APIRouter(tags=["api-keys"])
+router = APIRouter(tags=["api-keys"], route_class=CheckedRoute)
 
 CREATED_MESSAGE = (
     "API key created successfully. Save the `key` value as it won't be displayed again."

@@ -10,9 +10,10 @@ from bookable.attendees import service
 from bookable.attendees.schemas import AttendeeCreate, AttendeeOut, AttendeeUpdate
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import Attendee
 
-router = APIRouter(tags=["attendees"])
+router = APIRouter(tags=["attendees"], route_class=CheckedRoute)
 
 
 def attendee_json(attendee: Attendee) -> dict[str, Any]:

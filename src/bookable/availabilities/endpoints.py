@@ -16,9 +16,10 @@ from bookable.availabilities.schemas import (
 )
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import Availability
 
-router = APIRouter(tags=["availabilities"])
+router = APIRouter(tags=["availabilities"], route_class=CheckedRoute)
 
 
 def availability_json(availability: Availability) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from bookable.booking_references.schemas import (
 )
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import BookingReference
 
-router = APIRouter(tags=["booking-references"])
+router = APIRouter(tags=["booking-references"], route_class=CheckedRoute)
 
 
 def booking_reference_json(reference: BookingReference) -> dict[str, Any]:

@@ -26,11 +26,12 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
+from bookable.core.routing import CheckedRoute
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import Booking, BookingReference, EventType, Payment, User
 
-router = APIRouter(tags=["bookings"])
+router = APIRouter(tags=["bookings"], route_class=CheckedRoute)
 _EMAIL = TypeAdapter(EmailStr)
 
 

@@ -42,17 +42,6 @@ def in_range(value: datetime) -> bool:
         return False
 
 
-def _has_nul(value: Any) -> bool:
-    """A NUL character anywhere in a value, its keys or nested items."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
 class BookingCreate(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
@@ -81,15 +70,6 @@ class BookingCreate(BaseModel):
     seat_reference_uid: str | None = None
     no_email: bool | None = None
     user_id: DbId | None = None
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul_characters(cls, value: Any) -> Any:
-        # PostgreSQL cannot store NUL in text, nor compare with it: refuse it on both databases,
-        # also inside `responses`, `metadata` and `customInputs`.
-        if _has_nul(value):
-            raise ValueError("must not contain NUL (\\u0000) characters")
-        return value
 
     @field_validator("time_zone")
     @classmethod

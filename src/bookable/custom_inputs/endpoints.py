@@ -8,11 +8,12 @@ from fastapi import APIRouter
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.custom_inputs import service
 from bookable.custom_inputs.schemas import CustomInputCreate, CustomInputOut, CustomInputUpdate
 from bookable.models import EventTypeCustomInput
 
-router = APIRouter(tags=["custom-inputs"])
+router = APIRouter(tags=["custom-inputs"], route_class=CheckedRoute)
 
 
 def custom_input_json(custom_input: EventTypeCustomInput) -> dict[str, Any]:

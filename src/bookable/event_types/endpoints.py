@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query, Request
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.event_types import service
 from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate, event_type_out
 
-router = APIRouter(tags=["event-types"])
+router = APIRouter(tags=["event-types"], route_class=CheckedRoute)
 
 
 def event_type_json(

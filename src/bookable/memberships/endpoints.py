@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.memberships import service
 from bookable.memberships.schemas import (
     InviteCreate,
@@ -17,7 +18,7 @@ from bookable.memberships.schemas import (
 )
 from bookable.models import Membership
 
-router = APIRouter(tags=["memberships"])
+router = APIRouter(tags=["memberships"], route_class=CheckedRoute)
 
 
 def membership_json(membership: Membership, include_team: bool = False) -> dict[str, Any]:

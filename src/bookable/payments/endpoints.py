@@ -9,11 +9,12 @@ from fastapi import APIRouter
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.errors import ApiError
+from bookable.core.routing import CheckedRoute
 from bookable.models import Payment
 from bookable.payments import service
 from bookable.payments.schemas import PaymentOut
 
-router = APIRouter(tags=["payments"])
+router = APIRouter(tags=["payments"], route_class=CheckedRoute)
 
 # Every method but GET gets Cal.com's own 405 body (not the generic "Method Not Allowed (Allow:…)").
 _NOT_GET = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

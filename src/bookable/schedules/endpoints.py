@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import Schedule
 from bookable.schedules import service
 from bookable.schedules.schemas import ScheduleCreate, ScheduleOut, ScheduleUpdate
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], route_class=CheckedRoute)
 
 
 def schedule_json(schedule: Schedule) -> dict[str, Any]:

@@ -8,12 +8,13 @@ from fastapi import APIRouter
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.memberships.endpoints import membership_json
 from bookable.models import Team
 from bookable.teams import service
 from bookable.teams.schemas import TeamCreate, TeamOut, TeamUpdate
 
-router = APIRouter(tags=["teams"])
+router = APIRouter(tags=["teams"], route_class=CheckedRoute)
 
 
 def team_json(team: Team) -> dict[str, Any]:

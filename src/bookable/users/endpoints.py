@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Response
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.users import service
 from bookable.users.schemas import UserCreate, UserOut, UserUpdate
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=CheckedRoute)
 
 
 def user_json(user: Any) -> dict[str, Any]:

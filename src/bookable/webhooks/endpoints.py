@@ -10,11 +10,12 @@ from fastapi import APIRouter, Query, Request
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.routing import CheckedRoute
 from bookable.models import Webhook
 from bookable.webhooks import service
 from bookable.webhooks.schemas import WebhookCreate, WebhookOut, WebhookUpdate
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], route_class=CheckedRoute)
 
 PREFIXES = ("/webhooks", "/hooks")
 MAX_TAKE = 200
