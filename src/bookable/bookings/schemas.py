@@ -10,7 +10,7 @@ Unknown keys are dropped, as Cal.com's create schema does.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import (
@@ -33,6 +33,10 @@ LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNum
 EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 OUT_OF_RANGE = "must lie between the years 1000 and 9000"
+# The longest a booking may last (end minus start). Event types last at most a day; a PATCH may
+# stretch a booking, but not over months or years.
+MAX_BOOKING_LENGTH = timedelta(days=31)
+TOO_LONG = "a booking may last at most 31 days"
 
 
 def in_range(value: datetime) -> bool:
