@@ -1145,7 +1145,11 @@ async def mark_no_show(
     attendees: list[tuple[str, bool]] | None,
     no_show_host: bool | None,
 ) -> tuple[Booking, list[Attendee]]:
-    booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
+    try:
+        booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
+    except NotFound:
+        # The uid came in the body: the answer names no booking, readable or not.
+        raise NotFound("Booking not found") from None
     event_type = await _event_type_of(session, booking)
     if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")
