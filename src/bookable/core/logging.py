@@ -36,7 +36,10 @@ _SECRET_FIELD_QUOTED = re.compile(
 _SECRET_FIELD = re.compile(
     r"(?i)((?:webhook_?)?secret['\"]?\s*[:=]\s*)(?!b?['\"]|none\b|null\b)[^\s,&)}]+"
 )
-_BARE_SECRET = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{32}(?![0-9A-Za-z])")
+# The secret alone is a key too; in a URL it may follow a percent-escape (cal%5F<secret>).
+_BARE_SECRET = re.compile(
+    r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2}))[0-9a-fA-F]{32}(?![0-9A-Za-z])"
+)
 _SECRET_PARAMS = frozenset({"apikey"})
 # C0 controls and DEL; TAB is harmless. Templates and tracebacks keep their newlines.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
