@@ -16,9 +16,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
+from bookable.app import RESOURCE_ROUTERS
 from bookable.bookings.service import LOCKED_DAYS_MAX, lock_host_time
+from bookable.core.routing import CheckedRoute
 from bookable.models import Booking, EventType, Schedule, User
 from bookable.settings import Settings
+from bookable.v2 import router as v2_router
 from tests.conftest import Account
 
 from .booking_helpers import TUESDAY_10, TUESDAY_11, book, frozen_app, hosted_event_type
@@ -93,6 +96,13 @@ async def test_lone_surrogates_are_refused_naming_the_field(
     async with app.state.sessions() as session:
         user = await session.get(User, alice.id)
         assert user is not None and user.name != "A" + SURROGATE + "B"
+
+
+def test_every_route_parses_its_body_through_the_check() -> None:
+    # A router made without route_class=CheckedRoute would let NUL and surrogates through.
+    routes = [r for router in (*RESOURCE_ROUTERS, v2_router) for r in router.routes]
+    assert routes
+    assert [r.path for r in routes if not isinstance(r, CheckedRoute)] == []
 
 
 async def test_a_surrogate_body_without_a_key_is_still_a_400(client: httpx.AsyncClient) -> None:
