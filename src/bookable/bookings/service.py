@@ -1120,7 +1120,9 @@ async def patch_booking(
         setattr(booking, name, value)
     if booking.end_time <= booking.start_time:
         raise BadRequest("custom in 'endTime': must be after startTime")
-    if booking.end_time - booking.start_time > MAX_BOOKING_LENGTH:
+    moved = "start_time" in values or "end_time" in values
+    if moved and booking.end_time - booking.start_time > MAX_BOOKING_LENGTH:
+        # (Only a change of time is judged: a booking stored before the limit stays editable.)
         field = "endTime" if "end_time" in values else "startTime"
         raise BadRequest(f"custom in '{field}': {TOO_LONG}")
     before = event_type.before_event_buffer if event_type else 0
