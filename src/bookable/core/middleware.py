@@ -21,6 +21,9 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # `cancellationReason`); logs escape those (core.logging).
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 _CONTROL_IN_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Cheap test of the raw query string: only one with a percent-escaped (or raw) control character
+# is parsed.
+_QUERY_SUSPECT = re.compile(rb"%[01][0-9a-fA-F]|%7[fF]|[\x00-\x1f\x7f]")
 UNEXPECTED_MESSAGE = "Unexpected error, please reach out to the server's operator."
 log = logging.getLogger("bookable.errors")
 
@@ -46,8 +49,8 @@ def refused_text(scope: Scope) -> str | None:
     """The 400 message for a path or query string holding a control character, else None.
 
     Names the query parameter, or the path parameter (found with the app's route patterns)."""
-    query = scope.get("query_string", b"")
-    if query:
+    query: bytes = scope.get("query_string", b"")
+    if query and _QUERY_SUSPECT.search(query):
         for name, value in parse_qsl(
             query.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace"
         ):
