@@ -223,6 +223,21 @@ async def test_a_booking_blocking_decades_books_and_still_refuses_overlaps(
     assert patched.status_code == 200, patched.text
 
 
+async def test_confirming_a_booking_blocking_decades_works(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account
+) -> None:
+    decades = 20 * 365 * 24 * 60
+    pending_type = await hosted_event_type(
+        app, alice, "ask", before_event_buffer=decades, requires_confirmation=True
+    )
+    booking = await book(client, alice, pending_type, TUESDAY_11)
+    assert booking["status"] == "PENDING"
+    confirmed = await client.post(
+        f"/v1/bookings/{booking['id']}/confirm", params=alice.params, json={"confirmed": True}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+
 async def test_locks_per_host_are_bounded_whatever_the_span(app: FastAPI) -> None:
     async with app.state.sessions() as session, session.begin():
         connection = await session.connection()
