@@ -197,9 +197,9 @@ async def test_patch_far_away_but_short_is_fine(
 async def test_a_booking_blocking_decades_books_and_still_refuses_overlaps(
     app: FastAPI, client: httpx.AsyncClient, alice: Account
 ) -> None:
-    # 20 years of buffer before the meeting: one lock per day was ~7300 advisory locks, more
+    # 40 years of buffer before the meeting: one lock per day was ~14600 advisory locks, more
     # than PostgreSQL's lock table holds ("out of shared memory", a 500).
-    decades = 20 * 365 * 24 * 60
+    decades = 40 * 365 * 24 * 60
     long_one = await hosted_event_type(app, alice, "long", before_event_buffer=decades)
     first = await book(client, alice, long_one, TUESDAY_11)
     short_one = await hosted_event_type(app, alice, "short")
@@ -226,7 +226,7 @@ async def test_a_booking_blocking_decades_books_and_still_refuses_overlaps(
 async def test_confirming_a_booking_blocking_decades_works(
     app: FastAPI, client: httpx.AsyncClient, alice: Account
 ) -> None:
-    decades = 20 * 365 * 24 * 60
+    decades = 40 * 365 * 24 * 60
     pending_type = await hosted_event_type(
         app, alice, "ask", before_event_buffer=decades, requires_confirmation=True
     )
