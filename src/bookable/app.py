@@ -27,7 +27,7 @@ from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factor
 from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
-from bookable.core.middleware import EdgeMiddleware
+from bookable.core.middleware import EdgeMiddleware, UnexpectedErrorMiddleware
 from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
@@ -136,6 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v2_router, dependencies=[Depends(authenticate)])
     _mount_docs(app)
 
+    # Added first, so innermost: an unexpected error's 500 still passes CORS and the edge.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],

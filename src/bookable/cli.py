@@ -166,6 +166,7 @@ def worker(
     delivery to workers alone."""
     import logging
 
+    from bookable.core.logging import install_redaction
     from bookable.migrations.runner import upgrade
     from bookable.webhooks.dispatcher import run_worker
 
@@ -173,6 +174,7 @@ def worker(
     if concurrency is not None:
         settings = settings.model_copy(update={"webhook_concurrency": concurrency})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    install_redaction(settings.api_key_prefix)
     upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
 

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from bookable.core.auth import CurrentCaller
+from bookable.core.routing import CheckedRoute
 
-router = APIRouter(tags=["v2"])
+router = APIRouter(tags=["v2"], route_class=CheckedRoute)
 
 
 @router.get("/v2/me", summary="The caller, in API v2's envelope (for n8n's credential check)")

@@ -331,6 +331,8 @@ def _row_id(route: Route) -> str:
 # --- 2. A on B's objects -----------------------------------------------------------------
 
 REFUSED = {401, 403, 404}
+# B's bookings (and what hangs off them by path) and payments answer A exactly as missing ones.
+ANSWERS_AS_MISSING = {"booking", "payment"}
 OPEN_TO_A = {Rule.PUBLIC, Rule.ANY_KEY, Rule.OWN_LIST}
 
 
@@ -352,6 +354,8 @@ async def test_a_on_b_objects(
         assert f'"userId":{world.bob.id},' not in text.replace(" ", "")
     else:
         assert response.status_code in REFUSED, text
+        if route.resource in ANSWERS_AS_MISSING and "{id}" in route.path:
+            assert response.status_code == 404, f"existence oracle: {text}"
     for secret in world.secrets:
         assert secret not in text, f"{secret!r} leaked"
     if route.resource and route.rule is not Rule.PUBLIC:

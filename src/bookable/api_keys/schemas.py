@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
-from bookable.core.schemas import StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel
 
 
 class ApiKeyOut(WireModel):
@@ -20,7 +20,7 @@ class ApiKeyCreate(StrictInput):
     note: str | None = Field(default=None, max_length=1000)
     expires_at: AwareDatetime | None = None
     never_expires: bool | None = None
-    user_id: int | None = Field(default=None, gt=0)
+    user_id: DbId | None = None
 
 
 class ApiKeyUpdate(StrictInput):

@@ -11,8 +11,9 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest
+from bookable.core.routing import CheckedRoute
 
-router = APIRouter(tags=["availability"])
+router = APIRouter(tags=["availability"], route_class=CheckedRoute)
 
 
 def _required(name: str, value: str | None) -> str:

@@ -260,10 +260,6 @@ async def _cancel(
     all_remaining: str | None,
     cancelled_by: str | None,
 ) -> dict[str, Any]:
-    if cancellation_reason is not None and "\x00" in cancellation_reason:
-        raise BadRequest(
-            "custom in 'cancellationReason': must not contain NUL (\\u0000) characters"
-        )
     if cancelled_by is not None:
         try:
             cancelled_by = _EMAIL.validate_python(cancelled_by)

@@ -10,7 +10,7 @@ Unknown keys are dropped, as Cal.com's create schema does.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import (
@@ -33,6 +33,10 @@ LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNum
 EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 OUT_OF_RANGE = "must lie between the years 1000 and 9000"
+# The longest a booking may last (end minus start). Event types last at most a day; a PATCH may
+# stretch a booking, but not over months or years.
+MAX_BOOKING_LENGTH = timedelta(days=31)
+TOO_LONG = "a booking may last at most 31 days"
 
 
 def in_range(value: datetime) -> bool:
@@ -40,17 +44,6 @@ def in_range(value: datetime) -> bool:
         return EARLIEST <= value.astimezone(UTC) <= LATEST
     except OverflowError:
         return False
-
-
-def _has_nul(value: Any) -> bool:
-    """A NUL character anywhere in a value, its keys or nested items."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 class BookingCreate(BaseModel):
@@ -81,15 +74,6 @@ class BookingCreate(BaseModel):
     seat_reference_uid: str | None = None
     no_email: bool | None = None
     user_id: DbId | None = None
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul_characters(cls, value: Any) -> Any:
-        # PostgreSQL cannot store NUL in text, nor compare with it: refuse it on both databases,
-        # also inside `responses`, `metadata` and `customInputs`.
-        if _has_nul(value):
-            raise ValueError("must not contain NUL (\\u0000) characters")
-        return value
 
     @field_validator("time_zone")
     @classmethod

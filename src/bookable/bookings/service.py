@@ -21,6 +21,8 @@ from sqlalchemy.orm import InstrumentedAttribute, raiseload, selectinload
 
 from bookable.bookings.schemas import (
     LEGACY_FIELDS,
+    MAX_BOOKING_LENGTH,
+    TOO_LONG,
     Booker,
     BookingCreate,
     BookingPatch,
@@ -70,9 +72,19 @@ HOST_OVERLAP_CONSTRAINT = "ex_booking_hosts_overlap"
 BLOCKING_STATUSES = (BookingStatus.ACCEPTED,)
 # PostgreSQL: writers of a host's accepted bookings queue on advisory locks (host id, UTC day),
 # and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.
+# A span of more than LOCKED_DAYS_MAX UTC days takes the host's whole-calendar key exclusively
+# instead; every shorter span takes that key shared, so one lock of each pair always conflicts.
+LOCKED_DAYS_MAX = 7
+_WHOLE_CALENDAR = -(2**31)  # below every day number, so it is always taken first
 _LOCK_HOST_DAYS = text(
-    "SELECT pg_advisory_xact_lock(CAST(:host AS integer), day) "
-    "FROM generate_series(CAST(:first AS integer), CAST(:last AS integer)) AS day"
+    "SELECT CASE WHEN day = CAST(:whole AS integer) "
+    "THEN pg_advisory_xact_lock_shared(CAST(:host AS integer), day) "
+    "ELSE pg_advisory_xact_lock(CAST(:host AS integer), day) END "
+    "FROM (SELECT CAST(:whole AS integer) AS day UNION ALL "
+    "SELECT generate_series(CAST(:first AS integer), CAST(:last AS integer))) AS days"
+)
+_LOCK_HOST_CALENDAR = text(
+    "SELECT pg_advisory_xact_lock(CAST(:host AS integer), CAST(:whole AS integer))"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEADLOCK_SQLSTATE = "40P01"
@@ -289,9 +301,7 @@ async def get_booking(
         query = query.with_for_update(of=Booking)
     booking = await session.scalar(query)
     if booking is None:
-        exists = await session.scalar(_by_id_or_uid(select(Booking.id), key, uid_only=uid_only))
-        if exists is not None:
-            raise Forbidden("You are not authorized")
+        # Someone else's booking answers as a missing one (Cal.com says 403): no existence oracle.
         raise NotFound(f"Booking {key} not found")
     return booking
 
@@ -374,6 +384,8 @@ def _times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
     end = end.astimezone(UTC) if end else start + timedelta(minutes=length)
     if end <= start:
         raise BadRequest(f"custom in '{end_field}': must be after the start")
+    if end - start > MAX_BOOKING_LENGTH:
+        raise BadRequest(f"custom in '{end_field}': {TOO_LONG}")
     return start, end
 
 
@@ -840,15 +852,27 @@ async def lock_host_time(
     """`lock_host_days` for a time not written yet. Taken before the availability check, it
     makes check-and-insert one step per host and day on PostgreSQL too: a second request for
     the same time waits, then sees the first one's booking (and joins its seats, if any).
-    The locks stack: taking them again later in the transaction is free."""
+    The locks stack: taking them again later in the transaction is free.
+    At most LOCKED_DAYS_MAX + 1 locks per host, whatever the span (PostgreSQL's lock table is
+    small: one lock per day of a span of years ran it out of shared memory)."""
     if host_id is None:
         return
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return
+    first, last = locked_days(start, end)
+    if last - first + 1 > LOCKED_DAYS_MAX:
+        statement, values = _LOCK_HOST_CALENDAR, {"host": host_id, "whole": _WHOLE_CALENDAR}
+    else:
+        statement = _LOCK_HOST_DAYS
+        values = {"host": host_id, "whole": _WHOLE_CALENDAR, "first": first, "last": last}
+    await connection.execute(statement, values)
+
+
+def locked_days(start: datetime, end: datetime) -> tuple[int, int]:
+    """The first and last UTC day (days since 1970-01-01) the time from start to end touches."""
     first = (start - _EPOCH).days
-    last = max(first, (end - timedelta(microseconds=1) - _EPOCH).days)
-    await connection.execute(_LOCK_HOST_DAYS, {"host": host_id, "first": first, "last": last})
+    return first, max(first, (end - timedelta(microseconds=1) - _EPOCH).days)
 
 
 async def _join_seat(
@@ -1128,6 +1152,9 @@ async def patch_booking(
     if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")
     values = body.model_dump(exclude_unset=True)
+    for name in ("title", "status", "user_id", "event_type_id", "start_time", "end_time"):
+        if name in values and values[name] is None:
+            raise BadRequest(f"invalid_type in '{_camel(name)}': Expected a value, received null")
     if "user_id" in values and values["user_id"] != booking.user_id:
         if not caller.is_admin:
             raise Forbidden("Only admin can change the organizer of a booking")
@@ -1140,14 +1167,16 @@ async def patch_booking(
         if target is None or (not caller.is_admin and target.user_id != caller.user_id):
             raise NotFound(f"Event type with id: {values['event_type_id']} not found")
         event_type = target
-    for name in ("title", "status", "user_id", "event_type_id"):
-        if name in values and values[name] is None:
-            raise BadRequest(f"invalid_type in '{_camel(name)}': Expected a value, received null")
     moved_from = (booking.start_time, booking.end_time)
     for name, value in values.items():
         setattr(booking, name, value)
     if booking.end_time <= booking.start_time:
         raise BadRequest("custom in 'endTime': must be after startTime")
+    moved = "start_time" in values or "end_time" in values
+    if moved and booking.end_time - booking.start_time > MAX_BOOKING_LENGTH:
+        # (Only a change of time is judged: a booking stored before the limit stays editable.)
+        field = "endTime" if "end_time" in values else "startTime"
+        raise BadRequest(f"custom in '{field}': {TOO_LONG}")
     before = event_type.before_event_buffer if event_type else 0
     after = event_type.after_event_buffer if event_type else 0
     booking.blocked_start = booking.start_time - timedelta(minutes=before or 0)
@@ -1170,7 +1199,11 @@ async def mark_no_show(
     attendees: list[tuple[str, bool]] | None,
     no_show_host: bool | None,
 ) -> tuple[Booking, list[Attendee]]:
-    booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
+    try:
+        booking = await get_booking(session, caller, booking_uid, for_update=True, uid_only=True)
+    except NotFound:
+        # The uid came in the body: the answer names no booking, readable or not.
+        raise NotFound("Booking not found") from None
     event_type = await _event_type_of(session, booking)
     if not await manages(session, caller, booking, event_type):
         raise Forbidden("You are not authorized")

@@ -26,6 +26,13 @@ log = logging.getLogger("bookable.errors")
 # The order Cal.com's handler maps list their methods in ("Allow: GET,POST").
 _METHOD_ORDER = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _LOCATIONS = {"body", "query", "path", "header", "cookie"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """``text`` with any lone surrogate written as ``\\udXXX``: a message that echoes client
+    input must always encode as UTF-8 (else rendering the error would itself fail with a 500)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 class ApiError(Exception):
@@ -171,7 +178,11 @@ def _issue(error: dict[str, Any]) -> str:
 def format_validation_errors(errors: Iterable[dict[str, Any]]) -> str:
     seen: list[str] = []
     for error in errors:
-        rendered = _issue(error)
+        try:
+            rendered = encodable(_issue(error))
+        except Exception:  # a message about bad input must never itself become a 500
+            log.warning("could not render validation error %r", error.get("type"))
+            rendered = "Invalid input"
         if rendered not in seen:
             seen.append(rendered)
     return "; ".join(seen)
@@ -180,7 +191,7 @@ def format_validation_errors(errors: Iterable[dict[str, Any]]) -> str:
 def error_response(
     status_code: int, message: str, *, key: str = "message", headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse({key: message}, status_code=status_code, headers=headers)
+    return JSONResponse({key: encodable(message)}, status_code=status_code, headers=headers)
 
 
 AllowIndex = list[tuple[re.Pattern[str], frozenset[str]]]
@@ -208,7 +219,9 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _handle_api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
     return JSONResponse(
-        {exc.key: exc.message, **exc.extra}, status_code=exc.status_code, headers=exc.headers
+        {exc.key: encodable(exc.message), **exc.extra},
+        status_code=exc.status_code,
+        headers=exc.headers,
     )
 
 

@@ -28,7 +28,6 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
-from fastapi.routing import APIRoute
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -37,6 +36,7 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, Conflict
+from bookable.core.routing import CheckedRoute
 from bookable.models import IdempotencyKey
 
 log = logging.getLogger("bookable.idempotency")
@@ -231,9 +231,10 @@ async def record_answer(session: AsyncSession, response: Response) -> None:
     )
 
 
-class IdempotentRoute(APIRoute):
-    """A route whose POST takes part in ``Idempotency-Key`` (see the module docstring). Every
-    resource router is built with it: ``APIRouter(route_class=IdempotentRoute)``."""
+class IdempotentRoute(CheckedRoute):
+    """A route whose POST takes part in ``Idempotency-Key`` (see the module docstring), and whose
+    JSON body is checked for unstorable text (`CheckedRoute`). Every resource router is built with
+    it: ``APIRouter(route_class=IdempotentRoute)``."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if "POST" in {m.upper() for m in kwargs.get("methods") or ()}:

@@ -1,17 +1,49 @@
-"""Keep API keys out of logs: uvicorn's access log prints the raw query string, and a key may
-also turn up in a message or an Authorization header someone logs."""
+"""Keep secrets out of logs, and clients from writing log lines.
+
+Every log record, from any logger (ours, uvicorn's, SQLAlchemy's, httpx's...), is cleaned when
+it is created (``logging.setLogRecordFactory``), so no handler or formatter configured later can
+print it raw: the message, its arguments, the traceback (``exc_info``, rendered here once) and
+``stack_info``. Cleaning means:
+
+- API keys (``<prefix><32 hex>``, and the bare 32-hex secret, which is a valid key too), the
+  ``apiKey`` query parameter, ``Bearer`` credentials, ``Authorization`` header values and
+  ``secret`` fields (webhook secrets) become ``[redacted]``;
+- control characters a client can put in a path or a value (ESC, NUL, CR, LF...) are written as
+  ``\\xNN`` inside message arguments, so a request cannot forge a log line or colour the
+  terminal. Newlines stay in the message template and the traceback, where the code put them.
+
+SQL parameters never reach exception text in the first place (``hide_parameters`` in core.db).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import traceback
 from typing import Any
 from urllib.parse import unquote_plus
 
 # Every query parameter, raw: its name may be percent-encoded (apiKe%79 is apiKey to the server).
 _QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;\s#\"']*)=(?P<value>[^&;\s#\"']*)")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',)]+")
+_AUTHORIZATION = re.compile(
+    r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)(?!bearer\s)(?:(?:basic|token|digest)\s+)?"
+    r"[^\s'\",)}]+"
+)
+_SECRET_FIELD_QUOTED = re.compile(
+    r"(?i)((?:webhook_?)?secret['\"]?\s*[:=]\s*b?)(['\"])(?:\\.|(?!\2).)*\2"
+)
+_SECRET_FIELD = re.compile(
+    r"(?i)((?:webhook_?)?secret['\"]?\s*[:=]\s*)(?!b?['\"]|none\b|null\b)[^\s,&)}]+"
+)
+# The secret alone is a key too; in a URL it may follow a percent-escape (cal%5F<secret>).
+_BARE_SECRET = re.compile(
+    r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2}))[0-9a-fA-F]{32}(?![0-9A-Za-z])"
+)
 _SECRET_PARAMS = frozenset({"apikey"})
+# C0 controls and DEL; TAB is harmless. Templates and tracebacks keep their newlines.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def _key_pattern(prefixes: set[str]) -> re.Pattern[str]:
@@ -29,32 +61,82 @@ def _redact_param(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
+    """``text`` without API keys, Authorization credentials or secret fields."""
     if "=" in text:
         text = _QUERY_PARAM.sub(_redact_param, text)
-    if "earer" in text:
+    lowered = text.lower()
+    if "earer" in lowered:
         text = _BEARER.sub(r"\1[redacted]", text)
-    return _keys.sub("[redacted key]", text)
+    if "authorization" in lowered:
+        text = _AUTHORIZATION.sub(r"\1[redacted]", text)
+    if "secret" in lowered:
+        text = _SECRET_FIELD_QUOTED.sub(r"\1\2[redacted]\2", text)
+        text = _SECRET_FIELD.sub(r"\1[redacted]", text)
+    text = _keys.sub("[redacted key]", text)
+    return _BARE_SECRET.sub("[redacted key]", text)
 
 
-def _redact_value(value: Any) -> Any:
-    return redact(value) if isinstance(value, str) else value
+def _escape(pattern: re.Pattern[str], text: str) -> str:
+    return pattern.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+
+
+def clean_field(text: str) -> str:
+    """A value put into a log line: redacted, every control character escaped."""
+    return _escape(_CONTROL, redact(text))
+
+
+def clean_block(text: str) -> str:
+    """A template, traceback or stack: redacted, control characters but newlines escaped."""
+    return _escape(_CONTROL_BUT_NEWLINE, redact(text))
+
+
+def _clean_arg(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    # Anything else (an exception, a URL, a dict of headers) is logged through its text.
+    return clean_field(value if isinstance(value, str) else str(value))
+
+
+def clean_record(record: logging.LogRecord) -> logging.LogRecord:
+    record.msg = clean_block(record.msg if isinstance(record.msg, str) else str(record.msg))
+    if isinstance(record.args, tuple):
+        record.args = tuple(_clean_arg(a) for a in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {k: _clean_arg(v) for k, v in record.args.items()}
+    if record.exc_info and record.exc_info[0] is not None:
+        rendered = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_text = clean_block(rendered)
+        # No handler renders the raw traceback again: formatters print exc_text.
+        record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = clean_block(record.exc_text)
+    if record.stack_info:
+        record.stack_info = clean_block(record.stack_info)
+    return record
 
 
 class RedactKeys(logging.Filter):
+    """The same cleaning as a filter, for handlers set up outside this process's factory."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(_redact_value(a) for a in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {k: _redact_value(v) for k, v in record.args.items()}
+        clean_record(record)
         return True
 
 
+class _CleaningFactory:
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        return clean_record(self.inner(*args, **kwargs))
+
+
 def install_redaction(api_key_prefix: str = "cal_") -> None:
+    """Clean every log record created from now on (idempotent)."""
     global _keys
     _keys = _key_pattern({"cal_", "cal_live_", api_key_prefix})
-    for name in ("uvicorn.access", "uvicorn.error", "uvicorn", "bookable", "sqlalchemy", ""):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactKeys) for f in logger.filters):
-            logger.addFilter(RedactKeys())
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, _CleaningFactory):
+        logging.setLogRecordFactory(_CleaningFactory(factory))

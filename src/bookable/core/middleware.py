@@ -1,9 +1,13 @@
-"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit headers, body size."""
+"""Pure ASGI middleware (cheap on the hot path): request ids, rate-limit headers, body size,
+text no parameter may hold, and a complete 500 for an unexpected error."""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import secrets
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -12,6 +16,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bookable.core.ratelimit import HEADERS_STATE_KEY
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Control characters no path segment or parameter name holds; NUL and the rest no database can
+# compare with or store usefully. Query values may hold TAB, LF and CR (a multi-line
+# `cancellationReason`); logs escape those (core.logging).
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_IN_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Cheap test of the raw query string: only one with a percent-escaped (or raw) control character
+# is parsed.
+_QUERY_SUSPECT = re.compile(rb"%[01][0-9a-fA-F]|%7[fF]|[\x00-\x1f\x7f]")
+UNEXPECTED_MESSAGE = "Unexpected error, please reach out to the server's operator."
+log = logging.getLogger("bookable.errors")
 
 
 class BodyTooLarge(HTTPException):
@@ -22,10 +36,50 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"Request body too large: the limit is {limit} bytes.")
 
 
+def _escaped(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+def _refusal(problem: str, character: str) -> str:
+    code = f"\\u{ord(character):04x}"
+    return f"custom in '{_escaped(problem)}': must not contain control characters ({code})"
+
+
+def refused_text(scope: Scope) -> str | None:
+    """The 400 message for a path or query string holding a control character, else None.
+
+    Names the query parameter, or the path parameter (found with the app's route patterns)."""
+    query: bytes = scope.get("query_string", b"")
+    if query and _QUERY_SUSPECT.search(query):
+        for name, value in parse_qsl(
+            query.decode("latin-1"), keep_blank_values=True, encoding="utf-8", errors="replace"
+        ):
+            found = _CONTROL.search(name) or _CONTROL_IN_VALUE.search(value)
+            if found:
+                return _refusal(name, found[0])
+    path: str = scope.get("path", "")
+    found = _CONTROL.search(path)
+    if found is None:
+        return None
+    app = scope.get("app")
+    index = getattr(getattr(app, "state", None), "allow_index", None) or []
+    for pattern, _methods in index:
+        match = pattern.match(path)
+        if match:
+            for name, value in match.groupdict().items():
+                if _CONTROL.search(value):
+                    return _refusal(name, found[0])
+    return _refusal("path", found[0])
+
+
 class EdgeMiddleware:
-    """Gives every response a request id and the rate-limit headers, and caps body size.
+    """Gives every response a request id and the rate-limit headers, caps body size, and refuses
+    control characters in the path and query string.
 
     A client-sent ``X-Request-ID`` is kept when it is sane, so callers can correlate logs.
+    The control-character check comes before authentication: it reads only the request line,
+    depends on no data, and so no code behind it (key lookup, rate limiting, routes, the
+    database) ever meets a NUL; the API key itself may arrive in the query string.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
@@ -59,7 +113,11 @@ class EdgeMiddleware:
             await send(message)
 
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-            await _send_too_large(limit, request_id, send)
+            await _send_json(413, BodyTooLarge(limit).detail, request_id, send)
+            return
+        refusal = refused_text(scope)
+        if refusal is not None:
+            await _send_json(400, refusal, request_id, send)
             return
 
         received = 0
@@ -76,13 +134,12 @@ class EdgeMiddleware:
         await self.app(scope, counting_receive, send_with_headers)
 
 
-async def _send_too_large(limit: int, request_id: str, send: Send) -> None:
-    body = BodyTooLarge(limit).detail.encode()
-    payload = b'{"message":"' + body + b'"}'
+async def _send_json(status: int, message: str, request_id: str, send: Send) -> None:
+    payload = json.dumps({"message": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
@@ -92,3 +149,49 @@ async def _send_too_large(limit: int, request_id: str, send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": payload})
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with a complete JSON 500 and returns normally.
+
+    Starlette's ServerErrorMiddleware sends its 500 and then re-raises, and uvicorn closes a
+    connection whose application raised, without `Connection: close`: the client's next request
+    on that kept-alive connection then fails too. Installed innermost (inside CORS and the edge
+    middleware), so the 500 carries their headers. The traceback goes to the log (redacted).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            if started:
+                raise  # part of a response is out: only closing the connection ends it cleanly
+            log.exception(
+                "unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=error
+            )
+            payload = json.dumps({"message": UNEXPECTED_MESSAGE}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})

@@ -125,7 +125,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/booking-references/{id}", R.OWNER_OR_ADMIN, "booking_reference", "edit"),
     Route("DELETE", "/booking-references/{id}", R.OWNER_OR_ADMIN, "booking_reference", "delete"),
     Route("GET", "/payments", R.OWN_LIST, "payment", "of bookings you (co-)host (admins too)"),
-    Route("GET", "/payments/{id}", R.BOOKING_HOST, "payment", "someone else's: 401"),
+    Route("GET", "/payments/{id}", R.BOOKING_HOST, "payment", "someone else's: 404, as missing"),
     *(
         Route(method, path, R.NOT_ALLOWED, None, "payments are read-only")
         for path in ("/payments", "/payments/{id}")

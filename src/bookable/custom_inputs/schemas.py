@@ -4,22 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bookable.core.schemas import MAX_DB_INT, StrictInput, WireModel, refuse_null
 
 CustomInputType = Literal["TEXT", "TEXTLONG", "NUMBER", "BOOL", "RADIO", "PHONE"]
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_no_nul)]
-Label = Annotated[str, Field(max_length=255), AfterValidator(_no_nul)]
+Text = str
+Label = Annotated[str, Field(max_length=255)]
 EventTypeId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 
 

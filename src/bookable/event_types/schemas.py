@@ -46,13 +46,6 @@ def _slug(value: str) -> str:
     return slug
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _redirect_url(value: str) -> str:
     if value == "":
         return value
@@ -87,8 +80,8 @@ def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-Title = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+Text = str
+Title = Annotated[str, Field(min_length=1, max_length=255)]
 Slug = Annotated[str, Field(max_length=255), AfterValidator(_slug)]
 Length = Annotated[int, Field(ge=1, le=MAX_EVENT_LENGTH)]
 NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_DB_INT)]

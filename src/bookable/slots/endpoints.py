@@ -11,12 +11,13 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest
+from bookable.core.routing import CheckedRoute
 from bookable.core.timeparse import parse_bound
 from bookable.core.timezones import canonical_time_zone
 from bookable.slots import service
 from bookable.slots.schemas import slots_json
 
-router = APIRouter(tags=["slots"])
+router = APIRouter(tags=["slots"], route_class=CheckedRoute)
 
 
 def booker_zone(name: str | None) -> ZoneInfo | None:
