@@ -26,6 +26,7 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
+from bookable.core.pagination import Pagination
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import Booking, BookingReference, EventType, Payment, User
@@ -164,6 +165,7 @@ def _instant(value: str | None, field: str) -> datetime | None:
 async def list_bookings(
     session: DbSession,
     caller: CurrentCaller,
+    page: Pagination,
     userId: Annotated[list[int] | None, Query()] = None,
     attendeeEmail: Annotated[list[str] | None, Query()] = None,
     dateFrom: str | None = None,
@@ -172,8 +174,6 @@ async def list_bookings(
     sortBy: Literal["createdAt", "updatedAt"] | None = None,
     order: Literal["asc", "desc"] = "asc",
     expand: Annotated[list[Literal["team"]] | None, Query()] = None,
-    take: Annotated[int | None, Query(ge=1)] = None,
-    page: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     emails = []
     for raw in attendeeEmail or []:
@@ -191,7 +191,7 @@ async def list_bookings(
         sort_by=sortBy,
         descending=order == "desc",
         # Cal.com paginates only when both are given; otherwise everything matching is returned.
-        page=(page, take) if take is not None and page is not None else None,
+        page=(page.number, page.take) if page.explicit else None,
     )
     users, types = await _hosts_and_types(session, bookings)
     expand_team = bool(expand)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.pagination import Pagination
 from bookable.users import service
 from bookable.users.schemas import UserCreate, UserOut, UserUpdate
 
@@ -34,12 +35,11 @@ async def get_me(caller: CurrentCaller) -> Response:
 async def list_users(
     session: DbSession,
     caller: CurrentCaller,
-    take: Annotated[int, Query(ge=1)] = 10,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Pagination,
     email: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     users, total = await service.list_users(
-        session, caller, emails=email or [], take=take, page=page
+        session, caller, emails=email or [], take=page.take, page=page.number
     )
     return {"users": [user_json(u) for u in users], "total": total}
 

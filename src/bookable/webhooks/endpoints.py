@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
+from bookable.core.pagination import Page, paging
 from bookable.models import Webhook
 from bookable.webhooks import service
 from bookable.webhooks.schemas import WebhookCreate, WebhookOut, WebhookUpdate
@@ -18,8 +19,6 @@ router = APIRouter(tags=["webhooks"])
 
 PREFIXES = ("/webhooks", "/hooks")
 MAX_TAKE = 200
-# Bounds the offset (page * take) well inside a 64-bit integer.
-MAX_PAGE = 1_000_000
 
 
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
@@ -71,10 +70,11 @@ async def list_deliveries(
     session: DbSession,
     caller: CurrentCaller,
     id: str,
-    take: Annotated[int, Query(ge=1, le=MAX_TAKE)] = 50,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page: Annotated[Page, paging(default_take=50, max_take=MAX_TAKE)],
 ) -> dict[str, Any]:
-    deliveries = await service.list_deliveries(session, caller, id, service.Page(take, page))
+    deliveries = await service.list_deliveries(
+        session, caller, id, service.Page(page.take, page.number)
+    )
     return {"deliveries": [d.model_dump(mode="json", by_alias=True) for d in deliveries]}
 
 
