@@ -5,14 +5,50 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
 
 from bookable.availability import service
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest
+from bookable.core.openapi import ok
 
 router = APIRouter(tags=["availability"])
+
+
+class TimeRange(BaseModel):
+    start: str = Field(json_schema_extra={"format": "date-time"})
+    end: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class WorkingHoursOut(BaseModel):
+    days: list[int]
+    startTime: int = Field(description="Minutes after midnight, in `timeZone`")
+    endTime: int
+    userId: int
+
+
+class UserAvailabilityOut(BaseModel):
+    """A user's availability (`teamId`: one per member, in a bare array)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    busy: list[TimeRange]
+    timeZone: str
+    dateRanges: list[TimeRange]
+    oooExcludedDateRanges: list[TimeRange]
+    workingHours: list[WorkingHoursOut]
+    dateOverrides: list[TimeRange]
+    currentSeats: None
+    datesOutOfOffice: dict[str, Any]
+
+
+class MemberAvailabilityOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    userId: int
+    availability: UserAvailabilityOut
 
 
 def _required(name: str, value: str | None) -> str:
@@ -21,7 +57,11 @@ def _required(name: str, value: str | None) -> str:
     return value
 
 
-@router.get("/availability", summary="A user's working hours, busy times and free ranges")
+@router.get(
+    "/availability",
+    summary="A user's working hours, busy times and free ranges",
+    responses=ok(UserAvailabilityOut | list[MemberAvailabilityOut]),
+)
 async def get_availability(
     session: DbSession,
     caller: CurrentCaller,
@@ -54,7 +94,11 @@ async def get_availability(
     )
 
 
-@router.get("/users/{userId}/availability", summary="Same as /availability for one user")
+@router.get(
+    "/users/{userId}/availability",
+    summary="Same as /availability for one user",
+    responses=ok(UserAvailabilityOut),
+)
 async def get_user_availability(
     session: DbSession,
     caller: CurrentCaller,

@@ -14,24 +14,33 @@ from sqlalchemy import select
 from bookable.bookings import service
 from bookable.bookings.schemas import (
     AttendeeOut,
+    BookingCancelledOut,
     BookingConfirm,
+    BookingConfirmedOut,
     BookingCreate,
+    BookingCreatedOut,
+    BookingOut,
     BookingPatch,
     BookingRead,
     BookingRow,
     FullAttendeeOut,
     NoShowBody,
+    NoShowOut,
 )
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
+from bookable.core.openapi import envelope, ok
 from bookable.core.pagination import Pagination
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import Booking, BookingReference, EventType, Payment, User
 
 router = APIRouter(tags=["bookings"])
+BookingsResponse = envelope("BookingsResponse", bookings=list[BookingOut])
+BookingResponse = envelope("BookingResponse", booking=BookingOut)
+BookingPatchedResponse = envelope("BookingPatchedResponse", booking=BookingRead)
 _EMAIL = TypeAdapter(EmailStr)
 
 
@@ -161,7 +170,11 @@ def _instant(value: str | None, field: str) -> datetime | None:
         raise BadRequest(f"custom in '{field}': Invalid ISO Date") from None
 
 
-@router.get("/bookings", summary="List bookings you host (admins: everyone's, `userId` filter)")
+@router.get(
+    "/bookings",
+    summary="List bookings you host (admins: everyone's, `userId` filter)",
+    responses=ok(BookingsResponse),
+)
 async def list_bookings(
     session: DbSession,
     caller: CurrentCaller,
@@ -208,14 +221,20 @@ async def list_bookings(
     }
 
 
-@router.post("/bookings", summary="Book a slot (modern, legacy and seed body forms)")
+@router.post(
+    "/bookings",
+    summary="Book a slot (modern, legacy and seed body forms)",
+    responses=ok(BookingCreatedOut),
+)
 async def create_booking(
     session: DbSession, caller: CurrentCaller, body: BookingCreate
 ) -> dict[str, Any]:
     return created_json(await service.create_booking(session, caller, body))
 
 
-@router.get("/bookings/{id}", summary="A booking, by numeric id or uid")
+@router.get(
+    "/bookings/{id}", summary="A booking, by numeric id or uid", responses=ok(BookingResponse)
+)
 async def get_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -234,7 +253,11 @@ async def get_booking(
     }
 
 
-@router.patch("/bookings/{id}", summary="Edit a booking (host or admin); overlaps are refused")
+@router.patch(
+    "/bookings/{id}",
+    summary="Edit a booking (host or admin); overlaps are refused",
+    responses=ok(BookingPatchedResponse),
+)
 async def patch_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -282,7 +305,11 @@ async def _cancel(
     }
 
 
-@router.delete("/bookings/{id}", summary="Cancel a booking (soft: status CANCELLED)")
+@router.delete(
+    "/bookings/{id}",
+    summary="Cancel a booking (soft: status CANCELLED)",
+    responses=ok(BookingCancelledOut),
+)
 async def delete_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -294,7 +321,11 @@ async def delete_booking(
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 
 
-@router.delete("/bookings/{id}/cancel", summary="Cancel a booking (same as DELETE /bookings/{id})")
+@router.delete(
+    "/bookings/{id}/cancel",
+    summary="Cancel a booking (same as DELETE /bookings/{id})",
+    responses=ok(BookingCancelledOut),
+)
 async def cancel_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -306,7 +337,11 @@ async def cancel_booking(
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 
 
-@router.post("/bookings/{id}/confirm", summary="Accept or reject a pending booking")
+@router.post(
+    "/bookings/{id}/confirm",
+    summary="Accept or reject a pending booking",
+    responses=ok(BookingConfirmedOut),
+)
 async def confirm_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -345,13 +380,21 @@ async def _references(session: DbSession, booking_id: int) -> list[BookingRefere
     )
 
 
-@router.get("/bookings/{id}/recordings", summary="Video recordings (none: no video provider)")
+@router.get(
+    "/bookings/{id}/recordings",
+    summary="Video recordings (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
+)
 async def get_recordings(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
     await _video_reference(session, caller, id)
     return []
 
 
-@router.get("/bookings/{id}/transcripts", summary="Video transcripts (none: no video provider)")
+@router.get(
+    "/bookings/{id}/transcripts",
+    summary="Video transcripts (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
+)
 async def get_transcripts(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
     await _video_reference(session, caller, id)
     return []
@@ -360,6 +403,7 @@ async def get_transcripts(session: DbSession, caller: CurrentCaller, id: str) ->
 @router.get(
     "/bookings/{id}/transcripts/{recordingId}",
     summary="A recording's transcript (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
 )
 async def get_transcript(
     session: DbSession,
@@ -371,7 +415,7 @@ async def get_transcript(
     return []
 
 
-@router.post("/no-show", summary="Mark attendees or the host as no-show")
+@router.post("/no-show", summary="Mark attendees or the host as no-show", responses=ok(NoShowOut))
 async def no_show(session: DbSession, caller: CurrentCaller, body: NoShowBody) -> dict[str, Any]:
     booking, changed = await service.mark_no_show(
         session,

@@ -13,12 +13,29 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, create_model
 
 MESSAGE_SCHEMA = "ErrorMessage"
 KEY_ERROR_SCHEMA = "ApiKeyError"
 _WRITES = {"post", "put", "patch", "delete"}
 _METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+class Envelope(BaseModel):
+    """A documented response body: its keys exactly as given (``event_type``, ``api_keys``...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def envelope(name: str, **fields: Any) -> type[BaseModel]:
+    """A response envelope, e.g. ``envelope("UserResponse", user=UserOut)``. A value is a type
+    (a required key) or ``(type, default)`` (a key that may be absent)."""
+    spec = {key: v if isinstance(v, tuple) else (v, ...) for key, v in fields.items()}
+    return create_model(name, __base__=Envelope, **spec)
+
+
+class MessageResponse(Envelope):
+    message: str
 
 
 def ok(model: type[BaseModel] | Any, description: str = "Success") -> dict[int | str, Any]:
@@ -93,13 +110,29 @@ def _tighten_parameter(param: dict[str, Any]) -> None:
     param["schema"] = schema
 
 
+_OPEN_OBJECT = {"type": "object", "additionalProperties": True}
+
+
+def _is_inferred(schema: dict[str, Any]) -> bool:
+    """FastAPI's schema of a `dict[str, Any]` (or a list of them) return annotation."""
+    bare = {k: v for k, v in schema.items() if k != "title"}
+    return bare == _OPEN_OBJECT or (
+        bare.get("type") == "array" and _is_inferred(bare.get("items", {})) and len(bare) == 2
+    )
+
+
 def _clean_200(operation: dict[str, Any]) -> None:
+    """A model declared with ``ok()`` is merged into FastAPI's schema of the handler's return
+    annotation (an open object); the declared model alone is the truth."""
     content = operation.get("responses", {}).get("200", {}).get("content", {})
     for media in content.values():
         schema = media.get("schema", {})
-        # A declared model merged into FastAPI's inferred `object`: the model alone is the truth.
         if "$ref" in schema:
             media["schema"] = {"$ref": schema["$ref"]}
+        elif "anyOf" in schema:
+            kept = [m for m in schema["anyOf"] if not _is_inferred(m)]
+            if kept and len(kept) < len(schema["anyOf"]):
+                media["schema"] = kept[0] if len(kept) == 1 else {"anyOf": kept}
 
 
 def document(schema: dict[str, Any]) -> dict[str, Any]:

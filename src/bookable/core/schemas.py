@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -18,7 +25,11 @@ def format_instant(value: datetime) -> str:
     )
 
 
-WireDateTime = Annotated[datetime, PlainSerializer(format_instant, return_type=str)]
+WireDateTime = Annotated[
+    datetime,
+    PlainSerializer(format_instant, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 
 
 class WireModel(BaseModel):
@@ -27,12 +38,39 @@ class WireModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
+_REFUSES_NULL = "__bookable_refuses_null__"
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    members = schema.get("anyOf")
+    if not members:
+        return schema
+    kept = [m for m in members if m.get("type") != "null"]
+    rest = {k: v for k, v in schema.items() if k not in {"anyOf", "default"}}
+    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+
+
 class StrictInput(BaseModel):
     """A request body: camelCase keys; an unknown key is a 400, as in Cal.com's strict schemas."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
     )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        # Fields guarded by `refuse_null` are optional keys, but never null: say so.
+        schema: dict[str, Any] = handler.resolve_ref_schema(handler(core_schema))
+        properties = schema.get("properties", {})
+        for decorator in cls.__pydantic_decorators__.field_validators.values():
+            if not getattr(decorator.func, _REFUSES_NULL, False):
+                continue
+            for name in decorator.info.fields:
+                field = cls.model_fields.get(name)
+                key = (field.alias or name) if field else name
+                if key in properties:
+                    properties[key] = _without_null(properties[key])
+        return schema
 
     @field_validator("*", mode="after")
     @classmethod
@@ -62,4 +100,5 @@ def refuse_null(*fields: str) -> Any:
             raise ValueError("Expected a value, received null")
         return value
 
+    setattr(_check, _REFUSES_NULL, True)
     return field_validator(*fields)(classmethod(_check))  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from bookable.custom_inputs.schemas import CustomInputOut
 
 if TYPE_CHECKING:
     from bookable.models import EventType, Team, User
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.timezones import TimeZoneName
 
 # Integer columns are 32-bit on PostgreSQL: a bigger number must be a 400, not a database error.
 MAX_EVENT_LENGTH = 1440  # one day, in minutes
@@ -95,7 +95,6 @@ NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_DB_INT)]
 PositiveInt32 = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 Int32 = Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
-TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
 IsoString = Annotated[str, AfterValidator(_iso_instant)]
 Url = Annotated[str, AfterValidator(_url)]
 RedirectUrl = Annotated[str, AfterValidator(_redirect_url)]

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
 
 from bookable.core.schemas import StrictInput, WireDateTime, WireModel, refuse_null
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.timezones import TimeZoneName
 from bookable.models import UserRole
 
 WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -70,7 +70,6 @@ def _avatar(value: str | None) -> str | None:
     raise ValueError("must be a data:image/...;base64 URI or an http(s) URL")
 
 
-TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
 WeekStart = Annotated[Literal[WEEK_DAYS], BeforeValidator(_week_day)]  # type: ignore[valid-type]
 Theme = Annotated[Literal["dark", "light"] | None, BeforeValidator(_lower_or_none)]
 TimeFormat = Annotated[Literal[12, 24] | None, BeforeValidator(_time_format)]
