@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from bookable.availability import service
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
-from bookable.core.errors import BadRequest
 from bookable.core.openapi import ok
 
 router = APIRouter(tags=["availability"])
@@ -51,12 +50,6 @@ class MemberAvailabilityOut(BaseModel):
     availability: UserAvailabilityOut
 
 
-def _required(name: str, value: str | None) -> str:
-    if not value:
-        raise BadRequest(f"invalid_type in '{name}': Required")
-    return value
-
-
 @router.get(
     "/availability",
     summary="A user's working hours, busy times and free ranges",
@@ -65,8 +58,8 @@ def _required(name: str, value: str | None) -> str:
 async def get_availability(
     session: DbSession,
     caller: CurrentCaller,
-    dateFrom: str | None = None,
-    dateTo: str | None = None,
+    dateFrom: Annotated[str, Query(min_length=1)],
+    dateTo: Annotated[str, Query(min_length=1)],
     userId: int | None = None,
     username: str | None = None,
     eventTypeId: int | None = None,
@@ -78,8 +71,8 @@ async def get_availability(
             session,
             caller,
             team_id=teamId,
-            date_from=_required("dateFrom", dateFrom),
-            date_to=_required("dateTo", dateTo),
+            date_from=dateFrom,
+            date_to=dateTo,
             now=clock.now(),
         )
     return await service.user_availability(
@@ -87,8 +80,8 @@ async def get_availability(
         caller,
         user_id=userId,
         username=username,
-        date_from=_required("dateFrom", dateFrom),
-        date_to=_required("dateTo", dateTo),
+        date_from=dateFrom,
+        date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
     )
@@ -103,8 +96,8 @@ async def get_user_availability(
     session: DbSession,
     caller: CurrentCaller,
     userId: int,
-    dateFrom: str | None = None,
-    dateTo: str | None = None,
+    dateFrom: Annotated[str, Query(min_length=1)],
+    dateTo: Annotated[str, Query(min_length=1)],
     eventTypeId: int | None = None,
 ) -> dict[str, Any]:
     return await service.user_availability(
@@ -112,8 +105,8 @@ async def get_user_availability(
         caller,
         user_id=userId,
         username=None,
-        date_from=_required("dateFrom", dateFrom),
-        date_to=_required("dateTo", dateTo),
+        date_from=dateFrom,
+        date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
     )

@@ -24,7 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
-from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import MAX_TEXT, DbId, JsonObject, StrictInput, WireDateTime, WireModel
 from bookable.core.timezones import canonical_time_zone
 from bookable.models import BookingStatus
 
@@ -55,14 +55,16 @@ def _has_nul(value: Any) -> bool:
 
 
 class BookingCreate(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", str_max_length=MAX_TEXT
+    )
 
     event_type_id: Any = None
     start: str | None = None
     end: str | None = None
     start_time: str | None = None
     end_time: str | None = None
-    responses: dict[str, Any] | None = None
+    responses: JsonObject | None = None
     name: Any = None
     email: Any = None
     location: Any = None
@@ -74,7 +76,7 @@ class BookingCreate(BaseModel):
     description: str | None = None
     time_zone: str | None = None
     language: str | None = Field(default=None, max_length=16)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     reschedule_uid: str | None = Field(default=None, max_length=64)
     rescheduled_by: EmailStr | None = None
     recurring_event_id: str | int | None = None

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 
 def format_instant(value: datetime) -> str:
@@ -29,6 +35,27 @@ WireDateTime = Annotated[
     datetime,
     PlainSerializer(format_instant, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+
+
+# Caps on what a body may hold, far above what Cal.com's own UI lets anyone write (README.md):
+MAX_TEXT = 10_000  # characters of any free-text field (bio, description, notes, label...)
+MAX_JSON_BYTES = 65_536  # a metadata object as compact JSON; a payload template
+MAX_IMAGE_URI = 1_048_576  # an avatar or logo, which may be a base64 data: URI
+
+
+def _json_size(value: Any) -> Any:
+    if value is not None:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_JSON_BYTES:
+            raise ValueError(f"must be at most {MAX_JSON_BYTES} bytes as JSON, got {size}")
+    return value
+
+
+JsonObject = Annotated[
+    dict[str, Any],
+    AfterValidator(_json_size),
+    Field(description=f"A JSON object of at most {MAX_JSON_BYTES} bytes"),
 ]
 
 
@@ -50,11 +77,25 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
+@cache
+def _bool_fields(model: type[BaseModel]) -> frozenset[str]:
+    def is_bool(annotation: Any) -> bool:
+        if annotation is bool:
+            return True
+        return get_origin(annotation) in (Union, UnionType) and bool in get_args(annotation)
+
+    return frozenset(n for n, f in model.model_fields.items() if is_bool(f.annotation))
+
+
 class StrictInput(BaseModel):
     """A request body: camelCase keys; an unknown key is a 400, as in Cal.com's strict schemas."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+        str_max_length=MAX_TEXT,
     )
 
     @classmethod
@@ -71,6 +112,19 @@ class StrictInput(BaseModel):
                 if key in properties:
                     properties[key] = _without_null(properties[key])
         return schema
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # Cal.com's zod takes only true/false for a boolean; pydantic's lax mode would also take
+        # 0, 1, "yes" or "true". (null is each field's own business.)
+        if (
+            value is not None
+            and not isinstance(value, bool)
+            and info.field_name in _bool_fields(cls)
+        ):
+            raise PydanticCustomError("bool_type", "Input should be a valid boolean")
+        return value
 
     @field_validator("*", mode="after")
     @classmethod

@@ -89,7 +89,10 @@ def _as_utc(value: datetime) -> datetime:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 Title = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
-Slug = Annotated[str, Field(max_length=255), AfterValidator(_slug)]
+# Documented: some letter or digit (the rest is slugified: "My Call!" is stored as "my-call").
+Slug = Annotated[
+    str, Field(max_length=255, json_schema_extra={"pattern": "[A-Za-z0-9]"}), AfterValidator(_slug)
+]
 Length = Annotated[int, Field(ge=1, le=MAX_EVENT_LENGTH)]
 NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_DB_INT)]
 PositiveInt32 = Annotated[int, Field(ge=1, le=MAX_DB_INT)]

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
 
-from bookable.core.schemas import StrictInput, WireDateTime, WireModel, refuse_null
+from bookable.core.schemas import MAX_IMAGE_URI, StrictInput, WireDateTime, WireModel, refuse_null
 from bookable.core.timezones import TimeZoneName
 from bookable.models import UserRole
 
@@ -75,8 +75,12 @@ Theme = Annotated[Literal["dark", "light"] | None, BeforeValidator(_lower_or_non
 TimeFormat = Annotated[Literal[12, 24] | None, BeforeValidator(_time_format)]
 Locale = Annotated[Literal[LOCALES] | None, BeforeValidator(_locale)]  # type: ignore[valid-type]
 Color = Annotated[str | None, AfterValidator(_color)]
-Username = Annotated[str, AfterValidator(_username)]
-Avatar = Annotated[str | None, AfterValidator(_avatar)]
+Username = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,254}\s*$"}),
+    AfterValidator(_username),
+]
+Avatar = Annotated[str | None, Field(max_length=MAX_IMAGE_URI), AfterValidator(_avatar)]
 
 
 class UserOut(WireModel):
