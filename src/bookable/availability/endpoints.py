@@ -14,6 +14,8 @@ from bookable.core.db import DbSession
 from bookable.core.openapi import ok
 
 router = APIRouter(tags=["availability"])
+# A date or an ISO instant (documented: it starts with the date).
+_DATE: dict[str, Any] = {"pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}"}
 
 
 class TimeRange(BaseModel):
@@ -58,8 +60,8 @@ class MemberAvailabilityOut(BaseModel):
 async def get_availability(
     session: DbSession,
     caller: CurrentCaller,
-    dateFrom: Annotated[str, Query(min_length=1)],
-    dateTo: Annotated[str, Query(min_length=1)],
+    dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
+    dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     userId: int | None = None,
     username: str | None = None,
     eventTypeId: int | None = None,
@@ -96,8 +98,8 @@ async def get_user_availability(
     session: DbSession,
     caller: CurrentCaller,
     userId: int,
-    dateFrom: Annotated[str, Query(min_length=1)],
-    dateTo: Annotated[str, Query(min_length=1)],
+    dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
+    dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     eventTypeId: int | None = None,
 ) -> dict[str, Any]:
     return await service.user_availability(

@@ -180,7 +180,9 @@ async def list_bookings(
     caller: CurrentCaller,
     page: Pagination,
     userId: Annotated[list[int] | None, Query()] = None,
-    attendeeEmail: Annotated[list[str] | None, Query()] = None,
+    attendeeEmail: Annotated[
+        list[str] | None, Query(json_schema_extra={"items": {"type": "string", "format": "email"}})
+    ] = None,
     dateFrom: str | None = None,
     dateTo: str | None = None,
     status: Literal["upcoming"] | None = None,
@@ -316,7 +318,7 @@ async def delete_booking(
     id: str,
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
-    cancelledBy: str | None = None,
+    cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
 ) -> dict[str, Any]:
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 
@@ -332,7 +334,7 @@ async def cancel_booking(
     id: str,
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
-    cancelledBy: str | None = None,
+    cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
 ) -> dict[str, Any]:
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 

@@ -25,7 +25,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
 from bookable.core.schemas import MAX_TEXT, DbId, JsonObject, StrictInput, WireDateTime, WireModel
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.timezones import TimeZoneName, canonical_time_zone
 from bookable.models import BookingStatus
 
 LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNumber")
@@ -74,7 +74,7 @@ class BookingCreate(BaseModel):
     custom_inputs: list[dict[str, Any]] | None = None
     title: str | None = Field(default=None, max_length=255)
     description: str | None = None
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     language: str | None = Field(default=None, max_length=16)
     metadata: JsonObject | None = None
     reschedule_uid: str | None = Field(default=None, max_length=64)

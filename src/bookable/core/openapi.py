@@ -99,7 +99,7 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     if members and any(m.get("type") == "null" for m in members):
         kept = [m for m in members if m.get("type") != "null"]
         rest = {k: v for k, v in schema.items() if k != "anyOf"}
-        return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+        return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
     return schema
 
 

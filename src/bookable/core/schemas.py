@@ -74,7 +74,7 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
         return schema
     kept = [m for m in members if m.get("type") != "null"]
     rest = {k: v for k, v in schema.items() if k not in {"anyOf", "default"}}
-    return {**rest, **kept[0]} if len(kept) == 1 else {**rest, "anyOf": kept}
+    return {**kept[0], **rest} if len(kept) == 1 else {**rest, "anyOf": kept}
 
 
 @cache

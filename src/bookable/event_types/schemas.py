@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
@@ -218,10 +219,15 @@ class _EventTypeFields(StrictInput):
     # Team fields. `parentId` and `children` (managed event types) are refused by the service.
     team_id: PositiveInt32 | None = None
     scheduling_type: Literal["ROUND_ROBIN", "COLLECTIVE", "MANAGED"] | None = None
-    parent_id: PositiveInt32 | None = None
+    parent_id: Annotated[
+        PositiveInt32 | None, WithJsonSchema({"type": "null", "description": "Always null"})
+    ] = None
     assign_all_team_members: bool | None = None
     hosts: list[HostIn] | None = None
-    children: list[ChildIn] | None = None
+    children: Annotated[
+        list[ChildIn] | None,
+        WithJsonSchema({"anyOf": [{"type": "array", "maxItems": 0}, {"type": "null"}]}),
+    ] = None
 
     _not_null = refuse_null(*_NOT_NULL)
 

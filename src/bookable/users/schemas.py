@@ -74,13 +74,19 @@ WeekStart = Annotated[Literal[WEEK_DAYS], BeforeValidator(_week_day)]  # type: i
 Theme = Annotated[Literal["dark", "light"] | None, BeforeValidator(_lower_or_none)]
 TimeFormat = Annotated[Literal[12, 24] | None, BeforeValidator(_time_format)]
 Locale = Annotated[Literal[LOCALES] | None, BeforeValidator(_locale)]  # type: ignore[valid-type]
-Color = Annotated[str | None, AfterValidator(_color)]
+Color = Annotated[
+    str | None, Field(json_schema_extra={"pattern": _COLOR.pattern}), AfterValidator(_color)
+]
 Username = Annotated[
     str,
     Field(json_schema_extra={"pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,254}\s*$"}),
     AfterValidator(_username),
 ]
-Avatar = Annotated[str | None, Field(max_length=MAX_IMAGE_URI), AfterValidator(_avatar)]
+Avatar = Annotated[
+    str | None,
+    Field(max_length=MAX_IMAGE_URI, json_schema_extra={"pattern": "^(data:image/|https?://)"}),
+    AfterValidator(_avatar),
+]
 
 
 class UserOut(WireModel):
