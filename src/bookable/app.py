@@ -28,6 +28,8 @@ from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware, UnexpectedErrorMiddleware
+from bookable.core.openapi import install_openapi
+from bookable.core.params import check_url_parameters
 from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
@@ -63,8 +65,9 @@ IDEMPOTENCY_PURGE_SECONDS = 600.0
 
 
 def api_router() -> APIRouter:
-    """Every v1 resource; each route needs a valid key (checked once per request)."""
-    router = APIRouter(dependencies=[Depends(authenticate)])
+    """Every v1 resource; each route needs a valid key (checked once per request), then its URL
+    parameters are checked strictly (`core/params.py`)."""
+    router = APIRouter(dependencies=[Depends(authenticate), Depends(check_url_parameters)])
     for resource in RESOURCE_ROUTERS:
         router.include_router(resource)
     return router
@@ -128,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.redis_url)
 
     install_error_handlers(app)
+    install_openapi(app)
     app.state.allow_index = build_allow_index(RESOURCE_ROUTERS, prefixes=("/v1", ""))
     v1 = api_router()
     app.include_router(v1, prefix="/v1")

@@ -17,16 +17,25 @@ from bookable.availabilities.schemas import (
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.models import Availability
 
 router = APIRouter(tags=["availabilities"], route_class=IdempotentRoute)
+AvailabilityResponse = envelope("AvailabilityResponse", availability=AvailabilityOut)
+AvailabilityCreatedResponse = envelope(
+    "AvailabilityCreatedResponse", availability=AvailabilityOut, message=str
+)
 
 
 def availability_json(availability: Availability) -> dict[str, Any]:
     return AvailabilityOut.model_validate(availability).model_dump(mode="json", by_alias=True)
 
 
-@router.post("/availabilities", summary="Add an availability rule to one of your schedules")
+@router.post(
+    "/availabilities",
+    summary="Add an availability rule to one of your schedules",
+    responses=ok(AvailabilityCreatedResponse),
+)
 async def create_availability(
     session: DbSession, caller: CurrentCaller, body: AvailabilityCreate
 ) -> dict[str, Any]:
@@ -37,13 +46,19 @@ async def create_availability(
     }
 
 
-@router.get("/availabilities/{id}", summary="Get an availability rule")
+@router.get(
+    "/availabilities/{id}", summary="Get an availability rule", responses=ok(AvailabilityResponse)
+)
 async def get_availability(session: DbSession, caller: CurrentCaller, id: int) -> dict[str, Any]:
     availability = await service.get_availability(session, caller, id)
     return {"availability": availability_json(availability)}
 
 
-@router.patch("/availabilities/{id}", summary="Edit an availability rule's times, days or date")
+@router.patch(
+    "/availabilities/{id}",
+    summary="Edit an availability rule's times, days or date",
+    responses=ok(AvailabilityResponse),
+)
 async def update_availability(
     session: DbSession, caller: CurrentCaller, id: int, body: AvailabilityUpdate
 ) -> dict[str, Any]:
@@ -51,7 +66,9 @@ async def update_availability(
     return {"availability": availability_json(availability)}
 
 
-@router.delete("/availabilities/{id}", summary="Delete an availability rule")
+@router.delete(
+    "/availabilities/{id}", summary="Delete an availability rule", responses=ok(MessageResponse)
+)
 async def delete_availability(session: DbSession, caller: CurrentCaller, id: int) -> dict[str, Any]:
     await service.delete_availability(session, caller, id)
     return {"message": f"Availability with id: {id} deleted successfully"}

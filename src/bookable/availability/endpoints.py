@@ -2,32 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from bookable.availability import service
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
-from bookable.core.errors import BadRequest
+from bookable.core.openapi import ok
 from bookable.core.routing import CheckedRoute
 
 router = APIRouter(tags=["availability"], route_class=CheckedRoute)
+# A date or an ISO instant (documented: it starts with the date).
+_DATE: dict[str, Any] = {"pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}"}
 
 
-def _required(name: str, value: str | None) -> str:
-    if not value:
-        raise BadRequest(f"invalid_type in '{name}': Required")
-    return value
+class TimeRange(BaseModel):
+    start: str = Field(json_schema_extra={"format": "date-time"})
+    end: str = Field(json_schema_extra={"format": "date-time"})
 
 
-@router.get("/availability", summary="A user's working hours, busy times and free ranges")
+class WorkingHoursOut(BaseModel):
+    days: list[int]
+    startTime: int = Field(description="Minutes after midnight, in `timeZone`")
+    endTime: int
+    userId: int
+
+
+class UserAvailabilityOut(BaseModel):
+    """A user's availability (`teamId`: one per member, in a bare array)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    busy: list[TimeRange]
+    timeZone: str
+    dateRanges: list[TimeRange]
+    oooExcludedDateRanges: list[TimeRange]
+    workingHours: list[WorkingHoursOut]
+    dateOverrides: list[TimeRange]
+    currentSeats: None
+    datesOutOfOffice: dict[str, Any]
+
+
+class MemberAvailabilityOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    userId: int
+    availability: UserAvailabilityOut
+
+
+@router.get(
+    "/availability",
+    summary="A user's working hours, busy times and free ranges",
+    responses=ok(UserAvailabilityOut | list[MemberAvailabilityOut]),
+)
 async def get_availability(
     session: DbSession,
     caller: CurrentCaller,
-    dateFrom: str | None = None,
-    dateTo: str | None = None,
+    dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
+    dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     userId: int | None = None,
     username: str | None = None,
     eventTypeId: int | None = None,
@@ -39,8 +74,8 @@ async def get_availability(
             session,
             caller,
             team_id=teamId,
-            date_from=_required("dateFrom", dateFrom),
-            date_to=_required("dateTo", dateTo),
+            date_from=dateFrom,
+            date_to=dateTo,
             event_type_id=eventTypeId,
             now=clock.now(),
         )
@@ -49,20 +84,24 @@ async def get_availability(
         caller,
         user_id=userId,
         username=username,
-        date_from=_required("dateFrom", dateFrom),
-        date_to=_required("dateTo", dateTo),
+        date_from=dateFrom,
+        date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
     )
 
 
-@router.get("/users/{userId}/availability", summary="Same as /availability for one user")
+@router.get(
+    "/users/{userId}/availability",
+    summary="Same as /availability for one user",
+    responses=ok(UserAvailabilityOut),
+)
 async def get_user_availability(
     session: DbSession,
     caller: CurrentCaller,
     userId: int,
-    dateFrom: str | None = None,
-    dateTo: str | None = None,
+    dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
+    dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     eventTypeId: int | None = None,
 ) -> dict[str, Any]:
     return await service.user_availability(
@@ -70,8 +109,8 @@ async def get_user_availability(
         caller,
         user_id=userId,
         username=None,
-        date_from=_required("dateFrom", dateFrom),
-        date_to=_required("dateTo", dateTo),
+        date_from=dateFrom,
+        date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
     )
@@ -80,21 +119,22 @@ async def get_user_availability(
 @router.get(
     "/teams/{teamId}/availability",
     summary="Each accepted member's availability (team OWNER/ADMIN); as /availability?teamId=",
+    responses=ok(list[MemberAvailabilityOut]),
 )
 async def get_team_availability(
     session: DbSession,
     caller: CurrentCaller,
     teamId: int,
-    dateFrom: str | None = None,
-    dateTo: str | None = None,
+    dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
+    dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     eventTypeId: int | None = None,
 ) -> list[dict[str, Any]]:
     return await service.team_availability(
         session,
         caller,
         team_id=teamId,
-        date_from=_required("dateFrom", dateFrom),
-        date_to=_required("dateTo", dateTo),
+        date_from=dateFrom,
+        date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
     )

@@ -18,9 +18,19 @@ from bookable.booking_references.schemas import (
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.models import BookingReference
 
 router = APIRouter(tags=["booking-references"], route_class=IdempotentRoute)
+BookingReferencesResponse = envelope(
+    "BookingReferencesResponse", booking_references=list[BookingReferenceOut]
+)
+BookingReferenceResponse = envelope(
+    "BookingReferenceResponse", booking_reference=BookingReferenceOut
+)
+BookingReferenceCreatedResponse = envelope(
+    "BookingReferenceCreatedResponse", booking_reference=BookingReferenceOut, message=str
+)
 
 
 def booking_reference_json(reference: BookingReference) -> dict[str, Any]:
@@ -30,13 +40,18 @@ def booking_reference_json(reference: BookingReference) -> dict[str, Any]:
 @router.get(
     "/booking-references",
     summary="List references of the bookings you host, without deleted ones (admins: all)",
+    responses=ok(BookingReferencesResponse),
 )
 async def list_booking_references(session: DbSession, caller: CurrentCaller) -> dict[str, Any]:
     references = await service.list_booking_references(session, caller)
     return {"booking_references": [booking_reference_json(r) for r in references]}
 
 
-@router.post("/booking-references", summary="Add a reference to a booking you host")
+@router.post(
+    "/booking-references",
+    summary="Add a reference to a booking you host",
+    responses=ok(BookingReferenceCreatedResponse),
+)
 async def create_booking_reference(
     session: DbSession, caller: CurrentCaller, body: BookingReferenceCreate
 ) -> dict[str, Any]:
@@ -47,7 +62,11 @@ async def create_booking_reference(
     }
 
 
-@router.get("/booking-references/{id}", summary="Get a booking reference")
+@router.get(
+    "/booking-references/{id}",
+    summary="Get a booking reference",
+    responses=ok(BookingReferenceResponse),
+)
 async def get_booking_reference(
     session: DbSession, caller: CurrentCaller, id: int
 ) -> dict[str, Any]:
@@ -55,7 +74,11 @@ async def get_booking_reference(
     return {"booking_reference": booking_reference_json(reference)}
 
 
-@router.patch("/booking-references/{id}", summary="Edit a booking reference not marked deleted")
+@router.patch(
+    "/booking-references/{id}",
+    summary="Edit a booking reference not marked deleted",
+    responses=ok(BookingReferenceResponse),
+)
 async def update_booking_reference(
     session: DbSession, caller: CurrentCaller, id: int, body: BookingReferenceUpdate
 ) -> dict[str, Any]:
@@ -63,7 +86,9 @@ async def update_booking_reference(
     return {"booking_reference": booking_reference_json(reference)}
 
 
-@router.delete("/booking-references/{id}", summary="Delete a booking reference")
+@router.delete(
+    "/booking-references/{id}", summary="Delete a booking reference", responses=ok(MessageResponse)
+)
 async def delete_booking_reference(
     session: DbSession, caller: CurrentCaller, id: int
 ) -> dict[str, Any]:

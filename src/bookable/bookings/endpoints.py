@@ -14,25 +14,35 @@ from sqlalchemy import select
 from bookable.bookings import service
 from bookable.bookings.schemas import (
     AttendeeOut,
+    BookingCancelledOut,
     BookingConfirm,
+    BookingConfirmedOut,
     BookingCreate,
+    BookingCreatedOut,
+    BookingOut,
     BookingPatch,
     BookingRead,
     BookingRow,
     FullAttendeeOut,
     NoShowBody,
+    NoShowOut,
 )
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import envelope, ok
+from bookable.core.pagination import Pagination
 from bookable.core.retry import retry_transaction
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import Booking, BookingReference, EventType, Payment, User
 
 router = APIRouter(tags=["bookings"], route_class=IdempotentRoute)
+BookingsResponse = envelope("BookingsResponse", bookings=list[BookingOut])
+BookingResponse = envelope("BookingResponse", booking=BookingOut)
+BookingPatchedResponse = envelope("BookingPatchedResponse", booking=BookingRead)
 _EMAIL = TypeAdapter(EmailStr)
 
 
@@ -162,20 +172,25 @@ def _instant(value: str | None, field: str) -> datetime | None:
         raise BadRequest(f"custom in '{field}': Invalid ISO Date") from None
 
 
-@router.get("/bookings", summary="List bookings you host (admins: everyone's, `userId` filter)")
+@router.get(
+    "/bookings",
+    summary="List bookings you host (admins: everyone's, `userId` filter)",
+    responses=ok(BookingsResponse),
+)
 async def list_bookings(
     session: DbSession,
     caller: CurrentCaller,
+    page: Pagination,
     userId: Annotated[list[int] | None, Query()] = None,
-    attendeeEmail: Annotated[list[str] | None, Query()] = None,
+    attendeeEmail: Annotated[
+        list[str] | None, Query(json_schema_extra={"items": {"type": "string", "format": "email"}})
+    ] = None,
     dateFrom: str | None = None,
     dateTo: str | None = None,
     status: Literal["upcoming"] | None = None,
     sortBy: Literal["createdAt", "updatedAt"] | None = None,
     order: Literal["asc", "desc"] = "asc",
     expand: Annotated[list[Literal["team"]] | None, Query()] = None,
-    take: Annotated[int | None, Query(ge=1)] = None,
-    page: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     emails = []
     for raw in attendeeEmail or []:
@@ -193,7 +208,7 @@ async def list_bookings(
         sort_by=sortBy,
         descending=order == "desc",
         # Cal.com paginates only when both are given; otherwise everything matching is returned.
-        page=(page, take) if take is not None and page is not None else None,
+        page=(page.number, page.take) if page.explicit else None,
     )
     users, types = await _hosts_and_types(session, bookings)
     expand_team = bool(expand)
@@ -210,7 +225,11 @@ async def list_bookings(
     }
 
 
-@router.post("/bookings", summary="Book a slot (modern, legacy and seed body forms)")
+@router.post(
+    "/bookings",
+    summary="Book a slot (modern, legacy and seed body forms)",
+    responses=ok(BookingCreatedOut),
+)
 async def create_booking(
     session: DbSession, caller: CurrentCaller, body: BookingCreate
 ) -> dict[str, Any]:
@@ -220,7 +239,9 @@ async def create_booking(
     return created_json(created)
 
 
-@router.get("/bookings/{id}", summary="A booking, by numeric id or uid")
+@router.get(
+    "/bookings/{id}", summary="A booking, by numeric id or uid", responses=ok(BookingResponse)
+)
 async def get_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -239,7 +260,11 @@ async def get_booking(
     }
 
 
-@router.patch("/bookings/{id}", summary="Edit a booking (host or admin); overlaps are refused")
+@router.patch(
+    "/bookings/{id}",
+    summary="Edit a booking (host or admin); overlaps are refused",
+    responses=ok(BookingPatchedResponse),
+)
 async def patch_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -289,31 +314,43 @@ async def _cancel(
     }
 
 
-@router.delete("/bookings/{id}", summary="Cancel a booking (soft: status CANCELLED)")
+@router.delete(
+    "/bookings/{id}",
+    summary="Cancel a booking (soft: status CANCELLED)",
+    responses=ok(BookingCancelledOut),
+)
 async def delete_booking(
     session: DbSession,
     caller: CurrentCaller,
     id: str,
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
-    cancelledBy: str | None = None,
+    cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
 ) -> dict[str, Any]:
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 
 
-@router.delete("/bookings/{id}/cancel", summary="Cancel a booking (same as DELETE /bookings/{id})")
+@router.delete(
+    "/bookings/{id}/cancel",
+    summary="Cancel a booking (same as DELETE /bookings/{id})",
+    responses=ok(BookingCancelledOut),
+)
 async def cancel_booking(
     session: DbSession,
     caller: CurrentCaller,
     id: str,
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
-    cancelledBy: str | None = None,
+    cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
 ) -> dict[str, Any]:
     return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
 
 
-@router.post("/bookings/{id}/confirm", summary="Accept or reject a pending booking")
+@router.post(
+    "/bookings/{id}/confirm",
+    summary="Accept or reject a pending booking",
+    responses=ok(BookingConfirmedOut),
+)
 async def confirm_booking(
     session: DbSession,
     caller: CurrentCaller,
@@ -355,13 +392,21 @@ async def _references(session: DbSession, booking_id: int) -> list[BookingRefere
     )
 
 
-@router.get("/bookings/{id}/recordings", summary="Video recordings (none: no video provider)")
+@router.get(
+    "/bookings/{id}/recordings",
+    summary="Video recordings (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
+)
 async def get_recordings(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
     await _video_reference(session, caller, id)
     return []
 
 
-@router.get("/bookings/{id}/transcripts", summary="Video transcripts (none: no video provider)")
+@router.get(
+    "/bookings/{id}/transcripts",
+    summary="Video transcripts (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
+)
 async def get_transcripts(session: DbSession, caller: CurrentCaller, id: str) -> list[Any]:
     await _video_reference(session, caller, id)
     return []
@@ -370,6 +415,7 @@ async def get_transcripts(session: DbSession, caller: CurrentCaller, id: str) ->
 @router.get(
     "/bookings/{id}/transcripts/{recordingId}",
     summary="A recording's transcript (none: no video provider)",
+    responses=ok(list[dict[str, Any]]),
 )
 async def get_transcript(
     session: DbSession,
@@ -381,7 +427,7 @@ async def get_transcript(
     return []
 
 
-@router.post("/no-show", summary="Mark attendees or the host as no-show")
+@router.post("/no-show", summary="Mark attendees or the host as no-show", responses=ok(NoShowOut))
 async def no_show(session: DbSession, caller: CurrentCaller, body: NoShowBody) -> dict[str, Any]:
     booking, changed = await service.mark_no_show(
         session,

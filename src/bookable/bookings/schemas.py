@@ -22,9 +22,10 @@ from pydantic import (
     field_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
-from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.schemas import MAX_TEXT, DbId, JsonObject, StrictInput, WireDateTime, WireModel
+from bookable.core.timezones import TimeZoneName, canonical_time_zone
 from bookable.models import BookingStatus
 
 LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNumber")
@@ -47,14 +48,16 @@ def in_range(value: datetime) -> bool:
 
 
 class BookingCreate(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", str_max_length=MAX_TEXT
+    )
 
     event_type_id: Any = None
     start: str | None = None
     end: str | None = None
     start_time: str | None = None
     end_time: str | None = None
-    responses: dict[str, Any] | None = None
+    responses: JsonObject | None = None
     name: Any = None
     email: Any = None
     location: Any = None
@@ -64,9 +67,9 @@ class BookingCreate(BaseModel):
     custom_inputs: list[dict[str, Any]] | None = None
     title: str | None = Field(default=None, max_length=255)
     description: str | None = None
-    time_zone: str | None = None
+    time_zone: TimeZoneName | None = None
     language: str | None = Field(default=None, max_length=16)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     reschedule_uid: str | None = Field(default=None, max_length=64)
     rescheduled_by: EmailStr | None = None
     recurring_event_id: str | int | None = None
@@ -246,3 +249,104 @@ def parse_instant(value: str, field: str) -> datetime:
     if not in_range(parsed):
         raise ValueError(f"custom in '{field}': {OUT_OF_RANGE}")
     return parsed
+
+
+# --- Documented response shapes (the endpoints build these bodies themselves) ---------------
+
+
+class BookingHostOut(WireModel):
+    email: str | None
+    name: str | None
+    time_zone: str
+    locale: str | None
+
+
+class BookingPaymentOut(WireModel):
+    id: int
+    success: bool
+    payment_option: str | None
+
+
+class BookingEventTypeOut(WireModel):
+    title: str
+    slug: str
+    team: dict[str, Any] | None
+
+
+class BookingOut(BookingRead):
+    """GET /bookings and /bookings/{id}: the row with its attendees, host and payments."""
+
+    attendees: list[AttendeeOut]
+    user: BookingHostOut | None
+    payment: list[BookingPaymentOut]
+    event_type: BookingEventTypeOut | SkipJsonSchema[None] = Field(
+        default=None, description="Only with `expand=team` (null without an event type)"
+    )
+
+
+class CreatedHostOut(WireModel):
+    email: None = Field(description="Always null, as Cal.com sends it")
+    name: str | None
+    time_zone: str
+    username: str | None
+
+
+class CreatedPaymentOut(WireModel):
+    id: int
+    uid: str
+    amount: int
+    currency: str
+    success: bool
+    refunded: bool
+    fee: int
+    payment_option: str | None
+    booking_id: int
+
+
+class PreviousBookingOut(WireModel):
+    uid: str
+    start_time: str = Field(json_schema_extra={"format": "date-time"})
+    end_time: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class BookingCreatedOut(BookingRow):
+    """POST /bookings: the bare booking (no envelope), as Cal.com answers."""
+
+    attendees: list[FullAttendeeOut]
+    user: CreatedHostOut
+    payment: list[CreatedPaymentOut]
+    references: list[dict[str, Any]]
+    payment_required: bool
+    lucky_users: list[int]
+    is_dry_run: bool
+    seat_reference_uid: str | None
+    video_call_url: str | None
+    organization_id: int | None
+    previous_booking: PreviousBookingOut | None
+    message: str | SkipJsonSchema[None] = Field(default=None, description="With a payment only")
+    payment_uid: str | SkipJsonSchema[None] = None
+    payment_id: int | SkipJsonSchema[None] = None
+
+
+class BookingCancelledOut(WireModel):
+    success: bool
+    message: str
+    only_removed_attendee: bool
+    booking_id: int
+    booking_uid: str
+
+
+class BookingConfirmedOut(WireModel):
+    message: str
+    status: BookingStatus
+
+
+class NoShowAttendeeOut(WireModel):
+    email: str
+    no_show: bool
+
+
+class NoShowOut(WireModel):
+    message: str
+    attendees: list[NoShowAttendeeOut]
+    no_show_host: bool

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 from zoneinfo import available_timezones
+
+from pydantic import AfterValidator, WithJsonSchema
 
 
 @lru_cache(maxsize=1)
@@ -20,3 +23,17 @@ def canonical_time_zone(name: str) -> str:
     if found is None:
         raise ValueError(f"'{name}' is not a valid IANA time zone, e.g. 'Europe/London'")
     return found
+
+
+# The document lists tzdata's names; the server also takes them in any letter case.
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(canonical_time_zone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": sorted(available_timezones()),
+            "description": "An IANA time zone (tzdata), e.g. Europe/London",
+        }
+    ),
+]

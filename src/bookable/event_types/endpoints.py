@@ -9,10 +9,21 @@ from fastapi import APIRouter, Query, Request
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.event_types import service
-from bookable.event_types.schemas import EventTypeCreate, EventTypeUpdate, event_type_out
+from bookable.event_types.schemas import (
+    EventTypeCreate,
+    EventTypeOut,
+    EventTypeUpdate,
+    event_type_out,
+)
 
 router = APIRouter(tags=["event-types"], route_class=IdempotentRoute)
+EventTypesResponse = envelope("EventTypesResponse", event_types=list[EventTypeOut])
+EventTypeResponse = envelope("EventTypeResponse", event_type=EventTypeOut)
+EventTypeCreatedResponse = envelope(
+    "EventTypeCreatedResponse", event_type=EventTypeOut, message=str
+)
 
 
 def event_type_json(
@@ -27,7 +38,11 @@ def event_type_json(
     ).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/event-types", summary="List personal event types (yours, or anyone's for admins)")
+@router.get(
+    "/event-types",
+    summary="List personal event types (yours, or anyone's for admins)",
+    responses=ok(EventTypesResponse),
+)
 async def list_event_types(
     request: Request,
     session: DbSession,
@@ -39,7 +54,11 @@ async def list_event_types(
     return {"event_types": [event_type_json(request, o, fill_default_schedule=True) for o in owned]}
 
 
-@router.get("/teams/{teamId}/event-types", summary="List a team's event types (its members)")
+@router.get(
+    "/teams/{teamId}/event-types",
+    summary="List a team's event types (its members)",
+    responses=ok(EventTypesResponse),
+)
 async def list_team_event_types(
     request: Request, session: DbSession, caller: CurrentCaller, teamId: int
 ) -> dict[str, Any]:
@@ -48,14 +67,22 @@ async def list_team_event_types(
 
 
 # Registered before /event-types/{id}, which would otherwise take "team" as an id.
-@router.get("/event-types/team/{teamId}", summary="List a team's event types (alias)")
+@router.get(
+    "/event-types/team/{teamId}",
+    summary="List a team's event types (alias)",
+    responses=ok(EventTypesResponse),
+)
 async def list_team_event_types_alias(
     request: Request, session: DbSession, caller: CurrentCaller, teamId: int
 ) -> dict[str, Any]:
     return await list_team_event_types(request, session, caller, teamId)
 
 
-@router.post("/event-types", summary="Create an event type (admins may pass `userId`)")
+@router.post(
+    "/event-types",
+    summary="Create an event type (admins may pass `userId`)",
+    responses=ok(EventTypeCreatedResponse),
+)
 async def create_event_type(
     request: Request, session: DbSession, caller: CurrentCaller, body: EventTypeCreate
 ) -> dict[str, Any]:
@@ -66,7 +93,7 @@ async def create_event_type(
     }
 
 
-@router.get("/event-types/{id}", summary="Get an event type")
+@router.get("/event-types/{id}", summary="Get an event type", responses=ok(EventTypeResponse))
 async def get_event_type(
     request: Request, session: DbSession, caller: CurrentCaller, id: int
 ) -> dict[str, Any]:
@@ -74,7 +101,11 @@ async def get_event_type(
     return {"event_type": event_type_json(request, owned, fill_default_schedule=True)}
 
 
-@router.patch("/event-types/{id}", summary="Edit an event type; omitted fields stay as they are")
+@router.patch(
+    "/event-types/{id}",
+    summary="Edit an event type; omitted fields stay as they are",
+    responses=ok(EventTypeResponse),
+)
 async def update_event_type(
     request: Request,
     session: DbSession,
@@ -86,7 +117,11 @@ async def update_event_type(
     return {"event_type": event_type_json(request, owned, fill_default_schedule=False)}
 
 
-@router.delete("/event-types/{id}", summary="Delete an event type and its custom inputs")
+@router.delete(
+    "/event-types/{id}",
+    summary="Delete an event type and its custom inputs",
+    responses=ok(MessageResponse),
+)
 async def delete_event_type(session: DbSession, caller: CurrentCaller, id: int) -> dict[str, Any]:
     await service.delete_event_type(session, caller, id)
     return {"message": f"Event Type with id: {id} deleted successfully"}

@@ -14,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
 
@@ -22,7 +23,7 @@ from bookable.custom_inputs.schemas import CustomInputOut
 
 if TYPE_CHECKING:
     from bookable.models import EventType, Team, User
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.timezones import TimeZoneName
 
 # Integer columns are 32-bit on PostgreSQL: a bigger number must be a 400, not a database error.
 MAX_EVENT_LENGTH = 1440  # one day, in minutes
@@ -82,13 +83,15 @@ def _as_utc(value: datetime) -> datetime:
 
 Text = str
 Title = Annotated[str, Field(min_length=1, max_length=255)]
-Slug = Annotated[str, Field(max_length=255), AfterValidator(_slug)]
+# Documented: some letter or digit (the rest is slugified: "My Call!" is stored as "my-call").
+Slug = Annotated[
+    str, Field(max_length=255, json_schema_extra={"pattern": "[A-Za-z0-9]"}), AfterValidator(_slug)
+]
 Length = Annotated[int, Field(ge=1, le=MAX_EVENT_LENGTH)]
 NonNegativeInt32 = Annotated[int, Field(ge=0, le=MAX_DB_INT)]
 PositiveInt32 = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 Int32 = Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]
 Instant = Annotated[datetime, AfterValidator(_as_utc)]
-TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
 IsoString = Annotated[str, AfterValidator(_iso_instant)]
 Url = Annotated[str, AfterValidator(_url)]
 RedirectUrl = Annotated[str, AfterValidator(_redirect_url)]
@@ -215,10 +218,15 @@ class _EventTypeFields(StrictInput):
     # Team fields. `parentId` and `children` (managed event types) are refused by the service.
     team_id: PositiveInt32 | None = None
     scheduling_type: Literal["ROUND_ROBIN", "COLLECTIVE", "MANAGED"] | None = None
-    parent_id: PositiveInt32 | None = None
+    parent_id: Annotated[
+        PositiveInt32 | None, WithJsonSchema({"type": "null", "description": "Always null"})
+    ] = None
     assign_all_team_members: bool | None = None
     hosts: list[HostIn] | None = None
-    children: list[ChildIn] | None = None
+    children: Annotated[
+        list[ChildIn] | None,
+        WithJsonSchema({"anyOf": [{"type": "array", "maxItems": 0}, {"type": "null"}]}),
+    ] = None
 
     _not_null = refuse_null(*_NOT_NULL)
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from pydantic import Field
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.memberships import service
 from bookable.memberships.schemas import (
     InviteCreate,
@@ -17,8 +19,32 @@ from bookable.memberships.schemas import (
     MembershipUpdate,
 )
 from bookable.models import Membership
+from bookable.teams.schemas import TeamOut
 
 router = APIRouter(tags=["memberships"], route_class=IdempotentRoute)
+# Documented only: the service answers a malformed id itself.
+MembershipId = Annotated[
+    str,
+    Path(
+        description="`{userId}_{teamId}`",
+        json_schema_extra={"pattern": "^[0-9]+_[0-9]+$", "examples": ["4_2"]},
+    ),
+]
+
+
+class MembershipWithTeamOut(MembershipOut):
+    team: TeamOut | None = Field(default=None, description="Only with `include=team`")
+
+
+MembershipsResponse = envelope("MembershipsResponse", memberships=list[MembershipWithTeamOut])
+MembershipResponse = envelope("MembershipResponse", membership=MembershipOut)
+MembershipWithTeamResponse = envelope(
+    "MembershipWithTeamResponse", membership=MembershipWithTeamOut
+)
+MembershipCreatedResponse = envelope(
+    "MembershipCreatedResponse", membership=MembershipOut, message=str
+)
+InviteResponse = envelope("InviteResponse", success=bool, message=str)
 
 
 def membership_json(membership: Membership, include_team: bool = False) -> dict[str, Any]:
@@ -34,7 +60,11 @@ def _includes_team(include: str | None) -> bool:
     return include is not None and "team" in include.split(",")
 
 
-@router.get("/memberships", summary="List your memberships and those of teams you manage")
+@router.get(
+    "/memberships",
+    summary="List your memberships and those of teams you manage",
+    responses=ok(MembershipsResponse),
+)
 async def list_memberships(
     session: DbSession,
     caller: CurrentCaller,
@@ -47,7 +77,11 @@ async def list_memberships(
     return {"memberships": [membership_json(m, with_team) for m in rows]}
 
 
-@router.post("/memberships", summary="Add a user to a team (an invitation unless admin)")
+@router.post(
+    "/memberships",
+    summary="Add a user to a team (an invitation unless admin)",
+    responses=ok(MembershipCreatedResponse),
+)
 async def create_membership(
     session: DbSession, caller: CurrentCaller, body: MembershipCreate
 ) -> dict[str, Any]:
@@ -55,9 +89,13 @@ async def create_membership(
     return {"membership": membership_json(membership), "message": "Membership created successfully"}
 
 
-@router.get("/memberships/{id}", summary="Get a membership by `{userId}_{teamId}`")
+@router.get(
+    "/memberships/{id}",
+    summary="Get a membership by `{userId}_{teamId}`",
+    responses=ok(MembershipWithTeamResponse),
+)
 async def get_membership(
-    session: DbSession, caller: CurrentCaller, id: str, include: str | None = None
+    session: DbSession, caller: CurrentCaller, id: MembershipId, include: str | None = None
 ) -> dict[str, Any]:
     user_id, team_id = service.parse_id(id)
     with_team = _includes_team(include)
@@ -65,23 +103,35 @@ async def get_membership(
     return {"membership": membership_json(membership, with_team)}
 
 
-@router.patch("/memberships/{id}", summary="Accept an invite, change a role or impersonation")
+@router.patch(
+    "/memberships/{id}",
+    summary="Accept an invite, change a role or impersonation",
+    responses=ok(MembershipResponse),
+)
 async def update_membership(
-    session: DbSession, caller: CurrentCaller, id: str, body: MembershipUpdate
+    session: DbSession, caller: CurrentCaller, id: MembershipId, body: MembershipUpdate
 ) -> dict[str, Any]:
     user_id, team_id = service.parse_id(id)
     membership = await service.update_membership(session, caller, user_id, team_id, body)
     return {"membership": membership_json(membership)}
 
 
-@router.delete("/memberships/{id}", summary="Leave a team or remove a member")
-async def delete_membership(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+@router.delete(
+    "/memberships/{id}", summary="Leave a team or remove a member", responses=ok(MessageResponse)
+)
+async def delete_membership(
+    session: DbSession, caller: CurrentCaller, id: MembershipId
+) -> dict[str, Any]:
     user_id, team_id = service.parse_id(id)
     await service.delete_membership(session, caller, user_id, team_id)
     return {"message": f"Membership with id: {id} deleted successfully"}
 
 
-@router.post("/invites", summary="Invite existing users to a team (no email is sent)")
+@router.post(
+    "/invites",
+    summary="Invite existing users to a team (no email is sent)",
+    responses=ok(InviteResponse),
+)
 async def create_invite(
     session: DbSession, caller: CurrentCaller, body: InviteCreate
 ) -> dict[str, Any]:

@@ -10,11 +10,14 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.errors import ApiError
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import envelope, ok
 from bookable.models import Payment
 from bookable.payments import service
 from bookable.payments.schemas import PaymentOut
 
 router = APIRouter(tags=["payments"], route_class=IdempotentRoute)
+PaymentsResponse = envelope("PaymentsResponse", payments=list[PaymentOut])
+PaymentResponse = envelope("PaymentResponse", payment=PaymentOut)
 
 # Every method but GET gets Cal.com's own 405 body (not the generic "Method Not Allowed (Allow:…)").
 _NOT_GET = ["POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -24,13 +27,17 @@ def payment_json(payment: Payment) -> dict[str, Any]:
     return PaymentOut.model_validate(payment).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/payments", summary="List payments of the bookings you host")
+@router.get(
+    "/payments", summary="List payments of the bookings you host", responses=ok(PaymentsResponse)
+)
 async def list_payments(session: DbSession, caller: CurrentCaller) -> dict[str, Any]:
     payments = await service.list_payments(session, caller)
     return {"payments": [payment_json(p) for p in payments]}
 
 
-@router.get("/payments/{id}", summary="Get a payment of one of your bookings")
+@router.get(
+    "/payments/{id}", summary="Get a payment of one of your bookings", responses=ok(PaymentResponse)
+)
 async def get_payment(session: DbSession, caller: CurrentCaller, id: int) -> dict[str, Any]:
     return {"payment": payment_json(await service.get_payment(session, caller, id))}
 

@@ -11,11 +11,12 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest
+from bookable.core.openapi import ok
 from bookable.core.routing import CheckedRoute
 from bookable.core.timeparse import parse_bound
 from bookable.core.timezones import canonical_time_zone
 from bookable.slots import service
-from bookable.slots.schemas import slots_json
+from bookable.slots.schemas import SlotsResponse, slots_json
 
 router = APIRouter(tags=["slots"], route_class=CheckedRoute)
 
@@ -53,6 +54,7 @@ def window_from_query(
 @router.get(
     "/slots",
     summary="Bookable slots of an event type, grouped by the booker's local date",
+    responses=ok(SlotsResponse),
 )
 async def get_slots(
     session: DbSession,

@@ -6,6 +6,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
 from bookable.core.schemas import format_instant
 from bookable.scheduling import Slot
 
@@ -29,3 +32,19 @@ def slots_json(slots: list[Slot], zone: ZoneInfo | None) -> dict[str, Any]:
         day = slot.start.astimezone(grouping_zone).date().isoformat()
         days.setdefault(day, []).append(entry)
     return {"slots": days}
+
+
+class SlotOut(BaseModel):
+    """One start time; seated slots that already have a booking also say how full they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: str = Field(json_schema_extra={"format": "date-time"})
+    attendees: int | SkipJsonSchema[None] = Field(default=None, description="Seated slots only")
+    bookingUid: str | SkipJsonSchema[None] = Field(default=None, description="Seated slots only")
+
+
+class SlotsResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slots: dict[str, list[SlotOut]] = Field(description="Start times by local date (YYYY-MM-DD)")

@@ -9,24 +9,39 @@ from fastapi import APIRouter
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.memberships.endpoints import membership_json
+from bookable.memberships.schemas import MembershipOut
 from bookable.models import Team
 from bookable.teams import service
 from bookable.teams.schemas import TeamCreate, TeamOut, TeamUpdate
 
 router = APIRouter(tags=["teams"], route_class=IdempotentRoute)
+TeamsResponse = envelope("TeamsResponse", teams=list[TeamOut])
+TeamResponse = envelope("TeamResponse", team=TeamOut)
+TeamCreatedResponse = envelope(
+    "TeamCreatedResponse", team=TeamOut, owner=MembershipOut, message=str
+)
 
 
 def team_json(team: Team) -> dict[str, Any]:
     return TeamOut.model_validate(team).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/teams", summary="List the teams you belong to (every team for admins)")
+@router.get(
+    "/teams",
+    summary="List the teams you belong to (every team for admins)",
+    responses=ok(TeamsResponse),
+)
 async def list_teams(session: DbSession, caller: CurrentCaller) -> dict[str, Any]:
     return {"teams": [team_json(t) for t in await service.list_teams(session, caller)]}
 
 
-@router.post("/teams", summary="Create a team; its creator (or an admin's `ownerId`) is OWNER")
+@router.post(
+    "/teams",
+    summary="Create a team; its creator (or an admin's `ownerId`) is OWNER",
+    responses=ok(TeamCreatedResponse),
+)
 async def create_team(
     session: DbSession, caller: CurrentCaller, body: TeamCreate
 ) -> dict[str, Any]:
@@ -39,19 +54,23 @@ async def create_team(
     }
 
 
-@router.get("/teams/{teamId}", summary="Get a team you belong to")
+@router.get("/teams/{teamId}", summary="Get a team you belong to", responses=ok(TeamResponse))
 async def get_team(session: DbSession, caller: CurrentCaller, teamId: int) -> dict[str, Any]:
     return {"team": team_json(await service.get_team(session, caller, teamId))}
 
 
-@router.patch("/teams/{teamId}", summary="Edit a team (OWNER or ADMIN)")
+@router.patch("/teams/{teamId}", summary="Edit a team (OWNER or ADMIN)", responses=ok(TeamResponse))
 async def update_team(
     session: DbSession, caller: CurrentCaller, teamId: int, body: TeamUpdate
 ) -> dict[str, Any]:
     return {"team": team_json(await service.update_team(session, caller, teamId, body))}
 
 
-@router.delete("/teams/{teamId}", summary="Delete a team with its memberships (OWNER)")
+@router.delete(
+    "/teams/{teamId}",
+    summary="Delete a team with its memberships (OWNER)",
+    responses=ok(MessageResponse),
+)
 async def delete_team(session: DbSession, caller: CurrentCaller, teamId: int) -> dict[str, Any]:
     await service.delete_team(session, caller, teamId)
     return {"message": f"Team with id: {teamId} deleted successfully"}

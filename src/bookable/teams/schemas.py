@@ -6,7 +6,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel, refuse_null
+from bookable.core.schemas import (
+    MAX_IMAGE_URI,
+    DbId,
+    JsonObject,
+    StrictInput,
+    WireDateTime,
+    WireModel,
+    refuse_null,
+)
 from bookable.event_types.schemas import IntervalLimits, Slug, Text, TimeZoneName, Title
 
 Color = Annotated[str, Field(max_length=16)]
@@ -16,16 +24,16 @@ WeekStart = Annotated[str, Field(max_length=16)]
 
 class _TeamFields(StrictInput):
     slug: Slug | None = None
-    logo_url: Text | None = None
+    logo_url: Annotated[Text, Field(max_length=MAX_IMAGE_URI)] | None = None
     bio: Text | None = None
     hide_branding: bool | None = None
     is_private: bool | None = None
     hide_book_a_team_member: bool | None = None
-    meta: dict[str, Any] | None = Field(default=None, alias="metadata")
+    meta: JsonObject | None = Field(default=None, alias="metadata")
     theme: Short | None = None
     brand_color: Color | None = None
     dark_brand_color: Color | None = None
-    banner_url: Text | None = None
+    banner_url: Annotated[Text, Field(max_length=MAX_IMAGE_URI)] | None = None
     parent_id: DbId | None = None
     time_format: Literal[12, 24] | None = None
     time_zone: TimeZoneName | None = None

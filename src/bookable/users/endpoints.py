@@ -10,17 +10,21 @@ from fastapi import APIRouter, Query, Response
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
+from bookable.core.pagination import Pagination
 from bookable.users import service
 from bookable.users.schemas import UserCreate, UserOut, UserUpdate
 
 router = APIRouter(tags=["users"], route_class=IdempotentRoute)
+UserResponse = envelope("UserResponse", user=UserOut)
+UsersResponse = envelope("UsersResponse", users=list[UserOut], total=int)
 
 
 def user_json(user: Any) -> dict[str, Any]:
     return UserOut.model_validate(user).model_dump(mode="json", by_alias=True)
 
 
-@router.get("/me", summary="The caller's own user", response_model=None)
+@router.get("/me", summary="The caller's own user", response_model=None, responses=ok(UserResponse))
 async def get_me(caller: CurrentCaller) -> Response:
     # The hottest route: rendered once per cached identity (any change to the user drops it).
     body = caller.memo.get("me")
@@ -31,33 +35,40 @@ async def get_me(caller: CurrentCaller) -> Response:
     return Response(content=body, media_type="application/json")
 
 
-@router.get("/users", summary="List users (yourself, or everyone for admins)")
+@router.get(
+    "/users", summary="List users (yourself, or everyone for admins)", responses=ok(UsersResponse)
+)
 async def list_users(
     session: DbSession,
     caller: CurrentCaller,
-    take: Annotated[int, Query(ge=1)] = 10,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Pagination,
     email: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     users, total = await service.list_users(
-        session, caller, emails=email or [], take=take, page=page
+        session, caller, emails=email or [], take=page.take, page=page.number
     )
     return {"users": [user_json(u) for u in users], "total": total}
 
 
-@router.post("/users", summary="Create a user (system-wide admins only)")
+@router.post(
+    "/users", summary="Create a user (system-wide admins only)", responses=ok(UserResponse)
+)
 async def create_user(
     session: DbSession, caller: CurrentCaller, body: UserCreate
 ) -> dict[str, Any]:
     return {"user": user_json(await service.create_user(session, caller, body))}
 
 
-@router.get("/users/{userId}", summary="Get a user")
+@router.get("/users/{userId}", summary="Get a user", responses=ok(UserResponse))
 async def get_user(session: DbSession, caller: CurrentCaller, userId: int) -> dict[str, Any]:
     return {"user": user_json(await service.get_user(session, caller, userId))}
 
 
-@router.patch("/users/{userId}", summary="Edit a user (yourself, or anyone for admins)")
+@router.patch(
+    "/users/{userId}",
+    summary="Edit a user (yourself, or anyone for admins)",
+    responses=ok(UserResponse),
+)
 async def update_user(
     session: DbSession,
     caller: CurrentCaller,
@@ -67,7 +78,11 @@ async def update_user(
     return {"user": user_json(await service.update_user(session, caller, userId, body))}
 
 
-@router.delete("/users/{userId}", summary="Delete a user (yourself, or anyone for admins)")
+@router.delete(
+    "/users/{userId}",
+    summary="Delete a user (yourself, or anyone for admins)",
+    responses=ok(MessageResponse),
+)
 async def delete_user(session: DbSession, caller: CurrentCaller, userId: int) -> dict[str, Any]:
     await service.delete_user(session, caller, userId)
     return {"message": f"User with id: {userId} deleted successfully"}

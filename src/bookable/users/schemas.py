@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
 
-from bookable.core.schemas import StrictInput, WireDateTime, WireModel, refuse_null
-from bookable.core.timezones import canonical_time_zone
+from bookable.core.schemas import MAX_IMAGE_URI, StrictInput, WireDateTime, WireModel, refuse_null
+from bookable.core.timezones import TimeZoneName
 from bookable.models import UserRole
 
 WEEK_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -70,14 +70,23 @@ def _avatar(value: str | None) -> str | None:
     raise ValueError("must be a data:image/...;base64 URI or an http(s) URL")
 
 
-TimeZoneName = Annotated[str, AfterValidator(canonical_time_zone)]
 WeekStart = Annotated[Literal[WEEK_DAYS], BeforeValidator(_week_day)]  # type: ignore[valid-type]
 Theme = Annotated[Literal["dark", "light"] | None, BeforeValidator(_lower_or_none)]
 TimeFormat = Annotated[Literal[12, 24] | None, BeforeValidator(_time_format)]
 Locale = Annotated[Literal[LOCALES] | None, BeforeValidator(_locale)]  # type: ignore[valid-type]
-Color = Annotated[str | None, AfterValidator(_color)]
-Username = Annotated[str, AfterValidator(_username)]
-Avatar = Annotated[str | None, AfterValidator(_avatar)]
+Color = Annotated[
+    str | None, Field(json_schema_extra={"pattern": _COLOR.pattern}), AfterValidator(_color)
+]
+Username = Annotated[
+    str,
+    Field(json_schema_extra={"pattern": r"^\s*[A-Za-z0-9][A-Za-z0-9._-]{0,254}\s*$"}),
+    AfterValidator(_username),
+]
+Avatar = Annotated[
+    str | None,
+    Field(max_length=MAX_IMAGE_URI, json_schema_extra={"pattern": "^(data:image/|https?://)"}),
+    AfterValidator(_avatar),
+]
 
 
 class UserOut(WireModel):

@@ -6,21 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
 from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
+from bookable.core.openapi import MessageResponse, envelope, ok
+from bookable.core.pagination import Page, paging
 from bookable.models import Webhook
 from bookable.webhooks import service
-from bookable.webhooks.schemas import WebhookCreate, WebhookOut, WebhookUpdate
+from bookable.webhooks.schemas import DeliveryOut, WebhookCreate, WebhookOut, WebhookUpdate
 
 router = APIRouter(tags=["webhooks"], route_class=IdempotentRoute)
+# Documented only: the service answers a malformed id itself.
+WebhookId = Annotated[str, Path(json_schema_extra={"format": "uuid"})]
 
 PREFIXES = ("/webhooks", "/hooks")
 MAX_TAKE = 200
-# Bounds the offset (page * take) well inside a 64-bit integer.
-MAX_PAGE = 1_000_000
 
 
 def webhook_json(webhook: Webhook) -> dict[str, Any]:
@@ -50,12 +52,12 @@ async def create_webhook(
     return {"webhook": webhook, "message": "Webhook created successfully", "data": webhook}
 
 
-async def get_webhook(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+async def get_webhook(session: DbSession, caller: CurrentCaller, id: WebhookId) -> dict[str, Any]:
     return {"webhook": webhook_json(await service.get_webhook(session, caller, id))}
 
 
 async def update_webhook(
-    request: Request, session: DbSession, caller: CurrentCaller, id: str, body: WebhookUpdate
+    request: Request, session: DbSession, caller: CurrentCaller, id: WebhookId, body: WebhookUpdate
 ) -> dict[str, Any]:
     webhook = await service.update_webhook(
         session, caller, id, body, allow_private=_allow_private(request)
@@ -63,7 +65,9 @@ async def update_webhook(
     return {"webhook": webhook_json(webhook)}
 
 
-async def delete_webhook(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+async def delete_webhook(
+    session: DbSession, caller: CurrentCaller, id: WebhookId
+) -> dict[str, Any]:
     deleted = await service.delete_webhook(session, caller, id)
     return {"message": f"Webhook with id: {deleted} deleted successfully"}
 
@@ -71,13 +75,26 @@ async def delete_webhook(session: DbSession, caller: CurrentCaller, id: str) -> 
 async def list_deliveries(
     session: DbSession,
     caller: CurrentCaller,
-    id: str,
-    take: Annotated[int, Query(ge=1, le=MAX_TAKE)] = 50,
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    id: WebhookId,
+    page: Annotated[Page, paging(default_take=50, max_take=MAX_TAKE)],
 ) -> dict[str, Any]:
-    deliveries = await service.list_deliveries(session, caller, id, service.Page(take, page))
+    deliveries = await service.list_deliveries(
+        session, caller, id, service.Page(page.take, page.number)
+    )
     return {"deliveries": [d.model_dump(mode="json", by_alias=True) for d in deliveries]}
 
+
+WebhookResponse = envelope("WebhookResponse", webhook=WebhookOut)
+RESPONSES: dict[Callable[..., Any], Any] = {
+    list_webhooks: envelope("WebhooksResponse", webhooks=list[WebhookOut]),
+    create_webhook: envelope(
+        "WebhookCreatedResponse", webhook=WebhookOut, message=str, data=WebhookOut
+    ),
+    get_webhook: WebhookResponse,
+    update_webhook: WebhookResponse,
+    delete_webhook: MessageResponse,
+    list_deliveries: envelope("DeliveriesResponse", deliveries=list[DeliveryOut]),
+}
 
 ROUTES: tuple[tuple[str, str, Callable[..., Any], str], ...] = (
     ("GET", "", list_webhooks, "List your webhooks (admins: anyone's, `userId`)"),
@@ -100,6 +117,7 @@ for prefix in PREFIXES:
             endpoint,
             methods=[method],
             summary=summary,
+            responses=ok(RESPONSES[endpoint]),
             # One documented copy; `/hooks` is the same API under Cal.com's other name.
             include_in_schema=prefix == "/webhooks",
             operation_id=None if prefix == "/webhooks" else f"hooks_{endpoint.__name__}",

@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel, refuse_null
+from bookable.core.schemas import (
+    MAX_JSON_BYTES,
+    DbId,
+    StrictInput,
+    WireDateTime,
+    WireModel,
+    refuse_null,
+)
 from bookable.webhooks.triggers import WebhookTrigger
 
 WEBHOOK_VERSION = "2021-10-20"
@@ -20,7 +27,14 @@ def _upper(value: Any) -> Any:
 Trigger = Annotated[WebhookTrigger, BeforeValidator(_upper)]
 TimeUnit = Annotated[Literal["MINUTE", "HOUR", "DAY"], BeforeValidator(_upper)]
 # Browsers and most servers stop at a few thousand characters; the column itself is unbounded.
-SubscriberUrl = Annotated[str, Field(min_length=1, max_length=2048)]
+SubscriberUrl = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2048,
+        json_schema_extra={"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    ),
+]
 AppId = Annotated[str, Field(max_length=255)]
 
 
@@ -33,7 +47,7 @@ class _WebhookFields(StrictInput):
     event_triggers: list[Trigger] | None = None
     # Pipedream's Cal.com source sends `triggers` instead of `eventTriggers`.
     triggers: list[Trigger] | None = None
-    payload_template: str | None = None
+    payload_template: str | None = Field(default=None, max_length=MAX_JSON_BYTES)
     event_type_id: DbId | None = None
     secret: str | None = None
     user_id: DbId | None = None
