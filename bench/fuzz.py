@@ -145,6 +145,8 @@ def run_schemathesis(
             [SCHEMATHESIS, "--no-color", "run", location, *args, "--report-dir", str(report_dir)],
             stdout=out,
             stderr=subprocess.STDOUT,
+            # Its crash cache goes into the run's own folder, never into the checkout.
+            cwd=report_dir,
             check=False,
         ).returncode
     seconds = time.monotonic() - started
