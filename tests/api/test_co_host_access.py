@@ -170,4 +170,6 @@ async def test_co_host_reads_the_payments(client: httpx.AsyncClient, scene: Scen
     r = await client.get("/v1/payments", params=carol.params)
     assert r.json()["payments"] == []
     r = await client.get(f"/v1/payments/{payment['id']}", params=carol.params)
-    assert r.status_code == 401, r.text
+    # Not a host of it: answered as a missing payment (no existence oracle).
+    assert r.status_code == 404, r.text
+    assert r.json() == {"message": f"Payment with id: {payment['id']} not found"}

@@ -103,11 +103,46 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# What the edge refuses in URLs (core/middleware.py): control characters anywhere in a path, and
+# in query values all but TAB, LF and CR (a multi-line cancellation reason is fine).
+_PATH_TEXT = "[^\\x00-\\x1f\\x7f]*"
+_QUERY_TEXT = "[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]*"
+# What `core/routing.py` refuses in JSON bodies: NUL (no database stores it).
+_BODY_TEXT = "^[^\\x00]*$"
+
+
+def _refuse_control_characters(schema: dict[str, Any], allowed: str) -> None:
+    """Say in a string parameter's schema that the characters the edge refuses are refused."""
+    if schema.get("type") != "string" or "enum" in schema or "const" in schema:
+        return
+    pattern = schema.get("pattern")
+    if pattern is None:
+        schema["pattern"] = f"^{allowed}$"
+    elif pattern.startswith("^") and not pattern.endswith("$"):
+        # A documented prefix (a date that may go on as an instant): the rest is text.
+        schema["pattern"] = f"{pattern}{allowed}$"
+
+
 def _tighten_parameter(param: dict[str, Any]) -> None:
     schema = _without_null(param.get("schema", {}))
     if param.get("in") == "query" and schema.get("type") == "array":
         param.setdefault("explode", True)
+    allowed = _PATH_TEXT if param.get("in") == "path" else _QUERY_TEXT
+    _refuse_control_characters(schema.get("items", schema), allowed)
     param["schema"] = schema
+
+
+def _refuse_nul_in_text(node: Any) -> None:
+    """Every free-text string of a body schema: NUL is refused (formats and patterns already
+    exclude it)."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"pattern", "enum", "const", "format"} & set(node):
+            node["pattern"] = _BODY_TEXT
+        for value in node.values():
+            _refuse_nul_in_text(value)
+    elif isinstance(node, list):
+        for value in node:
+            _refuse_nul_in_text(value)
 
 
 _OPEN_OBJECT = {"type": "object", "additionalProperties": True}
@@ -151,10 +186,12 @@ def document(schema: dict[str, Any]) -> dict[str, Any]:
         "required": ["error"],
         "properties": {"error": {"type": "string"}},
     }
+    _refuse_nul_in_text(components)
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
             if method not in _METHODS:
                 continue
+            _refuse_nul_in_text(operation.get("requestBody", {}))
             for param in operation.get("parameters", []):
                 _tighten_parameter(param)
             responses = operation.setdefault("responses", {})
