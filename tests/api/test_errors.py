@@ -369,3 +369,35 @@ async def test_unsafe_client_request_id_is_replaced(
     replaced = assert_request_ids(response)
     assert replaced != request_id
     assert GENERATED_ID.match(replaced)
+
+
+async def test_a_row_deleted_by_another_request_meanwhile_is_a_409(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """Found by the fuzzer on PostgreSQL: a PATCH of a user whom a concurrent DELETE removed
+    between the PATCH's read and its UPDATE was a 500 (StaleDataError). The route below does the
+    same steps on the real database, deterministically: read, another transaction deletes and
+    commits, then write."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite: a writing request holds the write lock from its first read on")
+    async with running(make_settings()) as (app, http):
+        async with app.state.sessions() as session, session.begin():
+            session.add(User(email="gone@example.com", username="gone"))
+
+        async def patch_vanished_user() -> dict[str, Any]:
+            async with app.state.sessions() as session, session.begin():
+                user = await session.scalar(select(User).where(User.username == "gone"))
+                assert user is not None
+                async with app.state.sessions() as other, other.begin():
+                    await other.delete(await other.get(User, user.id))
+                user.name = "Too late"
+                await session.flush()
+            return {}
+
+        app.add_api_route("/test-only/stale", patch_vanished_user, methods=["PATCH"])
+        r = await http.patch("/test-only/stale")
+        assert r.status_code == 409, r.text
+        assert r.json() == {
+            "message": "The object was changed or deleted by another request meanwhile; "
+            "nothing was written."
+        }

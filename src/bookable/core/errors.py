@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -251,6 +252,15 @@ async def _handle_integrity(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "The request conflicts with existing data.")
 
 
+async def _handle_stale(_request: Request, exc: Exception) -> JSONResponse:
+    # A row read by this request was deleted (or changed) by another one before this request's
+    # UPDATE/DELETE reached it: the write matched nothing, and the transaction is rolled back.
+    log.warning("stale row: %s", exc)
+    return error_response(
+        409, "The object was changed or deleted by another request meanwhile; nothing was written."
+    )
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Unexpected error, please reach out to the server's operator.")
@@ -262,4 +272,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ValidationError, _handle_validation)
     app.add_exception_handler(StarletteHTTPException, _handle_http)
     app.add_exception_handler(IntegrityError, _handle_integrity)
+    app.add_exception_handler(StaleDataError, _handle_stale)
     app.add_exception_handler(Exception, _handle_unexpected)
