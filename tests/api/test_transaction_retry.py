@@ -20,9 +20,9 @@ from bookable.core.idempotency import HEADER, REPLAYED_HEADER
 from bookable.core.retry import ATTEMPTS, TransactionContention, retry_transaction
 from bookable.models import Booking, BookingStatus, IdempotencyKey, Schedule
 
+from .booking_helpers import frozen_app
 from .scheduling_seed import add_event_type, add_schedule
 
-NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 TUESDAY = datetime(2026, 12, 1, tzinfo=UTC)
 WEDNESDAY = TUESDAY + timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -31,10 +31,7 @@ RACERS = 8
 
 @pytest.fixture
 async def app(make_settings):
-    from bookable.app import create_app
-
-    application = create_app(make_settings(clock=NOW))
-    async with application.router.lifespan_context(application):
+    async for application in frozen_app(make_settings):
         yield application
 
 
