@@ -80,7 +80,58 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Deliveries in flight at once, per dispatcher."
     )
 
-    @field_validator("redis_url")
+    encryption_key: str | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt calendar credentials at rest, comma-separated: "
+        "the first encrypts, every one decrypts (rotation: put the new key first, run "
+        "`bookable keys rotate`, then drop the old one). Unset: a key is generated once into "
+        "`encryption_key_file`.",
+    )
+    encryption_key_file: Path = Field(
+        default_factory=lambda: Path.cwd() / "bookable.key",
+        description="Where the generated key lives when BOOKABLE_ENCRYPTION_KEY is not set.",
+    )
+    calendar_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds one request to a calendar server may take."
+    )
+    calendar_max_bytes: int = Field(
+        default=10_485_760, gt=0, description="Largest answer read from a calendar server."
+    )
+    calendar_allow_private_targets: bool = Field(
+        default=True,
+        description="Let calendar accounts and ICS feeds live on private, loopback and other "
+        "non-public addresses (link-local and cloud metadata addresses are always refused).",
+    )
+    calendar_fail_open: bool = Field(
+        default=False,
+        description="A selected calendar that cannot be read counts as free (false: its host "
+        "is unavailable for the window asked, and the error is shown).",
+    )
+    calendar_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long busy times read from a calendar are used without asking the "
+        "server again; after that a cheap check (CalDAV ctag, HTTP ETag) revalidates them. "
+        "Bookings always revalidate.",
+    )
+    credential_sync_secret: str | None = Field(
+        default=None,
+        description="Turns on /v1/credential-sync (with the encryption key below): the value "
+        "callers send in the credential sync header.",
+    )
+    credential_sync_header_name: str = Field(
+        default="calcom-credential-sync-secret",
+        description="The header that carries the credential sync secret.",
+    )
+    credential_sync_encryption_key: str | None = Field(
+        default=None,
+        description="The 32-character key of Cal.com's CALCOM_APP_CREDENTIAL_ENCRYPTION_KEY, "
+        "which decrypts the `encryptedKey` of /v1/credential-sync (AES-256-CBC).",
+    )
+
+    @field_validator(
+        "redis_url", "encryption_key", "credential_sync_secret", "credential_sync_encryption_key"
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None

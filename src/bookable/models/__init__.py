@@ -10,6 +10,7 @@ from bookable.models.bookings import (
     BookingStatus,
     Payment,
 )
+from bookable.models.calendars import Credential, SelectedCalendar
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.idempotency import IdempotencyKey
 from bookable.models.schedules import Availability, Schedule
@@ -26,6 +27,7 @@ __all__ = [
     "BookingHost",
     "BookingReference",
     "BookingStatus",
+    "Credential",
     "EventType",
     "EventTypeCustomInput",
     "Host",
@@ -34,6 +36,7 @@ __all__ = [
     "MembershipRole",
     "Payment",
     "Schedule",
+    "SelectedCalendar",
     "Team",
     "User",
     "UserRole",

@@ -1,0 +1,1 @@
+"""One module per kind of calendar server, each behind `base.CalendarProvider`."""
