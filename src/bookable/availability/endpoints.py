@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from bookable.availability import service
-from bookable.core.auth import CurrentCaller
+from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
+from bookable.core.auth import Caller, CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
+from bookable.core.errors import ApiError
 from bookable.core.openapi import ok
+from bookable.core.preflight import Prepared, before_transaction
 from bookable.core.routing import CheckedRoute
+from bookable.core.timeparse import parse_bound
+from bookable.models import EventType
+from bookable.slots.service import calendar_window
+
+# Any zone's offset from UTC fits in a day.
+ZONE_SLACK = timedelta(days=1)
 
 router = APIRouter(tags=["availability"], route_class=CheckedRoute)
 # A date or an ISO instant (documented: it starts with the date).
@@ -31,12 +42,32 @@ class WorkingHoursOut(BaseModel):
     userId: int
 
 
+class BusyOut(BaseModel):
+    start: str = Field(json_schema_extra={"format": "date-time"})
+    end: str = Field(json_schema_extra={"format": "date-time"})
+    source: str | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Calendar events only: the app they come from (`caldav-calendar`, "
+        "`ics-feed`); `unreadable-calendar` when a selected calendar could not be read.",
+    )
+
+
+class CalendarErrorOut(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    userId: int
+    integration: str
+    externalId: str
+    error: str
+    lastErrorAt: str = Field(json_schema_extra={"format": "date-time"})
+
+
 class UserAvailabilityOut(BaseModel):
     """A user's availability (`teamId`: one per member, in a bare array)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    busy: list[TimeRange]
+    busy: list[BusyOut]
     timeZone: str
     dateRanges: list[TimeRange]
     oooExcludedDateRanges: list[TimeRange]
@@ -44,6 +75,11 @@ class UserAvailabilityOut(BaseModel):
     dateOverrides: list[TimeRange]
     currentSeats: None
     datesOutOfOffice: dict[str, Any]
+    calendarErrors: list[CalendarErrorOut] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Only when a selected calendar could not be read (Bookable extension): "
+        "the user is unavailable for the window meanwhile.",
+    )
 
 
 class MemberAvailabilityOut(BaseModel):
@@ -53,14 +89,54 @@ class MemberAvailabilityOut(BaseModel):
     availability: UserAvailabilityOut
 
 
+async def read_calendars_for_availability(request: Request, caller: Caller) -> ExternalBusy | None:
+    """Preflight: the calendars of the user (or the team's members) asked about, read before the
+    request's transaction. The window is widened by a day on each side: the bounds are read in
+    the schedule's zone later, which any zone's offset fits in."""
+    params = request.query_params
+    try:
+        start = parse_bound(params["dateFrom"], UTC, end_of_day=False).instant - ZONE_SLACK
+        end = parse_bound(params["dateTo"], UTC, end_of_day=True).instant + ZONE_SLACK
+        path_team = request.path_params.get("teamId")
+        team_id = int(path_team or params.get("teamId") or 0) or None
+        path_user = request.path_params.get("userId")
+        user_id = int(path_user or params.get("userId") or 0) or None
+        raw_event_type = params.get("eventTypeId")
+        event_type_id = int(raw_event_type) if raw_event_type else None
+    except (KeyError, ValueError):
+        return None
+    async with request.app.state.sessions() as session:
+        try:
+            if team_id is not None:
+                members, event_type, _ = await service.team_members(
+                    session, caller, team_id=team_id, event_type_id=event_type_id
+                )
+            else:
+                user, event_type = await service.user_and_event_type(
+                    session,
+                    caller,
+                    user_id=user_id,
+                    username=params.get("username") if path_user is None else None,
+                    event_type_id=event_type_id,
+                )
+                members = [user]
+        except ApiError:
+            return None
+        window = calendar_window(event_type or EventType(length=1), start, end)
+    reader: CalendarBusyReader = request.app.state.calendar_busy
+    return await reader.read([m.id for m in members], *window, revalidate=False)
+
+
 @router.get(
     "/availability",
     summary="A user's working hours, busy times and free ranges",
     responses=ok(UserAvailabilityOut | list[MemberAvailabilityOut]),
+    dependencies=[before_transaction(read_calendars_for_availability)],
 )
 async def get_availability(
     session: DbSession,
     caller: CurrentCaller,
+    external: Prepared,
     dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     userId: int | None = None,
@@ -78,6 +154,7 @@ async def get_availability(
             date_to=dateTo,
             event_type_id=eventTypeId,
             now=clock.now(),
+            external=external,
         )
     return await service.user_availability(
         session,
@@ -88,6 +165,7 @@ async def get_availability(
         date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
+        external=external,
     )
 
 
@@ -95,10 +173,12 @@ async def get_availability(
     "/users/{userId}/availability",
     summary="Same as /availability for one user",
     responses=ok(UserAvailabilityOut),
+    dependencies=[before_transaction(read_calendars_for_availability)],
 )
 async def get_user_availability(
     session: DbSession,
     caller: CurrentCaller,
+    external: Prepared,
     userId: int,
     dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
@@ -113,6 +193,7 @@ async def get_user_availability(
         date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
+        external=external,
     )
 
 
@@ -120,10 +201,12 @@ async def get_user_availability(
     "/teams/{teamId}/availability",
     summary="Each accepted member's availability (team OWNER/ADMIN); as /availability?teamId=",
     responses=ok(list[MemberAvailabilityOut]),
+    dependencies=[before_transaction(read_calendars_for_availability)],
 )
 async def get_team_availability(
     session: DbSession,
     caller: CurrentCaller,
+    external: Prepared,
     teamId: int,
     dateFrom: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
     dateTo: Annotated[str, Query(min_length=1, json_schema_extra=_DATE)],
@@ -137,4 +220,5 @@ async def get_team_availability(
         date_to=dateTo,
         event_type_id=eventTypeId,
         now=clock.now(),
+        external=external,
     )

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.calendars.busy import ExternalBusy
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.core.schemas import format_instant, is_db_id
@@ -51,7 +52,24 @@ async def user_availability(
     date_to: str,
     event_type_id: int | None,
     now: datetime,
+    external: ExternalBusy | None = None,
 ) -> dict[str, Any]:
+    user, event_type = await user_and_event_type(
+        session, caller, user_id=user_id, username=username, event_type_id=event_type_id
+    )
+    return await _availability_of(
+        session, user, event_type, date_from, date_to, now, external=external
+    )
+
+
+async def user_and_event_type(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    user_id: int | None,
+    username: str | None,
+    event_type_id: int | None,
+) -> tuple[User, EventType | None]:
     user = await find_user(session, caller, user_id=user_id, username=username)
     event_type = None
     if event_type_id is not None:
@@ -64,7 +82,7 @@ async def user_availability(
         )
         if event_type is None:
             raise NotFound(f"Event type with id: {event_type_id} not found for this user")
-    return await _availability_of(session, user, event_type, date_from, date_to, now)
+    return user, event_type
 
 
 async def team_availability(
@@ -76,6 +94,7 @@ async def team_availability(
     date_to: str,
     event_type_id: int | None = None,
     now: datetime,
+    external: ExternalBusy | None = None,
 ) -> list[dict[str, Any]]:
     """`[{userId, availability}]` for the team's accepted members, for its OWNER/ADMIN (and
     system admins). Anyone else gets 403 whether the team exists or not.
@@ -83,6 +102,32 @@ async def team_availability(
     Serves both GET /availability?teamId= and GET /teams/{teamId}/availability. With
     ``eventTypeId`` (one of this team's event types) each member's busy time is widened by its
     buffers, and each member's schedule for it (host schedule, else the event type's) is used."""
+    members, event_type, host_schedules = await team_members(
+        session, caller, team_id=team_id, event_type_id=event_type_id
+    )
+    return [
+        {
+            "userId": member.id,
+            "availability": await _availability_of(
+                session,
+                member,
+                event_type,
+                date_from,
+                date_to,
+                now,
+                host_schedule_id=host_schedules.get(member.id),
+                external=external,
+            ),
+        }
+        for member in members
+    ]
+
+
+async def team_members(
+    session: AsyncSession, caller: Caller, *, team_id: int, event_type_id: int | None
+) -> tuple[list[User], EventType | None, dict[int, int | None]]:
+    """The team's accepted members, the team event type asked for and each member's host
+    schedule for it; 403 unless the caller manages the team (or is an admin)."""
     team = await session.get(Team, team_id) if is_db_id(team_id) else None
     if caller.is_admin:
         if team is None:
@@ -120,21 +165,7 @@ async def team_availability(
                 )
             ).all()
         )
-    return [
-        {
-            "userId": member.id,
-            "availability": await _availability_of(
-                session,
-                member,
-                event_type,
-                date_from,
-                date_to,
-                now,
-                host_schedule_id=host_schedules.get(member.id),
-            ),
-        }
-        for member in members
-    ]
+    return members, event_type, host_schedules
 
 
 async def _availability_of(
@@ -146,6 +177,7 @@ async def _availability_of(
     now: datetime,
     *,
     host_schedule_id: int | None = None,
+    external: ExternalBusy | None = None,
 ) -> dict[str, Any]:
     if event_type is not None:
         rules = event_rules(event_type)
@@ -166,7 +198,7 @@ async def _availability_of(
     check_window(start, end, ("dateFrom", "dateTo"))
 
     calendar = await load_host_calendar(
-        session, event_type, user, start, end, host_schedule_id=host_schedule_id
+        session, event_type, user, start, end, host_schedule_id=host_schedule_id, external=external
     )
     # Availability shows hours, not the booking window: notice and period apply to slots only.
     _, free = free_time(
@@ -182,13 +214,18 @@ async def _availability_of(
     overrides = [rule for rule in calendar.rules if rule.date is not None]
     override_ranges = working_ranges(overrides, calendar.zone, start, end) if overrides else []
     busy = sorted(
-        [(b.start, b.end) for b in calendar.busy] + [(s.start, s.end) for s in calendar.seated]
+        [(b.start, b.end, b.source) for b in calendar.busy]
+        + [(s.start, s.end, None) for s in calendar.seated],
+        key=lambda entry: (entry[0], entry[1]),
     )
+    problems = [p.to_json() for p in (external.problems.get(user.id, ()) if external else ())]
     free_ranges = [{"start": format_instant(r.start), "end": format_instant(r.end)} for r in free]
     return {
         "busy": [
+            # Calendar events say where they come from (Cal.com's `source`: the app id).
             {"start": format_instant(s), "end": format_instant(e)}
-            for s, e in busy
+            | ({"source": source} if source else {})
+            for s, e, source in busy
             if s < end and e > start
         ],
         "timeZone": str(calendar.zone),
@@ -211,4 +248,4 @@ async def _availability_of(
         ],
         "currentSeats": None,
         "datesOutOfOffice": {},
-    }
+    } | ({"calendarErrors": problems} if problems else {})

@@ -73,6 +73,8 @@ class BusyTime:
     end: datetime
     before_buffer: int = 0
     after_buffer: int = 0
+    # Where a calendar event came from (an app id such as "caldav-calendar"); None: a booking.
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from bookable.core.auth import CurrentCaller
+from bookable.calendars.busy import CalendarBusyReader, ExternalBusy, calendar_problems
+from bookable.core.auth import Caller, CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
-from bookable.core.errors import BadRequest
+from bookable.core.errors import ApiError, BadRequest
 from bookable.core.openapi import ok
+from bookable.core.preflight import Prepared, before_transaction
 from bookable.core.routing import CheckedRoute
 from bookable.core.timeparse import parse_bound
 from bookable.core.timezones import canonical_time_zone
@@ -51,14 +53,48 @@ def window_from_query(
     return bounds[0], bounds[1]
 
 
+async def read_calendars_for_slots(request: Request, caller: Caller) -> ExternalBusy | None:
+    """Preflight: the busy times of the event type's hosts' calendars for the window asked, read
+    before the request's transaction. A malformed query reads nothing (the endpoint says why)."""
+    params = request.query_params
+    try:
+        zone = booker_zone(params.get("timeZone"))
+        start, end = window_from_query(
+            params.get("startTime") or params.get("startDateTime"),
+            params.get("endTime") or params.get("endDateTime"),
+            zone,
+        )
+        raw_id = params.get("eventTypeId")
+        event_type_id = int(raw_id) if raw_id else None
+    except (ApiError, ValueError):
+        return None
+    async with request.app.state.sessions() as session:
+        try:
+            event_type = await service.find_event_type(
+                session,
+                caller,
+                event_type_id=event_type_id,
+                usernames=params.getlist("usernameList"),
+                slug=params.get("eventTypeSlug"),
+            )
+        except ApiError:
+            return None
+        host_ids = await service.calendar_host_ids(session, event_type)
+        window = service.calendar_window(event_type, start, end)
+    reader: CalendarBusyReader = request.app.state.calendar_busy
+    return await reader.read(host_ids, *window, revalidate=False)
+
+
 @router.get(
     "/slots",
     summary="Bookable slots of an event type, grouped by the booker's local date",
     responses=ok(SlotsResponse),
+    dependencies=[before_transaction(read_calendars_for_slots)],
 )
 async def get_slots(
     session: DbSession,
     caller: CurrentCaller,
+    external: Prepared,
     startTime: str | None = None,
     endTime: str | None = None,
     startDateTime: Annotated[
@@ -88,5 +124,6 @@ async def get_slots(
         slug=eventTypeSlug,
         query=service.SlotQuery(start, end, zone, duration, rescheduleUid),
         now=clock.now(),
+        external=external,
     )
-    return slots_json(slots, zone)
+    return slots_json(slots, zone, calendar_problems(external))

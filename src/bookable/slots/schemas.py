@@ -21,7 +21,9 @@ def render_time(instant: datetime, zone: ZoneInfo | None) -> str:
     return instant.astimezone(zone).replace(microsecond=0).isoformat()
 
 
-def slots_json(slots: list[Slot], zone: ZoneInfo | None) -> dict[str, Any]:
+def slots_json(
+    slots: list[Slot], zone: ZoneInfo | None, calendar_errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     grouping_zone = zone or ZoneInfo("UTC")
     days: dict[str, list[dict[str, Any]]] = {}
     for slot in slots:
@@ -31,6 +33,9 @@ def slots_json(slots: list[Slot], zone: ZoneInfo | None) -> dict[str, Any]:
             entry["bookingUid"] = slot.booking_uid
         day = slot.start.astimezone(grouping_zone).date().isoformat()
         days.setdefault(day, []).append(entry)
+    if calendar_errors:
+        # Why a host offers nothing: a selected calendar could not be read (fail closed).
+        return {"slots": days, "calendarErrors": calendar_errors}
     return {"slots": days}
 
 
@@ -44,7 +49,24 @@ class SlotOut(BaseModel):
     bookingUid: str | SkipJsonSchema[None] = Field(default=None, description="Seated slots only")
 
 
+class CalendarErrorOut(BaseModel):
+    """A host's selected calendar that could not be read: that host is unavailable meanwhile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    userId: int
+    integration: str
+    externalId: str
+    error: str
+    lastErrorAt: str = Field(json_schema_extra={"format": "date-time"})
+
+
 class SlotsResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     slots: dict[str, list[SlotOut]] = Field(description="Start times by local date (YYYY-MM-DD)")
+    calendarErrors: list[CalendarErrorOut] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="Only when a host's selected calendar could not be read (Bookable "
+        "extension): that host offers no slot in the window until it can be read again.",
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
@@ -30,6 +30,7 @@ from bookable.models import (
     Host,
     Membership,
     Schedule,
+    SelectedCalendar,
     User,
 )
 from bookable.scheduling import (
@@ -49,7 +50,12 @@ from bookable.scheduling import (
     compute_team_slots,
 )
 
+if TYPE_CHECKING:
+    from bookable.calendars.busy import ExternalBusy
+
 MAX_WINDOW = timedelta(days=366)
+# The source of the busy time that blocks a host whose selected calendar could not be read.
+UNREADABLE_CALENDAR = "unreadable-calendar"
 WEEK_DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 # Working hours used when a user has no schedule at all (Cal.com's fallback).
 FALLBACK_RULES = (AvailabilityRule(frozenset({1, 2, 3, 4, 5}), time(9), time(17)),)
@@ -209,6 +215,54 @@ async def host_schedule(
     return zone, tuple(rules)
 
 
+def calendar_window(
+    event_type: EventType, start: datetime, end: datetime
+) -> tuple[datetime, datetime]:
+    """The span whose bookings and calendar events matter for slots in [start, end): a margin
+    for buffers reaching in, and for a rolling window every day from today on."""
+    busy_from, busy_to = start - _BUSY_MARGIN, end + _BUSY_MARGIN
+    if event_type.period_type == PeriodType.ROLLING_WINDOW:
+        # The window counts days with free slots from today on, so the days between now and
+        # the window asked need their commitments too (a full day there does not count).
+        busy_from = min(busy_from, clock.now() - _BUSY_MARGIN)
+    return busy_from, busy_to
+
+
+def is_own_event(uid: str | None, booking_uid: str | None) -> bool:
+    """A calendar event Bookable wrote for this booking (UID ``<booking uid>@<host>``)."""
+    if not uid or not booking_uid:
+        return False
+    return uid == booking_uid or uid.startswith(f"{booking_uid}@")
+
+
+async def external_busy_times(
+    session: AsyncSession,
+    host_id: int,
+    busy_from: datetime,
+    busy_to: datetime,
+    external: ExternalBusy | None,
+    booking_uid: str | None,
+) -> list[BusyTime]:
+    """The host's calendar events as busy times; the whole span when a selected calendar could
+    not be read (fail closed, unless the server is set to fail open)."""
+    if external is not None and external.covers(host_id, busy_from, busy_to):
+        problems = external.problems.get(host_id)
+        if problems and not external.fail_open:
+            return [BusyTime(busy_from, busy_to, source=UNREADABLE_CALENDAR)]
+        return [
+            BusyTime(p.start, p.end, source=p.source)
+            for p in external.busy.get(host_id, ())
+            if p.end > busy_from and p.start < busy_to and not is_own_event(p.uid, booking_uid)
+        ]
+    selected = await session.scalar(
+        select(SelectedCalendar.id).where(SelectedCalendar.user_id == host_id).limit(1)
+    )
+    if selected is None or (external is not None and external.fail_open):
+        return []
+    # Selected meanwhile, or asked without reading calendars first: never guess "free".
+    return [BusyTime(busy_from, busy_to, source=UNREADABLE_CALENDAR)]
+
+
 async def load_host_calendar(
     session: AsyncSession,
     event_type: EventType,
@@ -218,14 +272,15 @@ async def load_host_calendar(
     *,
     ignore_booking_uid: str | None = None,
     host_schedule_id: int | None = None,
+    external: ExternalBusy | None = None,
 ) -> HostCalendar:
-    """Everything the engine needs about one host between ``start`` and ``end``."""
+    """Everything the engine needs about one host between ``start`` and ``end``.
+
+    ``external`` holds what the hosts' selected calendars said, read before the transaction
+    (`calendars.busy`); it must cover `calendar_window`, else a host with selected calendars is
+    unavailable (fail closed)."""
     zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
-    busy_from, busy_to = start - _BUSY_MARGIN, end + _BUSY_MARGIN
-    if event_type.period_type == PeriodType.ROLLING_WINDOW:
-        # The window counts days with free slots from today on, so the days between now and
-        # the window asked need their bookings too (a full day there does not count).
-        busy_from = min(busy_from, clock.now() - _BUSY_MARGIN)
+    busy_from, busy_to = calendar_window(event_type, start, end)
     as_attendee = select(Attendee.booking_id).where(
         func.lower(Attendee.email) == host.email.lower()
     )
@@ -280,6 +335,12 @@ async def load_host_calendar(
         else:
             busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
 
+    busy.extend(
+        await external_busy_times(
+            session, host.id, busy_from, busy_to, external, ignore_booking_uid
+        )
+    )
+
     seated: list[SeatedBooking] = []
     if seated_ids:
         counts = dict(
@@ -331,6 +392,16 @@ class SlotQuery:
     reschedule_uid: str | None = None
 
 
+async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> list[int]:
+    """The users whose calendars decide this event type's slots: its owner, or a team event
+    type's hosts."""
+    if event_type.team_id is None:
+        return [event_type.user_id] if event_type.user_id is not None else []
+    return list(
+        await session.scalars(select(Host.user_id).where(Host.event_type_id == event_type.id))
+    )
+
+
 async def event_host(session: AsyncSession, event_type: EventType) -> User:
     host = await session.get(User, event_type.user_id)
     if host is None:
@@ -347,6 +418,7 @@ async def available_slots(
     slug: str | None,
     query: SlotQuery,
     now: datetime,
+    external: ExternalBusy | None = None,
 ) -> list[Slot]:
     check_window(query.start, query.end)
     event_type = await find_event_type(
@@ -358,13 +430,24 @@ async def available_slots(
     )
     if event_type.team_id is not None:
         team = await load_team(
-            session, event_type, query.start, query.end, ignore_booking_uid=query.reschedule_uid
+            session,
+            event_type,
+            query.start,
+            query.end,
+            ignore_booking_uid=query.reschedule_uid,
+            external=external,
         )
         team_slots = compute_team_slots(event_rules(event_type), team.hosts, team.kind, request)
         return [s.slot for s in team_slots]
     host = await event_host(session, event_type)
     calendar = await load_host_calendar(
-        session, event_type, host, query.start, query.end, ignore_booking_uid=query.reschedule_uid
+        session,
+        event_type,
+        host,
+        query.start,
+        query.end,
+        ignore_booking_uid=query.reschedule_uid,
+        external=external,
     )
     return compute_slots(event_rules(event_type), calendar, request)
 
@@ -400,6 +483,7 @@ async def load_team(
     end: datetime,
     *,
     ignore_booking_uid: str | None = None,
+    external: ExternalBusy | None = None,
 ) -> Team:
     """Every host's calendar between ``start`` and ``end``, each in its own zone and hours."""
     kind = scheduling_kind(event_type)
@@ -418,6 +502,7 @@ async def load_team(
         calendar = await load_host_calendar(
             session, event_type, user, start, end,
             ignore_booking_uid=ignore_booking_uid, host_schedule_id=host.schedule_id,
+            external=external,
         )  # fmt: skip
         fixed = kind == SchedulingKind.COLLECTIVE or bool(host.is_fixed)
         hosts.append(TeamHost(user.id, calendar, fixed=fixed))
