@@ -196,8 +196,8 @@ def busy_periods(
     for calendar in calendars:
         if calendar.name != "VCALENDAR":
             raise UnreadableCalendarData(f"expected a VCALENDAR, found {calendar.name}")
-        step = FINE_CHUNK if _has_fine_rule(calendar) else None
         try:
+            step = FINE_CHUNK if _has_fine_rule(calendar) else None
             query = recurring_ical_events.of(calendar, components=["VEVENT"])
             for chunk_start, chunk_end in _windows(query_start, query_end, step):
                 occurrences = query.between(chunk_start, chunk_end)
