@@ -133,10 +133,12 @@ async def database_url(
 
 
 @pytest.fixture
-def make_settings(database_url: str) -> Callable[..., Settings]:
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def _make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
+            # Never the checkout's ./bookable.key: each test generates its own.
+            "encryption_key_file": tmp_path / "bookable.key",
             "rate_limit": "0",
             "redis_url": None,
             "clock": None,

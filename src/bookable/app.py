@@ -24,6 +24,7 @@ from bookable.bookings.endpoints import router as bookings_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
+from bookable.core.encryption import Encryptor
 from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
@@ -79,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Always set: an app built without BOOKABLE_CLOCK must not inherit an earlier frozen one.
     clock.freeze(settings.clock)
 
+    # Built first: a bad BOOKABLE_ENCRYPTION_KEY stops the start with a clear message.
+    encryptor = Encryptor.from_settings(settings)
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.encryptor = encryptor
     app.state.sessions = sessions
     app.state.write_gate = WriteGate(is_sqlite(settings.database_url))
     app.state.redis = redis

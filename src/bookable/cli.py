@@ -21,9 +21,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
 admin_app = typer.Typer(help="System-wide admin users.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+encryption_app = typer.Typer(help="The key that encrypts credentials.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(keys_app, name="keys")
+app.add_typer(encryption_app, name="encryption")
 
 # Human output goes to stderr so that a key printed on stdout is easy for scripts to take.
 err = Console(stderr=True, soft_wrap=True)
@@ -94,6 +96,22 @@ def keys_create(
         raise _fail(str(error)) from None
     err.print("API key (shown once):")
     typer.echo(key)
+
+
+@encryption_app.command("rotate")
+def encryption_rotate() -> None:
+    """Re-encrypt every stored credential with the first BOOKABLE_ENCRYPTION_KEY; then the
+    older keys can be removed from the setting."""
+    from bookable.migrations.runner import upgrade
+    from bookable.operations import OperationError, rotate_credential_keys
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    try:
+        count = _run(rotate_credential_keys)
+    except OperationError as error:
+        raise _fail(str(error)) from None
+    err.print(f"[green]{count} credential(s) re-encrypted with the first key[/green]")
 
 
 @app.command("demo")

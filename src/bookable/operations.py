@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bookable.api_keys.service import issue_key
 from bookable.core.clock import clock
 from bookable.core.db import create_engine, session_factory
+from bookable.core.encryption import DecryptionError, EncryptionKeyError, Encryptor
 from bookable.core.errors import format_validation_errors
-from bookable.models import Availability, EventType, Schedule, User, UserRole
+from bookable.models import Availability, Credential, EventType, Schedule, User, UserRole
 from bookable.settings import Settings
 from bookable.users.schemas import UserCreate
 
@@ -139,3 +140,20 @@ async def seed_demo(settings: Settings) -> str:
             session, user_id=user.id, prefix=settings.api_key_prefix, note="demo"
         )
         return clear
+
+
+async def rotate_credential_keys(settings: Settings) -> int:
+    """Re-encrypt every stored credential key with the first BOOKABLE_ENCRYPTION_KEY, in one
+    transaction (all or none); returns how many. Afterwards the older keys can be dropped."""
+    try:
+        encryptor = Encryptor.from_settings(settings)
+    except EncryptionKeyError as error:
+        raise OperationError(str(error)) from None
+    async with _transaction(settings) as session:
+        credentials = list(await session.scalars(select(Credential).with_for_update()))
+        for credential in credentials:
+            try:
+                credential.encrypted_key = encryptor.rotate(credential.encrypted_key)
+            except DecryptionError as error:
+                raise OperationError(f"credential {credential.id}: {error}") from None
+        return len(credentials)

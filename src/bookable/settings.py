@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         default=None,
         description="Fernet key(s) that encrypt calendar credentials at rest, comma-separated: "
         "the first encrypts, every one decrypts (rotation: put the new key first, run "
-        "`bookable keys rotate`, then drop the old one). Unset: a key is generated once into "
+        "`bookable encryption rotate`, then drop the old one). Unset: a key is generated once into "
         "`encryption_key_file`.",
     )
     encryption_key_file: Path = Field(

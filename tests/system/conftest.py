@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ from tests.conftest import PG_URL, ensure_worker_database  # noqa: E402
 START_TIMEOUT = 30.0  # seconds; a loaded 2-core machine can take a while to import and migrate
 STOP_TIMEOUT = 15.0
 CLI_TIMEOUT = 60.0
+# Every server and command of this test process shares one generated encryption key, kept out of
+# the checkout (the default is ./bookable.key).
+ENCRYPTION_KEY_FILE = Path(tempfile.mkdtemp(prefix="bookable-test-key-")) / "bookable.key"
 
 
 def free_port() -> int:
@@ -43,6 +47,7 @@ def bookable_env(database_url: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
     env["BOOKABLE_DATABASE_URL"] = database_url
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the files as they happen
+    env["BOOKABLE_ENCRYPTION_KEY_FILE"] = str(ENCRYPTION_KEY_FILE)
     env.update(overrides)
     return env
 

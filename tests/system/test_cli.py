@@ -15,7 +15,7 @@ import pytest
 
 from bookable.app import create_app
 from bookable.settings import Settings
-from tests.system.conftest import create_admin, last_line, run_cli
+from tests.system.conftest import ENCRYPTION_KEY_FILE, create_admin, last_line, run_cli
 
 
 def sqlite_path(url: str) -> str:
@@ -23,7 +23,14 @@ def sqlite_path(url: str) -> str:
 
 
 async def me(database_url: str, key: str) -> httpx.Response:
-    app = create_app(Settings(database_url=database_url, rate_limit="0", redis_url=None))
+    app = create_app(
+        Settings(
+            database_url=database_url,
+            rate_limit="0",
+            redis_url=None,
+            encryption_key_file=ENCRYPTION_KEY_FILE,
+        )
+    )
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
