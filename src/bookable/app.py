@@ -21,6 +21,8 @@ from bookable.availabilities.endpoints import router as availabilities_router
 from bookable.availability.endpoints import router as availability_router
 from bookable.booking_references.endpoints import router as booking_references_router
 from bookable.bookings.endpoints import router as bookings_router
+from bookable.calendars.busy import CalendarBusyReader
+from bookable.calendars.cache import BusyCache
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
@@ -122,9 +124,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.encryptor = encryptor
     app.state.sessions = sessions
     app.state.write_gate = WriteGate(is_sqlite(settings.database_url))
+    app.state.encryptor = encryptor
+    # Busy times of selected calendars, read by preflights before a request's transaction.
+    app.state.calendar_busy = CalendarBusyReader(
+        sessions, app.state.write_gate, encryptor, settings, BusyCache(redis)
+    )
     app.state.redis = redis
     app.state.authenticator = Authenticator(
         sessions,
