@@ -1,0 +1,464 @@
+"""CalDAV (RFC 4791): Nextcloud, Fastmail, iCloud, Radicale, Baïkal, SOGo, Zimbra...
+
+Discovery from the URL the user gave: ``current-user-principal`` (else ``/.well-known/caldav``
+on the same origin), the principal's ``calendar-home-set``, then the home's calendar collections
+that hold events. A URL that is itself a calendar collection (or a principal) works too.
+
+HTTP is ours, not the caldav library's: every request goes through the guarded client
+(`bookable.core.outbound.guarded_client`, see `providers.http`), which pins DNS and refuses
+metadata and link-local addresses; the library's own session cannot. The library builds the XML
+request bodies (`caldav.elements`), lxml reads the multistatus answers, and `providers.events`
+turns calendar data into busy times (recurrences expanded on our side: servers' ``expand`` is
+unreliable).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+from urllib.parse import unquote, urljoin, urlsplit
+
+import httpx
+from caldav.elements import cdav, dav
+from caldav.elements.base import BaseElement
+from lxml import etree
+
+from bookable.calendars.providers.base import (
+    BusyPeriod,
+    BusyRules,
+    CalendarError,
+    CalendarRead,
+    Connection,
+    RemoteCalendar,
+)
+from bookable.calendars.providers.events import (
+    OccurrenceBudget,
+    UnreadableCalendarData,
+    busy_periods,
+)
+from bookable.calendars.providers.http import (
+    Answer,
+    checked_url,
+    fetch,
+    open_client,
+    shown_url,
+    status_error,
+)
+
+CALENDARSERVER_NS = "http://calendarserver.org/ns/"
+DAV = "{DAV:}"
+CALDAV = "{urn:ietf:params:xml:ns:caldav}"
+
+# Privileges that let the user add events to a calendar (RFC 3744 aggregates).
+WRITE_PRIVILEGES = frozenset({f"{DAV}all", f"{DAV}write", f"{DAV}write-content", f"{DAV}bind"})
+
+# Statuses that mean "no WebDAV here" during discovery (then the next place is tried).
+NOT_DAV_STATUSES = frozenset({400, 404, 405, 406, 410, 415, 501})
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# No DTDs, entities or network while reading the servers' XML.
+XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, huge_tree=False, remove_comments=True
+)
+
+
+class _GetCtag(BaseElement):
+    tag: ClassVar[str] = f"{{{CALENDARSERVER_NS}}}getctag"
+
+
+class _ScheduleDefaultCalendarUrl(BaseElement):
+    tag: ClassVar[str] = f"{CALDAV}schedule-default-calendar-URL"
+
+
+def _propfind_body(*props: BaseElement) -> bytes:
+    # BaseElement.append builds the tree (its "+" does the same but reads like list concatenation).
+    return str(dav.Propfind().append(dav.Prop().append(list(props)))).encode()
+
+
+DISCOVERY_BODY = _propfind_body(
+    dav.ResourceType(),
+    dav.CurrentUserPrincipal(),
+    cdav.CalendarHomeSet(),
+    cdav.CalendarUserAddressSet(),
+    cdav.ScheduleInboxURL(),
+    _ScheduleDefaultCalendarUrl(),
+    dav.DisplayName(),
+    dav.CurrentUserPrivilegeSet(),
+    cdav.SupportedCalendarComponentSet(),
+    _GetCtag(),
+    dav.SyncToken(),
+)
+CALENDARS_BODY = _propfind_body(
+    dav.ResourceType(),
+    dav.DisplayName(),
+    dav.CurrentUserPrivilegeSet(),
+    cdav.SupportedCalendarComponentSet(),
+    _GetCtag(),
+    dav.SyncToken(),
+)
+DEFAULT_CALENDAR_BODY = _propfind_body(_ScheduleDefaultCalendarUrl())
+VERSION_BODY = _propfind_body(_GetCtag(), dav.SyncToken())
+
+XML_HEADERS = {"Content-Type": 'application/xml; charset="utf-8"'}
+
+
+def _calendar_query_body(start: datetime, end: datetime) -> bytes:
+    events = cdav.CompFilter("VEVENT").append(cdav.TimeRange(start, end))
+    query = cdav.CalendarQuery().append(
+        [
+            dav.Prop().append([dav.GetEtag(), cdav.CalendarData()]),
+            cdav.Filter().append(cdav.CompFilter("VCALENDAR").append(events)),
+        ]
+    )
+    return str(query).encode()
+
+
+class BasicThenDigestAuth(httpx.Auth):
+    """Basic auth on every request (what CalDAV servers expect), switching to Digest for good
+    when a server answers 401 with a Digest challenge."""
+
+    requires_request_body = True
+
+    def __init__(self, username: str, password: str) -> None:
+        self._basic = httpx.BasicAuth(username, password)
+        self._digest = httpx.DigestAuth(username, password)
+        self._use_digest = False
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._use_digest:
+            yield from self._digest.auth_flow(request)
+            return
+        next(self._basic.auth_flow(request))  # sets the Authorization header
+        response = yield request
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code != 401 or not challenge.lower().startswith("digest"):
+            return
+        self._use_digest = True
+        del request.headers["Authorization"]
+        digest = self._digest.auth_flow(request)
+        next(digest)  # the unauthenticated attempt, whose 401 we already have
+        try:
+            yield digest.send(response)
+        except StopIteration:
+            return
+
+
+@dataclass
+class _Resource:
+    href: str  # absolute URL
+    props: dict[str, etree._Element] = field(default_factory=dict)
+
+    def text(self, tag: str) -> str | None:
+        element = self.props.get(tag)
+        if element is None or element.text is None:
+            return None
+        return element.text.strip() or None
+
+    def hrefs(self, tag: str) -> list[str]:
+        element = self.props.get(tag)
+        if element is None:
+            return []
+        return [h.text.strip() for h in element.iter(f"{DAV}href") if h.text and h.text.strip()]
+
+    def resource_types(self) -> set[str]:
+        element = self.props.get(f"{DAV}resourcetype")
+        return set() if element is None else {child.tag for child in element}
+
+    def is_calendar(self) -> bool:
+        return f"{CALDAV}calendar" in self.resource_types()
+
+    def holds_events(self) -> bool:
+        components = self.props.get(f"{CALDAV}supported-calendar-component-set")
+        if components is None or len(components) == 0:
+            return True  # absent: every component type
+        return any(
+            (comp.get("name") or "").upper() == "VEVENT"
+            for comp in components.iter(f"{CALDAV}comp")
+        )
+
+    def writable(self) -> bool:
+        privileges = self.props.get(f"{DAV}current-user-privilege-set")
+        if privileges is None:
+            return True  # not advertised: assume the owner may write
+        granted = {child.tag for p in privileges.iter(f"{DAV}privilege") for child in p}
+        return bool(granted & WRITE_PRIVILEGES)
+
+    def version(self) -> str | None:
+        return self.text(f"{{{CALENDARSERVER_NS}}}getctag") or self.text(f"{DAV}sync-token")
+
+
+def _same_url(a: str, b: str) -> bool:
+    def key(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url)
+        return (parts.scheme.lower(), parts.netloc.lower(), unquote(parts.path).rstrip("/"))
+
+    return key(a) == key(b)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class CalDavProvider:
+    integration: ClassVar[str] = "caldav_calendar"
+
+    def __init__(self, connection: Connection) -> None:
+        key = connection.key
+        self.connection = connection
+        self.url = str(key.get("url", "")).strip()
+        self.username = str(key.get("username", ""))
+        self.apple = bool(key.get("apple", False))
+        self._auth = BasicThenDigestAuth(self.username, str(key.get("password", "")))
+        # The principal's mailto: addresses, found during discovery (an email when the user
+        # name is not one).
+        self._addresses: list[str] = []
+
+    # --- requests -----------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        body: bytes,
+        depth: str,
+    ) -> Answer:
+        answer = await fetch(
+            client,
+            self.connection,
+            method,
+            checked_url(url, self.connection),
+            content=body,
+            headers={**XML_HEADERS, "Depth": depth},
+            auth=self._auth,
+        )
+        if answer.status in (401, 403) or answer.status >= 500:
+            raise status_error(answer, apple=self.apple)  # type: ignore[misc]
+        return answer
+
+    def _multistatus(self, answer: Answer) -> list[_Resource]:
+        """The resources of a 207 answer with their found (200) properties."""
+        try:
+            root = etree.fromstring(answer.content, parser=XML_PARSER)
+        except etree.XMLSyntaxError:
+            root = None
+        if root is None or root.tag != f"{DAV}multistatus":
+            raise CalendarError(
+                f"The calendar server at {shown_url(answer.url)} answered with XML that could not "
+                "be read (not a WebDAV multistatus)."
+            )
+        resources: list[_Resource] = []
+        for response in root.iterfind(f"{DAV}response"):
+            href = (response.findtext(f"{DAV}href") or "").strip()
+            if not href:
+                continue
+            resource = _Resource(urljoin(answer.url, href))
+            for propstat in response.iterfind(f"{DAV}propstat"):
+                status = (propstat.findtext(f"{DAV}status") or "").split()
+                if len(status) < 2 or status[1] != "200":
+                    continue
+                for prop in propstat.iterfind(f"{DAV}prop"):
+                    for element in prop:
+                        resource.props[element.tag] = element
+            resources.append(resource)
+        return resources
+
+    async def _probe(self, client: httpx.AsyncClient, url: str) -> _Resource | None:
+        """The Depth:0 discovery properties of ``url``, or None when no WebDAV answers there."""
+        answer = await self._send(client, "PROPFIND", url, DISCOVERY_BODY, "0")
+        if answer.status != 207:
+            return None
+        resources = self._multistatus(answer)
+        for resource in resources:
+            if _same_url(resource.href, answer.url):
+                return resource
+        return resources[0] if resources else None
+
+    # --- discovery ----------------------------------------------------------------------------
+
+    def _no_home(self) -> CalendarError:
+        return CalendarError(
+            f"No CalDAV calendar home was found at {shown_url(self.url)}. Check the address: "
+            "usual forms are https://cloud.example.com/remote.php/dav (Nextcloud), "
+            "https://dav.example.com/ or https://dav.example.com/<user>/ (Radicale) and "
+            "https://dav.example.com/dav.php (Baïkal)."
+        )
+
+    async def _discover(
+        self, client: httpx.AsyncClient
+    ) -> tuple[list[str], _Resource | None, str | None]:
+        """(calendar home URLs, the URL's own resource when it is a calendar, the default
+        calendar's URL when the server advertises one)."""
+        start = await self._probe(client, self.url)
+        if start is not None and start.is_calendar():
+            return [], start, None
+        principal: _Resource | None = None
+        if start is not None and start.hrefs(f"{CALDAV}calendar-home-set"):
+            principal = start
+        elif start is not None and start.hrefs(f"{DAV}current-user-principal"):
+            principal = await self._probe(
+                client, urljoin(start.href, start.hrefs(f"{DAV}current-user-principal")[0])
+            )
+        else:
+            well_known = f"{_origin(self.url)}/.well-known/caldav"
+            if not _same_url(well_known, self.url):
+                found = await self._probe(client, well_known)
+                if found is not None and found.is_calendar():
+                    return [], found, None
+                if found is not None and found.hrefs(f"{CALDAV}calendar-home-set"):
+                    principal = found
+                elif found is not None and found.hrefs(f"{DAV}current-user-principal"):
+                    principal = await self._probe(
+                        client, urljoin(found.href, found.hrefs(f"{DAV}current-user-principal")[0])
+                    )
+        if principal is None:
+            raise self._no_home()
+        homes = [urljoin(principal.href, h) for h in principal.hrefs(f"{CALDAV}calendar-home-set")]
+        if not homes:
+            raise self._no_home()
+        default = await self._default_calendar(client, principal)
+        self._addresses = [
+            h.removeprefix("mailto:")
+            for h in principal.hrefs(f"{CALDAV}calendar-user-address-set")
+            if h.lower().startswith("mailto:")
+        ]
+        return homes, None, default
+
+    async def _default_calendar(
+        self, client: httpx.AsyncClient, principal: _Resource
+    ) -> str | None:
+        """RFC 6638's schedule-default-calendar-URL: on the principal for some servers, on the
+        scheduling inbox per the RFC. Its absence (or an inbox we cannot read) is not an error."""
+        found = principal.hrefs(f"{CALDAV}schedule-default-calendar-URL")
+        if found:
+            return urljoin(principal.href, found[0])
+        inboxes = principal.hrefs(f"{CALDAV}schedule-inbox-URL")
+        if not inboxes:
+            return None
+        try:
+            answer = await self._send(
+                client, "PROPFIND", urljoin(principal.href, inboxes[0]), DEFAULT_CALENDAR_BODY, "0"
+            )
+            if answer.status != 207:
+                return None
+            for resource in self._multistatus(answer):
+                found = resource.hrefs(f"{CALDAV}schedule-default-calendar-URL")
+                if found:
+                    return urljoin(resource.href, found[0])
+        except CalendarError as error:
+            if error.authentication:
+                raise
+        return None
+
+    def _email(self) -> str | None:
+        if EMAIL_PATTERN.match(self.username):
+            return self.username
+        return self._addresses[0] if self._addresses else None
+
+    def _remote(self, resource: _Resource, *, primary: bool) -> RemoteCalendar:
+        name = resource.text(f"{DAV}displayname")
+        if not name:
+            name = (
+                unquote(urlsplit(resource.href).path.rstrip("/").rsplit("/", 1)[-1])
+                or resource.href
+            )
+        return RemoteCalendar(
+            external_id=resource.href,
+            name=name,
+            primary=primary,
+            read_only=not resource.writable(),
+            email=self._email(),
+        )
+
+    async def list_calendars(self) -> list[RemoteCalendar]:
+        checked_url(self.url, self.connection)
+        async with open_client(self.connection) as client:
+            homes, single, default = await self._discover(client)
+            if single is not None:
+                return [self._remote(single, primary=single.writable())]
+            calendars: dict[str, _Resource] = {}
+            for home in homes:
+                answer = await self._send(client, "PROPFIND", home, CALENDARS_BODY, "1")
+                if answer.status != 207:
+                    raise self._no_home()
+                for resource in self._multistatus(answer):
+                    if resource.is_calendar() and resource.holds_events():
+                        calendars.setdefault(resource.href, resource)
+        ordered = sorted(calendars.values(), key=lambda r: r.href)
+        primary_href = next(
+            (r.href for r in ordered if default is not None and _same_url(r.href, default)), None
+        ) or next((r.href for r in ordered if r.writable()), None)
+        return [self._remote(r, primary=r.href == primary_href) for r in ordered]
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _not_found(self, external_id: str) -> CalendarError:
+        return CalendarError(
+            f"The calendar {shown_url(external_id)} was not found on the server; it may have been "
+            "deleted or moved. Choose it again from the connected calendars."
+        )
+
+    async def _version(self, client: httpx.AsyncClient, external_id: str) -> str | None:
+        answer = await self._send(client, "PROPFIND", external_id, VERSION_BODY, "0")
+        if answer.status in (404, 410):
+            raise self._not_found(external_id)
+        if answer.status != 207:
+            raise status_error(answer, apple=self.apple) or CalendarError(
+                f"The calendar server at {shown_url(answer.url)} did not answer as CalDAV "
+                f"(HTTP {answer.status})."
+            )
+        resources = self._multistatus(answer)
+        for resource in resources:
+            if _same_url(resource.href, answer.url):
+                return resource.version()
+        return resources[0].version() if resources else None
+
+    async def version(self, external_id: str) -> str | None:
+        checked_url(external_id, self.connection)
+        async with open_client(self.connection) as client:
+            return await self._version(client, external_id)
+
+    async def busy_times(
+        self, external_id: str, start: datetime, end: datetime, rules: BusyRules
+    ) -> CalendarRead:
+        checked_url(external_id, self.connection)
+        async with open_client(self.connection) as client:
+            version = await self._version(client, external_id)
+            answer = await self._send(
+                client, "REPORT", external_id, _calendar_query_body(start, end), "1"
+            )
+        if answer.status in (404, 410):
+            raise self._not_found(external_id)
+        if answer.status != 207:
+            raise status_error(answer, apple=self.apple) or CalendarError(
+                f"The calendar server at {shown_url(answer.url)} did not answer the calendar "
+                f"query (HTTP {answer.status})."
+            )
+        busy = self._busy(answer, start, end, rules)
+        return CalendarRead(busy=tuple(busy), version=version)
+
+    def _busy(
+        self, answer: Answer, start: datetime, end: datetime, rules: BusyRules
+    ) -> list[BusyPeriod]:
+        budget = OccurrenceBudget()
+        busy: list[BusyPeriod] = []
+        for resource in self._multistatus(answer):
+            for text in _texts(resource.props.get(f"{CALDAV}calendar-data")):
+                try:
+                    busy.extend(busy_periods(text, start, end, rules, budget=budget))
+                except UnreadableCalendarData as error:
+                    raise CalendarError(
+                        f"An event in {shown_url(answer.url)} could not be read ({error})."
+                    ) from None
+        busy.sort(key=lambda period: (period.start, period.end))
+        return busy
+
+
+def _texts(element: etree._Element | None) -> Iterable[str]:
+    if element is not None and element.text and element.text.strip():
+        yield element.text
