@@ -23,6 +23,7 @@ from bookable.booking_references.endpoints import router as booking_references_r
 from bookable.bookings.endpoints import router as bookings_router
 from bookable.calendars.busy import CalendarBusyReader
 from bookable.calendars.cache import BusyCache
+from bookable.calendars.endpoints import router as calendars_router
 from bookable.core.auth import Authenticator, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
@@ -63,6 +64,7 @@ RESOURCE_ROUTERS = (
     teams_router,
     memberships_router,
     webhooks_router,
+    calendars_router,
 )
 IDEMPOTENCY_PURGE_SECONDS = 600.0
 

@@ -136,6 +136,22 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
+    @field_validator("credential_sync_encryption_key")
+    @classmethod
+    def _sync_key_is_aes_256(cls, value: str | None) -> str | None:
+        # Cal.com uses the key's characters as latin-1 bytes: AES-256 needs exactly 32.
+        if value is not None:
+            try:
+                size = len(value.encode("latin-1"))
+            except UnicodeEncodeError:
+                size = -1
+            if size != 32:
+                raise ValueError(
+                    "BOOKABLE_CREDENTIAL_SYNC_ENCRYPTION_KEY must be 32 latin-1 characters "
+                    "(AES-256), as Cal.com's CALCOM_APP_CREDENTIAL_ENCRYPTION_KEY"
+                )
+        return value
+
     @field_validator("clock")
     @classmethod
     def _clock_has_zone(cls, value: datetime | None) -> datetime | None:

@@ -171,6 +171,23 @@ ROUTES: tuple[Route, ...] = (
             Route("GET", base + "/{id}/deliveries", R.OWNER_OR_ADMIN, "webhook", "attempts log"),
         )
     ),
+    # calendars: credentials (never the key), Cal.com's sync, live listing, selected calendars
+    Route("GET", "/credentials", R.OWN_LIST, "credential", "yours; admins `userId`"),
+    Route("POST", "/credentials", R.ANY_KEY, None, "connect an account (admins: `userId`)"),
+    Route("GET", "/credentials/{credentialId}", R.OWNER_OR_ADMIN, "credential", "one, no key"),
+    Route("PATCH", "/credentials/{credentialId}", R.OWNER_OR_ADMIN, "credential", "key/settings"),
+    Route("DELETE", "/credentials/{credentialId}", R.OWNER_OR_ADMIN, "credential", "cascades"),
+    *(
+        Route(method, "/credential-sync", R.SYSTEM_ADMIN, None, "plus the sync secret header")
+        for method in ("GET", "POST", "PATCH", "DELETE")
+    ),
+    Route("GET", "/connected-calendars", R.OWN_LIST, "credential", "live; admins `userId`"),
+    Route("GET", "/selected-calendars", R.OWN_LIST, "selected_calendar", "admins `userId`"),
+    Route("POST", "/selected-calendars", R.ANY_KEY, None, "in your credential (admins: `userId`)"),
+    *(
+        Route(method, "/selected-calendars/{id:path}", R.OWNER_OR_ADMIN, "selected_calendar", note)
+        for method, note in (("GET", "one"), ("PATCH", "its credential"), ("DELETE", "unselect"))
+    ),
     # outside the versioned resources
     Route("GET", "/v2/me", R.ANY_KEY, None, "the caller, v2 envelope", versioned=False),
     Route("GET", "/v1/openapi.json", R.PUBLIC, None, "the OpenAPI document", versioned=False),
