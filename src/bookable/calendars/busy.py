@@ -33,6 +33,7 @@ from bookable.calendars.providers.base import BusyPeriod, BusyRules, CalendarErr
 from bookable.core.clock import clock
 from bookable.core.db import WRITE_OPTION, WriteGate
 from bookable.core.encryption import Encryptor
+from bookable.core.schemas import format_instant
 from bookable.models import Credential, SelectedCalendar, User
 from bookable.settings import Settings
 
@@ -60,7 +61,7 @@ class CalendarProblem:
             "integration": self.integration,
             "externalId": self.external_id,
             "error": self.error,
-            "lastErrorAt": self.since.isoformat().replace("+00:00", "Z"),
+            "lastErrorAt": format_instant(self.since),
         }
 
 
