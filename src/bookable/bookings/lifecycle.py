@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
 
 from bookable.bookings.access import booking_host_ids, get_booking, manages
+from bookable.bookings.availability import host_refusal, occupied_hosts_check
 from bookable.bookings.common import BookingRefused
 from bookable.bookings.locks import lock_host_days
 from bookable.bookings.schemas import MAX_BOOKING_LENGTH, TOO_LONG, BookingPatch
@@ -18,8 +19,6 @@ from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.models import Attendee, Booking, BookingStatus, EventType, User
-from bookable.scheduling import SchedulingKind, check_booking, check_team_booking
-from bookable.slots.service import event_rules, load_host_calendar, load_team
 from bookable.webhooks.outbox import announce, announce_patch, announce_seat_given_up
 from bookable.webhooks.triggers import WebhookTrigger
 
@@ -126,22 +125,7 @@ async def confirm_booking(
     if event_type is not None and event_type.team_id is not None:
         await _recheck_team_booking(session, event_type, booking)
     elif event_type is not None and booking.user_id is not None:
-        host = await session.get(User, booking.user_id)
-        if host is not None:
-            # Cal.com #10789: two requests for one slot must not both be accepted.
-            length = int((booking.end_time - booking.start_time).total_seconds() // 60)
-            calendar = await load_host_calendar(
-                session, event_type, host, booking.start_time, booking.end_time,
-                ignore_booking_uid=booking.uid,
-            )  # fmt: skip
-            refusal = check_booking(
-                event_rules(event_type), calendar, booking.start_time, length, clock.now()
-            )
-            if refusal is not None and refusal.code not in (
-                "Attempting to book a meeting in the past.",
-                "booking_time_out_of_bounds_error",
-            ):
-                raise BookingRefused(refusal)
+        await _recheck_host_booking(session, event_type, booking)
     booking.status = BookingStatus.ACCEPTED
     # No payment provider ships with Bookable: the host confirming a priced booking is the
     # record that it was paid (README, "Payments").
@@ -157,25 +141,35 @@ async def confirm_booking(
     return booking
 
 
+async def _recheck_host_booking(
+    session: AsyncSession, event_type: EventType, booking: Booking
+) -> None:
+    """Confirming: the host must still be free (Cal.com #10789: two requests for one slot must
+    not both be accepted)."""
+    host = await session.get(User, booking.user_id)
+    if host is None:
+        return
+    refusal = await host_refusal(
+        session, event_type, host, booking.start_time, booking.end_time, clock.now(),
+        ignore_uid=booking.uid,
+    )  # fmt: skip
+    if refusal is not None and refusal.code not in (
+        "Attempting to book a meeting in the past.",
+        "booking_time_out_of_bounds_error",
+    ):
+        raise BookingRefused(refusal)
+
+
 async def _recheck_team_booking(
     session: AsyncSession, event_type: EventType, booking: Booking
 ) -> None:
     """Confirming a team booking: every host it occupies must still be free (Cal.com #10789)."""
     await lock_host_days(session, booking)
     host_ids = await booking_host_ids(session, booking)
-    team = await load_team(
-        session, event_type, booking.start_time, booking.end_time, ignore_booking_uid=booking.uid
-    )
-    occupied = [replace(h, fixed=True) for h in team.hosts if h.user_id in host_ids]
-    length = int((booking.end_time - booking.start_time).total_seconds() // 60)
-    check = check_team_booking(
-        event_rules(event_type),
-        occupied,
-        SchedulingKind.COLLECTIVE,
-        booking.start_time,
-        length,
-        clock.now(),
-    )
+    check = await occupied_hosts_check(
+        session, event_type, host_ids, booking.start_time, booking.end_time, clock.now(),
+        ignore_uid=booking.uid,
+    )  # fmt: skip
     # Time bounds and the grid judged the request when it was made; only hosts' time counts now.
     if check.refusal is not None and check.refusal.code in (
         "fixed_hosts_unavailable_for_booking",

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import BookingRefused
-from bookable.bookings.locks import lock_host_time
-from bookable.models import Booking, BookingHost, BookingStatus, EventType, Host, User
-from bookable.scheduling import SchedulingKind, check_team_booking, pick_round_robin_host
-from bookable.slots.service import Team, event_rules, load_team
+from bookable.models import Booking, BookingHost, BookingStatus, EventType, User
+from bookable.scheduling import SchedulingKind, pick_round_robin_host
+from bookable.slots.service import Team
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,32 +29,16 @@ class Placement:
 async def place_team_booking(
     session: AsyncSession,
     event_type: EventType,
-    start: datetime,
-    length: int,
-    blocked: tuple[datetime, datetime],
-    now: datetime,
+    team: Team,
+    free_hosts: Sequence[int],
     previous: Booking | None,
+    now: datetime,
 ) -> Placement:
-    """Check a team slot and choose its hosts. COLLECTIVE: every host. ROUND_ROBIN: the fixed
-    hosts and one free round-robin host (a rescheduled booking keeps its own if free), the one
-    with the fewest bookings of this event type this month, then the least recently booked."""
-    host_ids = sorted(
-        await session.scalars(select(Host.user_id).where(Host.event_type_id == event_type.id))
-    )
-    # Every host's days are locked, ascending, before their calendars are read (see
-    # lock_host_time): concurrent team and personal bookings of a host queue here.
-    for host_id in host_ids:
-        await lock_host_time(session, host_id, *blocked)
-    team = await load_team(
-        session, event_type, start, start + timedelta(minutes=length),
-        ignore_booking_uid=previous.uid if previous else None,
-    )  # fmt: skip
-    check = check_team_booking(event_rules(event_type), team.hosts, team.kind, start, length, now)
-    if check.refusal is not None:
-        raise BookingRefused(check.refusal)
-    occupied, lucky = await _choose_hosts(
-        session, event_type, team, check.free_hosts, previous, now
-    )
+    """Choose the hosts of a team booking the engine found bookable. COLLECTIVE: every host.
+    ROUND_ROBIN: the fixed hosts and one free round-robin host (a rescheduled booking keeps its
+    own if free), the one with the fewest bookings of this event type this month, then the
+    least recently booked."""
+    occupied, lucky = await _choose_hosts(session, event_type, team, free_hosts, previous, now)
     organizer = team.users[occupied[0]]
     return Placement(organizer, tuple(occupied[1:]), lucky)
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from bookable.bookings.availability import team_check
 from bookable.bookings.common import BookingRefused
 from bookable.bookings.schemas import Booker, BookingCreate
 from bookable.models import Attendee, Booking, BookingStatus, EventType
-from bookable.scheduling import Refusal, check_team_booking
-from bookable.slots.service import event_rules, load_team
+from bookable.scheduling import Refusal
 
 
 async def refuse_unless_open_team_seat(
-    session: AsyncSession, event_type: EventType, start: datetime, length: int, now: datetime
+    session: AsyncSession, event_type: EventType, start: datetime, end: datetime, now: datetime
 ) -> None:
     """If a seated booking of this team event type with seats left starts at ``start``, refuse
     unless team slots offer it (Cal.com checks a seat's time bounds too). A full one is left to
@@ -34,8 +34,7 @@ async def refuse_unless_open_team_seat(
     row = seated.first()
     if row is None or row[1] >= (event_type.seats_per_time_slot or 0):
         return
-    team = await load_team(session, event_type, start, start + timedelta(minutes=length))
-    check = check_team_booking(event_rules(event_type), team.hosts, team.kind, start, length, now)
+    _team, check = await team_check(session, event_type, start, end, now)
     if check.refusal is not None:
         raise BookingRefused(check.refusal)
 
