@@ -130,7 +130,7 @@ def slots(first_day: datetime) -> Iterator[tuple[datetime, datetime]]:
 
 
 def booking_row(host: Host, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
-    """The columns POST /v1/bookings writes for the seed body form (service.create_booking)."""
+    """The columns POST /v1/bookings writes for the seed body form (bookings/create.py)."""
     uid = secrets.token_urlsafe(16)
     return {
         "uid": uid,

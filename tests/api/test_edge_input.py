@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select, text
 
 from bookable.app import RESOURCE_ROUTERS
-from bookable.bookings.service import LOCKED_DAYS_MAX, lock_host_time
+from bookable.bookings.locks import LOCKED_DAYS_MAX, lock_host_time
 from bookable.core.routing import CheckedRoute
 from bookable.models import Booking, EventType, Schedule, User
 from bookable.settings import Settings

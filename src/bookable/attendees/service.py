@@ -2,7 +2,7 @@
 
 An attendee belongs to whoever hosts its booking: its organiser (Cal.com v1: `booking.userId`)
 and, for a team booking, every co-host it occupies. The rule for "the bookings a caller hosts"
-lives once, in `bookings.service.hosted_by`, and is reused here.
+lives once, in `bookings.access.hosted_by`, and is reused here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.attendees.schemas import AttendeeCreate, AttendeeUpdate
-from bookable.bookings import service as bookings
+from bookable.bookings.access import hosted_by
+from bookable.bookings.common import BookingRefused
 from bookable.core.auth import Caller
 from bookable.core.errors import Forbidden, NotFound
 from bookable.core.permissions import readable_row
@@ -26,7 +27,7 @@ def readable(caller: Caller) -> Select[tuple[Attendee]]:
     query = select(Attendee)
     if caller.is_admin:
         return query
-    return query.where(bookings.hosted_by(caller, Attendee.booking_id))
+    return query.where(hosted_by(caller, Attendee.booking_id))
 
 
 async def list_attendees(session: AsyncSession, caller: Caller) -> list[Attendee]:
@@ -51,7 +52,7 @@ async def _lock_hosted_booking(
     requests filling the last seat of a seated booking are counted one after the other."""
     hosted = select(Booking)
     if not caller.is_admin:
-        hosted = hosted.where(bookings.hosted_by(caller, Booking.id))
+        hosted = hosted.where(hosted_by(caller, Booking.id))
     booking = (
         await session.scalar(hosted.where(Booking.id == booking_id).with_for_update(of=Booking))
         if is_db_id(booking_id)
@@ -78,7 +79,7 @@ async def _refuse_if_seats_full(session: AsyncSession, booking: Booking) -> None
         select(func.count()).select_from(Attendee).where(Attendee.booking_id == booking.id)
     )
     if (taken or 0) >= seats:
-        raise bookings.BookingRefused(
+        raise BookingRefused(
             Refusal(
                 409,
                 "booking_seats_full_error",

@@ -2,7 +2,7 @@
 
 A reference belongs to whoever hosts its booking: its organiser (Cal.com v1: `booking.userId`)
 and, for a team booking, every co-host it occupies. The rule for "the bookings a caller hosts"
-lives once, in `bookings.service.hosted_by`, and is reused here.
+lives once, in `bookings.access.hosted_by`, and is reused here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.booking_references.schemas import BookingReferenceCreate, BookingReferenceUpdate
-from bookable.bookings import service as bookings
+from bookable.bookings.access import hosted_by
 from bookable.core.auth import Caller
 from bookable.core.errors import NotFound
 from bookable.core.permissions import readable_row
@@ -25,7 +25,7 @@ def readable(caller: Caller) -> Select[tuple[BookingReference]]:
     query = select(BookingReference)
     if caller.is_admin:
         return query
-    return query.where(bookings.hosted_by(caller, BookingReference.booking_id))
+    return query.where(hosted_by(caller, BookingReference.booking_id))
 
 
 async def list_booking_references(session: AsyncSession, caller: Caller) -> list[BookingReference]:
@@ -54,7 +54,7 @@ async def _ensure_hosted_booking(session: AsyncSession, caller: Caller, booking_
     among the caller's bookings only)."""
     hosted = select(Booking.id)
     if not caller.is_admin:
-        hosted = hosted.where(bookings.hosted_by(caller, Booking.id))
+        hosted = hosted.where(hosted_by(caller, Booking.id))
     found = (
         await session.scalar(hosted.where(Booking.id == booking_id))
         if is_db_id(booking_id)

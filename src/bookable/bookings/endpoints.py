@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 
-from bookable.bookings import service
+from bookable.bookings import access, create, lifecycle, listing
 from bookable.bookings.schemas import (
     AttendeeOut,
     BookingCancelledOut,
@@ -60,7 +60,7 @@ def _payment_json(payment: Payment) -> dict[str, Any]:
     }
 
 
-def created_json(created: service.Created) -> dict[str, Any]:
+def created_json(created: create.Created) -> dict[str, Any]:
     """POST /bookings answers the bare booking, as Cal.com does (not wrapped in "booking")."""
     booking, host = created.booking, created.host
     body = BookingRow.model_validate(booking).model_dump(mode="json", by_alias=True)
@@ -198,7 +198,7 @@ async def list_bookings(
             emails.append(_EMAIL.validate_python(raw).lower())
         except ValidationError:
             raise BadRequest(f"invalid_string in 'attendeeEmail': Invalid email {raw!r}") from None
-    bookings = await service.list_bookings(
+    bookings = await listing.list_bookings(
         session,
         caller,
         user_ids=userId or [],
@@ -233,9 +233,7 @@ async def list_bookings(
 async def create_booking(
     session: DbSession, caller: CurrentCaller, body: BookingCreate
 ) -> dict[str, Any]:
-    created = await retry_transaction(
-        session, lambda: service.create_booking(session, caller, body)
-    )
+    created = await retry_transaction(session, lambda: create.create_booking(session, caller, body))
     return created_json(created)
 
 
@@ -248,7 +246,7 @@ async def get_booking(
     id: str,
     expand: Annotated[list[Literal["team"]] | None, Query()] = None,
 ) -> dict[str, Any]:
-    booking = await service.get_booking(session, caller, id)
+    booking = await access.get_booking(session, caller, id)
     users, types = await _hosts_and_types(session, [booking])
     return {
         "booking": read_json(
@@ -272,7 +270,7 @@ async def patch_booking(
     body: BookingPatch,
 ) -> dict[str, Any]:
     booking = await retry_transaction(
-        session, lambda: service.patch_booking(session, caller, id, body)
+        session, lambda: lifecycle.patch_booking(session, caller, id, body)
     )
     return {"booking": patched_json(booking)}
 
@@ -292,7 +290,7 @@ async def _cancel(
             raise BadRequest("invalid_string in 'cancelledBy': Invalid email") from None
     result = await retry_transaction(
         session,
-        lambda: service.cancel_booking(
+        lambda: lifecycle.cancel_booking(
             session,
             caller,
             key,
@@ -359,7 +357,7 @@ async def confirm_booking(
 ) -> dict[str, Any]:
     booking = await retry_transaction(
         session,
-        lambda: service.confirm_booking(
+        lambda: lifecycle.confirm_booking(
             session, caller, id, confirmed=body.confirmed, reason=body.rejection_reason
         ),
     )
@@ -372,7 +370,7 @@ async def confirm_booking(
 async def _video_reference(session: DbSession, caller: CurrentCaller, key: str) -> None:
     """Bookable ships no video provider: no booking has a Cal Video reference to read."""
     try:
-        booking = await service.get_booking(session, caller, key)
+        booking = await access.get_booking(session, caller, key)
     except NotFound:
         raise NotFound(f"No Booking found with booking id {key}") from None
     has_video = any(r.type == "daily_video" for r in await _references(session, booking.id))
@@ -429,7 +427,7 @@ async def get_transcript(
 
 @router.post("/no-show", summary="Mark attendees or the host as no-show", responses=ok(NoShowOut))
 async def no_show(session: DbSession, caller: CurrentCaller, body: NoShowBody) -> dict[str, Any]:
-    booking, changed = await service.mark_no_show(
+    booking, changed = await lifecycle.mark_no_show(
         session,
         caller,
         body.booking_uid,

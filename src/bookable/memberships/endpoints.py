@@ -17,8 +17,8 @@ from bookable.memberships.schemas import (
     MembershipCreate,
     MembershipOut,
     MembershipUpdate,
+    membership_json,
 )
-from bookable.models import Membership
 from bookable.teams.schemas import TeamOut
 
 router = APIRouter(tags=["memberships"], route_class=IdempotentRoute)
@@ -45,15 +45,6 @@ MembershipCreatedResponse = envelope(
     "MembershipCreatedResponse", membership=MembershipOut, message=str
 )
 InviteResponse = envelope("InviteResponse", success=bool, message=str)
-
-
-def membership_json(membership: Membership, include_team: bool = False) -> dict[str, Any]:
-    from bookable.teams.endpoints import team_json
-
-    data = MembershipOut.model_validate(membership).model_dump(mode="json", by_alias=True)
-    if include_team:
-        data["team"] = team_json(membership.team)
-    return data
 
 
 def _includes_team(include: str | None) -> bool:

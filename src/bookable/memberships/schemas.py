@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from bookable.core.schemas import DbId, StrictInput, WireDateTime, WireModel, refuse_null
-from bookable.models import MembershipRole
+from bookable.models import Membership, MembershipRole
+from bookable.teams.schemas import team_json
 
 
 class MembershipCreate(StrictInput):
@@ -45,3 +46,11 @@ class InviteCreate(StrictInput):
     username_or_email: UsernameOrEmail | Annotated[list[UsernameOrEmail], Field(min_length=1)]
     role: MembershipRole = MembershipRole.MEMBER
     language: Annotated[str, Field(max_length=16)] | None = None
+
+
+def membership_json(membership: Membership, include_team: bool = False) -> dict[str, Any]:
+    """A membership as the API answers it; with its team for `?include=team`."""
+    data = MembershipOut.model_validate(membership).model_dump(mode="json", by_alias=True)
+    if include_team:
+        data["team"] = team_json(membership.team)
+    return data

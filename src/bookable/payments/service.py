@@ -2,7 +2,7 @@
 
 Cal.com v1 has no admin mode here: everyone, system-wide admins included, sees the payments of
 the bookings they host, and nothing else. Bookable follows it; hosting a team booking as a
-co-host counts (`bookings.service.hosted_by`).
+co-host counts (`bookings.access.hosted_by`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookable.bookings import service as bookings
+from bookable.bookings.access import hosted_by
 from bookable.core.auth import Caller
 from bookable.core.errors import NotFound
 from bookable.core.schemas import is_db_id
@@ -20,7 +20,7 @@ from bookable.models import Payment
 def readable(caller: Caller) -> Select[tuple[Payment]]:
     """Payments of the bookings the caller organises or co-hosts (admins too: Cal.com has no
     admin mode here)."""
-    return select(Payment).where(bookings.hosted_by(caller, Payment.booking_id))
+    return select(Payment).where(hosted_by(caller, Payment.booking_id))
 
 
 async def list_payments(session: AsyncSession, caller: Caller) -> list[Payment]:

@@ -10,11 +10,9 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.db import DbSession
 from bookable.core.idempotency import IdempotentRoute
 from bookable.core.openapi import MessageResponse, envelope, ok
-from bookable.memberships.endpoints import membership_json
-from bookable.memberships.schemas import MembershipOut
-from bookable.models import Team
+from bookable.memberships.schemas import MembershipOut, membership_json
 from bookable.teams import service
-from bookable.teams.schemas import TeamCreate, TeamOut, TeamUpdate
+from bookable.teams.schemas import TeamCreate, TeamOut, TeamUpdate, team_json
 
 router = APIRouter(tags=["teams"], route_class=IdempotentRoute)
 TeamsResponse = envelope("TeamsResponse", teams=list[TeamOut])
@@ -22,10 +20,6 @@ TeamResponse = envelope("TeamResponse", team=TeamOut)
 TeamCreatedResponse = envelope(
     "TeamCreatedResponse", team=TeamOut, owner=MembershipOut, message=str
 )
-
-
-def team_json(team: Team) -> dict[str, Any]:
-    return TeamOut.model_validate(team).model_dump(mode="json", by_alias=True)
 
 
 @router.get(

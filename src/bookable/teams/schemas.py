@@ -16,6 +16,7 @@ from bookable.core.schemas import (
     refuse_null,
 )
 from bookable.event_types.schemas import IntervalLimits, Slug, Text, TimeZoneName, Title
+from bookable.models import Team
 
 Color = Annotated[str, Field(max_length=16)]
 Short = Annotated[str, Field(max_length=32)]
@@ -98,3 +99,8 @@ def team_columns(body: _TeamFields) -> dict[str, Any]:
     if body.booking_limits is not None:
         values["booking_limits"] = body.booking_limits.model_dump(exclude_none=True)
     return values
+
+
+def team_json(team: Team) -> dict[str, Any]:
+    """A team as the API answers it (also inside a membership, `?include=team`)."""
+    return TeamOut.model_validate(team).model_dump(mode="json", by_alias=True)

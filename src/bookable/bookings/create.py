@@ -1,0 +1,545 @@
+"""POST /bookings: a new booking, a reschedule (`rescheduleUid`) or a seat in a seated one.
+`create_booking` reads as its steps; the availability check is `check` (see `availability`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload, selectinload
+
+from bookable.bookings.access import readable
+from bookable.bookings.availability import host_refusal, team_check
+from bookable.bookings.common import BookingRefused, new_uid
+from bookable.bookings.locks import lock_host_time
+from bookable.bookings.placement import Placement, place_team_booking
+from bookable.bookings.schemas import (
+    LEGACY_FIELDS,
+    MAX_BOOKING_LENGTH,
+    TOO_LONG,
+    Booker,
+    BookingCreate,
+    parse_instant,
+)
+from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
+from bookable.bookings.writes import insert_booking
+from bookable.core.auth import Caller
+from bookable.core.clock import clock
+from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validation_errors
+from bookable.core.schemas import is_db_id
+from bookable.models import Attendee, Booking, BookingStatus, EventType, Host, Payment, User
+from bookable.scheduling import Refusal
+from bookable.slots.service import (
+    Team,
+    allowed_durations,
+    readable_event_types,
+)
+from bookable.webhooks.outbox import announce_new_booking
+
+
+def booker_from(body: BookingCreate) -> Booker:
+    """The attendee, from `responses` (modern) or top-level fields (legacy and seed forms)."""
+    legacy_present = [
+        field for field in LEGACY_FIELDS if getattr(body, _snake(field)) not in (None, "", [])
+    ]
+    if body.responses is not None:
+        if legacy_present:
+            raise BadRequest(
+                f"Legacy Props: {', '.join(legacy_present)}. They can't be used with `responses`"
+            )
+        if body.custom_inputs:
+            raise BadRequest("`customInputs` can't be used with `responses`")
+        responses = dict(body.responses)
+        raw_name = responses.pop("name", None)
+        if isinstance(raw_name, dict):
+            raw_name = " ".join(
+                str(raw_name.get(part, "")).strip() for part in ("firstName", "lastName")
+            ).strip()
+        location = responses.pop("location", None)
+        value = option = None
+        if isinstance(location, dict):
+            value, option = location.get("value"), location.get("optionValue")
+        elif isinstance(location, str):
+            value = location
+        fields: dict[str, Any] = {
+            "name": raw_name,
+            "email": responses.pop("email", None),
+            "location": value or None,
+            "location_option": option or None,
+            "guests": responses.pop("guests", None) or [],
+            "notes": responses.pop("notes", None),
+            "phone_number": responses.pop("attendeePhoneNumber", None),
+            "extra": responses,
+        }
+        prefix = "responses"
+    else:
+        fields = {
+            "name": body.name,
+            "email": body.email,
+            "location": body.location if isinstance(body.location, str) and body.location else None,
+            "guests": body.guests or [],
+            "notes": body.notes,
+            "phone_number": body.sms_reminder_number,
+            "extra": {},
+        }
+        prefix = ""
+    try:
+        return Booker.model_validate(fields)
+    except ValidationError as error:
+        errors = error.errors()
+        if prefix:
+            errors = [{**e, "loc": (prefix, *e["loc"])} for e in errors]
+        raise BadRequest(format_validation_errors(errors)) from None
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+def _times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
+    start_text, start_field = (
+        (body.start, "start") if body.start else (body.start_time, "startTime")
+    )
+    end_text, end_field = (body.end, "end") if body.end else (body.end_time, "endTime")
+    if not start_text:
+        raise BadRequest("invalid_type in 'start': Required")
+    try:
+        start = parse_instant(start_text, start_field)
+        end = parse_instant(end_text, end_field) if end_text else None
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    start = start.astimezone(UTC)
+    end = end.astimezone(UTC) if end else start + timedelta(minutes=length)
+    if end <= start:
+        raise BadRequest(f"custom in '{end_field}': must be after the start")
+    if end - start > MAX_BOOKING_LENGTH:
+        raise BadRequest(f"custom in '{end_field}': {TOO_LONG}")
+    return start, end
+
+
+def _event_type_id(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise BadRequest("Bad request, eventTypeId must be a number")
+    return raw
+
+
+async def bookable_event_type(
+    session: AsyncSession, caller: Caller, event_type_id: int
+) -> EventType:
+    """An event type the caller may book: their own or their teams' (admins: any). Bookable
+    does not let one user's key write into another user's calendar."""
+    query = readable_event_types(caller).options(
+        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
+    )
+    event_type = (
+        await session.scalar(query.where(EventType.id == event_type_id))
+        if is_db_id(event_type_id)
+        else None
+    )
+    if event_type is None:
+        raise NotFound(f"Event type with id: {event_type_id} not found")
+    return event_type
+
+
+def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
+    if booker.location_option:
+        return booker.location_option
+    if booker.location:
+        return booker.location
+    for location in event_type.locations or []:
+        kind = location.get("type")
+        if kind:
+            return str(location.get("address") or location.get("link") or kind)
+    return ""
+
+
+def _needs_confirmation(event_type: EventType, start: datetime, now: datetime) -> bool:
+    if not event_type.requires_confirmation:
+        return False
+    threshold = (event_type.meta or {}).get("requiresConfirmationThreshold")
+    if isinstance(threshold, dict) and isinstance(threshold.get("time"), int):
+        unit = 60 if threshold.get("unit") == "hours" else 1
+        # Far enough ahead, the booking is accepted straight away.
+        if start - now > timedelta(minutes=threshold["time"] * unit):
+            return False
+    return True
+
+
+@dataclass
+class Created:
+    booking: Booking
+    host: User
+    payment: Payment | None
+    previous: Booking | None
+    joined_seat: bool
+    lucky_users: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BookingRequest:
+    """A POST /bookings body, read and judged against its event type (the parse step)."""
+
+    event_type: EventType
+    owner: User | None  # the host of a personal event type; None for a team's
+    previous: Booking | None  # the booking this one reschedules
+    booker: Booker
+    start: datetime
+    end: datetime
+
+    @property
+    def blocked(self) -> tuple[datetime, datetime]:
+        """The time the booking keeps its hosts from other bookings: itself and its buffers."""
+        return (
+            self.start - timedelta(minutes=self.event_type.before_event_buffer or 0),
+            self.end + timedelta(minutes=self.event_type.after_event_buffer or 0),
+        )
+
+    @property
+    def carried_paid(self) -> bool:
+        """A paid booking moved to another time stays paid: its payment moves with it (Cal.com)."""
+        return self.previous is not None and self.previous.paid
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the check step found: for a team event type, its hosts and which are free."""
+
+    team: Team | None = None
+    free_hosts: tuple[int, ...] = ()
+
+
+async def create_booking(session: AsyncSession, caller: Caller, body: BookingCreate) -> Created:
+    """POST /bookings as its steps: parse, lock, check, place, insert, announce. An open seat of
+    a team's seated slot is joined instead of placed; a seated slot found open later (after the
+    rescheduled booking is cancelled, or opened by another request meanwhile) is joined too."""
+    now = clock.now()
+    request = await parse(session, caller, body)
+    event_type, previous = request.event_type, request.previous
+    if request.owner is None and event_type.seats_per_time_slot and previous is None:
+        joined = await _join_open_team_seat(session, request, body, now)
+        if joined is not None:
+            return joined
+    await lock(session, request)
+    verdict = await check(session, request, now)
+    placement = await place(session, request, verdict, now)
+    host = placement.organizer
+
+    # Judged before the rescheduled booking is cancelled: its status counts.
+    requires_payment, confirmed = _payment_and_confirmation(request, caller, now)
+    if previous is not None:
+        await _supersede(session, caller, body, previous)
+    if event_type.seats_per_time_slot:
+        # After the old booking is cancelled: a reschedule into an open seat moves the booker.
+        joined_booking = await join_seat(
+            session, event_type, request.booker, body, request.start, request.end
+        )
+        if joined_booking is not None:
+            return await _seat_taken(session, joined_booking, host, previous)
+
+    booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
+    payment = _payment(event_type) if requires_payment else None
+    if payment is not None:
+        booking.payments.append(payment)
+    joined_booking = await insert(session, request, body, booking, placement)
+    if joined_booking is not None:
+        return await _seat_taken(session, joined_booking, host, previous)
+    await announce_new_booking(session, booking, previous=previous, payment=payment)
+    return Created(
+        booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
+    )
+
+
+async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> BookingRequest:
+    """Step 1: the body read into an event type the caller may book, the booking it
+    reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing."""
+    event_type = await bookable_event_type(session, caller, _event_type_id(body.event_type_id))
+    owner: User | None = None
+    if event_type.team_id is None:
+        owner = await session.get(User, event_type.user_id)
+        if owner is None:
+            raise NotFound("The event type's owner no longer exists")
+    if (
+        body.user_id is not None
+        and not caller.is_admin
+        and (owner is None or body.user_id != owner.id)
+    ):
+        raise Forbidden("ADMIN required for `userId`")
+    previous = await _rescheduled(session, caller, body, event_type, owner)
+
+    booker = booker_from(body)
+    if body.time_zone is None:
+        raise BadRequest("invalid_type in 'timeZone': Required")
+    start, end = _times(body, event_type.length)
+    length = int((end - start).total_seconds() // 60)
+    durations = allowed_durations(event_type)
+    if (end - start) != timedelta(minutes=length) or length not in durations:
+        lasts = " or ".join(str(d) for d in durations)
+        raise BookingRefused(
+            Refusal(
+                400, "Invalid event length", f"a booking of this event type lasts {lasts} minutes"
+            )
+        )
+    if event_type.seats_per_time_slot and event_type.recurring_event:
+        raise BadRequest("recurring_event_seats_error")
+    return BookingRequest(event_type, owner, previous, booker, start, end)
+
+
+async def _rescheduled(
+    session: AsyncSession,
+    caller: Caller,
+    body: BookingCreate,
+    event_type: EventType,
+    owner: User | None,
+) -> Booking | None:
+    """The booking `rescheduleUid` names, locked, if it may be moved to this event type."""
+    if not body.reschedule_uid:
+        return None
+    previous = await session.scalar(
+        readable(caller)
+        .where(Booking.uid == body.reschedule_uid)
+        .options(selectinload(Booking.attendees), selectinload(Booking.payments))
+        .with_for_update(of=Booking)
+    )
+    if previous is None:
+        raise NotFound(f"Booking to reschedule ({body.reschedule_uid}) not found")
+    if previous.status in (BookingStatus.CANCELLED, BookingStatus.REJECTED):
+        raise BadRequest("cancelled_bookings_cannot_be_rescheduled")
+    if event_type.team_id is not None and previous.event_type_id != event_type.id:
+        raise BadRequest(
+            "custom in 'rescheduleUid': that booking is of another event type; a team "
+            "booking can only be rescheduled within its own event type"
+        )
+    if owner is not None and previous.user_id != owner.id:
+        # Moving a booking to another host's calendar would cancel it behind their back.
+        raise BadRequest(
+            "custom in 'rescheduleUid': that booking belongs to another host; a booking "
+            "can only be rescheduled to an event type of its own host"
+        )
+    return previous
+
+
+async def _join_open_team_seat(
+    session: AsyncSession, request: BookingRequest, body: BookingCreate, now: datetime
+) -> Created | None:
+    """An open seat is joined, not placed: the booking that opened the time chose its hosts.
+    The seat must be a slot team /slots offers (time bounds, hosts still free but for it);
+    `join_seat` then counts the seats under the booking's row lock. None: no seated booking
+    holds this time yet."""
+    event_type, start, end = request.event_type, request.start, request.end
+    await refuse_unless_open_team_seat(session, event_type, start, end, now)
+    joined = await join_seat(session, event_type, request.booker, body, start, end)
+    if joined is None:
+        return None
+    organizer = await session.get(User, joined.user_id)
+    assert organizer is not None
+    await announce_new_booking(session, joined)
+    return Created(joined, organizer, None, None, joined_seat=True)
+
+
+async def lock(session: AsyncSession, request: BookingRequest) -> None:
+    """Step 2: take the hosts' day locks (PostgreSQL, see `lock_host_time`) before their
+    calendars are read, so that checking and inserting are one step per host and day."""
+    if request.owner is not None:
+        await lock_host_time(session, request.owner.id, *request.blocked)
+        return
+    host_ids = sorted(
+        await session.scalars(
+            select(Host.user_id).where(Host.event_type_id == request.event_type.id)
+        )
+    )
+    # Every host's days are locked, ascending: concurrent team and personal bookings of a host
+    # queue here.
+    for host_id in host_ids:
+        await lock_host_time(session, host_id, *request.blocked)
+
+
+async def check(session: AsyncSession, request: BookingRequest, now: datetime) -> Verdict:
+    """Step 3: the scheduling engine's verdict on the time (`availability`: the same data
+    GET /slots uses); a refusal is raised as `BookingRefused`. The booking being rescheduled
+    does not block its own move."""
+    ignore_uid = request.previous.uid if request.previous else None
+    if request.owner is not None:
+        refusal = await host_refusal(
+            session, request.event_type, request.owner, request.start, request.end, now,
+            ignore_uid=ignore_uid,
+        )  # fmt: skip
+        if refusal is not None:
+            raise BookingRefused(refusal)
+        return Verdict()
+    team, team_verdict = await team_check(
+        session, request.event_type, request.start, request.end, now, ignore_uid=ignore_uid
+    )
+    if team_verdict.refusal is not None:
+        raise BookingRefused(team_verdict.refusal)
+    return Verdict(team, team_verdict.free_hosts)
+
+
+async def place(
+    session: AsyncSession, request: BookingRequest, verdict: Verdict, now: datetime
+) -> Placement:
+    """Step 4: the hosts the booking occupies: the event type's owner, or the team hosts
+    chosen among the free ones (`placement`)."""
+    if request.owner is not None:
+        return Placement(request.owner, (), ())
+    assert verdict.team is not None  # the check step names a team event type's hosts
+    return await place_team_booking(
+        session, request.event_type, verdict.team, verdict.free_hosts, request.previous, now
+    )
+
+
+def _payment_and_confirmation(
+    request: BookingRequest, caller: Caller, now: datetime
+) -> tuple[bool, bool]:
+    """Whether the booking waits for a payment, and whether it is accepted straight away (a
+    host moving their own accepted booking needs no confirmation)."""
+    event_type, previous = request.event_type, request.previous
+    requires_payment = (event_type.price or 0) > 0 and not request.carried_paid
+    confirmed = not requires_payment and (
+        not _needs_confirmation(event_type, request.start, now)
+        or (previous is not None and previous.user_id == caller.user_id
+            and previous.status == BookingStatus.ACCEPTED)
+    )  # fmt: skip
+    return requires_payment, confirmed
+
+
+async def _supersede(
+    session: AsyncSession, caller: Caller, body: BookingCreate, previous: Booking
+) -> None:
+    """The rescheduled booking is cancelled, in the same transaction as its successor."""
+    previous.status = BookingStatus.CANCELLED
+    previous.rescheduled = True
+    previous.rescheduled_by = body.rescheduled_by or caller.user.email
+    previous.cancellation_reason = previous.cancellation_reason or "Rescheduled"
+    await session.flush()
+
+
+def _new_booking(
+    request: BookingRequest, body: BookingCreate, host: User, *, confirmed: bool, now: datetime
+) -> Booking:
+    """The booking row and its attendees (the booker, then their guests), not yet added."""
+    event_type, booker, previous = request.event_type, request.booker, request.previous
+    blocked_start, blocked_end = request.blocked
+    uid = new_uid()
+    responses = {"name": booker.name, "email": booker.email, **booker.extra}
+    if booker.location or booker.location_option:
+        responses["location"] = {
+            "value": booker.location,
+            "optionValue": booker.location_option or "",
+        }
+    if booker.guests:
+        responses["guests"] = booker.guests
+    if booker.notes:
+        responses["notes"] = booker.notes
+    booking = Booking(
+        uid=uid,
+        user_id=host.id,
+        user_primary_email=host.email,
+        event_type_id=event_type.id,
+        title=body.title
+        or f"{event_type.title} between {host.name or host.username} and {booker.name}",
+        description=booker.notes or body.description,
+        custom_inputs=_custom_inputs(body),
+        responses=responses,
+        start_time=request.start,
+        end_time=request.end,
+        blocked_start=blocked_start,
+        blocked_end=blocked_end,
+        location=_location(booker, body, event_type),
+        status=BookingStatus.ACCEPTED if confirmed else BookingStatus.PENDING,
+        paid=request.carried_paid,
+        from_reschedule=previous.uid if previous else None,
+        recurring_event_id=(
+            str(body.recurring_event_id) if body.recurring_event_id is not None else None
+        ),
+        sms_reminder_number=booker.phone_number,
+        meta=body.metadata or {},
+        ical_uid=f"{uid}@bookable",
+        ical_sequence=(previous.ical_sequence + 1) if previous else 0,
+        rescheduled_by=body.rescheduled_by if previous else None,
+        creation_source="API_V1",
+        created_at=now,
+        attendees=[],
+        payments=[],
+        references=[],
+    )
+    booking.attendees.append(
+        Attendee(
+            email=booker.email,
+            name=booker.name,
+            time_zone=body.time_zone,
+            locale=body.language or "en",
+            phone_number=booker.phone_number,
+        )
+    )
+    for guest in booker.guests:
+        booking.attendees.append(
+            Attendee(
+                email=guest, name=guest, time_zone=body.time_zone, locale=body.language or "en"
+            )
+        )
+    return booking
+
+
+def _payment(event_type: EventType) -> Payment:
+    """The payment a priced event type's booking waits for (no provider: see confirm)."""
+    return Payment(
+        uid=new_uid(),
+        amount=event_type.price,
+        currency=event_type.currency or "usd",
+        success=False,
+        refunded=False,
+        data={},
+        payment_option="ON_BOOKING",
+    )
+
+
+async def insert(
+    session: AsyncSession,
+    request: BookingRequest,
+    body: BookingCreate,
+    booking: Booking,
+    placement: Placement,
+) -> Booking | None:
+    """Step 5: write the booking and its other hosts (`insert_booking`, guarded against
+    overlaps); a rescheduled paid booking's payments move to it. Returns the seated booking
+    joined instead, when another request opened this seated slot a moment ago."""
+    event_type = request.event_type
+    try:
+        await insert_booking(session, booking, placement.other_hosts)
+    except BookingRefused:
+        if event_type.seats_per_time_slot:
+            # Another request opened this seated slot a moment ago: take a seat in it instead.
+            joined = await join_seat(
+                session, event_type, request.booker, body, request.start, request.end
+            )
+            if joined is not None:
+                return joined
+        raise
+    if request.previous is not None and request.carried_paid:
+        for moved in [p for p in request.previous.payments if p.success]:
+            booking.payments.append(moved)
+        await session.flush()
+    return None
+
+
+async def _seat_taken(
+    session: AsyncSession, joined: Booking, host: User, previous: Booking | None
+) -> Created:
+    """Step 6 for a seat: announce the booker's seat in ``joined``."""
+    await announce_new_booking(session, joined, previous=previous)
+    return Created(joined, host, None, previous, joined_seat=True)
+
+
+def _custom_inputs(body: BookingCreate) -> dict[str, Any] | None:
+    if body.custom_inputs is None:
+        return None
+    values: dict[str, Any] = {}
+    for item in body.custom_inputs:
+        label = item.get("label")
+        if isinstance(label, str):
+            values[label] = item.get("value")
+    return values
