@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.calendars.busy import ExternalBusy
 from bookable.models import EventType, User
 from bookable.scheduling import (
     Refusal,
@@ -33,15 +34,17 @@ async def host_refusal(
     now: datetime,
     *,
     ignore_uid: str | None,
+    external: ExternalBusy | None = None,
 ) -> Refusal | None:
     """Why ``host`` cannot take a booking of ``event_type`` from ``start`` to ``end``, or None
     if they can. ``ignore_uid``: the booking being rescheduled or confirmed, which does not
     block itself."""
     length = _minutes(start, end)
     calendar = await load_host_calendar(
-        session, event_type, host, start, end, ignore_booking_uid=ignore_uid
+        session, event_type, host, start, end, ignore_booking_uid=ignore_uid, external=external
     )
-    return check_booking(event_rules(event_type), calendar, start, length, now)
+    refusal = check_booking(event_rules(event_type), calendar, start, length, now)
+    return explained(refusal, external, [host.id])
 
 
 async def team_check(
@@ -52,13 +55,17 @@ async def team_check(
     now: datetime,
     *,
     ignore_uid: str | None = None,
+    external: ExternalBusy | None = None,
 ) -> tuple[Team, TeamCheck]:
     """The team event type's hosts at ``start`` and the engine's answer: who is free, or why
     the booking cannot be made."""
     length = _minutes(start, end)
-    team = await load_team(session, event_type, start, end, ignore_booking_uid=ignore_uid)
+    team = await load_team(
+        session, event_type, start, end, ignore_booking_uid=ignore_uid, external=external
+    )
     check = check_team_booking(event_rules(event_type), team.hosts, team.kind, start, length, now)
-    return team, check
+    refusal = explained(check.refusal, external, [h.user_id for h in team.hosts])
+    return team, replace(check, refusal=refusal)
 
 
 async def occupied_hosts_check(
@@ -70,13 +77,34 @@ async def occupied_hosts_check(
     now: datetime,
     *,
     ignore_uid: str,
+    external: ExternalBusy | None = None,
 ) -> TeamCheck:
     """An existing team booking: every host in ``host_ids`` must be free for it."""
     length = _minutes(start, end)
-    team = await load_team(session, event_type, start, end, ignore_booking_uid=ignore_uid)
+    team = await load_team(
+        session, event_type, start, end, ignore_booking_uid=ignore_uid, external=external
+    )
     occupied = [replace(h, fixed=True) for h in team.hosts if h.user_id in host_ids]
-    return check_team_booking(
+    check = check_team_booking(
         event_rules(event_type), occupied, SchedulingKind.COLLECTIVE, start, length, now
+    )
+    return replace(check, refusal=explained(check.refusal, external, host_ids))
+
+
+def explained(
+    refusal: Refusal | None, external: ExternalBusy | None, host_ids: Sequence[int]
+) -> Refusal | None:
+    """A refusal that says so when a host's selected calendar could not be read (fail closed):
+    otherwise the caller would only hear that the time is taken."""
+    if refusal is None or external is None or external.fail_open:
+        return refusal
+    problems = [p for host_id in host_ids for p in external.problems.get(host_id, ())]
+    if not problems:
+        return refusal
+    return replace(
+        refusal,
+        reason=f"{refusal.reason}; a selected calendar of a host could not be read, so that "
+        f"host is unavailable until it can: {problems[0].error}",
     )
 
 

@@ -27,6 +27,7 @@ from bookable.bookings.schemas import (
 )
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
 from bookable.bookings.writes import insert_booking
+from bookable.calendars.busy import ExternalBusy
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validation_errors
@@ -100,7 +101,7 @@ def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
-def _times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
+def booking_times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
     start_text, start_field = (
         (body.start, "start") if body.start else (body.start_time, "startTime")
     )
@@ -121,7 +122,7 @@ def _times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _event_type_id(raw: Any) -> int:
+def event_type_id_of(raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise BadRequest("Bad request, eventTypeId must be a number")
     return raw
@@ -212,19 +213,25 @@ class Verdict:
     free_hosts: tuple[int, ...] = ()
 
 
-async def create_booking(session: AsyncSession, caller: Caller, body: BookingCreate) -> Created:
+async def create_booking(
+    session: AsyncSession,
+    caller: Caller,
+    body: BookingCreate,
+    external: ExternalBusy | None = None,
+) -> Created:
     """POST /bookings as its steps: parse, lock, check, place, insert, announce. An open seat of
     a team's seated slot is joined instead of placed; a seated slot found open later (after the
-    rescheduled booking is cancelled, or opened by another request meanwhile) is joined too."""
+    rescheduled booking is cancelled, or opened by another request meanwhile) is joined too.
+    ``external``: the hosts' calendar busy times, read by the endpoint's preflight."""
     now = clock.now()
     request = await parse(session, caller, body)
     event_type, previous = request.event_type, request.previous
     if request.owner is None and event_type.seats_per_time_slot and previous is None:
-        joined = await _join_open_team_seat(session, request, body, now)
+        joined = await _join_open_team_seat(session, request, body, now, external)
         if joined is not None:
             return joined
     await lock(session, request)
-    verdict = await check(session, request, now)
+    verdict = await check(session, request, now, external)
     placement = await place(session, request, verdict, now)
     host = placement.organizer
 
@@ -256,7 +263,7 @@ async def create_booking(session: AsyncSession, caller: Caller, body: BookingCre
 async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> BookingRequest:
     """Step 1: the body read into an event type the caller may book, the booking it
     reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing."""
-    event_type = await bookable_event_type(session, caller, _event_type_id(body.event_type_id))
+    event_type = await bookable_event_type(session, caller, event_type_id_of(body.event_type_id))
     owner: User | None = None
     if event_type.team_id is None:
         owner = await session.get(User, event_type.user_id)
@@ -273,7 +280,7 @@ async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> B
     booker = booker_from(body)
     if body.time_zone is None:
         raise BadRequest("invalid_type in 'timeZone': Required")
-    start, end = _times(body, event_type.length)
+    start, end = booking_times(body, event_type.length)
     length = int((end - start).total_seconds() // 60)
     durations = allowed_durations(event_type)
     if (end - start) != timedelta(minutes=length) or length not in durations:
@@ -323,14 +330,18 @@ async def _rescheduled(
 
 
 async def _join_open_team_seat(
-    session: AsyncSession, request: BookingRequest, body: BookingCreate, now: datetime
+    session: AsyncSession,
+    request: BookingRequest,
+    body: BookingCreate,
+    now: datetime,
+    external: ExternalBusy | None,
 ) -> Created | None:
     """An open seat is joined, not placed: the booking that opened the time chose its hosts.
     The seat must be a slot team /slots offers (time bounds, hosts still free but for it);
     `join_seat` then counts the seats under the booking's row lock. None: no seated booking
     holds this time yet."""
     event_type, start, end = request.event_type, request.start, request.end
-    await refuse_unless_open_team_seat(session, event_type, start, end, now)
+    await refuse_unless_open_team_seat(session, event_type, start, end, now, external)
     joined = await join_seat(session, event_type, request.booker, body, start, end)
     if joined is None:
         return None
@@ -357,21 +368,30 @@ async def lock(session: AsyncSession, request: BookingRequest) -> None:
         await lock_host_time(session, host_id, *request.blocked)
 
 
-async def check(session: AsyncSession, request: BookingRequest, now: datetime) -> Verdict:
+async def check(
+    session: AsyncSession, request: BookingRequest, now: datetime, external: ExternalBusy | None
+) -> Verdict:
     """Step 3: the scheduling engine's verdict on the time (`availability`: the same data
     GET /slots uses); a refusal is raised as `BookingRefused`. The booking being rescheduled
-    does not block its own move."""
+    does not block its own move. The hosts' calendar busy times count too (``external``,
+    read before the transaction; a host whose calendar could not be read is unavailable)."""
     ignore_uid = request.previous.uid if request.previous else None
     if request.owner is not None:
         refusal = await host_refusal(
             session, request.event_type, request.owner, request.start, request.end, now,
-            ignore_uid=ignore_uid,
+            ignore_uid=ignore_uid, external=external,
         )  # fmt: skip
         if refusal is not None:
             raise BookingRefused(refusal)
         return Verdict()
     team, team_verdict = await team_check(
-        session, request.event_type, request.start, request.end, now, ignore_uid=ignore_uid
+        session,
+        request.event_type,
+        request.start,
+        request.end,
+        now,
+        ignore_uid=ignore_uid,
+        external=external,
     )
     if team_verdict.refusal is not None:
         raise BookingRefused(team_verdict.refusal)

@@ -12,6 +12,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from bookable.bookings import access, create, lifecycle, listing
+from bookable.bookings.calendars import calendars_for_confirmation, calendars_for_new_booking
 from bookable.bookings.schemas import (
     AttendeeOut,
     BookingCancelledOut,
@@ -34,6 +35,7 @@ from bookable.core.errors import BadRequest, NotFound
 from bookable.core.idempotency import IdempotentRoute
 from bookable.core.openapi import envelope, ok
 from bookable.core.pagination import Pagination
+from bookable.core.preflight import Prepared, before_transaction
 from bookable.core.retry import retry_transaction
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
@@ -229,11 +231,14 @@ async def list_bookings(
     "/bookings",
     summary="Book a slot (modern, legacy and seed body forms)",
     responses=ok(BookingCreatedOut),
+    dependencies=[before_transaction(calendars_for_new_booking)],
 )
 async def create_booking(
-    session: DbSession, caller: CurrentCaller, body: BookingCreate
+    session: DbSession, caller: CurrentCaller, body: BookingCreate, external: Prepared
 ) -> dict[str, Any]:
-    created = await retry_transaction(session, lambda: create.create_booking(session, caller, body))
+    created = await retry_transaction(
+        session, lambda: create.create_booking(session, caller, body, external)
+    )
     return created_json(created)
 
 
@@ -348,17 +353,24 @@ async def cancel_booking(
     "/bookings/{id}/confirm",
     summary="Accept or reject a pending booking",
     responses=ok(BookingConfirmedOut),
+    dependencies=[before_transaction(calendars_for_confirmation)],
 )
 async def confirm_booking(
     session: DbSession,
     caller: CurrentCaller,
     id: str,
     body: BookingConfirm,
+    external: Prepared,
 ) -> dict[str, Any]:
     booking = await retry_transaction(
         session,
         lambda: lifecycle.confirm_booking(
-            session, caller, id, confirmed=body.confirmed, reason=body.rejection_reason
+            session,
+            caller,
+            id,
+            confirmed=body.confirmed,
+            reason=body.rejection_reason,
+            external=external,
         ),
     )
     return {

@@ -15,6 +15,7 @@ from bookable.bookings.common import BookingRefused
 from bookable.bookings.locks import lock_host_days
 from bookable.bookings.schemas import MAX_BOOKING_LENGTH, TOO_LONG, BookingPatch
 from bookable.bookings.writes import assert_no_overlap, flush_guarded
+from bookable.calendars.busy import ExternalBusy
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound
@@ -106,7 +107,13 @@ async def cancel_booking(
 
 
 async def confirm_booking(
-    session: AsyncSession, caller: Caller, key: str, *, confirmed: bool, reason: str | None
+    session: AsyncSession,
+    caller: Caller,
+    key: str,
+    *,
+    confirmed: bool,
+    reason: str | None,
+    external: ExternalBusy | None = None,
 ) -> Booking:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
@@ -123,9 +130,9 @@ async def confirm_booking(
         await announce(session, WebhookTrigger.BOOKING_REJECTED, booking)
         return booking
     if event_type is not None and event_type.team_id is not None:
-        await _recheck_team_booking(session, event_type, booking)
+        await _recheck_team_booking(session, event_type, booking, external)
     elif event_type is not None and booking.user_id is not None:
-        await _recheck_host_booking(session, event_type, booking)
+        await _recheck_host_booking(session, event_type, booking, external)
     booking.status = BookingStatus.ACCEPTED
     # No payment provider ships with Bookable: the host confirming a priced booking is the
     # record that it was paid (README, "Payments").
@@ -142,7 +149,7 @@ async def confirm_booking(
 
 
 async def _recheck_host_booking(
-    session: AsyncSession, event_type: EventType, booking: Booking
+    session: AsyncSession, event_type: EventType, booking: Booking, external: ExternalBusy | None
 ) -> None:
     """Confirming: the host must still be free (Cal.com #10789: two requests for one slot must
     not both be accepted)."""
@@ -151,7 +158,7 @@ async def _recheck_host_booking(
         return
     refusal = await host_refusal(
         session, event_type, host, booking.start_time, booking.end_time, clock.now(),
-        ignore_uid=booking.uid,
+        ignore_uid=booking.uid, external=external,
     )  # fmt: skip
     if refusal is not None and refusal.code not in (
         "Attempting to book a meeting in the past.",
@@ -161,14 +168,14 @@ async def _recheck_host_booking(
 
 
 async def _recheck_team_booking(
-    session: AsyncSession, event_type: EventType, booking: Booking
+    session: AsyncSession, event_type: EventType, booking: Booking, external: ExternalBusy | None
 ) -> None:
     """Confirming a team booking: every host it occupies must still be free (Cal.com #10789)."""
     await lock_host_days(session, booking)
     host_ids = await booking_host_ids(session, booking)
     check = await occupied_hosts_check(
         session, event_type, host_ids, booking.start_time, booking.end_time, clock.now(),
-        ignore_uid=booking.uid,
+        ignore_uid=booking.uid, external=external,
     )  # fmt: skip
     # Time bounds and the grid judged the request when it was made; only hosts' time counts now.
     if check.refusal is not None and check.refusal.code in (

@@ -11,12 +11,18 @@ from sqlalchemy.orm import selectinload
 from bookable.bookings.availability import team_check
 from bookable.bookings.common import BookingRefused
 from bookable.bookings.schemas import Booker, BookingCreate
+from bookable.calendars.busy import ExternalBusy
 from bookable.models import Attendee, Booking, BookingStatus, EventType
 from bookable.scheduling import Refusal
 
 
 async def refuse_unless_open_team_seat(
-    session: AsyncSession, event_type: EventType, start: datetime, end: datetime, now: datetime
+    session: AsyncSession,
+    event_type: EventType,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    external: ExternalBusy | None = None,
 ) -> None:
     """If a seated booking of this team event type with seats left starts at ``start``, refuse
     unless team slots offer it (Cal.com checks a seat's time bounds too). A full one is left to
@@ -34,7 +40,7 @@ async def refuse_unless_open_team_seat(
     row = seated.first()
     if row is None or row[1] >= (event_type.seats_per_time_slot or 0):
         return
-    _team, check = await team_check(session, event_type, start, end, now)
+    _team, check = await team_check(session, event_type, start, end, now, external=external)
     if check.refusal is not None:
         raise BookingRefused(check.refusal)
 

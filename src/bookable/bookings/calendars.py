@@ -1,0 +1,62 @@
+"""The hosts' calendars, read before a booking write's transaction (`core.preflight`).
+
+A booking must not land on a time a host's selected calendar marks busy, and the calendar
+servers must not be asked while the booking's transaction and day locks are held. So the
+endpoints of POST /bookings and POST /bookings/{id}/confirm read the calendars first, here, with
+the same access rules and the same window (`slots.service.calendar_window`) the transaction will
+use, and always revalidated (a cached read is used only if the server says the calendar did not
+change). A body or booking that cannot be read reads nothing: the transaction then answers the
+4xx, and a host with selected calendars that were not read is unavailable (fail closed).
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from pydantic import ValidationError
+
+from bookable.bookings.access import booking_host_ids, get_booking
+from bookable.bookings.create import bookable_event_type, booking_times, event_type_id_of
+from bookable.bookings.schemas import BookingCreate
+from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
+from bookable.core.auth import Caller
+from bookable.core.errors import ApiError
+from bookable.models import EventType
+from bookable.slots.service import calendar_host_ids, calendar_window
+
+
+async def calendars_for_new_booking(request: Request, caller: Caller) -> ExternalBusy | None:
+    """POST /bookings: every host the event type may occupy, around the time asked."""
+    try:
+        body = BookingCreate.model_validate(await request.json())
+    except (ValueError, ValidationError, ApiError):
+        return None
+    async with request.app.state.sessions() as session:
+        try:
+            event_type = await bookable_event_type(
+                session, caller, event_type_id_of(body.event_type_id)
+            )
+            start, end = booking_times(body, event_type.length)
+        except ApiError:
+            return None
+        host_ids = await calendar_host_ids(session, event_type)
+        window = calendar_window(event_type, start, end)
+    reader: CalendarBusyReader = request.app.state.calendar_busy
+    return await reader.read(host_ids, *window, revalidate=True)
+
+
+async def calendars_for_confirmation(request: Request, caller: Caller) -> ExternalBusy | None:
+    """POST /bookings/{id}/confirm: the hosts the pending booking occupies, around its time."""
+    async with request.app.state.sessions() as session:
+        try:
+            booking = await get_booking(session, caller, str(request.path_params["id"]))
+        except (ApiError, KeyError):
+            return None
+        event_type = (
+            await session.get(EventType, booking.event_type_id) if booking.event_type_id else None
+        )
+        if event_type is None:
+            return None
+        host_ids = await booking_host_ids(session, booking)
+        window = calendar_window(event_type, booking.start_time, booking.end_time)
+    reader: CalendarBusyReader = request.app.state.calendar_busy
+    return await reader.read(host_ids, *window, revalidate=True)
