@@ -33,9 +33,7 @@ _AUTHORIZATION = re.compile(
 )
 # Fields whose value is a secret: webhook secrets, calendar passwords, OAuth tokens, the
 # credential-sync key blob.
-_SECRET_NAME = (
-    r"(?:(?:webhook_?)?secret|password|passwd|(?:access_|refresh_)?token|encrypted_?key)"
-)
+_SECRET_NAME = r"(?:(?:webhook_?)?secret|password|passwd|(?:access_|refresh_)?token|encrypted_?key)"
 _SECRET_FIELD_QUOTED = re.compile(
     rf"(?i)({_SECRET_NAME}['\"]?\s*[:=]\s*b?)(['\"])(?:\\.|(?!\2).)*\2"
 )
