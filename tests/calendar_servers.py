@@ -358,11 +358,12 @@ def silent_server() -> Iterator[str]:
 
 
 @contextmanager
-def untrusted_tls_server() -> Iterator[str]:
-    """An HTTPS server whose certificate comes from a CA nobody trusts: its URL."""
+def untrusted_tls_server(authority: Any = None) -> Iterator[str]:
+    """An HTTPS server whose certificate comes from a CA nobody trusts (``authority``, a
+    `trustme.CA`, when the test wants to trust it after all): its URL."""
     import trustme
 
-    authority = trustme.CA()
+    authority = authority or trustme.CA()
     certificate = authority.issue_cert("127.0.0.1", "localhost")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate.configure_cert(context)

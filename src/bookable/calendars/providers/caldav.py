@@ -199,6 +199,23 @@ def _same_url(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
+def _same_site(url: str, account_url: str) -> bool:
+    """Whether the account's password may be sent to ``url``: the account URL's origin, or an
+    https host under the same parent domain (iCloud's discovery moves from caldav.icloud.com to
+    pNN-caldav.icloud.com). Never to another site: the external id comes from our database, but
+    the password must not follow a wrong one."""
+    target, account = urlsplit(url), urlsplit(account_url)
+    if _origin(url).lower() == _origin(account_url).lower():
+        return True
+    host, account_host = (target.hostname or ""), (account.hostname or "")
+    labels = account_host.split(".")
+    if target.scheme != "https" or account.scheme != "https" or len(labels) < 3:
+        return False
+    if all(label.isdigit() for label in labels):
+        return False  # an IPv4 address has no parent domain
+    return host.endswith("." + ".".join(labels[1:]))
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
@@ -397,6 +414,15 @@ class CalDavProvider:
 
     # --- reading ------------------------------------------------------------------------------
 
+    def _own(self, external_id: str) -> str:
+        checked_url(external_id, self.connection)
+        if not _same_site(external_id, self.url):
+            raise CalendarError(
+                f"The calendar {shown_url(external_id)} is not on this account's server "
+                f"({shown_url(self.url)})."
+            )
+        return external_id
+
     def _not_found(self, external_id: str) -> CalendarError:
         return CalendarError(
             f"The calendar {shown_url(external_id)} was not found on the server; it may have been "
@@ -419,14 +445,14 @@ class CalDavProvider:
         return resources[0].version() if resources else None
 
     async def version(self, external_id: str) -> str | None:
-        checked_url(external_id, self.connection)
+        self._own(external_id)
         async with open_client(self.connection) as client:
             return await self._version(client, external_id)
 
     async def busy_times(
         self, external_id: str, start: datetime, end: datetime, rules: BusyRules
     ) -> CalendarRead:
-        checked_url(external_id, self.connection)
+        self._own(external_id)
         async with open_client(self.connection) as client:
             version = await self._version(client, external_id)
             answer = await self._send(

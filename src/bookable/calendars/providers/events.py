@@ -18,7 +18,6 @@ The rules (Cal.com's bugs are the checklist, see `reference/calendars.md` ยง3, ย
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -34,10 +33,10 @@ from bookable.calendars.providers.base import BusyPeriod, BusyRules
 # visibly) rather than exhausting memory or silently dropping busy times.
 MAX_OCCURRENCES_PER_READ = 20_000
 
-# Rules this fine are expanded one day at a time, so the cap is checked before a whole window of
-# them is built in memory.
-FINE_FREQUENCIES = frozenset({"SECONDLY", "MINUTELY"})
-FINE_CHUNK = timedelta(days=1)
+# dateutil walks a rule from its DTSTART whatever the range asked for, so a per-second or
+# per-minute rule costs (time since DTSTART) / (its interval) steps, even for a short range.
+# Such rules are counted before they are expanded, and refused past the budget.
+FINE_UNIT_SECONDS = {"SECONDLY": 1, "MINUTELY": 60}
 
 FREE_MARKERS = ("X-MICROSOFT-CDO-INTENDEDSTATUS", "X-MICROSOFT-CDO-BUSYSTATUS")
 UNANSWERED = frozenset({"NEEDS-ACTION", "TENTATIVE"})
@@ -144,28 +143,35 @@ def _span(component: icalendar.cal.Component, zone: ZoneInfo) -> tuple[datetime,
     return _utc(start_value, zone), _utc(end_value, zone)
 
 
-def _has_fine_rule(calendar: icalendar.Calendar) -> bool:
+def _first(rule: icalendar.prop.vRecur, name: str) -> object:
+    values = rule.get(name)
+    return values[0] if values else None
+
+
+def _fine_rule_steps(calendar: icalendar.Calendar, until: datetime, zone: ZoneInfo) -> int:
+    """How many steps dateutil takes for the calendar's per-second and per-minute rules up to
+    ``until`` (the others are cheap enough not to count)."""
+    steps = 0
     for event in calendar.walk("VEVENT"):
         rules = event.get("RRULE")
         for rule in rules if isinstance(rules, list) else [rules]:
-            if rule is None:
+            if rule is None or "DTSTART" not in event:
                 continue
-            frequencies = rule.get("FREQ", []) if hasattr(rule, "get") else []
-            if any(str(f).upper() in FINE_FREQUENCIES for f in frequencies):
-                return True
-    return False
-
-
-def _windows(
-    start: datetime, end: datetime, step: timedelta | None
-) -> Iterator[tuple[datetime, datetime]]:
-    if step is None:
-        yield start, end
-        return
-    cursor = start
-    while cursor < end:
-        yield cursor, min(cursor + step, end)
-        cursor += step
+            unit = FINE_UNIT_SECONDS.get(str(_first(rule, "FREQ") or "").upper())
+            if unit is None:
+                continue
+            count = _first(rule, "COUNT")
+            if count is not None:
+                steps += int(str(count))
+                continue
+            stop = until
+            rule_until = _first(rule, "UNTIL")
+            if isinstance(rule_until, date):
+                stop = min(stop, _utc(rule_until, zone))
+            interval = int(str(_first(rule, "INTERVAL") or 1))
+            elapsed = (stop - _utc(event["DTSTART"].dt, zone)).total_seconds()
+            steps += max(0, int(elapsed // (unit * max(interval, 1))) + 1)
+    return steps
 
 
 def busy_periods(
@@ -196,16 +202,16 @@ def busy_periods(
     for calendar in calendars:
         if calendar.name != "VCALENDAR":
             raise UnreadableCalendarData(f"expected a VCALENDAR, found {calendar.name}")
-        step = FINE_CHUNK if _has_fine_rule(calendar) else None
         try:
+            if _fine_rule_steps(calendar, query_end.astimezone(UTC), rules.zone) > budget.left:
+                budget.spend(budget.left + 1)  # raises TooManyOccurrences
             query = recurring_ical_events.of(calendar, components=["VEVENT"])
-            for chunk_start, chunk_end in _windows(query_start, query_end, step):
-                occurrences = query.between(chunk_start, chunk_end)
-                budget.spend(len(occurrences))
-                for occurrence in occurrences:
-                    period = _period(occurrence, rules, window_start, window_end)
-                    if period is not None:
-                        periods.setdefault((period.uid or "", period.start, period.end), period)
+            occurrences = query.between(query_start, query_end)
+            budget.spend(len(occurrences))
+            for occurrence in occurrences:
+                period = _period(occurrence, rules, window_start, window_end)
+                if period is not None:
+                    periods.setdefault((period.uid or "", period.start, period.end), period)
         except UnreadableCalendarData:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
