@@ -96,3 +96,47 @@ async def test_user_id_is_for_admins(
         params=[("apiKey", admin.key), ("userId", str(bob.id)), ("userId", str(alice.id))],
     )
     assert [c["userId"] for c in both.json()] == [bob.id]
+
+
+FEED = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//EN
+X-WR-CALNAME:Public holidays
+BEGIN:VEVENT
+UID:h1@example
+DTSTART;VALUE=DATE:20300101
+DTEND;VALUE=DATE:20300102
+SUMMARY:New year
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+async def test_an_ics_feed_connects_lists_read_only_and_can_be_selected(
+    client: httpx.AsyncClient, alice: Account, ics_server: Any
+) -> None:
+    url = ics_server.set_feed("/holidays.ics", FEED)
+    created = await client.post(
+        "/v1/credentials", params=alice.params, json={"appId": "ics-feed", "key": {"urls": [url]}}
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["credential"]["type"] == "ics-feed_calendar"
+    (listing,) = (await client.get("/v1/connected-calendars", params=alice.params)).json()
+    assert listing["integration"] == "ics-feed_calendar" and listing["error"] is None
+    (calendar,) = listing["calendars"]
+    assert calendar["name"] == "Public holidays" and calendar["readOnly"] is True
+    selected = await client.post(
+        "/v1/selected-calendars",
+        params=alice.params,
+        json={"integration": "ics-feed_calendar", "externalId": calendar["externalId"]},
+    )
+    assert selected.status_code == 200, selected.text
+    compound = f"{alice.id}_ics-feed_calendar_{calendar['externalId']}"
+    one = await client.get(f"/v1/selected-calendars/{compound}", params=alice.params)
+    assert one.status_code == 200, one.text
+    missing = await client.post(
+        "/v1/credentials",
+        params=alice.params,
+        json={"appId": "ics-feed", "key": {"urls": [ics_server.url + "/nothing.ics"]}},
+    )
+    assert missing.status_code == 400, missing.text
