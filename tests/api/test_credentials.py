@@ -125,6 +125,11 @@ async def test_app_named_by_slug_or_type(
             "'key.url'",
         ),
         ({"appId": "ics-feed", "key": {"urls": []}}, "'key.urls'"),
+        (
+            {"appId": "caldav-calendar", "key": {"url": "http://u:pw@x/", "username": "u",
+                                                 "password": "p"}},
+            "use username and password",
+        ),
         ({"appId": "ics-feed", "key": {"urls": ["http://169.254.169.254/latest/"]}}, "key.urls.0"),
         (
             {"appId": "caldav-calendar", "key": {"url": "http://x/", "username": "u",

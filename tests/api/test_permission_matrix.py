@@ -21,21 +21,26 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from bookable.app import create_app
 from bookable.core.route_table import ROUTES, Route, Rule, served_paths
 from bookable.models import (
     Base,
     BookingReference,
     BookingStatus,
+    Credential,
     EventTypeCustomInput,
     Membership,
     MembershipRole,
     Payment,
+    SelectedCalendar,
     Team,
     Webhook,
     WebhookDelivery,
     WebhookEvent,
     WebhookEventStatus,
 )
+from bookable.settings import Settings
+from tests.api.test_credential_sync import HEADER, SECRET, SYNC_KEY, cal_com_encrypt
 from tests.conftest import Account
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
@@ -76,6 +81,24 @@ async def test_table_lists_exactly_the_served_routes(app: FastAPI) -> None:
 
 
 # --- the world: B's objects, A and a system admin ------------------------------------------
+
+
+BOBS_CALENDAR = "https://bobs-dav.example/dav/bob/work_calendar_1/"
+BOBS_DAV_KEY = {
+    "url": "https://bobs-dav.example/dav/",
+    "username": "bob-dav-login",
+    "password": "bobs-dav-password",
+}
+
+
+@pytest.fixture
+async def app(make_settings: Callable[..., Settings]) -> Any:
+    """The app with credential sync turned on, so its admin routes can answer 2xx."""
+    application = create_app(
+        make_settings(credential_sync_secret=SECRET, credential_sync_encryption_key=SYNC_KEY)
+    )
+    async with application.router.lifespan_context(application):
+        yield application
 
 
 @dataclass
@@ -131,7 +154,22 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
             secret="bobs-webhook-secret",
         )
         session.add(webhook)
+        credential = Credential(
+            user_id=bob.id,
+            type="caldav_calendar",
+            app_id="caldav-calendar",
+            encrypted_key=app.state.encryptor.encrypt_json(BOBS_DAV_KEY),
+            identity="bobs-identity",
+        )
+        session.add(credential)
         await session.flush()
+        selected = SelectedCalendar(
+            user_id=bob.id,
+            integration="caldav_calendar",
+            external_id=BOBS_CALENDAR,
+            credential_id=credential.id,
+        )
+        session.add(selected)
         # Delivered already: a running dispatcher must have nothing to do with B's rows.
         event = WebhookEvent(
             webhook_id=webhook.id,
@@ -177,6 +215,8 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
             "membership": f"{carol.id}_{team.id}",
             "member": carol.id,
             "webhook": webhook.id,
+            "credential": credential.id,
+            "selected_calendar": f"{bob.id}_caldav_calendar_{BOBS_CALENDAR}",
         }
 
 
@@ -205,6 +245,9 @@ async def world(
         "bobs-hooks.example",
         "bobs-webhook-secret",
         "bobs-receiver-reply",
+        "bobs-dav.example",
+        "bob-dav-login",
+        "bobs-dav-password",
     ]
     return World(alice, bob, admin, carol, ids, secrets)
 
@@ -228,6 +271,8 @@ PATCH_BODIES: dict[str, dict[str, Any]] = {
     "team": {"name": "Hacked"},
     "membership": {"role": "ADMIN"},
     "webhook": {"subscriberUrl": "https://evil.example/hook"},
+    "credential": {"settings": {"tentativeIsBusy": False}},
+    "selected_calendar": {},
 }
 
 
@@ -257,6 +302,11 @@ def _create_body(route: Route, ids: dict[str, Any], new_user: int) -> dict[str, 
         "/invites": {"teamId": ids["team"], "usernameOrEmail": "newbie2", "role": "MEMBER"},
         "/payments": {},
         "/bookings": {},
+        "/credentials": {"appId": "caldav-calendar", "key": BOBS_DAV_KEY, "userId": ids["user"]},
+        "/selected-calendars": {
+            "integration": "caldav_calendar", "externalId": BOBS_CALENDAR,
+            "credentialId": ids["credential"], "userId": ids["user"],
+        },
         **{
             base: {
                 "subscriberUrl": "https://evil.example/hook", "eventTriggers": ["BOOKING_CREATED"],
@@ -277,6 +327,8 @@ def _request(
         "userId": ids["user"],
         "teamId": ids["team"],
         "id": ids.get(kind, ids["booking"]),
+        "id:path": ids.get(kind, ids["booking"]),
+        "credentialId": ids["credential"],
         "recordingId": "rec-1",
         "path": "swagger-ui.css",
     }
@@ -295,6 +347,8 @@ def _request(
                 "startTime": "2030-01-07",
                 "endTime": "2030-01-09",
             }
+    if route.path == "/credential-sync":
+        query |= {"userId": ids["user"], "credentialId": ids["credential"]}
     body: dict[str, Any] | None = None
     if route.method == "PATCH":
         body = PATCH_BODIES.get(kind, {})
@@ -305,12 +359,15 @@ def _request(
 
 async def _call(
     client: httpx.AsyncClient, caller: Account | None, route: Route, world_ids: dict[str, Any],
-    new_user: int,
+    new_user: int, body_override: dict[str, Any] | None = None,
 ) -> httpx.Response:  # fmt: skip
     path, query, body = _request(route, world_ids, new_user)
     if caller is not None:
         query["apiKey"] = caller.key
-    return await client.request(route.method, path, params=query, json=body)
+    if body_override is not None:
+        body = body_override
+    headers = HEADER if route.path == "/credential-sync" else None
+    return await client.request(route.method, path, params=query, json=body, headers=headers)
 
 
 async def _snapshot(app: FastAPI) -> dict[tuple[str, Any], dict[str, Any]]:
@@ -428,10 +485,19 @@ ADMIN_OVERRIDES = {
     "route", [row for row in ROUTES if row.rule in ADMIN_OVERRIDES], ids=_row_id
 )
 async def test_system_admin(
-    route: Route, client: httpx.AsyncClient, world: World, make_account: Callable[..., Any]
-) -> None:
+    route: Route, client: httpx.AsyncClient, world: World, make_account: Callable[..., Any],
+    request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
     newcomer = await make_account("newbie2")
-    response = await _call(client, world.admin, route, world.ids, newcomer.id)
+    body = None
+    if route.path == "/credential-sync" and route.method in {"POST", "PATCH"}:
+        # These connect before they store: a real CalDAV account of B's.
+        account = request.getfixturevalue("radicale")
+        key = {"url": account.url, "username": account.username, "password": account.password}
+        body = {"encryptedKey": cal_com_encrypt(key)}
+        if route.method == "POST":
+            body["appSlug"] = "caldav-calendar"
+    response = await _call(client, world.admin, route, world.ids, newcomer.id, body)
     if "/recordings" in route.path or "/transcripts" in route.path:
         # No video provider: even a party gets 404, but one naming the booking's video reference.
         assert response.status_code == 404

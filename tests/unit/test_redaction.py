@@ -131,3 +131,24 @@ def test_numbers_stay_numbers_for_their_format(logged):
     logger, stream = logged
     logger.info("%d requests, %.1f%% of %s", 3, 12.5, b"bytes")
     assert stream.getvalue() == "INFO 3 requests, 12.5% of bytes\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "{'url': 'https://dav.example/', 'username': 'ann', 'password': 'pw two words'}",
+        '{"password": "pw two words"}',
+        "password=pw-two-words&user=ann",
+        '{"access_token": "pw two words", "refresh_token": "pw two words"}',
+        "encryptedKey: pw-two-words",
+        '{"encryptedKey":"pw two words"}',
+    ],
+)
+def test_calendar_passwords_and_tokens_are_hidden(line):
+    cleaned = redact(line)
+    assert "pw" not in cleaned.replace("passw", ""), cleaned
+    assert "[redacted]" in cleaned
+
+
+def test_a_password_field_without_a_value_is_left_alone():
+    assert redact("password: None") == "password: None"

@@ -93,6 +93,9 @@ def validate_key(
         if url.lower().startswith("webcal://"):
             checked = "https://" + url[len("webcal://") :]
         problem = url_problem(checked, allow_private=settings.calendar_allow_private_targets)
+        if problem and problem.startswith("credentials in the URL"):
+            # Never kept in a URL (URLs reach logs and error messages): in the key's own fields.
+            problem = "credentials in the URL are not allowed (use username and password)"
         if problem:
             raise BadRequest(f"custom in '{name}': {problem}")
     return key
@@ -108,13 +111,18 @@ class Connected:
     calendars: list[RemoteCalendar]
 
 
+# Listing is a few requests in a row (CalDAV discovery: principal, home, calendars), each bounded
+# by the calendar timeout; the whole listing by this many timeouts.
+LISTING_TIMEOUTS = 3
+
+
 async def connect(app: CalendarApp, key: dict[str, Any], settings: Settings) -> Connected:
-    """Log in with ``key`` and list its calendars (bounded by the calendar timeout); a refusal
+    """Log in with ``key`` and list its calendars (bounded, see LISTING_TIMEOUTS); a refusal
     is a 400 carrying the provider's message."""
     provider = app.provider(connection_for(key, settings))
     try:
         calendars = await asyncio.wait_for(
-            provider.list_calendars(), timeout=settings.calendar_timeout * 3
+            provider.list_calendars(), timeout=settings.calendar_timeout * LISTING_TIMEOUTS
         )
     except CalendarError as error:
         raise BadRequest(error.message) from None
@@ -130,7 +138,7 @@ async def list_live(
     provider = provider_for(credential, encryptor, settings)
     try:
         return await asyncio.wait_for(
-            provider.list_calendars(), timeout=settings.calendar_timeout * 3
+            provider.list_calendars(), timeout=settings.calendar_timeout * LISTING_TIMEOUTS
         )
     except TimeoutError:
         raise CalendarError("The calendar server did not answer in time") from None

@@ -7,7 +7,8 @@ print it raw: the message, its arguments, the traceback (``exc_info``, rendered 
 
 - API keys (``<prefix><32 hex>``, and the bare 32-hex secret, which is a valid key too), the
   ``apiKey`` query parameter, ``Bearer`` credentials, ``Authorization`` header values and
-  ``secret`` fields (webhook secrets) become ``[redacted]``;
+  ``secret``, ``password``, ``token`` and ``encryptedKey`` fields (webhook secrets, calendar
+  logins, OAuth tokens) become ``[redacted]``;
 - control characters a client can put in a path or a value (ESC, NUL, CR, LF...) are written as
   ``\\xNN`` inside message arguments, so a request cannot forge a log line or colour the
   terminal. Newlines stay in the message template and the traceback, where the code put them.
@@ -30,12 +31,16 @@ _AUTHORIZATION = re.compile(
     r"(?i)(authorization['\"]?\s*[:=,]\s*(?:b?['\"])?)(?!bearer\s)(?:(?:basic|token|digest)\s+)?"
     r"[^\s'\",)}]+"
 )
+# Fields whose value is a secret: webhook secrets, calendar passwords, OAuth tokens, the
+# credential-sync key blob.
+_SECRET_NAME = r"(?:(?:webhook_?)?secret|password|passwd|(?:access_|refresh_)?token|encrypted_?key)"
 _SECRET_FIELD_QUOTED = re.compile(
-    r"(?i)((?:webhook_?)?secret['\"]?\s*[:=]\s*b?)(['\"])(?:\\.|(?!\2).)*\2"
+    rf"(?i)({_SECRET_NAME}['\"]?\s*[:=]\s*b?)(['\"])(?:\\.|(?!\2).)*\2"
 )
 _SECRET_FIELD = re.compile(
-    r"(?i)((?:webhook_?)?secret['\"]?\s*[:=]\s*)(?!b?['\"]|none\b|null\b)[^\s,&)}]+"
+    rf"(?i)({_SECRET_NAME}['\"]?\s*[:=]\s*)(?!b?['\"]|none\b|null\b)[^\s,&)}}]+"
 )
+_SECRET_WORDS = ("secret", "passw", "token", "encrypted")
 # The secret alone is a key too; in a URL it may follow a percent-escape (cal%5F<secret>).
 _BARE_SECRET = re.compile(
     r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2}))[0-9a-fA-F]{32}(?![0-9A-Za-z])"
@@ -69,7 +74,7 @@ def redact(text: str) -> str:
         text = _BEARER.sub(r"\1[redacted]", text)
     if "authorization" in lowered:
         text = _AUTHORIZATION.sub(r"\1[redacted]", text)
-    if "secret" in lowered:
+    if any(word in lowered for word in _SECRET_WORDS):
         text = _SECRET_FIELD_QUOTED.sub(r"\1\2[redacted]\2", text)
         text = _SECRET_FIELD.sub(r"\1[redacted]", text)
     text = _keys.sub("[redacted key]", text)
