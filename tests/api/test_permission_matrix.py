@@ -41,6 +41,7 @@ from bookable.models import (
 )
 from bookable.settings import Settings
 from tests.api.test_credential_sync import HEADER, SECRET, SYNC_KEY, cal_com_encrypt
+from tests.calendar_servers import IcsServer
 from tests.conftest import Account
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
@@ -83,9 +84,12 @@ async def test_table_lists_exactly_the_served_routes(app: FastAPI) -> None:
 # --- the world: B's objects, A and a system admin ------------------------------------------
 
 
-BOBS_CALENDAR = "https://bobs-dav.example/dav/bob/work_calendar_1/"
+# B's selected calendar is a feed on a real local server (its reads must succeed: a calendar that
+# cannot be read would make B unavailable). The CalDAV key below is only ever sent, and points at
+# a closed loopback port: tests never reach out beyond this machine.
+BOBS_FEED_PATH = "/bobs-private-feed.ics"
 BOBS_DAV_KEY = {
-    "url": "https://bobs-dav.example/dav/",
+    "url": "http://127.0.0.1:9/bobs-dav/",
     "username": "bob-dav-login",
     "password": "bobs-dav-password",
 }
@@ -111,7 +115,7 @@ class World:
     secrets: list[str]  # strings of B's that must never reach A
 
 
-async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any]:
+async def _seed_bob(app: FastAPI, bob: Account, carol: Account, feed_url: str) -> dict[str, Any]:
     """B's objects; B's team has B as OWNER and Carol as an accepted MEMBER."""
     schedule = await add_schedule(app, bob.id, "UTC")
     event_type = await add_event_type(app, bob.id, "bobs-call")
@@ -156,17 +160,17 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
         session.add(webhook)
         credential = Credential(
             user_id=bob.id,
-            type="caldav_calendar",
-            app_id="caldav-calendar",
-            encrypted_key=app.state.encryptor.encrypt_json(BOBS_DAV_KEY),
+            type="ics-feed_calendar",
+            app_id="ics-feed",
+            encrypted_key=app.state.encryptor.encrypt_json({"urls": [feed_url]}),
             identity="bobs-identity",
         )
         session.add(credential)
         await session.flush()
         selected = SelectedCalendar(
             user_id=bob.id,
-            integration="caldav_calendar",
-            external_id=BOBS_CALENDAR,
+            integration="ics-feed_calendar",
+            external_id=feed_url,
             credential_id=credential.id,
         )
         session.add(selected)
@@ -216,7 +220,8 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account) -> dict[str, Any
             "member": carol.id,
             "webhook": webhook.id,
             "credential": credential.id,
-            "selected_calendar": f"{bob.id}_caldav_calendar_{BOBS_CALENDAR}",
+            "selected_calendar": f"{bob.id}_ics-feed_calendar_{feed_url}",
+            "calendar_url": feed_url,
         }
 
 
@@ -227,9 +232,13 @@ async def world(
     bob: Account,
     admin: Account,
     make_account: Callable[..., Any],
+    ics_server: IcsServer,
 ) -> World:
     carol = await make_account("carol")
-    ids = await _seed_bob(app, bob, carol)
+    feed_url = ics_server.set_feed(
+        BOBS_FEED_PATH, "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nEND:VCALENDAR\r\n"
+    )
+    ids = await _seed_bob(app, bob, carol, feed_url)
     secrets = [
         carol.email,
         bob.email,
@@ -245,7 +254,8 @@ async def world(
         "bobs-hooks.example",
         "bobs-webhook-secret",
         "bobs-receiver-reply",
-        "bobs-dav.example",
+        "bobs-private-feed",
+        "bobs-dav",
         "bob-dav-login",
         "bobs-dav-password",
     ]
@@ -304,7 +314,7 @@ def _create_body(route: Route, ids: dict[str, Any], new_user: int) -> dict[str, 
         "/bookings": {},
         "/credentials": {"appId": "caldav-calendar", "key": BOBS_DAV_KEY, "userId": ids["user"]},
         "/selected-calendars": {
-            "integration": "caldav_calendar", "externalId": BOBS_CALENDAR,
+            "integration": "ics-feed_calendar", "externalId": ids["calendar_url"],
             "credentialId": ids["credential"], "userId": ids["user"],
         },
         **{
@@ -490,13 +500,14 @@ async def test_system_admin(
 ) -> None:  # fmt: skip
     newcomer = await make_account("newbie2")
     body = None
-    if route.path == "/credential-sync" and route.method in {"POST", "PATCH"}:
-        # These connect before they store: a real CalDAV account of B's.
+    if route.path == "/credential-sync" and route.method == "POST":
+        # These connect before they store: a real CalDAV account of B's ...
         account = request.getfixturevalue("radicale")
         key = {"url": account.url, "username": account.username, "password": account.password}
-        body = {"encryptedKey": cal_com_encrypt(key)}
-        if route.method == "POST":
-            body["appSlug"] = "caldav-calendar"
+        body = {"encryptedKey": cal_com_encrypt(key), "appSlug": "caldav-calendar"}
+    if route.path == "/credential-sync" and route.method == "PATCH":
+        # ... or B's feed, the app of B's credential.
+        body = {"encryptedKey": cal_com_encrypt({"urls": [world.ids["calendar_url"]]})}
     response = await _call(client, world.admin, route, world.ids, newcomer.id, body)
     if "/recordings" in route.path or "/transcripts" in route.path:
         # No video provider: even a party gets 404, but one naming the booking's video reference.
