@@ -12,9 +12,11 @@ import pytest
 from fastapi import FastAPI
 
 from bookable.app import create_app
+from bookable.models import User
 from bookable.settings import Settings
 from tests.api.booking_helpers import NOW, hosted_event_type
 from tests.api.calendar_helpers import connect_caldav
+from tests.api.scheduling_seed import add_event_type, add_schedule
 from tests.calendar_servers import IcsServer, RadicaleAccount, RadicaleServer
 from tests.conftest import Account, client_for
 
@@ -274,3 +276,49 @@ async def test_busy_times_are_cached_then_revalidated_cheaply(
         )
         moved, _ = await slot_times(client, alice, event_type)
         assert "10:00" in moved and "14:00" not in moved
+
+
+async def test_zoned_floating_hourly_and_dst_events_block_the_hosts_local_times(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount
+) -> None:
+    """A host in New York (09:00-17:00 local); DST starts there on Sunday 8 March 2026."""
+    async with app.state.sessions() as session, session.begin():
+        user = await session.get(User, alice.id)
+        assert user is not None
+        user.time_zone = "America/New_York"
+    await add_schedule(app, alice.id, "America/New_York")
+    event_type = await add_event_type(app, alice.id)
+    work = radicale.make_calendar("Work")
+    for text in (
+        # Daily at 10:00 New York time, from Thursday to the Wednesday after the change.
+        vcalendar(vevent("daily", ";TZID=America/New_York:20260305T100000",
+                         ";TZID=America/New_York:20260305T103000", "RRULE:FREQ=DAILY;COUNT=7")),
+        # Floating: 13:00 wherever the host is.
+        vcalendar(vevent("floating", ":20260310T130000", ":20260310T133000")),
+        # Hourly, three times, a quarter of an hour each, from 09:00 on Wednesday.
+        vcalendar(vevent("hourly", ";TZID=America/New_York:20260311T090000",
+                         ";TZID=America/New_York:20260311T091500", "RRULE:FREQ=HOURLY;COUNT=3")),
+    ):  # fmt: skip
+        radicale.put_event(work, text)
+    credential = await connect_caldav(client, alice, radicale)
+    await select_calendar(client, alice, credential, work)
+
+    async def local_times(day: str) -> list[str]:
+        response = await client.get(
+            "/v1/slots",
+            params={**alice.params, "eventTypeId": event_type, "timeZone": "America/New_York",
+                    "startTime": day, "endTime": day},
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+        return [s["time"][11:16] for s in response.json()["slots"].get(day, [])]
+
+    # Before (EST) and after (EDT) the change, the same local 10:00 is taken.
+    for day in ("2026-03-06", "2026-03-09", "2026-03-10"):
+        times = await local_times(day)
+        assert "10:00" not in times and "09:30" in times and "10:30" in times, day
+    assert "13:00" not in await local_times("2026-03-10")
+    wednesday = await local_times("2026-03-11")
+    assert [t for t in ("09:00", "10:00", "11:00", "12:00") if t not in wednesday] == [
+        "09:00", "10:00", "11:00"
+    ]  # fmt: skip
+    assert "09:30" in wednesday

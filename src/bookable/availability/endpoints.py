@@ -11,6 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from bookable.availability import service
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
+from bookable.calendars.schemas import CalendarErrorOut
 from bookable.core.auth import Caller, CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
@@ -50,16 +51,6 @@ class BusyOut(BaseModel):
         description="Calendar events only: the app they come from (`caldav-calendar`, "
         "`ics-feed`); `unreadable-calendar` when a selected calendar could not be read.",
     )
-
-
-class CalendarErrorOut(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    userId: int
-    integration: str
-    externalId: str
-    error: str
-    lastErrorAt: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class UserAvailabilityOut(BaseModel):

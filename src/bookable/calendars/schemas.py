@@ -183,3 +183,18 @@ def _snake(stored: dict[str, Any]) -> dict[str, Any]:
 
 def selected_json(row: Any) -> dict[str, Any]:
     return SelectedCalendarOut.model_validate(row).model_dump(mode="json", by_alias=True)
+
+
+# --- calendars that could not be read (GET /slots, GET /availability) ------------------------
+
+
+class CalendarErrorOut(BaseModel):
+    """A host's selected calendar that could not be read: that host is unavailable meanwhile."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    userId: int
+    integration: str
+    externalId: str
+    error: str
+    lastErrorAt: str = Field(json_schema_extra={"format": "date-time"})

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from bookable.calendars.schemas import CalendarErrorOut
 from bookable.core.schemas import format_instant
 from bookable.scheduling import Slot
 
@@ -47,18 +48,6 @@ class SlotOut(BaseModel):
     time: str = Field(json_schema_extra={"format": "date-time"})
     attendees: int | SkipJsonSchema[None] = Field(default=None, description="Seated slots only")
     bookingUid: str | SkipJsonSchema[None] = Field(default=None, description="Seated slots only")
-
-
-class CalendarErrorOut(BaseModel):
-    """A host's selected calendar that could not be read: that host is unavailable meanwhile."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    userId: int
-    integration: str
-    externalId: str
-    error: str
-    lastErrorAt: str = Field(json_schema_extra={"format": "date-time"})
 
 
 class SlotsResponse(BaseModel):
