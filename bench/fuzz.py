@@ -58,6 +58,10 @@ def server_env(database_url: str) -> dict[str, str]:
         BOOKABLE_RATE_LIMIT="0",
         BOOKABLE_WEBHOOK_DISPATCHER="off",
         BOOKABLE_WEBHOOK_ALLOW_PRIVATE_TARGETS="false",
+        # Generated calendar URLs (POST /credentials ...) must never reach beyond this machine:
+        # any other host is refused before it is looked up.
+        BOOKABLE_CALENDAR_ALLOWED_HOSTS="127.0.0.1",
+        BOOKABLE_CALENDAR_TIMEOUT="2",
         PYTHONUNBUFFERED="1",
     )
     return env

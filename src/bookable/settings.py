@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         description="Let calendar accounts and ICS feeds live on private, loopback and other "
         "non-public addresses (link-local and cloud metadata addresses are always refused).",
     )
+    calendar_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host names or IP addresses that calendar accounts and "
+        "feeds may live on; any other host is refused before it is looked up. Empty: any host "
+        "the address rules allow.",
+    )
     calendar_fail_open: bool = Field(
         default=False,
         description="A selected calendar that cannot be read counts as free (false: its host "
@@ -176,6 +182,14 @@ class Settings(BaseSettings):
     @property
     def webhook_retry_delay_seconds(self) -> tuple[float, ...]:
         return parse_durations(self.webhook_retry_delays)
+
+    @property
+    def calendar_allowed_host_names(self) -> frozenset[str]:
+        return frozenset(
+            name.strip().strip("[]").lower()
+            for name in self.calendar_allowed_hosts.split(",")
+            if name.strip()
+        )
 
     @property
     def rate_limit_enabled(self) -> bool:

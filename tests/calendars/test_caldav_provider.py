@@ -271,11 +271,42 @@ async def test_unreachable_port() -> None:
 
 
 async def test_unknown_host_name() -> None:
-    await expect_error(
-        provider("http://no-such-host.invalid/", "u", "pw-dns").list_calendars(),
-        password="pw-dns",
-        contains="could not be found",
+    async def no_such_name(host: str, port: int) -> list[str]:
+        # What the system resolver raises for a name that does not exist (no DNS server asked:
+        # tests never reach beyond this machine).
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    dns_fails = CalDavProvider(
+        Connection(
+            key={"url": "http://no-such-host.invalid/", "username": "u", "password": "pw-dns"},
+            extra={"resolver": no_such_name},
+        )
     )
+    await expect_error(dns_fails.list_calendars(), password="pw-dns", contains="could not be found")
+
+
+async def test_allowed_hosts_refuse_others_before_any_lookup(radicale: RadicaleAccount) -> None:
+    async def must_not_resolve(host: str, port: int) -> list[str]:
+        raise AssertionError(f"{host} was looked up")
+
+    def limited(url: str) -> CalDavProvider:
+        key = {"url": url, "username": radicale.username, "password": radicale.password}
+        return CalDavProvider(
+            Connection(
+                key=key,
+                allowed_hosts=frozenset({"127.0.0.1"}),
+                extra={"resolver": must_not_resolve},
+            )
+        )
+
+    await expect_error(
+        limited("https://dav.example.net/").list_calendars(),
+        password=radicale.password,
+        contains="BOOKABLE_CALENDAR_ALLOWED_HOSTS",
+    )
+    # The listed host works as before.
+    radicale.make_calendar("Allowed")
+    assert [c.name for c in await limited(radicale.url).list_calendars()] == ["Allowed"]
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,7 @@ class CalendarApp:
                 timeout=connection.timeout,
                 max_bytes=connection.max_bytes,
                 allow_private=connection.allow_private,
+                allowed_hosts=connection.allowed_hosts,
                 extra=connection.extra,
             )
         )

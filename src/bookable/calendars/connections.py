@@ -32,6 +32,7 @@ def connection_for(key: dict[str, Any], settings: Settings) -> Connection:
         timeout=settings.calendar_timeout,
         max_bytes=settings.calendar_max_bytes,
         allow_private=settings.calendar_allow_private_targets,
+        allowed_hosts=settings.calendar_allowed_host_names,
     )
 
 

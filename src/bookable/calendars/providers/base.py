@@ -79,6 +79,8 @@ class Connection:
     timeout: float = 10.0
     max_bytes: int = 10_485_760
     allow_private: bool = True
+    # Host names / IP addresses the server may contact (empty: any that the address rules allow).
+    allowed_hosts: frozenset[str] = frozenset()
     extra: dict[str, object] = field(default_factory=dict)
 
 

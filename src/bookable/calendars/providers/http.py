@@ -47,17 +47,38 @@ def checked_url(url: str, connection: Connection) -> str:
     problem = url_problem(url, allow_private=connection.allow_private)
     if problem is not None:
         raise CalendarError(f"The address {shown_url(url)} cannot be used: {problem}.")
+    _refuse_unless_allowed(url, connection)
     return url
 
 
+def _refuse_unless_allowed(url: str, connection: Connection) -> None:
+    """BOOKABLE_CALENDAR_ALLOWED_HOSTS: a host not listed is refused before any lookup."""
+    host = (urlsplit(url).hostname or "").lower()
+    if connection.allowed_hosts and host not in connection.allowed_hosts:
+        raise CalendarError(
+            f"The address {shown_url(url)} cannot be used: this server only connects to "
+            f"calendar servers on {', '.join(sorted(connection.allowed_hosts))} "
+            "(BOOKABLE_CALENDAR_ALLOWED_HOSTS)."
+        )
+
+
 def open_client(connection: Connection) -> httpx.AsyncClient:
+    async def allowed_hosts_only(request: httpx.Request) -> None:
+        # Every request, redirects included, before its connection is opened.
+        _refuse_unless_allowed(str(request.url), connection)
+
+    resolver = connection.extra.get("resolver")
     client = guarded_client(
         allow_private=connection.allow_private,
         timeout=connection.timeout,
         follow_redirects=True,
         verify=_verify(connection),
+        # Tests may hand in a resolver (a DNS failure without asking a DNS server).
+        **({"resolver": resolver} if callable(resolver) else {}),
     )
     client.max_redirects = MAX_REDIRECTS
+    if connection.allowed_hosts:
+        client.event_hooks["request"].append(allowed_hosts_only)
     return client
 
 
