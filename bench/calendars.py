@@ -1,0 +1,568 @@
+"""Calendar busy times in GET /slots: what reading a host's CalDAV calendar adds to a request.
+
+A real Radicale, started by this script in a temporary folder (its request log counted), holds one
+calendar of 500 events for the host: single events spread over eight months and weekly series
+(``--events``, ``--weekly``). The host (Mon-Fri 09:00-17:00 Europe/Berlin, a 30-minute event type)
+connects the account and selects the calendar over the API; a second host with the same schedule
+and event type has no calendar. GET /v1/slots asks for 31 days, through the whole app in process
+(httpx ASGI transport, auth cache warm, no rate limit), on SQLite and, when
+BOOKABLE_BENCH_DATABASE_URL or BOOKABLE_TEST_DATABASE_URL is set, PostgreSQL (its tables are
+emptied). Measured, median and p95 over ``--repeat`` requests:
+
+- no calendar: the host without a calendar (the floor), interleaved with every other row;
+- cold: the busy cache emptied before each request (a PROPFIND for the ctag and a REPORT);
+- warm: cached and fresh (``calendar_cache_seconds`` = 3600): Radicale is not asked at all;
+- revalidated: ``calendar_cache_seconds`` = 0, ctag unchanged: one PROPFIND per request;
+- booking: POST /v1/bookings on a free slot of each host (a booking always revalidates).
+
+The script checks that the answers exclude the calendar's events (a known single event and a
+known weekly occurrence are missing for the host with the calendar, offered to the other one) and
+counts Radicale's requests per row (it stops when a row sent other requests than its name
+says). Aim: warm / no calendar <= 1.3.
+
+Run: .venv/bin/python bench/calendars.py [--repeat 30] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
+# standard library's `http` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import UTC, datetime, timedelta  # noqa: E402
+from datetime import time as wall_time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+from cryptography.fernet import Fernet  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from lxml import etree  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bookable.api_keys.service import issue_key  # noqa: E402
+from bookable.app import create_app  # noqa: E402
+from bookable.calendars.cache import BusyCache  # noqa: E402
+from bookable.migrations.runner import upgrade  # noqa: E402
+from bookable.models import Availability, Base, EventType, Schedule, User  # noqa: E402
+from bookable.settings import Settings  # noqa: E402
+
+ZONE = "Europe/Berlin"
+WINDOW_FIRST_DAY = "2027-03-01"
+WINDOW_LAST_DAY = "2027-03-31"
+NOW = datetime(2027, 2, 1, tzinfo=UTC)
+# Events the answers are checked against: a single event on Wednesday 10 March 10:00-10:30
+# Berlin, and a weekly series on Thursdays 14:00-14:30 Berlin (11 March is one of them).
+KNOWN_SINGLE = ("bench-known-single", datetime(2027, 3, 10, 9, 0, tzinfo=UTC))
+KNOWN_WEEKLY = ("bench-known-weekly", datetime(2027, 1, 7, 13, 0, tzinfo=UTC))
+KNOWN_SLOTS = ("2027-03-10T10:00:00+01:00", "2027-03-11T14:00:00+01:00")
+WARMUP = 3
+ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+
+# --- Radicale ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Radicale:
+    """A Radicale process whose log (level info: one line per request) is counted."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    username: str = "bench"
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "radicale.log"
+
+    def start(self) -> None:
+        (self.root / "collections").mkdir(parents=True)
+        (self.root / "users").write_text(f"{self.username}:{self.password}\n")
+        config = self.root / "config"
+        config.write_text(
+            f"""\
+[server]
+hosts = 127.0.0.1:{self.port}
+[auth]
+type = htpasswd
+htpasswd_filename = {self.root / "users"}
+htpasswd_encryption = plain
+delay = 0
+[rights]
+type = owner_only
+[storage]
+filesystem_folder = {self.root / "collections"}
+[logging]
+level = info
+"""
+        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "radicale", "--config", str(config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Radicale exited: {self.log.read_text()[-2000:]}")
+            try:
+                httpx.get(self.url, timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("Radicale did not start within 20 seconds")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def requests(self) -> Counter[str]:
+        """Requests Radicale logged so far, by method."""
+        found = re.findall(r"\b([A-Z]+) request for ", self.log.read_text(errors="replace"))
+        return Counter(found)
+
+
+def vevent(uid: str, start: datetime, minutes: int, *extra: str) -> str:
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y%m%dT%H%M%SZ")
+
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        "DTSTAMP:20270101T000000Z",
+        f"DTSTART:{stamp(start)}",
+        f"DTEND:{stamp(start + timedelta(minutes=minutes))}",
+        "SUMMARY:Busy",
+        *extra,
+        "END:VEVENT",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def calendar_text(singles: int, weekly: int) -> str:
+    """``singles`` single events over November 2026 - June 2027 and ``weekly`` weekly series of
+    ten weeks starting between December and April, 30 or 60 minutes, 07:00-17:00 UTC; the two
+    known events are among them."""
+    draw = random.Random(20270301)
+    events = [vevent(KNOWN_SINGLE[0], KNOWN_SINGLE[1], 30)]
+    events.append(vevent(KNOWN_WEEKLY[0], KNOWN_WEEKLY[1], 30, "RRULE:FREQ=WEEKLY;COUNT=20"))
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    for i in range(singles - 1):
+        day = first + timedelta(days=draw.randrange(242))
+        start = day.replace(hour=draw.randrange(7, 17), minute=draw.choice((0, 30)))
+        events.append(vevent(f"bench-single-{i}", start, draw.choice((30, 60))))
+    series_first = datetime(2026, 12, 1, tzinfo=UTC)
+    for i in range(weekly - 1):
+        day = series_first + timedelta(days=draw.randrange(150))
+        start = day.replace(hour=draw.randrange(7, 17), minute=draw.choice((0, 30)))
+        exdate = (start + timedelta(weeks=3)).strftime("%Y%m%dT%H%M%SZ")
+        events.append(
+            vevent(f"bench-weekly-{i}", start, 30, "RRULE:FREQ=WEEKLY;COUNT=10", f"EXDATE:{exdate}")
+        )
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Bookable bench//EN\r\n"
+        + "".join(events)
+        + "END:VCALENDAR\r\n"
+    )
+
+
+def fill_calendar(radicale: Radicale, singles: int, weekly: int) -> tuple[str, float]:
+    """One PUT of the whole calendar on a new collection (Radicale splits it into one object per
+    UID): the calendar's URL and the seconds it took."""
+    url = f"{radicale.url}{radicale.username}/work/"
+    auth = (radicale.username, radicale.password)
+    began = time.perf_counter()
+    with httpx.Client(auth=auth, timeout=120) as client:
+        client.request("PROPFIND", radicale.url, headers={"Depth": "0"})  # creates the home
+        response = client.put(
+            url,
+            content=calendar_text(singles, weekly).encode(),
+            headers={"Content-Type": "text/calendar; charset=utf-8"},
+        )
+        response.raise_for_status()
+        listing = client.request(
+            "PROPFIND",
+            url,
+            content=b'<propfind xmlns="DAV:"><prop><getetag/></prop></propfind>',
+            headers={"Depth": "1"},
+        )
+        listing.raise_for_status()
+    # The collection itself is one response; every event object is another.
+    objects = len(etree.fromstring(listing.content).findall("{DAV:}response")) - 1
+    if objects != singles + weekly:
+        raise RuntimeError(f"Radicale holds {objects} objects, {singles + weekly} were put")
+    return url, time.perf_counter() - began
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Host:
+    user_id: int
+    key: str
+    event_type_id: int
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {"apiKey": self.key}
+
+
+async def seed_host(app: FastAPI, name: str) -> Host:
+    async with app.state.sessions() as session, session.begin():
+        user = User(email=f"{name}@example.com", username=name, time_zone=ZONE)
+        session.add(user)
+        await session.flush()
+        schedule = Schedule(user_id=user.id, name="Week", time_zone=ZONE)
+        schedule.availability.append(
+            Availability(days=[1, 2, 3, 4, 5], start_time=wall_time(9), end_time=wall_time(17))
+        )
+        session.add(schedule)
+        await session.flush()
+        user.default_schedule_id = schedule.id
+        event_type = EventType(
+            user_id=user.id, title="Bench", slug="bench", length=30, locations=[],
+            minimum_booking_notice=0,
+        )  # fmt: skip
+        session.add(event_type)
+        await session.flush()
+        _key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
+        return Host(user.id, clear, event_type.id)
+
+
+async def select_calendar(client: httpx.AsyncClient, host: Host, radicale: Radicale) -> None:
+    """Connect the Radicale account and select its calendar, over the API as a user would."""
+    key = {"url": radicale.url, "username": radicale.username, "password": radicale.password}
+    response = await client.post(
+        "/v1/credentials", params=host.params, json={"appId": "caldav-calendar", "key": key}
+    )
+    assert response.status_code == 200, response.text
+    credential = response.json()["credential"]
+    listed = await client.get("/v1/connected-calendars", params=host.params)
+    assert listed.status_code == 200, listed.text
+    (calendar,) = [c for entry in listed.json() for c in entry["calendars"]]
+    response = await client.post(
+        "/v1/selected-calendars",
+        params=host.params,
+        json={
+            "integration": credential["type"],
+            "externalId": calendar["externalId"],
+            "credentialId": credential["id"],
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+async def slots(client: httpx.AsyncClient, host: Host) -> list[str]:
+    response = await client.get(
+        "/v1/slots",
+        params={
+            **host.params,
+            "eventTypeId": str(host.event_type_id),
+            "startTime": WINDOW_FIRST_DAY,
+            "endTime": WINDOW_LAST_DAY,
+            "timeZone": ZONE,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "calendarErrors" not in body, body["calendarErrors"]
+    return [s["time"] for day in body["slots"].values() for s in day]
+
+
+async def book(client: httpx.AsyncClient, host: Host, start: str) -> None:
+    response = await client.post(
+        "/v1/bookings",
+        params=host.params,
+        json={
+            "eventTypeId": host.event_type_id,
+            "start": datetime.fromisoformat(start).astimezone(UTC).isoformat(),
+            "timeZone": ZONE,
+            "language": "en",
+            "metadata": {},
+            "responses": {"name": "Guest", "email": "guest@example.com"},
+        },
+    )
+    assert response.status_code == 200, response.text
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+async def timed(call: Awaitable[Any]) -> float:
+    began = time.perf_counter()
+    await call
+    return time.perf_counter() - began
+
+
+@dataclass
+class Row:
+    samples: list[float] = field(default_factory=list)
+    radicale: Counter[str] = field(default_factory=Counter)
+    requests: int = 0
+    # The no-calendar requests interleaved with this row's (the floor it is compared with).
+    floor: list[float] = field(default_factory=list)
+
+
+async def interleaved(
+    radicale: Radicale,
+    repeat: int,
+    floor: Callable[[], Awaitable[Any]],
+    measured: Callable[[], Awaitable[Any]],
+    before_each: Callable[[], None] = lambda: None,
+) -> tuple[Row, Row]:
+    """``repeat`` (after a warm-up) of ``floor`` then ``measured``, alternately; Radicale's
+    requests are counted over the measured part only."""
+    floor_row, row = Row(), Row()
+    for i in range(repeat + WARMUP):
+        if i == WARMUP:
+            seen = radicale.requests()
+        floor_time = await timed(floor())
+        before_each()
+        measured_time = await timed(measured())
+        if i >= WARMUP:
+            floor_row.samples.append(floor_time)
+            row.samples.append(measured_time)
+    row.radicale = radicale.requests() - seen
+    row.requests = repeat
+    row.floor = floor_row.samples
+    return floor_row, row
+
+
+def settings_for(url: str, cache_seconds: float) -> Settings:
+    return Settings(
+        database_url=url,
+        rate_limit="0",
+        redis_url=None,
+        clock=NOW,
+        encryption_key=ENCRYPTION_KEY,
+        calendar_cache_seconds=cache_seconds,
+    )
+
+
+async def measure(url: str, label: str, radicale: Radicale, repeat: int) -> dict[str, Any]:
+    rows: dict[str, Row] = {}
+    floors: list[float] = []
+    app = create_app(settings_for(url, cache_seconds=3600))
+    async with app.router.lifespan_context(app):
+        with_calendar = await seed_host(app, "busy")
+        without = await seed_host(app, "free")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            await select_calendar(client, with_calendar, radicale)
+            free_slots = await slots(client, without)
+            busy_slots = await slots(client, with_calendar)
+            # The benchmark measures real work: the calendar's events are gone from the answer.
+            for known in KNOWN_SLOTS:
+                assert known in free_slots and known not in busy_slots, known
+            assert len(busy_slots) < len(free_slots)
+
+            def empty_cache() -> None:
+                # A new, empty cache: the next read is the first (what a new process sees).
+                app.state.calendar_busy._cache = BusyCache()
+
+            _, rows["cold"] = await interleaved(
+                radicale,
+                repeat,
+                lambda: slots(client, without),
+                lambda: slots(client, with_calendar),
+                empty_cache,
+            )
+            _, rows["warm"] = await interleaved(
+                radicale,
+                repeat,
+                lambda: slots(client, without),
+                lambda: slots(client, with_calendar),
+            )
+            assert await slots(client, with_calendar) == busy_slots
+
+    # The same database, now with no freshness: every read asks Radicale for the ctag.
+    app = create_app(settings_for(url, cache_seconds=0))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            _, rows["revalidated"] = await interleaved(
+                radicale,
+                repeat,
+                lambda: slots(client, without),
+                lambda: slots(client, with_calendar),
+            )
+            assert await slots(client, with_calendar) == busy_slots
+            # Bookings on slots each host offers, one by one from the start of the window.
+            free_times = iter(free_slots)
+            busy_times = iter(busy_slots)
+            _, rows["booking"] = await interleaved(
+                radicale,
+                repeat,
+                lambda: book(client, without, next(free_times)),
+                lambda: book(client, with_calendar, next(busy_times)),
+            )
+    # The figures mean what their names say: warm never reaches Radicale, a revalidation (and a
+    # booking) is one PROPFIND, a first read adds the REPORT.
+    once = Counter({"PROPFIND": repeat})
+    assert rows["warm"].radicale == Counter(), rows["warm"].radicale
+    assert rows["revalidated"].radicale == once, rows["revalidated"].radicale
+    assert rows["booking"].radicale == once, rows["booking"].radicale
+    assert rows["cold"].radicale == once + Counter({"REPORT": repeat}), rows["cold"].radicale
+    for name in ("cold", "warm", "revalidated"):
+        floors += rows[name].floor
+    return {"db": label, "slots": (len(busy_slots), len(free_slots)), "floor": floors, "rows": rows}
+
+
+async def radicale_alone(radicale: Radicale, calendar_url: str, repeat: int) -> dict[str, Row]:
+    """Radicale's own time for the two requests a read makes (keep-alive client, no app):
+    the ctag PROPFIND and the REPORT over the 48 days of blocks a 31-day window needs."""
+    read_from = datetime(2027, 2, 17, tzinfo=UTC)  # the 16-day blocks around March 2027
+    body = (
+        '<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+        "<D:prop><D:getetag/><C:calendar-data/></D:prop>"
+        '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+        f'<C:time-range start="{read_from:%Y%m%dT%H%M%SZ}" '
+        f'end="{read_from + timedelta(days=48):%Y%m%dT%H%M%SZ}"/>'
+        "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"
+    ).encode()
+    ctag = b'<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><D:prop>'
+    ctag += b"<CS:getctag/><D:sync-token/></D:prop></D:propfind>"
+    rows = {"radicale alone: PROPFIND ctag": Row(), "radicale alone: REPORT": Row()}
+    auth = (radicale.username, radicale.password)
+    async with httpx.AsyncClient(auth=auth) as client:
+        for row, (method, content, depth) in zip(
+            rows.values(), (("PROPFIND", ctag, "0"), ("REPORT", body, "1")), strict=True
+        ):
+            for i in range(repeat + WARMUP):
+                began = time.perf_counter()
+                response = await client.request(
+                    method, calendar_url, content=content, headers={"Depth": depth}
+                )
+                elapsed = time.perf_counter() - began
+                assert response.status_code == 207, response.text
+                if i >= WARMUP:
+                    row.samples.append(elapsed)
+    return rows
+
+
+async def reset_postgres(url: str) -> None:
+    from bookable.core.db import create_engine
+
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+async def run_all(
+    radicale: Radicale, calendar_url: str, folder: Path, pg_url: str | None, repeat: int
+) -> tuple[list[dict[str, Any]], dict[str, Row]]:
+    results = []
+    sqlite_url = f"sqlite:///{folder / 'calendars.db'}"
+    await asyncio.to_thread(upgrade, sqlite_url)
+    results.append(await measure(sqlite_url, "sqlite", radicale, repeat))
+    if pg_url:
+        await asyncio.to_thread(upgrade, pg_url)
+        await reset_postgres(pg_url)
+        results.append(await measure(pg_url, "postgresql", radicale, repeat))
+        await reset_postgres(pg_url)
+    return results, await radicale_alone(radicale, calendar_url, repeat)
+
+
+def report(results: list[dict[str, Any]], alone: dict[str, Row], repeat: int) -> None:
+    print(f"# {repeat} requests per row; ms as median / p95; each row against the no-calendar")
+    print("# requests interleaved with it; Radicale: requests it logged, per measured request")
+    for r in results:
+        busy, free = r["slots"]
+        floor = summary(r["floor"])
+        print(f"\n## {r['db']}: {busy} slots offered with the calendar, {free} without")
+        print(f"{'row':<16}{'median':>9}{'p95':>8}{'floor':>9}{'/ floor':>9}  radicale")
+        print(f"{'no calendar':<16}{floor[0]:>9.2f}{floor[1]:>8.1f}{'':>9}{'':>9}  0")
+        for name, row in r["rows"].items():
+            (median, p95), base = summary(row.samples), summary(row.floor)[0]
+            per = ", ".join(
+                f"{method} {count / row.requests:g}"
+                for method, count in sorted(row.radicale.items())
+            )
+            print(
+                f"{name:<16}{median:>9.2f}{p95:>8.1f}{base:>9.2f}{median / base:>9.2f}  {per or 0}"
+            )
+    print()
+    for name, row in alone.items():
+        median, p95 = summary(row.samples)
+        print(f"{name}: {median:.2f} / {p95:.1f}")
+    for r in results:
+        ratios = {
+            name: summary(row.samples)[0] / summary(row.floor)[0] for name, row in r["rows"].items()
+        }
+        print(
+            f"{r['db']}: warm/no-calendar {ratios['warm']:.2f} (aim <= 1.3), "
+            f"revalidated/no-calendar {ratios['revalidated']:.2f}, "
+            f"booking/booking-no-calendar {ratios['booking']:.2f}, "
+            f"cold {summary(r['rows']['cold'].samples)[0]:.1f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--events", type=int, default=500, help="events in the calendar")
+    parser.add_argument("--weekly", type=int, default=50, help="of which weekly series")
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    pg_url = None
+    if not args.no_postgres:
+        pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
+            "BOOKABLE_TEST_DATABASE_URL"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        radicale = Radicale(folder / "radicale")
+        radicale.start()
+        try:
+            calendar_url, seconds = fill_calendar(radicale, args.events - args.weekly, args.weekly)
+            print(
+                f"# {calendar_url}: {args.events} events ({args.weekly} weekly) in {seconds:.1f} s"
+            )
+            results, alone = asyncio.run(
+                run_all(radicale, calendar_url, folder, pg_url, args.repeat)
+            )
+        finally:
+            radicale.stop()
+    if not pg_url:
+        print("# PostgreSQL skipped: set BOOKABLE_BENCH_DATABASE_URL to include it")
+    report(results, alone, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
