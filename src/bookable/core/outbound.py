@@ -25,6 +25,7 @@ them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -328,6 +329,12 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default verifying context (certifi's CA bundle), built once and shared."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport with every request's URL checked and its connections opened by
     `GuardedNetworkBackend`. Never through a proxy: a proxy would connect elsewhere than the
@@ -341,13 +348,18 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = httpx.Limits(),
         resolver: Resolver = system_resolver,
     ) -> None:
+        if verify is True:
+            # Loading the CA bundle costs tens of milliseconds: once per process, not per client.
+            verify = default_ssl_context()
         super().__init__(verify=verify, trust_env=False, limits=limits)
         self.allow_private = allow_private
         self.backend = GuardedNetworkBackend(allow_private=allow_private, resolver=resolver)
         # httpx has no public way to give its pool a network backend; the pool is rebuilt as
         # httpx builds it (no proxy, HTTP/1.1), with ours. httpx is pinned below 1.0.
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(verify=verify, trust_env=False),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
