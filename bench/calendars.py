@@ -58,7 +58,6 @@ from sqlalchemy import text  # noqa: E402
 
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
-from bookable.calendars.cache import BusyCache  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import Availability, Base, EventType, Schedule, User  # noqa: E402
 from bookable.settings import Settings  # noqa: E402
@@ -342,7 +341,7 @@ async def interleaved(
     repeat: int,
     floor: Callable[[], Awaitable[Any]],
     measured: Callable[[], Awaitable[Any]],
-    before_each: Callable[[], None] = lambda: None,
+    before_each: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[Row, Row]:
     """``repeat`` (after a warm-up) of ``floor`` then ``measured``, alternately; Radicale's
     requests are counted over the measured part only."""
@@ -351,7 +350,8 @@ async def interleaved(
         if i == WARMUP:
             seen = radicale.requests()
         floor_time = await timed(floor())
-        before_each()
+        if before_each is not None:
+            await before_each()
         measured_time = await timed(measured())
         if i >= WARMUP:
             floor_row.samples.append(floor_time)
@@ -390,9 +390,9 @@ async def measure(url: str, label: str, radicale: Radicale, repeat: int) -> dict
                 assert known in free_slots and known not in busy_slots, known
             assert len(busy_slots) < len(free_slots)
 
-            def empty_cache() -> None:
-                # A new, empty cache: the next read is the first (what a new process sees).
-                app.state.calendar_busy._cache = BusyCache()
+            async def empty_cache() -> None:
+                # An empty cache: the next read is the first (what a new process sees).
+                await app.state.calendar_busy.forget_cached()
 
             _, rows["cold"] = await interleaved(
                 radicale,
@@ -455,7 +455,7 @@ async def radicale_alone(radicale: Radicale, calendar_url: str, repeat: int) -> 
         "</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"
     ).encode()
     ctag = b'<D:propfind xmlns:D="DAV:" xmlns:CS="http://calendarserver.org/ns/"><D:prop>'
-    ctag += b"<CS:getctag/><D:sync-token/></D:prop></D:propfind>"
+    ctag += b"<CS:getctag/></D:prop></D:propfind>"
     rows = {"radicale alone: PROPFIND ctag": Row(), "radicale alone: REPORT": Row()}
     auth = (radicale.username, radicale.password)
     async with httpx.AsyncClient(auth=auth) as client:

@@ -10,6 +10,7 @@ its own, so other tests of the worker are not affected.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import socket
 import ssl
@@ -23,8 +24,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import escape
 
-import caldav
 import httpx
 import pytest
 
@@ -81,19 +83,46 @@ class RadicaleAccount:
     def principal_url(self) -> str:
         return f"{self.server.url}{self.username}/"
 
-    def client(self) -> caldav.DAVClient:
-        """The user's calendar app: the caldav library's own client (tests only)."""
-        return caldav.DAVClient(url=self.server.url, username=self.username, password=self.password)
+    def _request(self, method: str, url: str, body: str, content_type: str) -> httpx.Response:
+        """One request of the user's calendar app: plain CalDAV over HTTP (tests only)."""
+        response = httpx.request(
+            method,
+            url,
+            content=body.encode(),
+            headers={"Content-Type": f"{content_type}; charset=utf-8"},
+            auth=(self.username, self.password),
+            timeout=30,
+        )
+        assert response.status_code in (200, 201, 204), (method, url, response.text)
+        return response
+
+    def log_in(self) -> None:
+        """Radicale creates a user's home at their first login: a PROPFIND of the root, as a
+        calendar app's first request."""
+        body = (
+            '<?xml version="1.0"?><D:propfind xmlns:D="DAV:">'
+            "<D:prop><D:current-user-principal/></D:prop></D:propfind>"
+        )
+        response = httpx.request(
+            "PROPFIND", self.server.url, content=body.encode(), headers={"Depth": "0"},
+            auth=(self.username, self.password), timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 207, response.text
 
     def make_calendar(self, name: str, *, slug: str | None = None, owner: str | None = None) -> str:
         """Create a calendar in this user's home (as ``owner``'s client if given: "admin" makes
-        read-only ones) and return its URL."""
+        read-only ones) and return its URL: MKCALENDAR with the display name (RFC 4791 5.3.1)."""
         slug = slug or f"{name.lower().replace(' ', '-')}-{secrets.token_hex(3)}"
         url = f"{self.principal_url}{slug}/"
         as_user = self if owner is None else self.server.account(owner)
-        with as_user.client() as client:
-            home = caldav.CalendarSet(client=client, url=self.principal_url)
-            home.make_calendar(name=name, cal_id=slug)  # MKCALENDAR with the display name
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
+            f"<D:displayname>{escape(name)}</D:displayname>"
+            '<C:supported-calendar-component-set><C:comp name="VEVENT"/>'
+            "</C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"
+        )
+        as_user._request("MKCALENDAR", url, body, "application/xml")
         return url
 
     def make_read_only_calendar(self, name: str) -> str:
@@ -101,12 +130,14 @@ class RadicaleAccount:
         return self.make_calendar(name, slug=slug, owner="admin")
 
     def put_event(self, calendar_url: str, ics_text: str, *, as_admin: bool = False) -> str:
-        """Save one calendar object (PUT) and return its URL."""
+        """Save one calendar object (PUT ``<calendar>/<uid>.ics``, as calendar apps do) and
+        return its URL."""
         account = self.server.account("admin") if as_admin else self
-        with account.client() as client:
-            calendar = caldav.Calendar(client=client, url=calendar_url)
-            event = calendar.save_event(ics_text)
-            return str(event.url)
+        match = re.search(r"^UID:(.+?)\r?$", ics_text, flags=re.MULTILINE)
+        name = quote(match.group(1).strip(), safe="") if match else secrets.token_hex(8)
+        url = f"{calendar_url}{name}.ics"
+        account._request("PUT", url, ics_text, "text/calendar")
+        return url
 
 
 @dataclass
@@ -166,8 +197,7 @@ level = warning
         username = f"user{secrets.token_hex(4)}"
         self.add_user(username, secrets.token_urlsafe(12))
         account = self.account(username)
-        with account.client() as client:
-            client.principal()  # Radicale creates the user's home at the first login
+        account.log_in()
         return account
 
     def start(self) -> None:

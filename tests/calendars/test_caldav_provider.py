@@ -95,8 +95,7 @@ async def test_email_is_the_username_when_it_is_an_address(
 ) -> None:
     radicale_server.add_user("ann@example.com", "secret-ann-pw")
     account = radicale_server.account("ann@example.com")
-    with account.client() as client:
-        client.principal()
+    account.log_in()
     calendar = account.make_calendar("Mine")
     listed = await of(account).list_calendars()
     # Radicale writes the "@" of the path as %40 in its hrefs; the external id is the server's.

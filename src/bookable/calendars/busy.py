@@ -130,6 +130,10 @@ class CalendarBusyReader:
         self._settings = settings
         self._cache = cache
 
+    async def forget_cached(self) -> None:
+        """Drop every cached read: the next read of each calendar asks its server in full."""
+        await self._cache.clear()
+
     async def read(
         self, user_ids: Iterable[int], start: datetime, end: datetime, *, revalidate: bool
     ) -> ExternalBusy:

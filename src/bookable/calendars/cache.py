@@ -97,3 +97,11 @@ class BusyCache:
                 await pipe.execute()
         else:
             self._memory.update(values)
+
+    async def clear(self) -> None:
+        """Forget every cached read (the next read of each calendar is a first one)."""
+        if self._redis is not None:
+            async for key in self._redis.scan_iter(match=f"{_PREFIX}*", count=1000):
+                await self._redis.delete(key)
+        else:
+            self._memory.clear()

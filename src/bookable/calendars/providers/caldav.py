@@ -4,11 +4,13 @@ Discovery from the URL the user gave: ``current-user-principal`` (else ``/.well-
 on the same origin), the principal's ``calendar-home-set``, then the home's calendar collections
 that hold events. A URL that is itself a calendar collection (or a principal) works too.
 
-HTTP is ours, not the caldav library's: every request goes through the guarded client
-(`bookable.core.outbound.guarded_client`, see `providers.http`), which pins DNS and refuses
-metadata and link-local addresses; the library's own session cannot. The library builds the XML
-request bodies (`caldav.elements`), lxml reads the multistatus answers, and `providers.events`
-turns calendar data into busy times (recurrences expanded on our side: servers' ``expand`` is
+The protocol is spoken here, not through the ``caldav`` package: every request must go through
+the guarded client (`bookable.core.outbound.guarded_client`, see `providers.http`), which pins
+DNS and refuses metadata and link-local addresses, and the package's own HTTP session cannot;
+the package also installs ``urllib3-future`` over ``urllib3``, which breaks ``requests``
+(schemathesis, our fuzzer, runs on it). What we need of CalDAV is three PROPFINDs and one
+REPORT: lxml builds their bodies and reads the multistatus answers, and `providers.events` turns
+calendar data into busy times (recurrences expanded on our side: servers' ``expand`` is
 unreliable).
 """
 
@@ -17,13 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import ClassVar
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
-from caldav.elements import cdav, dav
-from caldav.elements.base import BaseElement
 from lxml import etree
 
 from bookable.calendars.providers.base import (
@@ -66,58 +66,72 @@ XML_PARSER = etree.XMLParser(
 )
 
 
-class _GetCtag(BaseElement):
-    tag: ClassVar[str] = f"{{{CALENDARSERVER_NS}}}getctag"
+NAMESPACES = {"D": "DAV:", "C": CALDAV.strip("{}"), "CS": CALENDARSERVER_NS}
+GETCTAG = f"{{{CALENDARSERVER_NS}}}getctag"
+SYNC_TOKEN = f"{DAV}sync-token"
+SCHEDULE_DEFAULT_CALENDAR_URL = f"{CALDAV}schedule-default-calendar-URL"
 
 
-class _ScheduleDefaultCalendarUrl(BaseElement):
-    tag: ClassVar[str] = f"{CALDAV}schedule-default-calendar-URL"
+def _xml(element: etree._Element) -> bytes:
+    return bytes(etree.tostring(element, xml_declaration=True, encoding="utf-8"))
 
 
-def _propfind_body(*props: BaseElement) -> bytes:
-    # BaseElement.append builds the tree (its "+" does the same but reads like list concatenation).
-    return str(dav.Propfind().append(dav.Prop().append(list(props)))).encode()
+def _propfind_body(*props: str) -> bytes:
+    propfind = etree.Element(f"{DAV}propfind", nsmap=NAMESPACES)
+    prop = etree.SubElement(propfind, f"{DAV}prop")
+    for tag in props:
+        etree.SubElement(prop, tag)
+    return _xml(propfind)
 
 
 DISCOVERY_BODY = _propfind_body(
-    dav.ResourceType(),
-    dav.CurrentUserPrincipal(),
-    cdav.CalendarHomeSet(),
-    cdav.CalendarUserAddressSet(),
-    cdav.ScheduleInboxURL(),
-    _ScheduleDefaultCalendarUrl(),
-    dav.DisplayName(),
-    dav.CurrentUserPrivilegeSet(),
-    cdav.SupportedCalendarComponentSet(),
-    _GetCtag(),
-    dav.SyncToken(),
+    f"{DAV}resourcetype",
+    f"{DAV}current-user-principal",
+    f"{CALDAV}calendar-home-set",
+    f"{CALDAV}calendar-user-address-set",
+    f"{CALDAV}schedule-inbox-URL",
+    SCHEDULE_DEFAULT_CALENDAR_URL,
+    f"{DAV}displayname",
+    f"{DAV}current-user-privilege-set",
+    f"{CALDAV}supported-calendar-component-set",
+    GETCTAG,
+    SYNC_TOKEN,
 )
 CALENDARS_BODY = _propfind_body(
-    dav.ResourceType(),
-    dav.DisplayName(),
-    dav.CurrentUserPrivilegeSet(),
-    cdav.SupportedCalendarComponentSet(),
-    _GetCtag(),
-    dav.SyncToken(),
+    f"{DAV}resourcetype",
+    f"{DAV}displayname",
+    f"{DAV}current-user-privilege-set",
+    f"{CALDAV}supported-calendar-component-set",
+    GETCTAG,
+    SYNC_TOKEN,
 )
-DEFAULT_CALENDAR_BODY = _propfind_body(_ScheduleDefaultCalendarUrl())
+DEFAULT_CALENDAR_BODY = _propfind_body(SCHEDULE_DEFAULT_CALENDAR_URL)
 # The ctag alone: servers compute each property separately (Radicale: ctag 24 ms, both 60 ms);
 # the sync-token is asked only of a server that has no ctag.
-VERSION_BODY = _propfind_body(_GetCtag())
-SYNC_TOKEN_BODY = _propfind_body(dav.SyncToken())
+VERSION_BODY = _propfind_body(GETCTAG)
+SYNC_TOKEN_BODY = _propfind_body(SYNC_TOKEN)
 
 XML_HEADERS = {"Content-Type": 'application/xml; charset="utf-8"'}
 
 
 def _calendar_query_body(start: datetime, end: datetime) -> bytes:
-    events = cdav.CompFilter("VEVENT").append(cdav.TimeRange(start, end))
-    query = cdav.CalendarQuery().append(
-        [
-            dav.Prop().append([dav.GetEtag(), cdav.CalendarData()]),
-            cdav.Filter().append(cdav.CompFilter("VCALENDAR").append(events)),
-        ]
+    """REPORT calendar-query: every event object with an instance in [start, end) (RFC 4791
+    9.9: the server matches recurring events by their instances), with its data."""
+    query = etree.Element(f"{CALDAV}calendar-query", nsmap=NAMESPACES)
+    prop = etree.SubElement(query, f"{DAV}prop")
+    etree.SubElement(prop, f"{DAV}getetag")
+    etree.SubElement(prop, f"{CALDAV}calendar-data")
+    calendars = etree.SubElement(
+        etree.SubElement(query, f"{CALDAV}filter"), f"{CALDAV}comp-filter", name="VCALENDAR"
     )
-    return str(query).encode()
+    events = etree.SubElement(calendars, f"{CALDAV}comp-filter", name="VEVENT")
+    etree.SubElement(
+        events,
+        f"{CALDAV}time-range",
+        start=f"{start.astimezone(UTC):%Y%m%dT%H%M%SZ}",
+        end=f"{end.astimezone(UTC):%Y%m%dT%H%M%SZ}",
+    )
+    return _xml(query)
 
 
 class BasicThenDigestAuth(httpx.Auth):
