@@ -62,6 +62,9 @@ def server_env(database_url: str) -> dict[str, str]:
         # any other host is refused before it is looked up.
         BOOKABLE_CALENDAR_ALLOWED_HOSTS="127.0.0.1",
         BOOKABLE_CALENDAR_TIMEOUT="2",
+        # Credential sync on (its routes answer 401 without the secret header instead of 501).
+        BOOKABLE_CREDENTIAL_SYNC_SECRET="fuzz-sync-secret",
+        BOOKABLE_CREDENTIAL_SYNC_ENCRYPTION_KEY="f" * 32,
         PYTHONUNBUFFERED="1",
     )
     return env

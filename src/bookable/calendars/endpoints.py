@@ -11,6 +11,7 @@ from pydantic import RootModel
 from sqlalchemy import select
 
 from bookable.calendars import preflights, service, sync
+from bookable.calendars.apps import INTEGRATIONS
 from bookable.calendars.connections import Connected
 from bookable.calendars.schemas import (
     ConnectionOut,
@@ -24,6 +25,7 @@ from bookable.calendars.schemas import (
     SyncCreate,
     SyncCreated,
     SyncCredentialOut,
+    SyncOffResponse,
     SyncUpdate,
     credential_json,
     selected_json,
@@ -39,10 +41,19 @@ from bookable.models import Credential
 router = APIRouter(tags=["calendars"], route_class=IdempotentRoute)
 
 CredentialId = Annotated[int, Path(description="The credential's id")]
+# Cal.com's check order: 403 (not an admin), then 501 when syncing is off, then 401 (secret).
+SYNC_OFF: dict[int | str, Any] = {
+    501: {
+        "model": SyncOffResponse,
+        "description": "Credential syncing is not enabled on this server "
+        "(BOOKABLE_CREDENTIAL_SYNC_SECRET and BOOKABLE_CREDENTIAL_SYNC_ENCRYPTION_KEY)",
+    }
+}
 SelectedId = Annotated[
     str,
     Path(description="`{userId}_{integration}_{externalId}`; the externalId may be "
-         "percent-encoded or not"),
+         "percent-encoded or not",
+         json_schema_extra={"pattern": f"^[1-9][0-9]{{0,8}}_({'|'.join(INTEGRATIONS)})_.+$"}),
 ]  # fmt: skip
 UserIds = Annotated[list[int] | None, Query(description="Admins only; may repeat")]
 
@@ -179,7 +190,7 @@ SyncFlag = Annotated[str | None, Query(description='`"true"` only')]
 @router.get(
     "/credential-sync",
     summary="List a user's credentials (admins; credential sync enabled and its secret header)",
-    responses=ok(SyncListResponse),
+    responses=ok(SyncListResponse) | SYNC_OFF,
     dependencies=[sync.sync_access()],
 )
 async def sync_list(
@@ -200,7 +211,7 @@ async def sync_list(
 @router.post(
     "/credential-sync",
     summary="Push a credential for a user; `encryptedKey` is hex(iv):hex(ct), AES-256-CBC",
-    responses=ok(SyncCreatedResponse),
+    responses=ok(SyncCreatedResponse) | SYNC_OFF,
     dependencies=[sync.sync_access(), before_transaction(sync.connect_synced)],
 )
 async def sync_create(
@@ -233,7 +244,7 @@ async def sync_create(
 @router.patch(
     "/credential-sync",
     summary="Replace a synced credential's key (it must connect first)",
-    responses=ok(SyncChangedResponse),
+    responses=ok(SyncChangedResponse) | SYNC_OFF,
     dependencies=[sync.sync_access(), before_transaction(sync.reconnect_synced)],
 )
 async def sync_update(
@@ -264,7 +275,7 @@ async def sync_update(
 @router.delete(
     "/credential-sync",
     summary="Delete a synced credential (and its selected calendars)",
-    responses=ok(SyncDeletedResponse),
+    responses=ok(SyncDeletedResponse) | SYNC_OFF,
     dependencies=[sync.sync_access()],
 )
 async def sync_delete(

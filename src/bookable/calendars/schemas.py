@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from bookable.calendars.apps import INTEGRATIONS
 from bookable.core.schemas import DbId, JsonObject, StrictInput, WireDateTime, WireModel
 
 # --- credentials -------------------------------------------------------------------------------
@@ -78,6 +79,10 @@ class SyncChanged(BaseModel):
     appId: str
 
 
+class SyncOffResponse(BaseModel):
+    error: str
+
+
 class SyncCreate(StrictInput):
     app_slug: str = Field(min_length=1, max_length=64)
     encrypted_key: str = Field(min_length=1, max_length=65_536)
@@ -118,7 +123,9 @@ class SelectedCalendarCreate(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    integration: str = Field(min_length=1, max_length=64)
+    integration: str = Field(
+        min_length=1, max_length=64, json_schema_extra={"enum": list(INTEGRATIONS)}
+    )
     external_id: str = Field(min_length=1, max_length=2048)
     credential_id: DbId | None = None
     user_id: DbId | None = None
