@@ -53,7 +53,10 @@ SelectedId = Annotated[
     str,
     Path(description="`{userId}_{integration}_{externalId}`; the externalId may be "
          "percent-encoded or not",
-         json_schema_extra={"pattern": f"^[1-9][0-9]{{0,8}}_({'|'.join(INTEGRATIONS)})_.+$"}),
+         # A prefix: the OpenAPI post-processing appends "no control characters" for the rest.
+         json_schema_extra={
+             "pattern": f"^[1-9][0-9]{{0,8}}_({'|'.join(INTEGRATIONS)})_[^\\x00-\\x1f\\x7f]"
+         }),
 ]  # fmt: skip
 UserIds = Annotated[list[int] | None, Query(description="Admins only; may repeat")]
 
