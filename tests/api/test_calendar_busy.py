@@ -322,3 +322,30 @@ async def test_zoned_floating_hourly_and_dst_events_block_the_hosts_local_times(
         "09:00", "10:00", "11:00"
     ]  # fmt: skip
     assert "09:30" in wednesday
+
+
+@pytest.mark.redis
+async def test_processes_share_busy_times_through_redis(
+    make_settings: Callable[..., Settings], alice: Account, ics_server: IcsServer, redis_url: str
+) -> None:
+    """Two server processes (two apps) on one database and one Redis: what one read, the other
+    uses without asking the calendar's server."""
+    url = ics_server.set_feed(
+        "/shared.ics", vcalendar(vevent("sync", ":20260106T100000Z", ":20260106T103000Z"))
+    )
+    first = await app_with(make_settings, calendar_cache_seconds=3600, redis_url=redis_url)
+    second = await app_with(make_settings, calendar_cache_seconds=3600, redis_url=redis_url)
+    async with (
+        first.router.lifespan_context(first),
+        second.router.lifespan_context(second),
+        client_for(first) as one,
+        client_for(second) as other,
+    ):
+        await first.state.calendar_busy.forget_cached()
+        event_type = await hosted_event_type(first, alice)
+        await connect_feed(one, alice, url)
+        read, _ = await slot_times(one, alice, event_type)
+        asked = ics_server.count("/shared.ics")
+        assert "10:00" not in read
+        assert (await slot_times(other, alice, event_type))[0] == read
+        assert ics_server.count("/shared.ics") == asked

@@ -3,6 +3,7 @@ that cannot be reached is listed with its error; the GET never writes."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -45,8 +46,6 @@ async def test_lists_every_calendar_with_selection_and_errors(
         row = await session.scalar(select(SelectedCalendar))
         assert row is not None
         row.error = "The calendar server at ... did not answer"
-        from datetime import UTC, datetime
-
         row.last_error_at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
     # A second account on a server that goes away.
     elsewhere = private_radicale.new_account()
