@@ -200,3 +200,23 @@ async def test_one_hosts_calendar_removes_the_collective_slot_and_steers_round_r
     booked = await post_booking(client, alice, round_robin, "2026-01-06T10:00:00.000Z")
     assert booked.status_code == 200, booked.text
     assert await occupied_hosts(app, booked.json()["id"]) == [alice.id]
+
+
+async def test_a_seated_bookings_event_leaves_its_seats_open(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount
+) -> None:
+    event_type = await hosted_event_type(app, alice, seats_per_time_slot=2)
+    first = await book(client, alice, event_type, email="one@example.com", name="One")
+    # The seated booking's event in the host's calendar: the booking counts as seats, not twice.
+    own = vevent(f"{first['uid']}@bookable.test", ":20260106T100000Z", ":20260106T103000Z")
+    await busy_calendar(client, alice, radicale, own)
+    response = await client.get(
+        "/v1/slots",
+        params={**alice.params, "eventTypeId": event_type,
+                "startTime": "2026-01-06T00:00:00Z", "endTime": "2026-01-06T23:59:59Z"},
+    )  # fmt: skip
+    ten = [s for s in response.json()["slots"]["2026-01-06"] if s["time"].endswith("10:00:00.000Z")]
+    assert ten and ten[0]["attendees"] == 1, response.text
+    second = await try_booking(client, alice, event_type, TUESDAY_10)
+    assert second.status_code == 200, second.text
+    assert second.json()["uid"] == first["uid"]

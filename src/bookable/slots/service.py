@@ -228,11 +228,12 @@ def calendar_window(
     return busy_from, busy_to
 
 
-def is_own_event(uid: str | None, booking_uid: str | None) -> bool:
-    """A calendar event Bookable wrote for this booking (UID ``<booking uid>@<host>``)."""
-    if not uid or not booking_uid:
+def is_bookable_event(uid: str | None, booking_uids: frozenset[str]) -> bool:
+    """A calendar event Bookable wrote for one of ``booking_uids`` (UID ``<booking uid>@...``):
+    the booking itself already counts (or, being moved, must not block its own move)."""
+    if not uid:
         return False
-    return uid == booking_uid or uid.startswith(f"{booking_uid}@")
+    return uid in booking_uids or uid.partition("@")[0] in booking_uids
 
 
 async def external_busy_times(
@@ -241,10 +242,11 @@ async def external_busy_times(
     busy_from: datetime,
     busy_to: datetime,
     external: ExternalBusy | None,
-    booking_uid: str | None,
+    booking_uids: frozenset[str],
 ) -> list[BusyTime]:
     """The host's calendar events as busy times; the whole span when a selected calendar could
-    not be read (fail closed, unless the server is set to fail open)."""
+    not be read (fail closed, unless the server is set to fail open). Events of the bookings in
+    ``booking_uids`` are left out: a booking counts once, as itself (a seated one as seats)."""
     if external is not None and external.covers(host_id, busy_from, busy_to):
         problems = external.problems.get(host_id)
         if problems and not external.fail_open:
@@ -252,7 +254,9 @@ async def external_busy_times(
         return [
             BusyTime(p.start, p.end, source=p.source)
             for p in external.busy.get(host_id, ())
-            if p.end > busy_from and p.start < busy_to and not is_own_event(p.uid, booking_uid)
+            if p.end > busy_from
+            and p.start < busy_to
+            and not is_bookable_event(p.uid, booking_uids)
         ]
     selected = await session.scalar(
         select(SelectedCalendar.id).where(SelectedCalendar.user_id == host_id).limit(1)
@@ -337,7 +341,15 @@ async def load_host_calendar(
 
     busy.extend(
         await external_busy_times(
-            session, host.id, busy_from, busy_to, external, ignore_booking_uid
+            session,
+            host.id,
+            busy_from,
+            busy_to,
+            external,
+            # The host's bookings read above, and the one being moved or confirmed.
+            frozenset(uid for uid, *_ in rows).union(
+                [ignore_booking_uid] if ignore_booking_uid else []
+            ),
         )
     )
 
