@@ -1,5 +1,6 @@
 """The seam every calendar provider fits: list the calendars of an account, tell cheaply whether a
-calendar changed, and read its busy times in a range. (Part 2 adds writing events.)
+calendar changed, and read its busy times in a range; and, for calendars that take events
+(`CalendarWriter`), write one booking's event: create, update, delete.
 
 Providers do network I/O only: no database, no session, never called while a transaction or a
 booking lock is open. Every HTTP request goes through `bookable.core.outbound.guarded_client`, so
@@ -100,4 +101,37 @@ class CalendarProvider(Protocol):
         self, external_id: str, start: datetime, end: datetime, rules: BusyRules
     ) -> CalendarRead:
         """Busy periods overlapping [start, end). Raises CalendarError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEvent:
+    """Where a written event lives, and its version after the write (for the next If-Match;
+    None when the server did not tell)."""
+
+    url: str
+    etag: str | None = None
+
+
+class CalendarWriter(Protocol):
+    """Writing one booking's event, exactly once: the event's place is derived from its UID
+    (``<calendar_url><uid>.ics``), so every call is safe to repeat after a crash or a timeout.
+    Every method raises CalendarError on a failure (``authentication`` set for a refused login)."""
+
+    integration: ClassVar[str]
+
+    async def create_event(self, calendar_url: str, uid: str, ics: bytes) -> WrittenEvent:
+        """Store the event unless an event with this UID is already there (then that one is
+        taken as written: a repeated create is not a duplicate)."""
+        ...
+
+    async def update_event(
+        self, calendar_url: str, uid: str, ics: bytes, etag: str | None
+    ) -> WrittenEvent:
+        """Replace the event (only the version ``etag`` when given; a newer one is re-read and
+        replaced once). An event that is gone is created again."""
+        ...
+
+    async def delete_event(self, calendar_url: str, uid: str, etag: str | None) -> None:
+        """Remove the event. One that is already gone counts as removed."""
         ...

@@ -9,9 +9,9 @@ the guarded client (`bookable.core.outbound.guarded_client`, see `providers.http
 DNS and refuses metadata and link-local addresses, and the package's own HTTP session cannot;
 the package also installs ``urllib3-future`` over ``urllib3``, which breaks ``requests``
 (schemathesis, our fuzzer, runs on it). What we need of CalDAV is three PROPFINDs and one
-REPORT: lxml builds their bodies and reads the multistatus answers, and `providers.events` turns
-calendar data into busy times (recurrences expanded on our side: servers' ``expand`` is
-unreliable).
+REPORT to read, and PUT/GET/DELETE of one object per booking to write: lxml builds the bodies
+and reads the multistatus answers, and `providers.events` turns calendar data into busy times
+(recurrences expanded on our side: servers' ``expand`` is unreliable).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import httpx
 from lxml import etree
@@ -33,6 +33,7 @@ from bookable.calendars.providers.base import (
     CalendarRead,
     Connection,
     RemoteCalendar,
+    WrittenEvent,
 )
 from bookable.calendars.providers.events import (
     OccurrenceBudget,
@@ -112,6 +113,9 @@ VERSION_BODY = _propfind_body(GETCTAG)
 SYNC_TOKEN_BODY = _propfind_body(SYNC_TOKEN)
 
 XML_HEADERS = {"Content-Type": 'application/xml; charset="utf-8"'}
+ICS_HEADERS = {"Content-Type": "text/calendar; charset=utf-8"}
+WRITTEN_STATUSES = frozenset({200, 201, 204})
+GONE_STATUSES = frozenset({404, 410})
 
 
 def _calendar_query_body(start: datetime, end: datetime) -> bytes:
@@ -508,6 +512,144 @@ class CalDavProvider:
                     ) from None
         busy.sort(key=lambda period: (period.start, period.end))
         return busy
+
+    # --- writing ------------------------------------------------------------------------------
+    # One object per booking at <calendar><uid>.ics (RFC 4791 5.3.2), so a repeated call finds
+    # its own earlier write instead of adding another event.
+
+    def _event_url(self, calendar_url: str, uid: str) -> str:
+        if not uid:
+            raise CalendarError("An event cannot be written without a UID.")
+        base = self._own(calendar_url)
+        if not base.endswith("/"):
+            base += "/"
+        return checked_url(f"{base}{quote(uid, safe='')}.ics", self.connection)
+
+    async def _request(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        return await fetch(
+            client,
+            self.connection,
+            method,
+            checked_url(url, self.connection),
+            content=body,
+            headers=headers,
+            auth=self._auth,
+        )
+
+    def _write_error(self, answer: Answer, calendar_url: str, doing: str) -> CalendarError:
+        """The error a refused write means (the caller handles 412 and gone events itself)."""
+        if answer.status == 403:
+            # On a write, 403 is a calendar that does not take our events (read-only, or a
+            # CalDAV precondition), not a wrong password: the credential stays valid.
+            return CalendarError(
+                f"The calendar {shown_url(calendar_url)} refused to {doing} (HTTP 403): it may be "
+                "read-only for this account. Choose a calendar this account can write to."
+            )
+        if answer.status == 409:
+            return self._not_found(calendar_url)
+        if answer.status == 413:
+            return CalendarError(
+                f"The calendar {shown_url(calendar_url)} refused the event as too large (HTTP 413)."
+            )
+        return status_error(answer, apple=self.apple) or CalendarError(
+            f"The calendar server at {shown_url(answer.url)} did not {doing} "
+            f"(HTTP {answer.status})."
+        )
+
+    async def _stored_etag(
+        self, client: httpx.AsyncClient, url: str, calendar_url: str
+    ) -> tuple[bool, str | None]:
+        """(whether the event exists, its ETag when the server gives one)."""
+        answer = await self._request(client, "GET", url)
+        if answer.status in GONE_STATUSES:
+            return False, None
+        if answer.status != 200:
+            raise self._write_error(answer, calendar_url, "read the event back")
+        return True, answer.headers.get("ETag")
+
+    async def _written(
+        self, client: httpx.AsyncClient, answer: Answer, url: str, calendar_url: str
+    ) -> WrittenEvent:
+        etag = answer.headers.get("ETag")
+        if etag is None:
+            # Servers that change what they store (or do not say) send no ETag: read it.
+            _exists, etag = await self._stored_etag(client, url, calendar_url)
+        return WrittenEvent(url=url, etag=etag)
+
+    async def _create(
+        self, client: httpx.AsyncClient, calendar_url: str, url: str, ics: bytes
+    ) -> WrittenEvent:
+        answer = await self._request(
+            client, "PUT", url, body=ics, headers={**ICS_HEADERS, "If-None-Match": "*"}
+        )
+        if answer.status in WRITTEN_STATUSES:
+            return await self._written(client, answer, url, calendar_url)
+        if answer.status == 412:
+            # Already there: an earlier try of this same write got through.
+            exists, etag = await self._stored_etag(client, url, calendar_url)
+            if exists:
+                return WrittenEvent(url=url, etag=etag)
+            raise CalendarError(
+                f"The event in {shown_url(calendar_url)} was removed while it was being "
+                "written; the write will be tried again."
+            )
+        if answer.status in GONE_STATUSES:
+            raise self._not_found(calendar_url)
+        raise self._write_error(answer, calendar_url, "add the event")
+
+    async def create_event(self, calendar_url: str, uid: str, ics: bytes) -> WrittenEvent:
+        url = self._event_url(calendar_url, uid)
+        async with open_client(self.connection) as client:
+            return await self._create(client, calendar_url, url, ics)
+
+    async def update_event(
+        self, calendar_url: str, uid: str, ics: bytes, etag: str | None
+    ) -> WrittenEvent:
+        url = self._event_url(calendar_url, uid)
+        async with open_client(self.connection) as client:
+            expected = etag
+            for attempt in range(2):
+                headers = {**ICS_HEADERS, **({"If-Match": expected} if expected else {})}
+                answer = await self._request(client, "PUT", url, body=ics, headers=headers)
+                if answer.status in WRITTEN_STATUSES:
+                    return await self._written(client, answer, url, calendar_url)
+                if answer.status in GONE_STATUSES:
+                    return await self._create(client, calendar_url, url, ics)
+                if answer.status != 412:
+                    raise self._write_error(answer, calendar_url, "change the event")
+                if attempt == 1:
+                    break
+                # Another version is stored (or none: If-Match on a missing object is a 412
+                # too): replace the current one once, or create it again.
+                exists, expected = await self._stored_etag(client, url, calendar_url)
+                if not exists:
+                    return await self._create(client, calendar_url, url, ics)
+        raise CalendarError(
+            f"The event in {shown_url(calendar_url)} kept changing while it was being updated "
+            "(HTTP 412); the write will be tried again."
+        )
+
+    async def delete_event(self, calendar_url: str, uid: str, etag: str | None) -> None:
+        url = self._event_url(calendar_url, uid)
+        async with open_client(self.connection) as client:
+            answer = await self._request(
+                client, "DELETE", url, headers={"If-Match": etag} if etag else None
+            )
+            if answer.status == 412:
+                # Changed since we wrote it (an app touched it): the booking is gone all the
+                # same, and the object at its UID's place is its event.
+                answer = await self._request(client, "DELETE", url)
+        if answer.status in WRITTEN_STATUSES | GONE_STATUSES | {202}:
+            return
+        raise self._write_error(answer, calendar_url, "remove the event")
 
 
 def _texts(element: etree._Element | None) -> Iterable[str]:
