@@ -142,6 +142,9 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "rate_limit": "0",
             "redis_url": None,
             "clock": None,
+            # A safety net: whatever a test's calendar URL says, the app never looks up or
+            # reaches a host outside this machine.
+            "calendar_allowed_hosts": "127.0.0.1,::1,localhost",
         }
         values.update(overrides)
         return Settings(**values)
