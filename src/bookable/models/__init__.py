@@ -10,7 +10,13 @@ from bookable.models.bookings import (
     BookingStatus,
     Payment,
 )
-from bookable.models.calendars import Credential, SelectedCalendar
+from bookable.models.calendars import (
+    CalendarEvent,
+    CalendarEventStatus,
+    Credential,
+    DestinationCalendar,
+    SelectedCalendar,
+)
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.idempotency import IdempotencyKey
 from bookable.models.schedules import Availability, Schedule
@@ -27,7 +33,10 @@ __all__ = [
     "BookingHost",
     "BookingReference",
     "BookingStatus",
+    "CalendarEvent",
+    "CalendarEventStatus",
     "Credential",
+    "DestinationCalendar",
     "EventType",
     "EventTypeCustomInput",
     "Host",

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Enum,
     ForeignKey,
@@ -25,11 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookable.core.clock import utcnow
-from bookable.models.base import Base, UTCDateTime
-
-# BigInteger ids autoincrement on SQLite only as INTEGER; the variant keeps both happy.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
+from bookable.models.base import Base, BigId, UTCDateTime
 
 def new_webhook_id() -> str:
     return str(uuid.uuid4())
