@@ -26,6 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bookable.core.clock import utcnow
 from bookable.models.base import Base, BigId, UTCDateTime
 
+
 def new_webhook_id() -> str:
     return str(uuid.uuid4())
 
