@@ -27,6 +27,7 @@ from sqlalchemy import insert, select, text
 from bookable.app import create_app
 from bookable.core.clock import clock
 from bookable.core.db import create_engine
+from bookable.core.dispatch import NOTIFY_CHANNEL
 from bookable.models import (
     Attendee,
     Booking,
@@ -37,7 +38,6 @@ from bookable.models import (
     WebhookEventStatus,
 )
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
-from bookable.webhooks.outbox import NOTIFY_CHANNEL
 from bookable.webhooks.payloads import FACTS_BATCH, js_json, load_facts, meeting_body
 from bookable.webhooks.triggers import WebhookTrigger
 from tests.conftest import Account, client_for

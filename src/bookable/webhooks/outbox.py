@@ -18,15 +18,15 @@ so a delivery starts at once; dispatchers in other processes find the row on the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, event, or_, select, text, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
 
 from bookable.core.clock import utcnow
+from bookable.core.dispatch import mark_written
 from bookable.models import (
     Attendee,
     Booking,
@@ -57,47 +57,6 @@ log = logging.getLogger("bookable.webhooks")
 
 # Cal.com's cron forgets scheduled triggers more than a day overdue; so does Bookable.
 MEETING_GRACE = timedelta(days=1)
-_ANNOUNCED = "bookable.webhooks.announced"
-_listeners: set[Callable[[], None]] = set()
-
-
-# --- waking the dispatcher after a commit ---------------------------------------------------------
-
-
-def add_commit_listener(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` after every commit that wrote outbox rows; returns its remover.
-    The callback runs inside the committing code: it must be quick and never raise."""
-    _listeners.add(callback)
-    return lambda: _listeners.discard(callback)
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_after_commit(session: Session) -> None:
-    if session.info.pop(_ANNOUNCED, False):
-        for callback in list(_listeners):
-            try:
-                callback()
-            except Exception:  # a listener's trouble must never fail the caller's commit
-                log.exception("webhook dispatcher wake-up failed")
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_after_rollback(session: Session) -> None:
-    # The events went with the transaction; the next one must mark (and NOTIFY) afresh.
-    session.info.pop(_ANNOUNCED, None)
-
-
-NOTIFY_CHANNEL = "bookable_webhooks"
-
-
-async def _mark(session: AsyncSession) -> None:
-    """Remember to wake this process's dispatchers after the commit; on PostgreSQL also
-    NOTIFY, which the server sends on commit only, to dispatchers in other processes."""
-    if session.info.get(_ANNOUNCED):
-        return
-    session.info[_ANNOUNCED] = True
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 # --- who is subscribed ----------------------------------------------------------------------------
@@ -280,7 +239,7 @@ async def _add_events(
             )
         )
         added += 1
-    await _mark(session)
+    await mark_written(session)
     return added
 
 
@@ -368,7 +327,7 @@ async def _plan_meetings(session: AsyncSession, booking: Booking, hooks: list[We
                     session.add(planned)
                     added += 1
     if added:
-        await _mark(session)
+        await mark_written(session)
     return added
 
 
@@ -439,5 +398,5 @@ async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
                 rows.append(row)
     session.add_all(rows)
     if rows:
-        await _mark(session)
+        await mark_written(session)
     return len(rows)

@@ -1,0 +1,525 @@
+"""Carrying out an outbox: claim due rows, act on each, record every attempt, retry with backoff.
+
+The outbox rule (DESIGN.md): a side effect is a row written in the transaction of the change it
+announces; a dispatcher carries it out afterwards, at least once. `OutboxDispatcher` is that
+machinery, shared by every outbox (webhook events, calendar events); a subclass says what one
+attempt does and how it is recorded. One runs as a background task, inside `bookable serve` (the
+app's lifespan) or alone in `bookable worker`. It never holds a database transaction across a
+network call:
+
+1. **Claim** (one short transaction): due PENDING rows whose lease is free get
+   ``locked_until = now + lease``. On PostgreSQL the candidates are picked with
+   ``FOR UPDATE SKIP LOCKED``, so dispatchers in several processes take disjoint rows; on
+   SQLite the UPDATE itself is the claim (writers are serialised).
+2. **Act** (no transaction): the subclass's `deliver`, bounded by its timeout.
+3. **Record**: the subclass's `_write`, in the transaction of the next claim (one write per
+   cycle, not two: on SQLite every write queues behind the API's own writers).
+
+A process that dies between 1 and 3 leaves the row claimed until the lease runs out; then any
+dispatcher claims it again: every row is carried out at least once, across SIGKILL. A lease is
+several times the timeout, so no row is worked on by two dispatchers at the same time.
+
+Rows are found at once after the commit that wrote them: `mark_written` flags the session, and
+an ``after_commit`` hook wakes this process's dispatchers; on PostgreSQL a NOTIFY (sent by the
+server on commit only) wakes the dispatchers of other processes, which LISTEN. Otherwise each
+polls every ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Generic, TypeVar
+
+from sqlalchemy import Table, event, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from bookable.core.clock import Clock, clock
+from bookable.core.db import WRITE_OPTION, create_engine, session_factory
+from bookable.settings import Settings
+
+log = logging.getLogger("bookable.outbox")
+
+PENDING = "PENDING"  # the status of a row that waits to be carried out, in every outbox table
+STOP_GRACE = 2.0  # seconds in-flight attempts get to finish when a dispatcher stops
+SQLITE_RETRY = 0.002  # seconds between tries for SQLite's write lock
+# PostgreSQL LISTEN: seconds between tries to listen again after the connection is lost, and
+# how often a quiet connection is checked.
+LISTEN_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+LISTEN_CHECK_INTERVAL = 30.0
+LISTEN_CHECK_TIMEOUT = 5.0
+
+JobT = TypeVar("JobT")
+OutcomeT = TypeVar("OutcomeT")
+
+_WRITTEN = "bookable.outbox.written"
+_listeners: set[Callable[[], None]] = set()
+
+
+# --- waking dispatchers after a commit -----------------------------------------------------------
+
+
+def add_commit_listener(callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` after every commit that wrote outbox rows; returns its remover.
+    The callback runs inside the committing code: it must be quick and never raise."""
+    _listeners.add(callback)
+    return lambda: _listeners.discard(callback)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_after_commit(session: Session) -> None:
+    if session.info.pop(_WRITTEN, False):
+        for callback in list(_listeners):
+            try:
+                callback()
+            except Exception:  # a listener's trouble must never fail the caller's commit
+                log.exception("outbox dispatcher wake-up failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    # The rows went with the transaction; the next one must mark (and NOTIFY) afresh.
+    session.info.pop(_WRITTEN, None)
+
+
+# One channel for every outbox: a wake-up costs each dispatcher one cheap read.
+NOTIFY_CHANNEL = "bookable_webhooks"
+
+
+async def mark_written(session: AsyncSession) -> None:
+    """Remember to wake this process's dispatchers after the commit; on PostgreSQL also
+    NOTIFY, which the server sends on commit only, to dispatchers in other processes."""
+    if session.info.get(_WRITTEN):
+        return
+    session.info[_WRITTEN] = True
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+# --- the dispatcher -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatcherConfig:
+    """How a dispatcher works: timeout per attempt, retry schedule, lease, batch, concurrency."""
+
+    timeout: float = 10.0
+    max_attempts: int = 11
+    retry_delays: tuple[float, ...] = (10, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400)
+    jitter: float = 0.2
+    poll_interval: float = 1.0
+    lease: float = 60.0
+    batch_size: int = 100
+    concurrency: int = 20
+    allow_private_targets: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatcherConfig:
+        return cls(
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            retry_delays=settings.webhook_retry_delay_seconds,
+            jitter=settings.webhook_retry_jitter,
+            poll_interval=settings.webhook_poll_interval,
+            lease=settings.webhook_lease_seconds,
+            batch_size=settings.webhook_batch_size,
+            concurrency=settings.webhook_concurrency,
+            allow_private_targets=settings.webhook_allow_private_targets,
+        )
+
+    def retry_delay(self, attempts_made: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after the ``attempts_made``-th failed attempt."""
+        base = self.retry_delays[min(attempts_made, len(self.retry_delays)) - 1]
+        spread = (rng or random).uniform(1 - self.jitter, 1 + self.jitter)
+        return base * spread
+
+
+class RunningClock:
+    """The server's clock, but always running. When it is frozen (tests, sandboxes), time
+    still passes from the frozen instant, or retries and leases would never come due."""
+
+    def __init__(self, base: Clock = clock) -> None:
+        self._base = base
+        self._anchor: tuple[datetime, float] | None = None
+
+    def now(self) -> datetime:
+        current = self._base.now()
+        if not self._base.frozen:
+            return current
+        if self._anchor is None or self._anchor[0] != current:
+            self._anchor = (current, time.monotonic())
+        return current + timedelta(seconds=time.monotonic() - self._anchor[1])
+
+
+class OutboxDispatcher(Generic[JobT, OutcomeT]):
+    """Carries out due rows of one outbox table until stopped. See the module docstring.
+
+    A subclass names its ``table`` and ``name`` and says how to turn claimed rows into jobs
+    (`_jobs`), how to carry out one job (`deliver`, which never raises for the far side's
+    trouble) and how to record finished ones (`_write`). Jobs have ``event_id`` (the row's
+    id) and ``lease_until``; outcomes have ``job``."""
+
+    table: ClassVar[Table]
+    name: ClassVar[str] = "outbox"
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        config: DispatcherConfig,
+        *,
+        running_clock: RunningClock | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.config = config
+        self.clock = running_clock or RunningClock()
+        self._rng = random.Random()
+        self._task: asyncio.Task[None] | None = None
+        self._results: list[OutcomeT] = []  # finished attempts not written yet
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._remove_listener: Any = None
+        self._postgres: bool | None = None
+        self._listener: AsyncConnection | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listener_driver: Any = None  # asyncpg's connection under `_listener`
+        self._listen_lost = asyncio.Event()  # set when the LISTEN connection is gone
+        self._stop_requested = asyncio.Event()
+        self._sqlite_writer: AsyncEngine | None = None
+        self.delivered = 0  # attempts recorded, for logs and benchmarks
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self._open()
+        self._remove_listener = add_commit_listener(self.wake)
+        if self._engine_dialect() == "postgresql":
+            await self._listen()
+            self._listen_task = asyncio.create_task(
+                self._keep_listening(), name=f"{self.name}-listen"
+            )
+        self._task = asyncio.create_task(self._run(), name=f"{self.name}-dispatcher")
+
+    def _engine_dialect(self) -> str | None:
+        engine = self.sessions.kw.get("bind")
+        return engine.dialect.name if isinstance(engine, AsyncEngine) else None
+
+    async def _listen(self) -> bool:
+        """PostgreSQL: LISTEN for the NOTIFY that commits with new events in any process, so
+        a dispatcher elsewhere starts at once instead of at its next poll. Best effort: the
+        poll still finds everything while this connection is down. True when listening."""
+        engine = self.sessions.kw.get("bind")
+        assert isinstance(engine, AsyncEngine)
+        lost = self._listen_lost = asyncio.Event()
+        try:
+            self._listener = await engine.connect()
+            raw = await self._listener.get_raw_connection()
+            driver = self._listener_driver = raw.driver_connection
+            driver.add_termination_listener(lambda *_args: lost.set())
+            await driver.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wakeup.set())
+            return True
+        except (DBAPIError, OSError, AttributeError) as error:
+            log.warning("%s dispatcher: LISTEN failed, polling meanwhile: %s", self.name, error)
+            await self._unlisten()
+            return False
+
+    async def _listener_alive(self) -> bool:
+        """Whether the LISTEN connection still answers (a dead peer that sent nothing, such as
+        a dropped network path, is only found by talking to it)."""
+        if self._listener is None or self._listen_lost.is_set():
+            return False
+        try:
+            async with asyncio.timeout(LISTEN_CHECK_TIMEOUT):
+                # On the driver's connection: no transaction is left open on ours.
+                await self._listener_driver.execute("SELECT 1")
+            return True
+        except Exception:  # asyncpg's own errors, OSError, TimeoutError: all mean "gone"
+            return False
+
+    async def _keep_listening(self) -> None:
+        """Watch the LISTEN connection and establish it again when it is lost (a server
+        restart, pg_terminate_backend, a network failure), with a growing wait between tries
+        (LISTEN_RETRY_DELAYS). After each new LISTEN the dispatcher looks for due events at
+        once: NOTIFYs sent while nobody listened are gone."""
+        failures = 0
+        while not self._stopping:
+            if self._listener is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LISTEN_CHECK_INTERVAL):
+                        await self._listen_lost.wait()
+                if self._stopping or await self._listener_alive():
+                    continue
+                log.warning("%s dispatcher: LISTEN connection lost; listening again", self.name)
+                await self._unlisten()
+            delay = LISTEN_RETRY_DELAYS[min(failures, len(LISTEN_RETRY_DELAYS) - 1)]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stop_requested.wait()
+            if self._stopping:
+                break
+            if await self._listen():
+                failures = 0
+                self._wakeup.set()
+            else:
+                failures += 1
+
+    async def _unlisten(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(DBAPIError, OSError):
+                # Not back to the pool: the connection has our listener on it.
+                await listener.invalidate()
+            with contextlib.suppress(DBAPIError, OSError):
+                await listener.close()
+
+    async def stop(self) -> None:
+        """Stop claiming; give in-flight deliveries a moment, then cancel them (their events
+        are released for the next dispatcher); write what finished."""
+        self._stopping = True
+        self._stop_requested.set()
+        self._listen_lost.set()
+        if self._remove_listener is not None:
+            self._remove_listener()
+        self.wake()
+        if self._task is not None:
+            await self._task
+        if self._listen_task is not None:
+            await self._listen_task
+        await self._unlisten()
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the subclass's clients and our own engine (`stop` does; call it after using
+        `run_once` alone)."""
+        await self._close()
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.dispose()
+            self._sqlite_writer = None
+
+    def wake(self) -> None:
+        """Look for due rows now (called after commits that wrote some; thread-safe)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            free = self.config.concurrency - len(self._in_flight)
+            wanted = min(free, self.config.batch_size)
+            claimed: list[JobT] = []
+            try:
+                claimed = await self.exchange(self._take_results(), wanted)
+            except (DBAPIError, OSError) as error:
+                log.warning("%s dispatcher: database trouble: %s", self.name, error)
+            except Exception:
+                # Never let the loop die: delivery would stop until a restart.
+                log.exception("%s dispatcher: unexpected error; going on", self.name)
+            for job in claimed:
+                task = asyncio.create_task(self._deliver_and_keep(job))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+            if claimed and len(claimed) == wanted:
+                continue  # probably more due: claim again while there are free slots
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.poll_interval):
+                    await self._wakeup.wait()
+        if self._in_flight:
+            _done, pending = await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            await self.exchange(self._take_results(), 0)
+        except (DBAPIError, OSError) as error:  # the leases run out; the events go out again
+            log.warning("%s dispatcher: recording the last attempts failed: %s", self.name, error)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        # Write and claim again once half the slots are free: one transaction for many rows,
+        # not one per delivery (on SQLite every write queues behind the API's writers).
+        if len(self._in_flight) <= self.config.concurrency // 2:
+            self._wakeup.set()
+
+    async def _deliver_and_keep(self, job: JobT) -> None:
+        try:
+            outcome = await self.deliver(job)
+        except asyncio.CancelledError:
+            await self._release([job.event_id], job.lease_until)
+            raise
+        self._results.append(outcome)
+
+    def _take_results(self) -> list[OutcomeT]:
+        taken, self._results = self._results, []
+        return taken
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it and record the attempts; for the CLI and tests when
+        the background loop is not running. Returns how many events were handled."""
+        jobs = await self.exchange([], self.config.batch_size)
+        outcomes = await asyncio.gather(*(self.deliver(job) for job in jobs))
+        await self.exchange(list(outcomes), 0)
+        return len(jobs)
+
+    async def exchange(self, outcomes: list[OutcomeT], limit: int) -> list[JobT]:
+        """Write finished attempts and claim up to ``limit`` due events, in one short
+        transaction. If writing fails, the attempts are kept for the next call."""
+        try:
+            return await self._exchange(outcomes, limit)
+        except IntegrityError:
+            # A row vanished meanwhile (its parent was deleted): write one by one.
+            for outcome in outcomes:
+                with contextlib.suppress(IntegrityError):
+                    await self._exchange([outcome], 0)
+            return await self._exchange([], limit)
+        except BaseException:
+            self._results.extend(outcomes)
+            raise
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _writer_sessions(self) -> async_sessionmaker[AsyncSession]:
+        """SQLite: sessions of an engine of our own whose connections do not wait in SQLite's
+        busy handler. Its backoff grows to one try per 100 ms, so a waiter that has waited a
+        while loses the lock to every request that comes after it: with API writers keeping
+        the lock busy, the dispatcher would wait seconds. It retries every few ms instead."""
+        if self._sqlite_writer is None:
+            engine = self.sessions.kw.get("bind")
+            if not isinstance(engine, AsyncEngine) or engine.dialect.name != "sqlite":
+                return self.sessions
+            own = create_engine(engine.url.render_as_string(hide_password=False))
+
+            @event.listens_for(own.sync_engine, "connect")
+            def _no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA busy_timeout=0")
+                cursor.close()
+
+            self._sqlite_writer = own
+        return session_factory(self._sqlite_writer)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE, retried until the lock is ours)."""
+        sessions = self._writer_sessions()
+        while True:
+            session = sessions()
+            try:
+                await session.connection(execution_options={WRITE_OPTION: True})
+                break
+            except OperationalError as error:
+                await session.close()
+                if self._sqlite_writer is None or "locked" not in str(error):
+                    raise
+                await asyncio.sleep(SQLITE_RETRY)
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+    # --- 1. claim ---------------------------------------------------------------------------
+
+    async def _is_postgres(self, session: AsyncSession) -> bool:
+        if self._postgres is None:
+            self._postgres = (await session.connection()).dialect.name == "postgresql"
+        return self._postgres
+
+    def _due(self, now: datetime) -> list[Any]:
+        return [
+            self.table.c.status == PENDING,
+            self.table.c.next_attempt_at <= now,
+            or_(self.table.c.locked_until.is_(None), self.table.c.locked_until < now),
+        ]
+
+    async def _exchange(self, outcomes: list[OutcomeT], limit: int) -> list[JobT]:
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.config.lease)
+        if not outcomes:
+            if limit <= 0:
+                return []
+            async with self.sessions() as session:
+                # A read first: an idle dispatcher must not take SQLite's write lock every poll.
+                due = select(self.table.c.id).where(*self._due(now)).limit(1)
+                if await session.scalar(due) is None:
+                    return []
+        table = self.table
+        async with self._writing() as session:
+            await self._write(session, outcomes, now)
+            if limit <= 0:
+                return []
+            candidates = (
+                select(self.table.c.id)
+                .where(*self._due(now))
+                .order_by(self.table.c.next_attempt_at, self.table.c.id)
+                .limit(limit)
+            )
+            if await self._is_postgres(session):
+                # Rows another dispatcher is claiming right now are skipped, not waited for.
+                candidates = candidates.with_for_update(skip_locked=True)
+            rows = (
+                await session.execute(
+                    update(table)
+                    .where(table.c.id.in_(candidates.scalar_subquery()), *self._due(now))
+                    .values(locked_until=lease_until)
+                    .returning(*self._claimed_columns())
+                )
+            ).all()
+            if not rows:
+                return []
+            return await self._jobs(session, sorted(rows, key=lambda r: r.id), lease_until)
+
+    async def _release(self, event_ids: Sequence[int], lease_until: datetime) -> None:
+        """Give claimed rows back without counting an attempt (a stop mid-delivery)."""
+        try:
+            async with self._writing() as session:
+                await session.execute(
+                    update(self.table)
+                    .where(self.table.c.id.in_(event_ids), self.table.c.locked_until == lease_until)
+                    .values(locked_until=None)
+                )
+        except (DBAPIError, OSError) as error:  # the lease runs out by itself anyway
+            log.warning("%s dispatcher: releasing rows failed: %s", self.name, error)
+
+    # --- what a subclass provides ----------------------------------------------------------
+
+    async def _open(self) -> None:
+        """Make what attempts need (an HTTP client...) when the dispatcher starts."""
+
+    async def _close(self) -> None:
+        """Release what `_open` (or a first attempt) made; safe to call twice."""
+
+    def _claimed_columns(self) -> list[Any]:
+        """The columns of a claimed row that `_jobs` needs (``id`` first)."""
+        raise NotImplementedError
+
+    async def _jobs(
+        self, session: AsyncSession, rows: Sequence[Any], lease_until: datetime
+    ) -> list[JobT]:
+        """The jobs for the rows just claimed (in the claiming transaction)."""
+        raise NotImplementedError
+
+    async def deliver(self, job: JobT) -> OutcomeT:
+        """One attempt. Never raises for the far side's or the network's trouble."""
+        raise NotImplementedError
+
+    async def _write(self, session: AsyncSession, outcomes: list[OutcomeT], now: datetime) -> None:
+        """Record finished attempts (in the transaction of the next claim)."""
+        raise NotImplementedError
