@@ -45,8 +45,8 @@ from bookable.slots.endpoints import router as slots_router
 from bookable.teams.endpoints import router as teams_router
 from bookable.users.endpoints import router as users_router
 from bookable.v2 import router as v2_router
-from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from bookable.webhooks.endpoints import router as webhooks_router
+from bookable.workers import outbox_dispatchers
 
 RESOURCE_ROUTERS = (
     users_router,
@@ -92,21 +92,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Webhook delivery runs beside the API in its own task and sessions (never inside a
-        # request); BOOKABLE_WEBHOOK_DISPATCHER=off leaves it to `bookable worker`.
-        dispatcher = None
+        # Webhook delivery and calendar writes run beside the API in their own tasks and
+        # sessions (never inside a request); BOOKABLE_WEBHOOK_DISPATCHER=off leaves them to
+        # `bookable worker`.
+        dispatchers = []
         if settings.webhook_dispatcher == "inline":
-            dispatcher = Dispatcher(sessions, DispatcherConfig.from_settings(settings))
-            await dispatcher.start()
-        _app.state.webhook_dispatcher = dispatcher
+            dispatchers = outbox_dispatchers(sessions, settings, encryptor)
+            for dispatcher in dispatchers:
+                await dispatcher.start()
+        _app.state.webhook_dispatcher = dispatchers[0] if dispatchers else None
+        _app.state.calendar_dispatcher = dispatchers[1] if dispatchers else None
         # Idempotency keys older than 24 h are ignored anyway; this keeps the table small.
         purge = asyncio.create_task(purge_forever(sessions, IDEMPOTENCY_PURGE_SECONDS))
         yield
         purge.cancel()
         with suppress(asyncio.CancelledError):
             await purge
-        if dispatcher is not None:
-            await dispatcher.stop()
+        await asyncio.gather(*(dispatcher.stop() for dispatcher in dispatchers))
         await engine.dispose()
         await _app.state.rate_limiter.aclose()
         if redis is not None:

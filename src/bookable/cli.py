@@ -186,7 +186,7 @@ def worker(
 
     from bookable.core.logging import install_redaction
     from bookable.migrations.runner import upgrade
-    from bookable.webhooks.dispatcher import run_worker
+    from bookable.workers import run_worker
 
     settings = get_settings()
     if concurrency is not None:

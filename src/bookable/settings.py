@@ -120,6 +120,16 @@ class Settings(BaseSettings):
         "server again; after that a cheap check (CalDAV ctag, HTTP ETag) revalidates them. "
         "Bookings always revalidate.",
     )
+    calendar_write_max_attempts: int = Field(
+        default=11,
+        ge=1,
+        description="Attempts to bring one booking's event into a destination calendar (the "
+        "first one and its retries) before it is FAILED; a refused login fails at once.",
+    )
+    calendar_write_retry_delays: str = Field(
+        default="10s,30s,2m,10m,30m,1h,3h,6h,12h,24h",
+        description="Waits before calendar write retry 1, 2, ... (as the webhook retry delays).",
+    )
     credential_sync_secret: str | None = Field(
         default=None,
         description="Turns on /v1/credential-sync (with the encryption key below): the value "
@@ -165,7 +175,7 @@ class Settings(BaseSettings):
             raise ValueError("BOOKABLE_CLOCK needs a time zone, e.g. 2026-03-01T09:00:00Z")
         return value
 
-    @field_validator("webhook_retry_delays")
+    @field_validator("webhook_retry_delays", "calendar_write_retry_delays")
     @classmethod
     def _delays_parse(cls, value: str) -> str:
         parse_durations(value)
@@ -182,6 +192,10 @@ class Settings(BaseSettings):
     @property
     def webhook_retry_delay_seconds(self) -> tuple[float, ...]:
         return parse_durations(self.webhook_retry_delays)
+
+    @property
+    def calendar_write_retry_delay_seconds(self) -> tuple[float, ...]:
+        return parse_durations(self.calendar_write_retry_delays)
 
     @property
     def calendar_allowed_host_names(self) -> frozenset[str]:

@@ -254,7 +254,7 @@ def test_two_workers_on_postgresql_never_send_one_event_at_the_same_time(
         workers = [_worker(PG_URL, tmp_path / f"worker-{i}.log", env) for i in range(2)]
         try:
             for i, worker in enumerate(workers):
-                _wait_for_log(worker, tmp_path / f"worker-{i}.log", "webhook worker started")
+                _wait_for_log(worker, tmp_path / f"worker-{i}.log", "worker started")
             asyncio.run(_outbox(PG_URL, receiver.url + "/many", count))
             receiver.wait_for_sync(count, within=120)
             deadline = time.monotonic() + 30

@@ -28,6 +28,7 @@ from bookable.bookings.schemas import (
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
 from bookable.bookings.writes import insert_booking
 from bookable.calendars.busy import ExternalBusy
+from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validation_errors
@@ -255,6 +256,8 @@ async def create_booking(
     if joined_booking is not None:
         return await _seat_taken(session, joined_booking, host, previous)
     await announce_new_booking(session, booking, previous=previous, payment=payment)
+    # The new booking keeps the rescheduled one's iCal UID: its calendar events move with it.
+    await plan_booking_event(session, booking)
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -348,6 +351,7 @@ async def _join_open_team_seat(
     organizer = await session.get(User, joined.user_id)
     assert organizer is not None
     await announce_new_booking(session, joined)
+    await plan_booking_event(session, joined)
     return Created(joined, organizer, None, None, joined_seat=True)
 
 
@@ -477,7 +481,9 @@ def _new_booking(
         ),
         sms_reminder_number=booker.phone_number,
         meta=body.metadata or {},
-        ical_uid=f"{uid}@bookable",
+        # A reschedule is the same meeting moved (Cal.com keeps the UID too): calendar apps
+        # update their copy instead of adding a second one.
+        ical_uid=(previous.ical_uid if previous and previous.ical_uid else f"{uid}@bookable"),
         ical_sequence=(previous.ical_sequence + 1) if previous else 0,
         rescheduled_by=body.rescheduled_by if previous else None,
         creation_source="API_V1",
@@ -551,6 +557,9 @@ async def _seat_taken(
 ) -> Created:
     """Step 6 for a seat: announce the booker's seat in ``joined``."""
     await announce_new_booking(session, joined, previous=previous)
+    if previous is not None:  # the booker left it for a seat: its event goes
+        await plan_booking_event(session, previous)
+    await plan_booking_event(session, joined)
     return Created(joined, host, None, previous, joined_seat=True)
 
 

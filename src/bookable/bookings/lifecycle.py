@@ -16,6 +16,7 @@ from bookable.bookings.locks import lock_host_days
 from bookable.bookings.schemas import MAX_BOOKING_LENGTH, TOO_LONG, BookingPatch
 from bookable.bookings.writes import assert_no_overlap, flush_guarded
 from bookable.calendars.busy import ExternalBusy
+from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound
@@ -74,6 +75,7 @@ async def cancel_booking(
                     reason=reason or "Not Provided",
                     cancelled_by=cancelled_by or caller.user.email,
                 )
+                await plan_booking_event(session, booking)
             return Cancelled(booking, only_removed_attendee=True)
 
     targets = [booking]
@@ -103,6 +105,7 @@ async def cancel_booking(
     await session.flush()
     for target in targets:
         await announce(session, WebhookTrigger.BOOKING_CANCELLED, target)
+        await plan_booking_event(session, target)
     return Cancelled(booking, only_removed_attendee=False)
 
 
@@ -128,6 +131,7 @@ async def confirm_booking(
         booking.rejection_reason = reason
         await session.flush()
         await announce(session, WebhookTrigger.BOOKING_REJECTED, booking)
+        await plan_booking_event(session, booking)
         return booking
     if event_type is not None and event_type.team_id is not None:
         await _recheck_team_booking(session, event_type, booking, external)
@@ -145,6 +149,7 @@ async def confirm_booking(
     if unpaid:
         await announce(session, WebhookTrigger.BOOKING_PAID, booking, payment=unpaid[0])
     await announce(session, WebhookTrigger.BOOKING_CREATED, booking)
+    await plan_booking_event(session, booking)
     return booking
 
 
@@ -214,7 +219,10 @@ async def patch_booking(
         setattr(booking, name, value)
     if booking.end_time <= booking.start_time:
         raise BadRequest("custom in 'endTime': must be after startTime")
-    moved = "start_time" in values or "end_time" in values
+    moved = (booking.start_time, booking.end_time) != moved_from
+    if moved:
+        # A new time is a new version of the meeting for calendar apps (RFC 5545 SEQUENCE).
+        booking.ical_sequence = (booking.ical_sequence or 0) + 1
     if moved and booking.end_time - booking.start_time > MAX_BOOKING_LENGTH:
         # (Only a change of time is judged: a booking stored before the limit stays editable.)
         field = "endTime" if "end_time" in values else "startTime"
@@ -226,6 +234,7 @@ async def patch_booking(
     await assert_no_overlap(session, booking)
     await flush_guarded(session, booking)
     await announce_patch(session, booking, moved_from=moved_from)
+    await plan_booking_event(session, booking)
     return booking
 
 

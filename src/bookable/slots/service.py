@@ -228,6 +228,24 @@ def calendar_window(
     return busy_from, busy_to
 
 
+async def _own_event_uids(
+    session: AsyncSession,
+    rows: Sequence[Any],
+    ignore_booking_uid: str | None,
+    external: ExternalBusy | None,
+) -> frozenset[str]:
+    uids = {row[0] for row in rows} | {row[-1] for row in rows if row[-1]}
+    if ignore_booking_uid:
+        uids.add(ignore_booking_uid)
+        if external is not None:
+            ical_uid = await session.scalar(
+                select(Booking.ical_uid).where(Booking.uid == ignore_booking_uid)
+            )
+            if ical_uid:
+                uids.add(ical_uid)
+    return frozenset(uids)
+
+
 def is_bookable_event(uid: str | None, booking_uids: frozenset[str]) -> bool:
     """A calendar event Bookable wrote for one of ``booking_uids`` (UID ``<booking uid>@...``):
     the booking itself already counts (or, being moved, must not block its own move)."""
@@ -309,6 +327,7 @@ async def load_host_calendar(
             Booking.status,
             EventType.before_event_buffer,
             EventType.after_event_buffer,
+            Booking.ical_uid,
         )
         .outerjoin(EventType, EventType.id == Booking.event_type_id)
         .where(
@@ -333,7 +352,7 @@ async def load_host_calendar(
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
     busy: list[BusyTime] = []
-    for uid, b_start, b_end, b_event_type, _status, before, after in rows:
+    for uid, b_start, b_end, b_event_type, _status, before, after, _ical_uid in rows:
         if event_type.seats_per_time_slot and b_event_type == event_type.id:
             seated_ids[uid] = (b_start, b_end)
         else:
@@ -346,10 +365,9 @@ async def load_host_calendar(
             busy_from,
             busy_to,
             external,
-            # The host's bookings read above, and the one being moved or confirmed.
-            frozenset(uid for uid, *_ in rows).union(
-                [ignore_booking_uid] if ignore_booking_uid else []
-            ),
+            # The host's bookings read above, and the one being moved or confirmed, by uid
+            # and by iCal UID (a rescheduled booking's event keeps the first booking's UID).
+            await _own_event_uids(session, rows, ignore_booking_uid, external),
         )
     )
 

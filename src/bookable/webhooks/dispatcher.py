@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,11 +29,9 @@ import httpx
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookable.core.db import create_engine, session_factory
 from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher, RunningClock
 from bookable.core.outbound import guarded_client, refusal, url_problem
 from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
-from bookable.settings import Settings
 from bookable.webhooks.signing import delivery_headers
 
 log = logging.getLogger("bookable.webhooks")
@@ -290,20 +287,3 @@ class Dispatcher(OutboxDispatcher[Job, Outcome]):
                 locked_until=None,
             )
         )
-
-
-async def run_worker(settings: Settings, *, ready_message: str = "webhook worker started") -> None:
-    """`bookable worker`: a dispatcher alone, until SIGTERM or SIGINT."""
-    engine = create_engine(settings.database_url)
-    dispatcher = Dispatcher(session_factory(engine), DispatcherConfig.from_settings(settings))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await dispatcher.start()
-    log.info(ready_message)
-    try:
-        await stop.wait()
-    finally:
-        await dispatcher.stop()
-        await engine.dispose()

@@ -107,10 +107,12 @@ class CalendarProvider(Protocol):
 @dataclass(frozen=True, slots=True)
 class WrittenEvent:
     """Where a written event lives, and its version after the write (for the next If-Match;
-    None when the server did not tell)."""
+    None when the server did not tell). ``existed``: a create found the event already there
+    (an earlier try got through); it holds what that try wrote, which may be older."""
 
     url: str
     etag: str | None = None
+    existed: bool = False
 
 
 class CalendarWriter(Protocol):

@@ -596,7 +596,7 @@ class CalDavProvider:
             # Already there: an earlier try of this same write got through.
             exists, etag = await self._stored_etag(client, url, calendar_url)
             if exists:
-                return WrittenEvent(url=url, etag=etag)
+                return WrittenEvent(url=url, etag=etag, existed=True)
             raise CalendarError(
                 f"The event in {shown_url(calendar_url)} was removed while it was being "
                 "written; the write will be tried again."
