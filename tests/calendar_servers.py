@@ -29,6 +29,8 @@ from xml.sax.saxutils import escape
 
 import httpx
 import pytest
+from icalendar import Calendar, Event
+from lxml import etree
 
 
 def free_port() -> int:
@@ -129,6 +131,29 @@ class RadicaleAccount:
         slug = f"readonly-{secrets.token_hex(3)}"
         return self.make_calendar(name, slug=slug, owner="admin")
 
+    def events(self, calendar_url: str) -> list[Event]:
+        """Every VEVENT the calendar holds, as a CalDAV client reads them: a calendar-query
+        REPORT for the calendar data of every object (RFC 4791 7.8)."""
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            "<D:prop><C:calendar-data/></D:prop>"
+            '<C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT"/>'
+            "</C:comp-filter></C:filter></C:calendar-query>"
+        )
+        response = httpx.request(
+            "REPORT", calendar_url, content=body.encode(),
+            headers={"Depth": "1", "Content-Type": "application/xml; charset=utf-8"},
+            auth=(self.username, self.password), timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 207, response.text
+        tree = etree.fromstring(response.content)
+        found: list[Event] = []
+        for data in tree.iter("{urn:ietf:params:xml:ns:caldav}calendar-data"):
+            calendar = Calendar.from_ical(data.text or "")
+            found.extend(c for c in calendar.walk("VEVENT") if isinstance(c, Event))
+        return found
+
     def put_event(self, calendar_url: str, ics_text: str, *, as_admin: bool = False) -> str:
         """Save one calendar object (PUT ``<calendar>/<uid>.ics``, as calendar apps do) and
         return its URL."""
@@ -188,6 +213,11 @@ level = warning
         self.passwords[username] = password
         with self.htpasswd.open("a") as users:
             users.write(f"{username}:{password}\n")
+
+    def set_password(self, username: str, password: str) -> None:
+        """Change a user's password (Radicale reads the file at every login)."""
+        self.passwords[username] = password
+        self.htpasswd.write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
 
     def account(self, username: str) -> RadicaleAccount:
         return RadicaleAccount(self, username, self.passwords[username])

@@ -24,14 +24,16 @@ from bookable.bookings.schemas import (
     BookingPatch,
     BookingRead,
     BookingRow,
+    CalendarEventOut,
     FullAttendeeOut,
     NoShowBody,
     NoShowOut,
 )
+from bookable.calendars.writes import booking_calendar_events
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
-from bookable.core.errors import BadRequest, NotFound
+from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.core.idempotency import IdempotentRoute
 from bookable.core.openapi import envelope, ok
 from bookable.core.pagination import Pagination
@@ -39,7 +41,14 @@ from bookable.core.preflight import Prepared, before_transaction
 from bookable.core.retry import retry_transaction
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
-from bookable.models import Booking, BookingReference, EventType, Payment, User
+from bookable.models import (
+    Booking,
+    BookingReference,
+    CalendarEventStatus,
+    EventType,
+    Payment,
+    User,
+)
 
 router = APIRouter(tags=["bookings"], route_class=IdempotentRoute)
 BookingsResponse = envelope("BookingsResponse", bookings=list[BookingOut])
@@ -435,6 +444,48 @@ async def get_transcript(
 ) -> list[Any]:
     await _video_reference(session, caller, id)
     return []
+
+
+@router.get(
+    "/bookings/{id}/calendar-events",
+    summary="The booking's event in each destination calendar, and the state of its writes "
+    "(Bookable extension)",
+    responses=ok(envelope("CalendarEventsResponse", calendarEvents=list[CalendarEventOut])),
+)
+async def get_calendar_events(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+    booking = await access.get_booking(session, caller, id)
+    event_type = (
+        await session.get(EventType, booking.event_type_id) if booking.event_type_id else None
+    )
+    if not await access.manages(session, caller, booking, event_type):
+        # An attendee sees the booking, not the hosts' calendars.
+        raise Forbidden("You are not authorized")
+    rows = await booking_calendar_events(session, booking)
+    return {
+        "calendarEvents": [
+            CalendarEventOut(
+                id=row.id,
+                uid=row.uid,
+                booking_id=row.booking_id,
+                user_id=row.user_id,
+                integration=row.integration,
+                credential_id=row.credential_id,
+                external_calendar_id=row.calendar_url,
+                action="write" if row.wanted else "delete",
+                status=str(row.status),
+                sequence=row.sequence,
+                attempts=row.attempts,
+                last_error=row.last_error,
+                last_attempt_at=row.last_attempt_at,
+                next_attempt_at=(
+                    row.next_attempt_at if row.status == CalendarEventStatus.PENDING else None
+                ),
+                done_at=row.done_at,
+                event_url=row.event_url,
+            ).model_dump(mode="json", by_alias=True)
+            for row in rows
+        ]
+    }
 
 
 @router.post("/no-show", summary="Mark attendees or the host as no-show", responses=ok(NoShowOut))

@@ -350,3 +350,25 @@ class NoShowOut(WireModel):
     message: str
     attendees: list[NoShowAttendeeOut]
     no_show_host: bool
+
+
+class CalendarEventOut(WireModel):
+    """A booking's event in one destination calendar: what it should be (``action``) and how
+    far the writes got. ``nextAttemptAt`` is set while a retry waits."""
+
+    id: int
+    uid: str
+    booking_id: int
+    user_id: int
+    integration: str
+    credential_id: int
+    external_calendar_id: str
+    action: str  # "write" (the event should be there, as the booking is now) or "delete"
+    status: str  # PENDING, WRITTEN, DELETED, FAILED
+    sequence: int
+    attempts: int
+    last_error: str | None
+    last_attempt_at: WireDateTime | None
+    next_attempt_at: WireDateTime | None
+    done_at: WireDateTime | None
+    event_url: str | None

@@ -27,13 +27,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.bookings.access import booking_host_ids
 from bookable.calendars.ical import EventDraft, Person, build_ics
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
     Attendee,
     Booking,
-    BookingHost,
     BookingStatus,
     CalendarEvent,
     CalendarEventStatus,
@@ -56,19 +56,6 @@ class Destination:
 
 def event_uid(booking: Booking) -> str:
     return booking.ical_uid or f"{booking.uid}@bookable"
-
-
-async def booking_host_ids(session: AsyncSession, booking: Booking) -> list[int]:
-    """The hosts the booking occupies, organiser first."""
-    rows = await session.execute(
-        select(BookingHost.user_id, BookingHost.organizer)
-        .where(BookingHost.booking_id == booking.id)
-        .order_by(BookingHost.organizer.desc(), BookingHost.user_id)
-    )
-    ids = [user_id for user_id, _organizer in rows]
-    if booking.user_id is not None and booking.user_id not in ids:
-        ids.insert(0, booking.user_id)
-    return ids
 
 
 async def destinations_for(
@@ -215,3 +202,14 @@ async def plan_booking_event(session: AsyncSession, booking: Booking) -> int:
     if changed:
         await mark_written(session)
     return changed
+
+
+async def booking_calendar_events(session: AsyncSession, booking: Booking) -> list[CalendarEvent]:
+    """The rows of the booking's event (by its UID: after a reschedule, the new booking's)."""
+    return list(
+        await session.scalars(
+            select(CalendarEvent)
+            .where(CalendarEvent.uid == event_uid(booking))
+            .order_by(CalendarEvent.id)
+        )
+    )
