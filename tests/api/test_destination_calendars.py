@@ -5,6 +5,7 @@ caller's reach are 404s."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -165,6 +166,17 @@ async def test_patch_duplicate_user_row_is_a_409(
     assert onto_alice.status_code == 409
     assert f"User {alice.id} already has" in onto_alice.json()["message"]
     assert alices["userId"] == alice.id
+
+
+async def test_concurrent_creates_make_one_row(
+    client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount, app: FastAPI
+) -> None:
+    work = radicale.make_calendar("Work")
+    home = radicale.make_calendar("Home")
+    await connect_caldav(client, alice, radicale)
+    responses = await asyncio.gather(create(client, alice, work), create(client, alice, home))
+    assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+    assert await rows_in_db(app) == 1
 
 
 @pytest.mark.parametrize("with_credential_id", [True, False])

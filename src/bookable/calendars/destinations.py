@@ -18,7 +18,7 @@ ADMIN); every row for a system-wide admin. A row outside it answers exactly as a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, select
@@ -340,11 +340,15 @@ async def _primary_email(session: AsyncSession, owner_id: int, choice: CalendarC
     return (await _require_user(session, owner_id)).email
 
 
-async def _flush(session: AsyncSession, plan: Plan, row_id: int = 0) -> None:
-    """Write; a unique violation (a concurrent request won the race) is the same 409 as the
-    check before it."""
+async def _write(
+    session: AsyncSession, plan: Plan, change: Callable[[], None], row_id: int = 0
+) -> None:
+    """Make ``change`` and flush it in a savepoint; a unique violation (a concurrent request won
+    the race) is the same 409 as the check before it. The change is made inside the savepoint:
+    opening one flushes what is pending, which would put the write outside it."""
     try:
         async with session.begin_nested():
+            change()
             await session.flush()
     except IntegrityError:
         if plan.event_type_id is not None:
@@ -371,8 +375,7 @@ async def create_destination(
         event_type_id=plan.event_type_id,
         credential_id=found.credential_id,
     )
-    session.add(row)
-    await _flush(session, plan)
+    await _write(session, plan, lambda: session.add(row))
     return row
 
 
@@ -386,12 +389,18 @@ async def update_destination(
     plan = await plan_update(session, caller, destination_id, body)
     found = _confirmed(plan, choice)
     row = await get_destination(session, caller, destination_id)
-    row.user_id = plan.user_id
-    row.event_type_id = plan.event_type_id
+    email = None
     if found is not None and plan.check is not None:
-        row.integration = plan.check.integration
-        row.external_id = found.external_id
-        row.credential_id = found.credential_id
-        row.primary_email = await _primary_email(session, plan.check.owner_id, found)
-    await _flush(session, plan, row.id)
+        email = await _primary_email(session, plan.check.owner_id, found)
+
+    def change() -> None:
+        row.user_id = plan.user_id
+        row.event_type_id = plan.event_type_id
+        if found is not None and plan.check is not None:
+            row.integration = plan.check.integration
+            row.external_id = found.external_id
+            row.credential_id = found.credential_id
+            row.primary_email = email
+
+    await _write(session, plan, change, row.id)
     return row
