@@ -28,6 +28,7 @@ from bookable.models import (
     BookingReference,
     BookingStatus,
     Credential,
+    DestinationCalendar,
     EventTypeCustomInput,
     Membership,
     MembershipRole,
@@ -174,6 +175,25 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account, feed_url: str) -
             credential_id=credential.id,
         )
         session.add(selected)
+        # B's destination: a CalDAV calendar of B's, stored directly (its server is never
+        # reached: no request here changes the calendar).
+        dav = Credential(
+            user_id=bob.id,
+            type="caldav_calendar",
+            app_id="caldav-calendar",
+            encrypted_key=app.state.encryptor.encrypt_json(BOBS_DAV_KEY),
+            identity="bobs-dav-identity",
+        )
+        session.add(dav)
+        await session.flush()
+        destination = DestinationCalendar(
+            user_id=bob.id,
+            integration="caldav_calendar",
+            external_id=BOBS_DAV_KEY["url"] + "calendar/",
+            primary_email="bob-dav-login@example.com",
+            credential_id=dav.id,
+        )
+        session.add(destination)
         # Delivered already: a running dispatcher must have nothing to do with B's rows.
         event = WebhookEvent(
             webhook_id=webhook.id,
@@ -221,6 +241,7 @@ async def _seed_bob(app: FastAPI, bob: Account, carol: Account, feed_url: str) -
             "webhook": webhook.id,
             "credential": credential.id,
             "selected_calendar": f"{bob.id}_ics-feed_calendar_{feed_url}",
+            "destination_calendar": destination.id,
             "calendar_url": feed_url,
         }
 
@@ -283,6 +304,7 @@ PATCH_BODIES: dict[str, dict[str, Any]] = {
     "webhook": {"subscriberUrl": "https://evil.example/hook"},
     "credential": {"settings": {"tentativeIsBusy": False}},
     "selected_calendar": {},
+    "destination_calendar": {},
 }
 
 
@@ -313,6 +335,10 @@ def _create_body(route: Route, ids: dict[str, Any], new_user: int) -> dict[str, 
         "/payments": {},
         "/bookings": {},
         "/credentials": {"appId": "caldav-calendar", "key": BOBS_DAV_KEY, "userId": ids["user"]},
+        "/destination-calendars": {
+            "integration": "caldav_calendar", "externalId": BOBS_DAV_KEY["url"] + "other/",
+            "eventTypeId": ids["event_type"],
+        },
         "/selected-calendars": {
             "integration": "ics-feed_calendar", "externalId": ids["calendar_url"],
             "credentialId": ids["credential"], "userId": ids["user"],

@@ -1,6 +1,7 @@
 """HTTP for calendars: /credentials, /credential-sync, /connected-calendars,
-/selected-calendars. Network work (connecting, listing) runs in each route's preflight
-(`calendars/preflights.py`, `calendars/sync.py`), before the request's transaction."""
+/selected-calendars, /destination-calendars. Network work (connecting, listing) runs in each
+route's preflight (`calendars/preflights.py`, `calendars/sync.py`), before the request's
+transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import RootModel
 from sqlalchemy import select
 
-from bookable.calendars import preflights, service, sync
+from bookable.calendars import destinations, preflights, service, sync
 from bookable.calendars.apps import INTEGRATIONS
 from bookable.calendars.connections import Connected
 from bookable.calendars.schemas import (
@@ -18,6 +19,9 @@ from bookable.calendars.schemas import (
     CredentialCreate,
     CredentialOut,
     CredentialUpdate,
+    DestinationCalendarCreate,
+    DestinationCalendarOut,
+    DestinationCalendarUpdate,
     SelectedCalendarCreate,
     SelectedCalendarOut,
     SelectedCalendarUpdate,
@@ -28,6 +32,7 @@ from bookable.calendars.schemas import (
     SyncOffResponse,
     SyncUpdate,
     credential_json,
+    destination_json,
     selected_json,
 )
 from bookable.core.auth import CurrentCaller
@@ -73,6 +78,16 @@ SelectedResponse = envelope("SelectedCalendarResponse", selected_calendar=Select
 SelectedCreatedResponse = envelope(
     "SelectedCalendarCreatedResponse", selected_calendar=SelectedCalendarOut, message=str
 )
+DestinationListResponse = envelope(
+    "DestinationCalendarsResponse", destinationCalendars=list[DestinationCalendarOut]
+)
+DestinationResponse = envelope(
+    "DestinationCalendarResponse", destinationCalendar=DestinationCalendarOut
+)
+DestinationCreatedResponse = envelope(
+    "DestinationCalendarCreatedResponse", destinationCalendar=DestinationCalendarOut, message=str
+)
+DestinationId = Annotated[int, Path(description="The destination calendar's id")]
 
 
 class ConnectedCalendarsResponse(RootModel[list[ConnectionOut]]):
@@ -394,3 +409,84 @@ async def delete_selected(
 ) -> dict[str, Any]:
     await service.delete_selected(session, caller, id)
     return {"message": f"Selected Calendar with id: {id} deleted successfully"}
+
+
+# --- /destination-calendars ----------------------------------------------------------------------
+
+
+@router.get(
+    "/destination-calendars",
+    summary="List destination calendars: your own and your event types' (team ones where you "
+    "are OWNER/ADMIN); admins everyone's, or those of `userId`",
+    responses=ok(DestinationListResponse),
+)
+async def list_destinations(
+    session: DbSession, caller: CurrentCaller, userId: UserIds = None
+) -> dict[str, Any]:
+    rows = await destinations.list_destinations(session, caller, userId or [])
+    return {"destinationCalendars": [destination_json(r) for r in rows]}
+
+
+@router.post(
+    "/destination-calendars",
+    summary="Choose the calendar bookings are written to, for you or one event type you manage; "
+    "it must be a writable calendar of the owner's credential (checked live). `bookingId` is "
+    "accepted and ignored.",
+    responses=ok(DestinationCreatedResponse),
+    dependencies=[before_transaction(preflights.check_new_destination)],
+)
+async def create_destination(
+    session: DbSession,
+    caller: CurrentCaller,
+    body: DestinationCalendarCreate,
+    prepared: Prepared,
+) -> dict[str, Any]:
+    choice: destinations.CalendarChoice = _connected(prepared)
+    row = await destinations.create_destination(session, caller, body, choice)
+    return {
+        "destinationCalendar": destination_json(row),
+        "message": "Destination calendar created successfully",
+    }
+
+
+@router.get(
+    "/destination-calendars/{id}",
+    summary="Get a destination calendar",
+    responses=ok(DestinationResponse),
+)
+async def get_destination(
+    session: DbSession, caller: CurrentCaller, id: DestinationId
+) -> dict[str, Any]:
+    row = await destinations.get_destination(session, caller, id)
+    return {"destinationCalendar": destination_json(row)}
+
+
+@router.patch(
+    "/destination-calendars/{id}",
+    summary="Change a destination calendar (`integration` and `externalId` together, checked "
+    "live), its credential or event type; it stays a user's or an event type's",
+    responses=ok(DestinationResponse),
+    dependencies=[before_transaction(preflights.check_destination_update)],
+)
+async def update_destination(
+    session: DbSession,
+    caller: CurrentCaller,
+    id: DestinationId,
+    body: DestinationCalendarUpdate,
+    prepared: Prepared,
+) -> dict[str, Any]:
+    choice: destinations.CalendarChoice | None = prepared
+    row = await destinations.update_destination(session, caller, id, body, choice)
+    return {"destinationCalendar": destination_json(row)}
+
+
+@router.delete(
+    "/destination-calendars/{id}",
+    summary="Remove a destination calendar",
+    responses=ok(MessageResponse),
+)
+async def delete_destination(
+    session: DbSession, caller: CurrentCaller, id: DestinationId
+) -> dict[str, Any]:
+    await destinations.delete_destination(session, caller, id)
+    return {"message": "OK, Destination Calendar removed successfully"}

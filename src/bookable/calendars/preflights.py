@@ -18,7 +18,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
-from bookable.calendars import service
+from bookable.calendars import destinations, service
 from bookable.calendars.apps import INTEGRATIONS, find_app
 from bookable.calendars.connections import (
     Connected,
@@ -27,10 +27,13 @@ from bookable.calendars.connections import (
     require_app,
     validate_key,
 )
+from bookable.calendars.destinations import CalendarCheck, CalendarChoice
 from bookable.calendars.providers.base import CalendarError, RemoteCalendar
 from bookable.calendars.schemas import (
     CredentialCreate,
     CredentialUpdate,
+    DestinationCalendarCreate,
+    DestinationCalendarUpdate,
     SelectedCalendarCreate,
     SelectedCalendarUpdate,
 )
@@ -279,3 +282,58 @@ async def check_selected_update(request: Request, caller: Caller) -> CalendarFou
         owner_id, integration, external_id = row.user_id, row.integration, row.external_id
     credentials = await _owner_credentials(request, owner_id, integration, body.credential_id)
     return await _find_calendar(request, owner_id, integration, external_id, credentials)
+
+
+# --- /destination-calendars ----------------------------------------------------------------------
+
+
+async def _find_writable(request: Request, check: CalendarCheck) -> CalendarChoice:
+    """The calendar in the owner's credentials, listed live, and one that takes events.
+    Unreachable servers and refused logins answer as for selected calendars (a 400 with the
+    provider's sentence)."""
+    settings, encryptor = _settings(request), _encryptor(request)
+    listings = await asyncio.gather(*(_listing(c, encryptor, settings) for c in check.credentials))
+    errors, read_only = [], None
+    for credential, (calendars, error) in zip(check.credentials, listings, strict=True):
+        if error:
+            errors.append(error)
+        for calendar in calendars:
+            if not _same_calendar(calendar.external_id, check.external_id):
+                continue
+            if calendar.read_only:
+                read_only = calendar
+                continue
+            return CalendarChoice(credential.id, calendar.external_id, calendar.email)
+    if read_only is not None:
+        raise BadRequest(
+            f"custom in 'externalId': the calendar {read_only.external_id} is read-only for "
+            f"user {check.owner_id}; a destination calendar must take events"
+        )
+    if len(check.credentials) == 1 and errors:
+        raise BadRequest(errors[0])
+    reason = f" ({'; '.join(errors)})" if errors else ""
+    raise BadRequest(
+        f"custom in 'externalId': no calendar with this externalId in the {check.integration} "
+        f"credentials of user {check.owner_id}{reason}"
+    )
+
+
+async def check_new_destination(request: Request, caller: Caller) -> CalendarChoice | None:
+    body = await read_body(request, DestinationCalendarCreate)
+    if body is None:
+        return None
+    async with request.app.state.sessions() as session:
+        plan = await destinations.plan_create(session, caller, body)
+    assert plan.check is not None  # a new row always names its calendar
+    return await _find_writable(request, plan.check)
+
+
+async def check_destination_update(request: Request, caller: Caller) -> CalendarChoice | None:
+    """PATCH: only when the calendar, its credential or its owner changes."""
+    body = await read_body(request, DestinationCalendarUpdate)
+    destination_id = _path_int(request, "id")
+    if body is None or destination_id is None:
+        return None
+    async with request.app.state.sessions() as session:
+        plan = await destinations.plan_update(session, caller, destination_id, body)
+    return await _find_writable(request, plan.check) if plan.check else None

@@ -1,4 +1,4 @@
-"""Wire shapes of credentials, connected calendars and selected calendars.
+"""Wire shapes of credentials, connected calendars, selected and destination calendars.
 
 A credential's key goes in (POST/PATCH) and never comes out: no response model has a field for it.
 """
@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from bookable.calendars.apps import INTEGRATIONS
-from bookable.core.schemas import DbId, JsonObject, StrictInput, WireDateTime, WireModel
+from bookable.core.schemas import (
+    DbId,
+    JsonObject,
+    StrictInput,
+    WireDateTime,
+    WireModel,
+    refuse_null,
+)
 
 # --- credentials -------------------------------------------------------------------------------
 
@@ -170,6 +177,59 @@ class SelectedCalendarOut(WireModel):
     updated_at: WireDateTime
 
 
+# --- destination calendars ---------------------------------------------------------------------
+
+
+class DestinationCalendarCreate(StrictInput):
+    """Cal.com's strict body, plus ``credentialId`` (Cal.com refuses it, though its spec lists
+    it). ``bookingId`` is accepted as Cal.com accepts it, and ignored: no column keeps it."""
+
+    integration: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The calendar app: a credential type (`caldav_calendar`) or app slug "
+        "(`caldav-calendar`); ICS feeds are read-only and refused",
+    )
+    external_id: str = Field(
+        min_length=1, max_length=2048, description="The calendar, as /connected-calendars lists it"
+    )
+    event_type_id: DbId | None = Field(
+        default=None, description="An event type you manage: the row is that event type's"
+    )
+    credential_id: DbId | None = Field(
+        default=None, description="The credential holding the calendar (found when left out)"
+    )
+    user_id: DbId | None = Field(default=None, description="Admins only; default: the caller")
+    booking_id: DbId | None = Field(default=None, description="Accepted and ignored (Cal.com)")
+
+
+class DestinationCalendarUpdate(StrictInput):
+    """Every field optional; ``integration`` and ``externalId`` go together."""
+
+    integration: str | None = Field(default=None, min_length=1, max_length=64)
+    external_id: str | None = Field(default=None, min_length=1, max_length=2048)
+    # null asks for a user-level row: refused for an event type's row, with Cal.com's message.
+    event_type_id: DbId | None = None
+    credential_id: DbId | None = None
+    user_id: DbId | None = None
+    booking_id: DbId | None = None
+
+    _not_null = refuse_null("integration", "external_id", "credential_id", "user_id")
+
+
+class DestinationCalendarOut(WireModel):
+    """Cal.com's read shape (id, integration, externalId, eventTypeId, userId) plus
+    ``credentialId`` and ``primaryEmail``."""
+
+    id: int
+    integration: str
+    external_id: str
+    event_type_id: int | None
+    user_id: int | None
+    credential_id: int
+    primary_email: str | None
+
+
 def credential_json(credential: Any) -> dict[str, Any]:
     settings = {**CredentialSettingsOut().model_dump(), **_snake(credential.settings or {})}
     out = CredentialOut(
@@ -190,6 +250,10 @@ def _snake(stored: dict[str, Any]) -> dict[str, Any]:
 
 def selected_json(row: Any) -> dict[str, Any]:
     return SelectedCalendarOut.model_validate(row).model_dump(mode="json", by_alias=True)
+
+
+def destination_json(row: Any) -> dict[str, Any]:
+    return DestinationCalendarOut.model_validate(row).model_dump(mode="json", by_alias=True)
 
 
 # --- calendars that could not be read (GET /slots, GET /availability) ------------------------

@@ -172,7 +172,8 @@ ROUTES: tuple[Route, ...] = (
             Route("GET", base + "/{id}/deliveries", R.OWNER_OR_ADMIN, "webhook", "attempts log"),
         )
     ),
-    # calendars: credentials (never the key), Cal.com's sync, live listing, selected calendars
+    # calendars: credentials (never the key), Cal.com's sync, live listing, selected and
+    # destination calendars
     Route("GET", "/credentials", R.OWN_LIST, "credential", "yours; admins `userId`"),
     Route("POST", "/credentials", R.ANY_KEY, None, "connect an account (admins: `userId`)"),
     Route("GET", "/credentials/{credentialId}", R.OWNER_OR_ADMIN, "credential", "one, no key"),
@@ -188,6 +189,16 @@ ROUTES: tuple[Route, ...] = (
     *(
         Route(method, "/selected-calendars/{id:path}", R.OWNER_OR_ADMIN, "selected_calendar", note)
         for method, note in (("GET", "one"), ("PATCH", "its credential"), ("DELETE", "unselect"))
+    ),
+    Route("GET", "/destination-calendars", R.OWN_LIST, "destination_calendar", "admins `userId`"),
+    Route("POST", "/destination-calendars", R.ANY_KEY, None, "yours or your event type's"),
+    *(
+        Route(method, "/destination-calendars/{id}", R.OWNER_OR_ADMIN, "destination_calendar", note)
+        for method, note in (
+            ("GET", "team event type's: OWNER/ADMIN"),
+            ("PATCH", "calendar checked live"),
+            ("DELETE", "remove"),
+        )
     ),
     # outside the versioned resources
     Route("GET", "/v2/me", R.ANY_KEY, None, "the caller, v2 envelope", versioned=False),
