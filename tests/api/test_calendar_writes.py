@@ -335,7 +335,7 @@ async def test_a_refused_login_is_failed_with_its_reason_and_the_booking_stands(
     radicale_server: RadicaleServer,
 ) -> None:
     event_type = await hosted_event_type(app, alice)
-    await connected_destination(app, client, alice, radicale)
+    calendar = await connected_destination(app, client, alice, radicale)
     radicale_server.set_password(radicale.username, "changed-on-the-server")
     booking = await book(client, alice, event_type, TUESDAY_10)
     [row] = await settled(client, alice, booking["id"], until="FAILED")
@@ -344,6 +344,24 @@ async def test_a_refused_login_is_failed_with_its_reason_and_the_booking_stands(
     assert radicale.password not in str(row)
     again = await client.get(f"/v1/bookings/{booking['id']}", params=alice.params)
     assert again.json()["booking"]["status"] == "ACCEPTED"
+
+    # The user gives the new password: the failed write goes again and lands.
+    fixed = await client.patch(
+        f"/v1/credentials/{row['credentialId']}",
+        params=alice.params,
+        json={
+            "key": {
+                "url": radicale.url,
+                "username": radicale.username,
+                "password": "changed-on-the-server",
+            }
+        },
+    )
+    assert fixed.status_code == 200, fixed.text
+    [row] = await settled(client, alice, booking["id"], until="WRITTEN")
+    assert row["lastError"] is None and row["attempts"] == 1
+    radicale.password = "changed-on-the-server"
+    assert str(only_event(radicale, calendar)["UID"]) == booking["iCalUID"]
 
 
 async def test_a_collective_booking_lands_in_every_hosts_calendar_and_leaves_with_cancel(

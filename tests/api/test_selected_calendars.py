@@ -4,6 +4,7 @@ the calendar exists in it (live, on a real Radicale), a duplicate is a 409; comp
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -170,3 +171,16 @@ async def test_other_users_and_admins(
     assert [r["externalId"] for r in everyone.json()["selected_calendars"]] == [calendar]
     unknown_user = await select_calendar(client, admin, calendar, userId=999999)
     assert unknown_user.status_code == 404
+
+
+async def test_concurrent_duplicates_make_one_row_and_a_409(
+    client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount
+) -> None:
+    calendar = radicale.make_calendar("Work")
+    await connect_caldav(client, alice, radicale)
+    responses = await asyncio.gather(*(select_calendar(client, alice, calendar) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 409, 409, 409], [
+        r.text for r in responses
+    ]
+    listed = await client.get("/v1/selected-calendars", params=alice.params)
+    assert len(listed.json()["selected_calendars"]) == 1

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.calendars.apps import INTEGRATIONS
 from bookable.calendars.connections import Connected
+from bookable.calendars.writes import retry_failed_writes
 from bookable.core.auth import Caller
 from bookable.core.encryption import Encryptor
 from bookable.core.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -99,18 +100,22 @@ async def save_connected(
             invalid=False,
             settings=settings or {"tentativeIsBusy": True, "transparentIsBusy": False},
         )
-        session.add(credential)
+        try:
+            # Added inside the savepoint: opening it flushes what is pending, so a row added
+            # before would be inserted outside it, and a clash would end the transaction.
+            async with session.begin_nested():
+                session.add(credential)
+        except IntegrityError:
+            # Another request stored the same account a moment ago.
+            raise Conflict("This calendar account is being connected by another request") from None
     else:
         credential.encrypted_key = encrypted
         credential.invalid = False
         if settings is not None:
             credential.settings = {**(credential.settings or {}), **settings}
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError:
-        # Another request stored the same account a moment ago.
-        raise Conflict("This calendar account is being connected by another request") from None
+        await session.flush()
+        # A new key (a changed password): writes that failed on the old one go again.
+        await retry_failed_writes(session, credential.id)
     return credential
 
 
@@ -141,6 +146,9 @@ async def update_credential(
     if settings is not None:
         credential.settings = {**(credential.settings or {}), **settings}
     await session.flush()
+    if connected is not None:
+        # A new key (a changed password): writes that failed on the old one go again.
+        await retry_failed_writes(session, credential.id)
     return credential
 
 
@@ -226,10 +234,10 @@ async def create_selected(
         external_id=external_id,
         credential_id=credential_id,
     )
-    session.add(row)
     try:
+        # Added inside the savepoint (see `save_connected`).
         async with session.begin_nested():
-            await session.flush()
+            session.add(row)
     except IntegrityError:
         raise duplicate(owner_id, integration, external_id) from None
     return row

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
@@ -213,3 +214,26 @@ async def booking_calendar_events(session: AsyncSession, booking: Booking) -> li
             .order_by(CalendarEvent.id)
         )
     )
+
+
+async def retry_failed_writes(session: AsyncSession, credential_id: int) -> int:
+    """The credential's FAILED calendar writes go again with fresh attempts (after its key
+    changed: a refused login is FAILED at once, and a new password is the fix)."""
+    result: Any = await session.execute(
+        update(CalendarEvent)
+        .where(
+            CalendarEvent.credential_id == credential_id,
+            CalendarEvent.status == CalendarEventStatus.FAILED,
+        )
+        .values(
+            status=CalendarEventStatus.PENDING,
+            attempts=0,
+            next_attempt_at=utcnow(),
+            revision=CalendarEvent.revision + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    count = int(result.rowcount or 0)
+    if count:
+        await mark_written(session)
+    return count
