@@ -109,6 +109,34 @@ async def test_check_order_403_then_501_then_401(
             assert response.json() == {"message": "Invalid credential sync secret"}
 
 
+async def test_post_can_make_the_destination_calendar_once(
+    sync_app: FastAPI, sync_client: httpx.AsyncClient, radicale: RadicaleAccount
+) -> None:
+    admin = await _admin(sync_app, "root")
+    user = await _user(sync_app, "platformuser")
+    radicale.make_read_only_calendar("Holidays")  # listed, but it cannot take events
+    calendar = radicale.make_calendar("Bookings")
+    params = {**admin.params, "userId": str(user.id), "createDestinationCalendar": "true"}
+    body = {"appSlug": "caldav-calendar", "encryptedKey": cal_com_encrypt(caldav_key(radicale))}
+    created = await sync_client.post(
+        "/v1/credential-sync", params=params, json=body, headers=HEADER
+    )
+    assert created.status_code == 200, created.text
+    listed = await sync_client.get("/v1/destination-calendars", params=user.params)
+    [row] = listed.json()["destinationCalendars"]
+    assert (row["userId"], row["externalId"], row["integration"], row["credentialId"]) == (
+        user.id,
+        calendar,
+        "caldav_calendar",
+        created.json()["credential"]["id"],
+    )
+    # One per user: the same call again (the same account) is refused, nothing changes.
+    again = await sync_client.post("/v1/credential-sync", params=params, json=body, headers=HEADER)
+    assert again.status_code == 409, again.text
+    listed = await sync_client.get("/v1/destination-calendars", params=user.params)
+    assert len(listed.json()["destinationCalendars"]) == 1
+
+
 async def test_post_get_patch_delete(
     sync_app: FastAPI, sync_client: httpx.AsyncClient, radicale: RadicaleAccount
 ) -> None:
@@ -169,8 +197,6 @@ async def test_post_get_patch_delete(
         ({}, {"appSlug": "caldav-calendar", "encryptedKey": "x"}, "userId is not a valid number"),
         ({"userId": "abc"}, None, "userId is not a valid number"),
         ({"userId": "USER"}, None, "Request body is missing"),
-        ({"userId": "USER", "createDestinationCalendar": "true"},
-         {"appSlug": "caldav-calendar", "encryptedKey": "x"}, "not available yet"),
         ({"userId": "USER"}, {"appSlug": "google-calendar", "encryptedKey": "x"},
          "caldav-calendar, apple-calendar, ics-feed"),
         ({"userId": "USER"}, {"appSlug": "caldav-calendar", "encryptedKey": "zz:zz"},

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.calendars.apps import APPS, CalendarApp, find_app
+from bookable.calendars.providers.base import RemoteCalendar
 from bookable.calendars.schemas import DestinationCalendarCreate, DestinationCalendarUpdate
 from bookable.core.auth import Caller
 from bookable.core.errors import BadRequest, Conflict, NotFound, Unauthorized
@@ -403,4 +404,31 @@ async def update_destination(
             row.primary_email = email
 
     await _write(session, plan, change, row.id)
+    return row
+
+
+async def create_user_destination(
+    session: AsyncSession,
+    owner_id: int,
+    integration: str,
+    calendar: RemoteCalendar,
+    credential_id: int,
+) -> DestinationCalendar:
+    """credential-sync's ``createDestinationCalendar``: ``owner_id``'s destination, in a
+    calendar the preflight just listed. One per user: a second one is a 409 (Cal.com fails
+    on the unique index)."""
+    await _no_row_for_user(session, owner_id)
+    row = DestinationCalendar(
+        integration=integration,
+        external_id=calendar.external_id,
+        primary_email=calendar.email or (await _require_user(session, owner_id)).email,
+        user_id=owner_id,
+        credential_id=credential_id,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        await _no_row_for_user(session, owner_id)
+        raise Conflict(CHANGED_MEANWHILE) from None
     return row

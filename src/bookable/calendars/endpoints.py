@@ -256,6 +256,10 @@ async def sync_create(
             await service.create_selected(
                 session, ready.owner_id, credential.type, ready.select_external_id, credential.id
             )
+    if ready.destination is not None:
+        await destinations.create_user_destination(
+            session, ready.owner_id, credential.type, ready.destination, credential.id
+        )
     return {"credential": {"id": credential.id, "type": credential.type}}
 
 

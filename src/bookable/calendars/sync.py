@@ -24,16 +24,12 @@ from bookable.calendars import service
 from bookable.calendars.apps import CalendarApp, find_app, supported_apps
 from bookable.calendars.connections import Connected, connect, validate_key
 from bookable.calendars.preflights import read_body
+from bookable.calendars.providers.base import RemoteCalendar
 from bookable.calendars.schemas import SyncCreate, SyncUpdate
 from bookable.core.auth import Caller, CurrentCaller
 from bookable.core.errors import ApiError, BadRequest, NotFound
 from bookable.models import Credential
 from bookable.settings import Settings
-
-DESTINATION_NOT_YET = (
-    "createDestinationCalendar is not available yet on this server (destination calendars "
-    "come with calendar writing); create the credential without it"
-)
 
 
 def symmetric_decrypt(text: str, key: str) -> str:
@@ -124,12 +120,12 @@ class SyncPrepared:
     connected: Connected
     owner_id: int
     select_external_id: str | None  # createSelectedCalendar: the calendar to select
+    # createDestinationCalendar: the calendar bookings are written to
+    destination: RemoteCalendar | None = None
 
 
 async def connect_synced(request: Request, caller: Caller) -> SyncPrepared | None:
     owner_id = query_user_id(request)
-    if query_flag(request, "createDestinationCalendar"):
-        raise BadRequest(DESTINATION_NOT_YET)
     body = await read_body(request, SyncCreate)
     if body is None:
         return None
@@ -145,7 +141,18 @@ async def connect_synced(request: Request, caller: Caller) -> SyncPrepared | Non
             raise BadRequest("Calendar missing for credential")
         primary = [c for c in connected.calendars if c.primary]
         chosen = (primary or connected.calendars)[0].external_id
-    return SyncPrepared(connected, owner_id, chosen)
+    destination = None
+    if query_flag(request, "createDestinationCalendar"):
+        # Cal.com takes the primary calendar, else the first; only one that takes events
+        # can be written to (an ICS feed never can).
+        writable = [c for c in connected.calendars if not c.read_only] if not app.read_only else []
+        if not writable:
+            raise BadRequest(
+                "custom in 'createDestinationCalendar': this account has no calendar Bookable "
+                "can write to"
+            )
+        destination = next((c for c in writable if c.primary), writable[0])
+    return SyncPrepared(connected, owner_id, chosen, destination)
 
 
 async def synced_credential(request: Request, owner_id: int, credential_id: int) -> Credential:
