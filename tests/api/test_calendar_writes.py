@@ -410,3 +410,60 @@ async def test_calendar_events_are_for_the_bookings_managers(
     missing = await client.get("/v1/bookings/999999/calendar-events", params=alice.params)
     assert missing.status_code == 404
     assert (await client.get(f"/v1/bookings/{booking['id']}/calendar-events")).status_code == 401
+
+
+async def test_round_robin_writes_to_the_chosen_and_the_fixed_hosts_only(
+    app: FastAPI, client: httpx.AsyncClient, members: Crew, radicale_server: RadicaleServer
+) -> None:
+    alice, bob, carol = members[:3]
+    for host in (alice, bob, carol):
+        await hours(app, host, "Europe/London")
+    event_type = await team_event_type(
+        client,
+        alice,
+        members.team_id,
+        "ROUND_ROBIN",
+        [(alice, True), (bob, False), (carol, False)],
+    )
+    accounts = {host.id: radicale_server.new_account() for host in (alice, bob, carol)}
+    calendars = {
+        host.id: await connected_destination(app, client, host, accounts[host.id])
+        for host in (alice, bob, carol)
+    }
+    response = await post_booking(client, carol, event_type, "2026-01-06T09:00:00.000Z")
+    assert response.status_code == 200, response.text
+    booking = response.json()
+    [chosen] = booking["luckyUsers"]
+    written = {alice.id, chosen}
+    rows = await settled(client, alice, booking["id"], until="WRITTEN")
+    assert {row["userId"] for row in rows} == written
+    for host_id, calendar in calendars.items():
+        expected = 1 if host_id in written else 0
+        assert len(accounts[host_id].events(calendar)) == expected, host_id
+
+
+async def test_a_new_organiser_moves_the_event_to_their_calendar(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    alice: Account,
+    bob: Account,
+    admin: Account,
+    radicale_server: RadicaleServer,
+) -> None:
+    event_type = await hosted_event_type(app, alice)
+    alices, bobs = radicale_server.new_account(), radicale_server.new_account()
+    alice_calendar = await connected_destination(app, client, alice, alices)
+    bob_calendar = await connected_destination(app, client, bob, bobs)
+    booking = await book(client, alice, event_type, TUESDAY_10)
+    await settled(client, alice, booking["id"], until="WRITTEN")
+    handed = await client.patch(
+        f"/v1/bookings/{booking['id']}", params=admin.params, json={"userId": bob.id}
+    )
+    assert handed.status_code == 200, handed.text
+    rows = await settled(client, admin, booking["id"])
+    assert {(row["userId"], row["status"]) for row in rows} == {
+        (alice.id, "DELETED"),
+        (bob.id, "WRITTEN"),
+    }
+    assert alices.events(alice_calendar) == []
+    assert str(only_event(bobs, bob_calendar)["UID"]) == booking["iCalUID"]
