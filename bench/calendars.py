@@ -914,6 +914,9 @@ async def measure_writes(
                             reports,
                         )
                     )
+        log = (folder / f"serve-{label}.log").read_text(errors="replace")
+        if "Traceback" in log:
+            print(f"# {label}: bookable serve logged a traceback:\n{log[-3000:]}", file=sys.stderr)
     finally:
         if watching is not None:
             watching.cancel()
