@@ -20,7 +20,17 @@ known weekly occurrence are missing for the host with the calendar, offered to t
 counts Radicale's requests per row (it stops when a row sent other requests than its name
 says). Aim: warm / no calendar <= 1.3.
 
-Run: .venv/bin/python bench/calendars.py [--repeat 30] [--no-postgres]
+Calendar writes (issue 12, ``--only writes`` runs this part alone): a real `bookable serve` per
+database, one host whose destination calendar (set over the API: /v1/credentials, then
+/v1/destination-calendars) is a new calendar in the same Radicale, and a BOOKING_CREATED webhook
+to a receiver in this process. ``--writes 1x30,8x6``: 1 booker making 30 bookings, then 8
+concurrent bookers making 6 each; a booker books again once its booking's event is readable in
+Radicale (a calendar-multiget REPORT every ``--poll-interval`` while any event is awaited) and
+its webhook has arrived. Printed: median and p90 of answer -> event readable and answer ->
+webhook, their ratio, Radicale's own time for the dispatcher's PUTs (its log), and the floor:
+the same .ics PUT straight to Radicale by this process (one at a time, and 8 at once).
+
+Run: .venv/bin/python bench/calendars.py [--repeat 30] [--no-postgres] [--only slots|writes]
 """
 
 from __future__ import annotations
