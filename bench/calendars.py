@@ -20,7 +20,17 @@ known weekly occurrence are missing for the host with the calendar, offered to t
 counts Radicale's requests per row (it stops when a row sent other requests than its name
 says). Aim: warm / no calendar <= 1.3.
 
-Run: .venv/bin/python bench/calendars.py [--repeat 30] [--no-postgres]
+Calendar writes (issue 12, ``--only writes`` runs this part alone): a real `bookable serve` per
+database, one host whose destination calendar (set over the API: /v1/credentials, then
+/v1/destination-calendars) is a new calendar in the same Radicale, and a BOOKING_CREATED webhook
+to a receiver in this process. ``--writes 1x30,8x6``: 1 booker making 30 bookings, then 8
+concurrent bookers making 6 each; a booker books again once its booking's event is readable in
+Radicale (a calendar-multiget REPORT every ``--poll-interval`` while any event is awaited) and
+its webhook has arrived. Printed: median and p90 of answer -> event readable and answer ->
+webhook, their ratio, Radicale's own time for the dispatcher's PUTs (its log), and the floor:
+the same .ics PUT straight to Radicale by this process (one at a time, and 8 at once).
+
+Run: .venv/bin/python bench/calendars.py [--repeat 30] [--no-postgres] [--only slots|writes]
 """
 
 from __future__ import annotations
@@ -34,21 +44,26 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import Awaitable, Callable  # noqa: E402
+from collections.abc import Awaitable, Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from datetime import time as wall_time  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import quote, unquote, urlsplit  # noqa: E402
+from xml.sax.saxutils import escape  # noqa: E402
 
 import httpx  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
@@ -149,6 +164,11 @@ level = info
         """Requests Radicale logged so far, by method."""
         found = re.findall(r"\b([A-Z]+) request for ", self.log.read_text(errors="replace"))
         return Counter(found)
+
+    def durations(self, method: str) -> list[float]:
+        """Seconds Radicale logged for each ``method`` request so far (ms resolution)."""
+        pattern = rf"\b{method} response status for .*? in ([0-9.]+) seconds"
+        return [float(s) for s in re.findall(pattern, self.log.read_text(errors="replace"))]
 
 
 def vevent(uid: str, start: datetime, minutes: int, *extra: str) -> str:
@@ -533,35 +553,554 @@ def report(results: list[dict[str, Any]], alone: dict[str, Row], repeat: int) ->
         )
 
 
+# --- calendar writes (issue 12) -----------------------------------------------------------------
+#
+# A real `bookable serve` process (its own process and event loop, as deployed: the bench's
+# pollers and receiver do not share its CPU time slices with the dispatchers), shipped settings
+# but BOOKABLE_RATE_LIMIT=0 and loopback calendar hosts allowed. One host, a 5-minute event type
+# open 24/7 (UTC), a destination calendar in the bench's Radicale and a BOOKING_CREATED webhook
+# to a receiver in this process. Each booker books, then waits until its booking's event is
+# readable (`EventWatcher`) and its webhook has arrived, then books again.
+
+WRITE_LENGTH = 5  # minutes
+VENV_BIN = Path(sys.executable).parent
+BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
+WRITE_WARMUP = 3
+ARRIVAL_TIMEOUT = 60.0
+
+
+@dataclass
+class HookReceiver:
+    """A minimal HTTP/1.1 server (keep-alive, answers 200 at once) that records when each
+    booking's webhook arrived, on this process's perf_counter clock."""
+
+    port: int = 0
+    arrivals: dict[str, float] = field(default_factory=dict)
+    waiting: dict[str, asyncio.Event] = field(default_factory=dict)
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    def signal(self, uid: str) -> asyncio.Event:
+        return self.waiting.setdefault(uid, asyncio.Event())
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                arrived = time.perf_counter()
+                uid = json.loads(body)["payload"]["uid"]
+                self.arrivals.setdefault(uid, arrived)
+                self.signal(uid).set()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    async def arrival(self, uid: str) -> float:
+        async with asyncio.timeout(ARRIVAL_TIMEOUT):
+            await self.signal(uid).wait()
+        return self.arrivals[uid]
+
+    async def close(self) -> None:
+        for writer in list(self.writers):
+            writer.close()
+        await asyncio.sleep(0.05)
+
+
+def serve_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
+    env.update(
+        BOOKABLE_DATABASE_URL=database_url,
+        BOOKABLE_RATE_LIMIT="0",
+        BOOKABLE_ENCRYPTION_KEY=ENCRYPTION_KEY,
+        BOOKABLE_CALENDAR_ALLOWED_HOSTS="127.0.0.1,localhost",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def serving(database_url: str, log: Path) -> Iterator[str]:
+    """`bookable serve` on a free loopback port until the block ends; yields its base URL."""
+    port = free_port()
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [BOOKABLE, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=serve_env(database_url), stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"bookable serve exited:\n{log.read_text()[-3000:]}")
+            try:
+                httpx.get(f"{base}/v1/openapi.json", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"bookable serve did not answer:\n{log.read_text()}") from None
+                time.sleep(0.05)
+        yield base
+    finally:
+        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+            if process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=wait)
+
+
+async def seed_always_open_host(url: str) -> Host:
+    """A host open 24/7 (UTC) with a 5-minute event type and an API key, written directly."""
+    from bookable.core.db import create_engine, session_factory
+
+    engine = create_engine(url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            user = User(email="writer@example.com", username="writer", name="Writer")
+            session.add(user)
+            await session.flush()
+            schedule = Schedule(user_id=user.id, name="Always", time_zone="UTC")
+            schedule.availability.append(
+                Availability(
+                    days=list(range(7)), start_time=wall_time(0), end_time=wall_time(23, 59)
+                )
+            )
+            session.add(schedule)
+            await session.flush()
+            user.default_schedule_id = schedule.id
+            event_type = EventType(
+                user_id=user.id, title="Bench", slug="bench-writes", length=WRITE_LENGTH,
+                minimum_booking_notice=0, locations=[],
+            )  # fmt: skip
+            session.add(event_type)
+            await session.flush()
+            _key, clear = await issue_key(session, user_id=user.id, prefix="cal_")
+            return Host(user.id, clear, event_type.id)
+    finally:
+        await engine.dispose()
+
+
+def make_calendar(radicale: Radicale, slug: str) -> str:
+    """A new, empty calendar collection (MKCALENDAR): its URL."""
+    url = f"{radicale.url}{radicale.username}/{slug}/"
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set><D:prop>'
+        f"<D:displayname>{slug}</D:displayname>"
+        '<C:supported-calendar-component-set><C:comp name="VEVENT"/>'
+        "</C:supported-calendar-component-set></D:prop></D:set></C:mkcalendar>"
+    )
+    with httpx.Client(auth=(radicale.username, radicale.password), timeout=30) as client:
+        client.request("PROPFIND", radicale.url, headers={"Depth": "0"})  # creates the home
+        response = client.request("MKCALENDAR", url, content=body.encode())
+        response.raise_for_status()
+    return url
+
+
+async def set_up_destination(
+    client: httpx.AsyncClient, host: Host, radicale: Radicale, calendar_url: str, hook_url: str
+) -> None:
+    """Over the API, as a user would: the CalDAV credential, the destination calendar, the
+    BOOKING_CREATED webhook."""
+    key = {"url": radicale.url, "username": radicale.username, "password": radicale.password}
+    response = await client.post(
+        "/v1/credentials", params=host.params, json={"appId": "caldav-calendar", "key": key}
+    )
+    assert response.status_code == 200, response.text
+    credential = response.json()["credential"]
+    response = await client.post(
+        "/v1/destination-calendars",
+        params=host.params,
+        json={
+            "integration": "caldav_calendar",
+            "externalId": calendar_url,
+            "credentialId": credential["id"],
+        },
+    )
+    assert response.status_code == 200, response.text
+    response = await client.post(
+        "/v1/webhooks",
+        params=host.params,
+        json={"subscriberUrl": hook_url, "eventTriggers": ["BOOKING_CREATED"], "active": True},
+    )
+    assert response.status_code == 200, response.text
+
+
+def write_slots(first_day: datetime) -> Iterator[datetime]:
+    """Free 5-minute slots, dealt over many days so no day gets crowded."""
+    for minute in range(0, 24 * 60 - WRITE_LENGTH, WRITE_LENGTH):
+        for day in range(365):
+            yield first_day + timedelta(days=day, minutes=minute)
+
+
+@dataclass
+class WriteSample:
+    booking_id: int
+    request: float  # POST sent -> 200 answer
+    readable: float  # answer -> the event's GET answered 200
+    webhook: float  # answer -> the webhook arrived
+    event_url: str
+
+
+class EventWatcher:
+    """Finds when awaited events become readable: while any is awaited, one REPORT
+    (calendar-multiget of their URLs, ETags only) every ``interval``, whatever the number of
+    bookers, so the polling load on Radicale is the same for 1 and for 8 (a GET per event and
+    booker every few ms kept Radicale's threads busy and slowed the writes measured)."""
+
+    def __init__(self, client: httpx.AsyncClient, calendar_url: str, interval: float) -> None:
+        self.client = client
+        self.calendar_url = calendar_url
+        self.interval = interval
+        self.awaited: dict[str, asyncio.Future[float]] = {}
+        self.reports = 0
+        self._wake = asyncio.Event()
+
+    async def readable(self, event_url: str) -> float:
+        """When (perf_counter) a REPORT first found the event at ``event_url``."""
+        path = unquote(urlsplit(event_url).path)
+        found = self.awaited[path] = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        async with asyncio.timeout(ARRIVAL_TIMEOUT):
+            return await found
+
+    async def run(self) -> None:
+        while True:
+            if not self.awaited:
+                self._wake.clear()
+                await self._wake.wait()
+            hrefs = "".join(f"<D:href>{escape(quote(path))}</D:href>" for path in self.awaited)
+            body = (
+                '<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+                f"<D:prop><D:getetag/></D:prop>{hrefs}</C:calendar-multiget>"
+            )
+            answer = await self.client.request(
+                "REPORT", self.calendar_url, content=body.encode(), headers={"Depth": "1"}
+            )
+            seen = time.perf_counter()
+            self.reports += 1
+            if answer.status_code != 207:
+                raise SystemExit(f"REPORT {self.calendar_url}: {answer.status_code}")
+            for response in etree.fromstring(answer.content).iter("{DAV:}response"):
+                statuses = response.findall("{DAV:}propstat/{DAV:}status")
+                if any(" 200 " in (status.text or "") for status in statuses):
+                    path = unquote(urlsplit(response.findtext("{DAV:}href") or "").path)
+                    waiter = self.awaited.pop(path, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(seen)
+            await asyncio.sleep(self.interval)
+
+
+async def bookers(
+    base: str,
+    host: Host,
+    calendar_url: str,
+    receiver: HookReceiver,
+    watcher: EventWatcher,
+    starts: Iterator[datetime],
+    count: int,
+    each: int,
+) -> list[WriteSample]:
+    """``count`` bookers, ``each`` bookings each; a booker books again only once its last
+    booking's event is readable and its webhook has arrived."""
+    samples: list[WriteSample] = []
+
+    async def booker(n: int) -> None:
+        async with httpx.AsyncClient(base_url=base, timeout=60, params=host.params) as client:
+            for i in range(each):
+                start = next(starts)
+                sent = time.perf_counter()
+                response = await client.post(
+                    "/v1/bookings",
+                    json={
+                        "eventTypeId": host.event_type_id,
+                        "start": start.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                        "timeZone": "UTC",
+                        "language": "en",
+                        "metadata": {},
+                        "responses": {"name": "Guest", "email": f"guest{n}-{i}@example.com"},
+                    },
+                )
+                answered = time.perf_counter()
+                if response.status_code != 200:
+                    raise SystemExit(f"booking: {response.status_code} {response.text[:300]}")
+                booking = response.json()
+                event_url = f"{calendar_url}{quote(booking['iCalUID'], safe='')}.ics"
+                seen, hooked = await asyncio.gather(
+                    watcher.readable(event_url), receiver.arrival(booking["uid"])
+                )
+                samples.append(
+                    WriteSample(
+                        booking["id"],
+                        answered - sent,
+                        seen - answered,
+                        hooked - answered,
+                        event_url,
+                    )
+                )
+
+    await asyncio.gather(*(booker(n) for n in range(count)))
+    return samples
+
+
+async def all_written(base: str, host: Host, samples: list[WriteSample]) -> None:
+    """Every measured booking has one calendar event, WRITTEN at its first attempt."""
+    async with httpx.AsyncClient(base_url=base, timeout=60, params=host.params) as client:
+        for sample in samples:
+            response = await client.get(f"/v1/bookings/{sample.booking_id}/calendar-events")
+            assert response.status_code == 200, response.text
+            rows = response.json()["calendarEvents"]
+            assert [(r["status"], r["attempts"]) for r in rows] == [("WRITTEN", 1)], rows
+
+
+@dataclass
+class WriteRun:
+    db: str
+    bookers: int
+    samples: list[WriteSample]
+    radicale: Counter[str]  # Radicale's requests during the measured bookings, but the REPORTs
+    puts: list[float]  # how long Radicale took for each of those PUTs (its log)
+    reports: int  # the watcher's REPORTs
+
+
+async def measure_writes(
+    url: str, label: str, radicale: Radicale, folder: Path, plan: list[tuple[int, int]],
+    interval: float,
+) -> list[WriteRun]:  # fmt: skip
+    """One `bookable serve` on ``url`` and one destination calendar; for each (bookers,
+    bookings each) of ``plan``, warm-up bookings by one booker, then the measured ones."""
+    receiver = HookReceiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    receiver.port = server.sockets[0].getsockname()[1]
+    runs = []
+    first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    starts = write_slots(first_day + timedelta(days=1))
+    auth = (radicale.username, radicale.password)
+    watching: asyncio.Task[None] | None = None
+    try:
+        host = await seed_always_open_host(url)
+        calendar_url = make_calendar(radicale, f"bookings-{label}")
+        with serving(url, folder / f"serve-{label}.log") as base:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=60) as api,
+                httpx.AsyncClient(auth=auth, timeout=30) as radicale_client,
+            ):
+                watcher = EventWatcher(radicale_client, calendar_url, interval)
+                watching = asyncio.create_task(watcher.run())
+                hook_url = f"http://127.0.0.1:{receiver.port}/"
+                await set_up_destination(api, host, radicale, calendar_url, hook_url)
+                args = (base, host, calendar_url, receiver, watcher, starts)
+                for count, each in plan:
+                    await bookers(*args, 1, WRITE_WARMUP)
+                    seen, puts, reports = (
+                        radicale.requests(),
+                        radicale.durations("PUT"),
+                        watcher.reports,
+                    )
+                    samples = await bookers(*args, count, each)
+                    used = radicale.requests() - seen
+                    reports = watcher.reports - reports
+                    used["REPORT"] -= reports
+                    await all_written(base, host, samples)
+                    runs.append(
+                        WriteRun(
+                            label,
+                            count,
+                            samples,
+                            +used,
+                            radicale.durations("PUT")[len(puts) :],
+                            reports,
+                        )
+                    )
+        log = (folder / f"serve-{label}.log").read_text(errors="replace")
+        if "Traceback" in log:
+            print(f"# {label}: bookable serve logged a traceback:\n{log[-3000:]}", file=sys.stderr)
+    finally:
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        server.close()
+        await receiver.close()
+        await server.wait_closed()
+    return runs
+
+
+async def put_alone(radicale: Radicale, example_url: str, repeat: int) -> dict[str, list[float]]:
+    """The floor: one of the bench's events (its .ics as the dispatcher wrote it) PUT under new
+    UIDs with If-None-Match: *, by a new client each (as the dispatcher opens one per write) and
+    by one client (Radicale's wsgiref server closes every connection, so both connect afresh),
+    Radicale's own time for the first kind (its log), and each PUT's time when 8 go at once."""
+    auth = (radicale.username, radicale.password)
+    calendar_url = make_calendar(radicale, "floor")
+    async with httpx.AsyncClient(auth=auth) as client:
+        response = await client.get(example_url)
+        response.raise_for_status()
+        ics = response.text
+    old_uid = re.search(r"^UID:(.*?)\r?$", ics, re.MULTILINE)
+    assert old_uid is not None, ics
+    headers = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
+    rows: dict[str, list[float]] = {"fresh client": [], "one client": []}
+
+    async def put(client: httpx.AsyncClient) -> float:
+        uid = f"floor-{secrets.token_hex(8)}@bookable"
+        body = ics.replace(f"UID:{old_uid.group(1)}", f"UID:{uid}").encode()
+        began = time.perf_counter()
+        answer = await client.put(
+            f"{calendar_url}{quote(uid, safe='')}.ics", content=body, headers=headers
+        )
+        elapsed = time.perf_counter() - began
+        assert answer.status_code == 201, answer.text
+        return elapsed
+
+    for i in range(repeat + WARMUP):
+        async with httpx.AsyncClient(auth=auth) as fresh:
+            elapsed = await put(fresh)
+        if i >= WARMUP:
+            rows["fresh client"].append(elapsed)
+    rows["in radicale (its log)"] = radicale.durations("PUT")[-repeat:]
+    # Eight at once, as the dispatcher sends them for 8 bookers: Radicale serialises writes.
+    rows["8 at once, each"] = []
+    async with httpx.AsyncClient(auth=auth) as kept:
+        for _ in range(max(1, repeat // 2)):
+            rows["8 at once, each"] += await asyncio.gather(*(put(kept) for _ in range(8)))
+    async with httpx.AsyncClient(auth=auth) as kept:
+        for i in range(repeat + WARMUP):
+            elapsed = await put(kept)
+            if i >= WARMUP:
+                rows["one client"].append(elapsed)
+    return rows
+
+
+async def run_writes(
+    radicale: Radicale, folder: Path, pg_url: str | None, plan: list[tuple[int, int]],
+    interval: float, repeat: int,
+) -> tuple[list[WriteRun], dict[str, list[float]]]:  # fmt: skip
+    runs = []
+    sqlite_url = f"sqlite:///{folder / 'writes.db'}"
+    await asyncio.to_thread(upgrade, sqlite_url)
+    runs += await measure_writes(sqlite_url, "sqlite", radicale, folder, plan, interval)
+    if pg_url:
+        await asyncio.to_thread(upgrade, pg_url)
+        await reset_postgres(pg_url)
+        runs += await measure_writes(pg_url, "postgresql", radicale, folder, plan, interval)
+        await reset_postgres(pg_url)
+    # Any written event will do as the floor's model: they differ only in times and names.
+    return runs, await put_alone(radicale, runs[0].samples[0].event_url, repeat)
+
+
+def p90(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+
+def report_writes(runs: list[WriteRun], floor: dict[str, list[float]], interval: float) -> None:
+    print(
+        "\n# Calendar writes: ms from a booking's 200 answer to its event readable in Radicale "
+        f"(a REPORT every {interval * 1000:g} ms while any is awaited) and to its webhook's "
+        "arrival; median / p90. 'PUT in radicale': Radicale's own time for the dispatcher's "
+        "PUTs (its log). Radicale: its requests per booking, the watcher's REPORTs left out."
+    )
+    print(
+        f"{'db':<11}{'bookers':>8}{'n':>4}{'booking':>9}{'readable':>10}{'p90':>7}"
+        f"{'webhook':>9}{'p90':>7}{'read/hook':>10}{'read/PUT':>9}{'PUT in radicale':>17}"
+        "  radicale"
+    )
+    put_floor = statistics.median(floor["fresh client"]) * 1000
+    for run in runs:
+        readable = [s.readable * 1000 for s in run.samples]
+        hooked = [s.webhook * 1000 for s in run.samples]
+        request = statistics.median(s.request for s in run.samples) * 1000
+        per = ", ".join(
+            f"{method} {count / len(run.samples):g}"
+            for method, count in sorted(run.radicale.items())
+        )
+        median_readable, median_hook = statistics.median(readable), statistics.median(hooked)
+        puts = [p * 1000 for p in run.puts]
+        in_radicale = f"{statistics.median(puts):.0f} / {p90(puts):.0f}" if puts else "-"
+        print(
+            f"{run.db:<11}{run.bookers:>8}{len(run.samples):>4}{request:>9.1f}"
+            f"{median_readable:>10.1f}{p90(readable):>7.1f}{median_hook:>9.1f}{p90(hooked):>7.1f}"
+            f"{median_readable / median_hook:>10.2f}{median_readable / put_floor:>9.2f}"
+            f"{in_radicale:>17}  {per or 0}"
+        )
+    for name, samples in floor.items():
+        ms = [s * 1000 for s in samples]
+        median = statistics.median(ms)
+        print(f"radicale alone: PUT If-None-Match, {name}: {median:.2f} / {p90(ms):.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--events", type=int, default=500, help="events in the calendar")
     parser.add_argument("--weekly", type=int, default=50, help="of which weekly series")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--only", choices=("slots", "writes"), help="one part: busy times in slots, or writes"
+    )
+    parser.add_argument(
+        "--writes",
+        default="1x30,8x6",
+        help="calendar writes: BOOKERSxEACH configurations, comma-separated",
+    )
+    parser.add_argument(
+        "--poll-interval", type=float, default=0.005, help="s between checks for awaited events"
+    )
     args = parser.parse_args()
+    plan = [
+        (int(bookers), int(each))
+        for bookers, each in (part.split("x") for part in args.writes.split(","))
+    ]
     pg_url = None
     if not args.no_postgres:
         pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
             "BOOKABLE_TEST_DATABASE_URL"
         )
+    results: list[dict[str, Any]] = []
+    alone: dict[str, Row] = {}
+    runs: list[WriteRun] = []
+    floor: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         radicale = Radicale(folder / "radicale")
         radicale.start()
         try:
-            calendar_url, seconds = fill_calendar(radicale, args.events - args.weekly, args.weekly)
-            print(
-                f"# {calendar_url}: {args.events} events ({args.weekly} weekly) in {seconds:.1f} s"
-            )
-            results, alone = asyncio.run(
-                run_all(radicale, calendar_url, folder, pg_url, args.repeat)
-            )
+            if args.only != "writes":
+                calendar_url, seconds = fill_calendar(
+                    radicale, args.events - args.weekly, args.weekly
+                )
+                print(
+                    f"# {calendar_url}: {args.events} events ({args.weekly} weekly) "
+                    f"in {seconds:.1f} s"
+                )
+                results, alone = asyncio.run(
+                    run_all(radicale, calendar_url, folder, pg_url, args.repeat)
+                )
+            if args.only != "slots":
+                runs, floor = asyncio.run(
+                    run_writes(radicale, folder, pg_url, plan, args.poll_interval, args.repeat)
+                )
         finally:
             radicale.stop()
     if not pg_url:
         print("# PostgreSQL skipped: set BOOKABLE_BENCH_DATABASE_URL to include it")
-    report(results, alone, args.repeat)
+    if results:
+        report(results, alone, args.repeat)
+    if runs:
+        report_writes(runs, floor, args.poll_interval)
 
 
 if __name__ == "__main__":
