@@ -23,6 +23,7 @@ from bookable.models import BookingReference, DestinationCalendar, User
 from bookable.settings import Settings
 from tests.api.booking_helpers import NOW, TUESDAY_10, TUESDAY_11, book, hosted_event_type
 from tests.api.calendar_helpers import connect_caldav
+from tests.api.test_calendar_bookings import try_booking
 from tests.api.test_calendar_busy import select_calendar
 from tests.api.test_team_scheduling import Crew, hours, post_booking, team_event_type
 from tests.api.test_team_scheduling import members as members
@@ -162,19 +163,7 @@ async def test_reschedule_patch_and_cancel_move_and_remove_the_one_event(
     first = await book(client, alice, event_type, TUESDAY_10)
     await settled(client, alice, first["id"], until="WRITTEN")
 
-    moved = await client.post(
-        "/v1/bookings",
-        params=alice.params,
-        json={
-            "eventTypeId": event_type,
-            "start": TUESDAY_11,
-            "timeZone": "Europe/Paris",
-            "language": "en",
-            "metadata": {},
-            "rescheduleUid": first["uid"],
-            "responses": {"name": "Guest", "email": "guest@example.com"},
-        },
-    )
+    moved = await try_booking(client, alice, event_type, TUESDAY_11, rescheduleUid=first["uid"])
     assert moved.status_code == 200, moved.text
     second = moved.json()
     assert second["iCalUID"] == first["iCalUID"]  # the same meeting, moved
@@ -282,19 +271,7 @@ async def test_the_bookings_own_event_never_blocks_its_move(
     booking = await book(client, alice, event_type, TUESDAY_10)
     await settled(client, alice, booking["id"], until="WRITTEN")
     for start in ("2026-01-06T10:30:00.000Z", "2026-01-06T11:00:00.000Z"):
-        moved = await client.post(
-            "/v1/bookings",
-            params=alice.params,
-            json={
-                "eventTypeId": event_type,
-                "start": start,
-                "timeZone": "UTC",
-                "language": "en",
-                "metadata": {},
-                "rescheduleUid": booking["uid"],
-                "responses": {"name": "Guest", "email": "guest@example.com"},
-            },
-        )
+        moved = await try_booking(client, alice, event_type, start, rescheduleUid=booking["uid"])
         assert moved.status_code == 200, moved.text
         booking = moved.json()
         await settled(client, alice, booking["id"], until="WRITTEN")
