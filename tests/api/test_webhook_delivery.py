@@ -528,6 +528,38 @@ async def test_a_hook_deactivated_before_delivery_is_dropped(make_settings, rece
     clock.freeze(None)
 
 
+async def test_a_claim_never_takes_more_rows_than_asked(make_settings, receiver):
+    """On PostgreSQL the claim's ``id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` may be
+    run again for every candidate row (a nested loop, as planned for small tables), each run
+    finding more: a dispatcher would take more rows than its free slots, past its concurrency
+    and lease (seen in tests/system/test_calendar_writes.py: 13 rows claimed for 4 slots)."""
+    application = create_app(make_settings(clock=NOW, **FAST, webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as c:
+        alice = await _account(application)
+        made = await hook(c, alice, receiver.url, ["BOOKING_CREATED"])
+        async with application.state.sessions() as session, session.begin():
+            due = NOW - timedelta(minutes=1)
+            session.add_all(
+                WebhookEvent(
+                    webhook_id=made["id"],
+                    trigger="BOOKING_CREATED",
+                    body="{}",
+                    status=WebhookEventStatus.PENDING,
+                    next_attempt_at=due,
+                    created_at=due,
+                )
+                for _ in range(10)
+            )
+        dispatcher = Dispatcher(application.state.sessions, DispatcherConfig(timeout=0.5))
+        try:
+            claims = [await dispatcher.exchange([], 4) for _ in range(4)]
+        finally:
+            await dispatcher.aclose()
+        assert [len(jobs) for jobs in claims] == [4, 4, 2, 0]
+        assert len({job.event_id for jobs in claims for job in jobs}) == 10
+    clock.freeze(None)
+
+
 async def test_a_refused_target_is_a_failed_attempt_without_a_request(make_settings, receiver):
     application = create_app(make_settings(clock=NOW, **FAST, webhook_dispatcher="off"))
     async with application.router.lifespan_context(application), client_for(application) as c:
