@@ -471,13 +471,18 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
                 .order_by(self.table.c.next_attempt_at, self.table.c.id)
                 .limit(limit)
             )
+            picked: Any = candidates.scalar_subquery()
             if await self._is_postgres(session):
                 # Rows another dispatcher is claiming right now are skipped, not waited for.
-                candidates = candidates.with_for_update(skip_locked=True)
+                # A MATERIALIZED CTE runs once: as a subquery PostgreSQL may run it again for
+                # every candidate row (a nested loop), each run claiming more than ``limit``.
+                once = candidates.with_for_update(skip_locked=True).cte("picked")
+                once = once.prefix_with("MATERIALIZED")
+                picked = select(once.c.id)
             rows = (
                 await session.execute(
                     update(table)
-                    .where(table.c.id.in_(candidates.scalar_subquery()), *self._due(now))
+                    .where(table.c.id.in_(picked), *self._due(now))
                     .values(locked_until=lease_until)
                     .returning(*self._claimed_columns())
                 )
