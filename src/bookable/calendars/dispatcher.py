@@ -270,7 +270,8 @@ class CalendarDispatcher(OutboxDispatcher[CalendarJob, CalendarOutcome]):
         await self._reference(session, job)
 
     async def _reference(self, session: AsyncSession, job: CalendarJob) -> None:
-        """The booking reference of a written event (once), or its mark as deleted."""
+        """The booking reference of a written event (once, on the booking it shows now), or its
+        mark as deleted."""
         same_event = and_(
             REFERENCES.c.uid == job.uid,
             REFERENCES.c.credential_id == job.credential_id,
@@ -279,6 +280,12 @@ class CalendarDispatcher(OutboxDispatcher[CalendarJob, CalendarOutcome]):
         if not job.wanted:
             await session.execute(update(REFERENCES).where(same_event).values(deleted=True))
             return
+        # A rescheduled booking hands its event to its successor: one live reference per event.
+        await session.execute(
+            update(REFERENCES)
+            .where(same_event, REFERENCES.c.booking_id != job.booking_id)
+            .values(deleted=True)
+        )
         current = await session.execute(
             select(REFERENCES.c.id, REFERENCES.c.deleted).where(
                 same_event, REFERENCES.c.booking_id == job.booking_id
