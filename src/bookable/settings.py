@@ -130,6 +130,41 @@ class Settings(BaseSettings):
         default="10s,30s,2m,10m,30m,1h,3h,6h,12h,24h",
         description="Waits before calendar write retry 1, 2, ... (as the webhook retry delays).",
     )
+    emails: Literal["on", "off"] = Field(
+        default="on",
+        description="`on`: booking emails (with calendar invitations) go to attendees and "
+        "hosts; `off`: none is made.",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="Where emails are sent: `smtp://[user:password@]host:port` (plain), "
+        "`smtp+starttls://...` (STARTTLS), `smtps://...` (implicit TLS). Unset: each email is "
+        "written as an .eml file into `email_dir` instead.",
+    )
+    email_from: str = Field(
+        default="Bookable <bookable@localhost>",
+        description="The From of booking emails (and the SMTP envelope sender).",
+    )
+    email_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "mail",
+        description="Where emails are written as .eml files when no SMTP server is set.",
+    )
+    email_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds one SMTP delivery may take, connecting included."
+    )
+    email_max_attempts: int = Field(
+        default=11, ge=1, description="Attempts to send one email (the first and its retries)."
+    )
+    email_retry_delays: str = Field(
+        default="10s,30s,2m,10m,30m,1h,3h,6h,12h,24h",
+        description="Waits before email retry 1, 2, ... (as the webhook retry delays).",
+    )
+    email_max_per_host_per_hour: int = Field(
+        default=200,
+        ge=1,
+        description="Emails about one host's bookings made in any hour at most; more are "
+        "recorded as DROPPED (a runaway script must not turn the server into a mailer).",
+    )
     credential_sync_secret: str | None = Field(
         default=None,
         description="Turns on /v1/credential-sync (with the encryption key below): the value "
@@ -175,7 +210,7 @@ class Settings(BaseSettings):
             raise ValueError("BOOKABLE_CLOCK needs a time zone, e.g. 2026-03-01T09:00:00Z")
         return value
 
-    @field_validator("webhook_retry_delays", "calendar_write_retry_delays")
+    @field_validator("webhook_retry_delays", "calendar_write_retry_delays", "email_retry_delays")
     @classmethod
     def _delays_parse(cls, value: str) -> str:
         parse_durations(value)
@@ -192,6 +227,10 @@ class Settings(BaseSettings):
     @property
     def webhook_retry_delay_seconds(self) -> tuple[float, ...]:
         return parse_durations(self.webhook_retry_delays)
+
+    @property
+    def email_retry_delay_seconds(self) -> tuple[float, ...]:
+        return parse_durations(self.email_retry_delays)
 
     @property
     def calendar_write_retry_delay_seconds(self) -> tuple[float, ...]:

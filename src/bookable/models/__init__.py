@@ -17,6 +17,7 @@ from bookable.models.calendars import (
     DestinationCalendar,
     SelectedCalendar,
 )
+from bookable.models.emails import EmailStatus, OutboundEmail
 from bookable.models.event_types import EventType, EventTypeCustomInput, Host
 from bookable.models.idempotency import IdempotencyKey
 from bookable.models.schedules import Availability, Schedule
@@ -37,12 +38,14 @@ __all__ = [
     "CalendarEventStatus",
     "Credential",
     "DestinationCalendar",
+    "EmailStatus",
     "EventType",
     "EventTypeCustomInput",
     "Host",
     "IdempotencyKey",
     "Membership",
     "MembershipRole",
+    "OutboundEmail",
     "Payment",
     "Schedule",
     "SelectedCalendar",
