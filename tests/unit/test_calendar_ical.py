@@ -168,3 +168,33 @@ def test_missing_description_and_location_are_left_out() -> None:
 def test_impossible_drafts_are_refused(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         draft(**changes)
+
+
+def test_an_itip_request_asks_attendees_to_answer_without_scheduling_params() -> None:
+    text = build_ics(draft(sequence=4), method="REQUEST")
+    calendar = Calendar.from_ical(text)
+    assert str(calendar["METHOD"]) == "REQUEST"
+    event = only_event(calendar)
+    assert int(event["SEQUENCE"]) == 4
+    assert str(event["STATUS"]) == "CONFIRMED"
+    assert "SCHEDULE-AGENT" not in event["ORGANIZER"].params
+    attendee = event["ATTENDEE"]
+    assert attendee.params["RSVP"] == "TRUE"
+    assert attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+    assert "SCHEDULE-AGENT" not in attendee.params
+    assert b"SCHEDULE-AGENT" not in text
+
+
+def test_an_itip_cancel_is_cancelled_whatever_the_draft_says() -> None:
+    calendar = Calendar.from_ical(build_ics(draft(sequence=2), method="CANCEL"))
+    assert str(calendar["METHOD"]) == "CANCEL"
+    event = only_event(calendar)
+    assert str(event["STATUS"]) == "CANCELLED"
+    assert str(event["TRANSP"]) == "TRANSPARENT"
+    # The caller chooses the SEQUENCE; the builder does not move it.
+    assert int(event["SEQUENCE"]) == 2
+
+
+def test_an_unknown_itip_method_is_refused() -> None:
+    with pytest.raises(ValueError):
+        build_ics(draft(), method="PUBLISH")

@@ -6,6 +6,10 @@ organiser's zone and move it correctly across DST. ``SCHEDULE-AGENT=CLIENT`` on 
 every attendee tells servers with scheduling (Fastmail, iCloud...) not to send invitations of
 their own (Cal.com #9485: duplicate invitations in UTC). No METHOD: a calendar object stored with
 PUT is not an iTIP message (RFC 4791 4.1).
+
+With ``method`` the same event becomes an iTIP message for email (RFC 5546, iMIP RFC 6047):
+METHOD on the VCALENDAR, attendees asked to answer (``RSVP=TRUE``), no ``SCHEDULE-AGENT`` (a
+parameter for CalDAV storage that mail clients need not know), and ``STATUS:CANCELLED`` for CANCEL.
 """
 
 from __future__ import annotations
@@ -22,6 +26,13 @@ PRODID = "-//Bookable//Bookable scheduling server//EN"
 # The VTIMEZONE describes the zone this long before and after the event: enough for any
 # calendar app to place it, without every transition since 1970.
 ZONE_MARGIN = timedelta(days=366)
+
+
+class ItipMethod(StrEnum):
+    """The iTIP methods an organiser sends by email (RFC 5546 3.2)."""
+
+    REQUEST = "REQUEST"  # a new event, or a new version of one (a higher SEQUENCE)
+    CANCEL = "CANCEL"  # the event is off
 
 
 class EventStatus(StrEnum):
@@ -65,14 +76,17 @@ class EventDraft:
             raise ValueError("uid must not be empty")
 
 
-def _address(person: Person, role: str | None) -> vCalAddress:
+def _address(person: Person, role: str | None, *, itip: bool = False) -> vCalAddress:
     address = vCalAddress(f"mailto:{person.email}")
     if person.name:
         address.params["CN"] = vText(person.name)
     if role is not None:
         address.params["ROLE"] = role
         address.params["PARTSTAT"] = "NEEDS-ACTION"
-    address.params["SCHEDULE-AGENT"] = "CLIENT"
+        if itip:
+            address.params["RSVP"] = "TRUE"
+    if not itip:
+        address.params["SCHEDULE-AGENT"] = "CLIENT"
     return address
 
 
@@ -80,14 +94,21 @@ def _in_zone(moment: datetime, zone: ZoneInfo) -> datetime:
     return moment.astimezone(zone)
 
 
-def build_calendar(draft: EventDraft, *, stamp: datetime | None = None) -> Calendar:
+def build_calendar(
+    draft: EventDraft, *, stamp: datetime | None = None, method: str | None = None
+) -> Calendar:
     """The VCALENDAR with one VEVENT (and the organiser's VTIMEZONE). ``stamp`` is DTSTAMP
-    (now when not given)."""
+    (now when not given). ``method`` (REQUEST or CANCEL) makes it an iTIP message for email;
+    SEQUENCE stays ``draft.sequence``, so the caller decides how far it goes up."""
     zone = ZoneInfo(draft.organizer_zone)  # ZoneInfoNotFoundError for an unknown name
+    itip = ItipMethod(method) if method is not None else None  # ValueError for another method
+    status = EventStatus.CANCELLED if itip is ItipMethod.CANCEL else draft.status
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
+    if itip is not None:
+        calendar.add("method", itip.value)
 
     event = Event()
     event.add("uid", draft.uid)
@@ -97,16 +118,16 @@ def build_calendar(draft: EventDraft, *, stamp: datetime | None = None) -> Calen
     event.add("dtstart", draft.start.astimezone(UTC) if utc_zone else _in_zone(draft.start, zone))
     event.add("dtend", draft.end.astimezone(UTC) if utc_zone else _in_zone(draft.end, zone))
     event.add("sequence", draft.sequence)
-    event.add("status", draft.status.value)
+    event.add("status", status.value)
     event.add("summary", draft.summary)
     if draft.description:
         event.add("description", draft.description)
     if draft.location:
         event.add("location", draft.location)
-    event.add("transp", "TRANSPARENT" if draft.status is EventStatus.CANCELLED else "OPAQUE")
-    event.add("organizer", _address(draft.organizer, None))
+    event.add("transp", "TRANSPARENT" if status is EventStatus.CANCELLED else "OPAQUE")
+    event.add("organizer", _address(draft.organizer, None, itip=itip is not None))
     for attendee in draft.attendees:
-        event.add("attendee", _address(attendee, "REQ-PARTICIPANT"))
+        event.add("attendee", _address(attendee, "REQ-PARTICIPANT", itip=itip is not None))
     calendar.add_component(event)
 
     if not utc_zone:
@@ -116,6 +137,8 @@ def build_calendar(draft: EventDraft, *, stamp: datetime | None = None) -> Calen
     return calendar
 
 
-def build_ics(draft: EventDraft, *, stamp: datetime | None = None) -> bytes:
+def build_ics(
+    draft: EventDraft, *, stamp: datetime | None = None, method: str | None = None
+) -> bytes:
     """The calendar object's bytes (CRLF line ends, folded at 75 octets)."""
-    return build_calendar(draft, stamp=stamp).to_ical()
+    return build_calendar(draft, stamp=stamp, method=method).to_ical()
