@@ -1,0 +1,363 @@
+"""Booking emails rendered whole: subject, plain text, HTML and the iCalendar invitation, in one
+RFC 5322 message ready for SMTP.
+
+Pure: no I/O, no database. The outbox stores the message this returns when the change commits,
+so a retry sends what was true then. Times are shown in the recipient's own zone. Everything a
+booker typed that lands in a header (names, the title) goes through ``one_line`` first: a CR or
+LF there could add headers or recipients. Addresses are used as given (the caller validated them).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from bookable.calendars.ical import EventDraft, ItipMethod, Person, build_ics
+
+
+class MailKind(enum.StrEnum):
+    ATTENDEE_CONFIRMED = "attendee.confirmed"  # invite REQUEST
+    ATTENDEE_REQUESTED = "attendee.requested"  # awaiting the host: no invite
+    ATTENDEE_RESCHEDULED = "attendee.rescheduled"  # invite REQUEST (new time; old time shown)
+    ATTENDEE_CANCELLED = "attendee.cancelled"  # invite CANCEL
+    ATTENDEE_REJECTED = "attendee.rejected"  # invite CANCEL
+    HOST_NEW = "host.new"  # invite REQUEST
+    HOST_REQUEST = "host.request"  # no invite; says how to confirm/reject over the API
+    HOST_RESCHEDULED = "host.rescheduled"  # invite REQUEST
+    HOST_CANCELLED = "host.cancelled"  # invite CANCEL
+
+    @property
+    def to_host(self) -> bool:
+        return self.value.startswith("host.")
+
+    @property
+    def method(self) -> ItipMethod | None:
+        """The iTIP method of the attached invitation; None: no invitation."""
+        return _METHODS.get(self)
+
+
+_METHODS: dict[MailKind, ItipMethod] = {
+    MailKind.ATTENDEE_CONFIRMED: ItipMethod.REQUEST,
+    MailKind.ATTENDEE_RESCHEDULED: ItipMethod.REQUEST,
+    MailKind.HOST_NEW: ItipMethod.REQUEST,
+    MailKind.HOST_RESCHEDULED: ItipMethod.REQUEST,
+    MailKind.ATTENDEE_CANCELLED: ItipMethod.CANCEL,
+    MailKind.ATTENDEE_REJECTED: ItipMethod.CANCEL,
+    MailKind.HOST_CANCELLED: ItipMethod.CANCEL,
+}
+
+_SUBJECT_PREFIXES: dict[MailKind, str] = {
+    MailKind.ATTENDEE_CONFIRMED: "Confirmed",
+    MailKind.ATTENDEE_REQUESTED: "Awaiting confirmation",
+    MailKind.ATTENDEE_RESCHEDULED: "Rescheduled",
+    MailKind.ATTENDEE_CANCELLED: "Cancelled",
+    MailKind.ATTENDEE_REJECTED: "Declined",
+    MailKind.HOST_NEW: "New booking",
+    MailKind.HOST_REQUEST: "Booking request",
+    MailKind.HOST_RESCHEDULED: "Rescheduled",
+    MailKind.HOST_CANCELLED: "Cancelled",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    name: str
+    email: str
+    time_zone: str  # IANA name; the recipient's times are shown in it
+
+
+@dataclass(frozen=True, slots=True)
+class BookingMail:
+    """What every email about one booking change says."""
+
+    booking_id: int
+    booking_uid: str
+    ical_uid: str
+    sequence: int
+    title: str
+    start: datetime  # aware
+    end: datetime  # aware
+    organizer: Party
+    hosts: tuple[Party, ...]  # every host, organiser first
+    attendees: tuple[Party, ...]  # attendees then guests
+    location: str | None = None
+    description: str | None = None  # the booker's notes
+    responses: tuple[tuple[str, str], ...] = ()  # other booking questions: (label, answer text)
+    cancellation_reason: str | None = None
+    rejection_reason: str | None = None
+    previous_start: datetime | None = None  # rescheduled: the old time
+    previous_end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    # The whole RFC 5322 message: CRLF line ends, 7-bit (encoded parts), ready for SMTP.
+    message: str
+
+
+# Control characters (C0, DEL, C1) and the Unicode line/paragraph separators, which
+# str.splitlines() (and so the email package) treats as line breaks.
+_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SPACES = re.compile(r"\s+")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every control character and line break turned into a space, runs of
+    whitespace collapsed: safe in a header, and cannot start a new line in a body either."""
+    return _SPACES.sub(" ", _BREAKING.sub(" ", text)).strip()
+
+
+def multi_line(text: str) -> str:
+    """Free text (notes, answers, reasons) with its line breaks kept as LF and every other
+    control character removed (a tab becomes a space)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    text = "".join(
+        ch
+        for ch in text
+        if ch == "\n" or not (unicodedata.category(ch) == "Cc" or ch in "\u2028\u2029")
+    )
+    return text.strip()
+
+
+EN_DASH = "\u2013"
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _zone(name: str, fallback: ZoneInfo) -> ZoneInfo:
+    # A zone the booker sent that this machine's tzdata does not know must not stop the email.
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return fallback
+
+
+def _day(moment: datetime) -> str:
+    # Spelled out here, not with strftime: %A and %B follow the process locale.
+    return f"{_WEEKDAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
+
+
+def _clock(moment: datetime) -> str:
+    return f"{moment.hour:02d}:{moment.minute:02d}"
+
+
+def format_when(start: datetime, end: datetime, zone: ZoneInfo) -> str:
+    """E.g. "Tuesday 6 January 2026, 11:00\u201311:30 (Europe/Paris)" (an en dash); a range
+    over midnight names both days."""
+    local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+    same_day = local_end.date() == local_start.date() or (
+        local_end.time() == time(0) and local_end.date() == local_start.date() + timedelta(days=1)
+    )
+    if same_day:
+        times = f"{_clock(local_start)}{EN_DASH}{_clock(local_end)}"
+        return f"{_day(local_start)}, {times} ({zone.key})"
+    return (
+        f"{_day(local_start)}, {_clock(local_start)} {EN_DASH} "
+        f"{_day(local_end)}, {_clock(local_end)} ({zone.key})"
+    )
+
+
+def _is_link(location: str) -> bool:
+    parts = urlsplit(location)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc) and " " not in location
+
+
+@cache
+def _templates() -> Environment:
+    return Environment(
+        loader=PackageLoader("bookable.notifications", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _clean_party(party: Party) -> Party:
+    return Party(one_line(party.name), party.email, party.time_zone)
+
+
+def _context(mail: BookingMail, kind: MailKind, recipient: Party) -> dict[str, Any]:
+    organizer_zone = _zone(mail.organizer.time_zone, ZoneInfo("UTC"))
+    zone = _zone(recipient.time_zone, organizer_zone)
+    organizer = _clean_party(mail.organizer)
+    attendees = [_clean_party(p) for p in mail.attendees]
+    other_hosts = [
+        _clean_party(p) for p in mail.hosts if p.email.lower() != mail.organizer.email.lower()
+    ]
+    when = format_when(mail.start, mail.end, zone)
+    # The other side's clock, when it is another zone: the host's for attendees, the
+    # booker's for hosts.
+    other: Party | None = organizer if not kind.to_host else (attendees[0] if attendees else None)
+    other_when: str | None = None
+    if other is not None:
+        other_zone = _zone(other.time_zone, organizer_zone)
+        if other_zone.key != zone.key:
+            other_when = format_when(mail.start, mail.end, other_zone)
+    previous_when: str | None = None
+    if mail.previous_start is not None and mail.previous_end is not None:
+        previous_when = format_when(mail.previous_start, mail.previous_end, zone)
+    location = one_line(mail.location) if mail.location else None
+    return {
+        "kind": kind.value,
+        "title": one_line(mail.title),
+        "booking_id": mail.booking_id,
+        "booking_uid": mail.booking_uid,
+        "recipient": _clean_party(recipient),
+        "when": when,
+        "other_name": other.name if other is not None else None,
+        "other_when": other_when,
+        "previous_when": previous_when,
+        "location": location,
+        "location_is_link": bool(location) and _is_link(location or ""),
+        "organizer": organizer,
+        "other_hosts": other_hosts,
+        "attendees": attendees,
+        "booker": attendees[0] if attendees else None,
+        "description": multi_line(mail.description) if mail.description else None,
+        "responses": [
+            (one_line(label), multi_line(answer))
+            for label, answer in mail.responses
+            if one_line(label) and multi_line(answer)
+        ],
+        "cancellation_reason": (
+            multi_line(mail.cancellation_reason) if mail.cancellation_reason else None
+        ),
+        "rejection_reason": multi_line(mail.rejection_reason) if mail.rejection_reason else None,
+        "has_invite": kind.method is not None,
+    }
+
+
+def subject_for(mail: BookingMail, kind: MailKind, recipient: Party) -> str:
+    """E.g. "Confirmed: Intro call on Tuesday 6 January 2026, 11:00 (Europe/Paris)"."""
+    zone = _zone(recipient.time_zone, _zone(mail.organizer.time_zone, ZoneInfo("UTC")))
+    local = mail.start.astimezone(zone)
+    return one_line(
+        f"{_SUBJECT_PREFIXES[kind]}: {mail.title} on {_day(local)}, {_clock(local)} ({zone.key})"
+    )
+
+
+def build_invitation(mail: BookingMail, kind: MailKind, *, stamp: datetime) -> bytes | None:
+    """The iTIP invitation for ``kind`` (None for the kinds without one). The attendees are the
+    booking's attendees plus every host but the organiser; a CANCEL goes one SEQUENCE past the
+    booking's, since a calendar app ignores a message not newer than its copy."""
+    method = kind.method
+    if method is None:
+        return None
+    organizer_email = mail.organizer.email.lower()
+    seen = {organizer_email}
+    people: list[Person] = []
+    for party in (*mail.attendees, *mail.hosts):
+        if party.email.lower() in seen:
+            continue
+        seen.add(party.email.lower())
+        people.append(Person(one_line(party.name), party.email))
+    draft = EventDraft(
+        uid=mail.ical_uid,
+        sequence=mail.sequence + 1 if method is ItipMethod.CANCEL else mail.sequence,
+        start=mail.start,
+        end=mail.end,
+        organizer_zone=mail.organizer.time_zone,
+        summary=one_line(mail.title),
+        organizer=Person(one_line(mail.organizer.name), mail.organizer.email),
+        attendees=tuple(people),
+        description=multi_line(mail.description) if mail.description else None,
+        location=one_line(mail.location) if mail.location else None,
+    )
+    return build_ics(draft, stamp=stamp, method=method)
+
+
+def _address(party: Party) -> Address:
+    return Address(display_name=one_line(party.name), addr_spec=party.email)
+
+
+def render_email(
+    mail: BookingMail,
+    kind: MailKind,
+    recipient: Party,
+    *,
+    sender: str,
+    message_id: str,
+    stamp: datetime | None = None,
+) -> RenderedEmail:
+    """The whole message about ``mail`` for ``recipient``. ``message_id`` is used as given (with
+    angle brackets added); ``stamp`` is the Date and the invitation's DTSTAMP (now by default)."""
+    stamp = (stamp or datetime.now(UTC)).astimezone(UTC)
+    context = _context(mail, kind, recipient)
+    environment = _templates()
+    text = environment.get_template(f"{kind.value}.txt").render(context)
+    html = environment.get_template(f"{kind.value}.html").render(context)
+    subject = subject_for(mail, kind, recipient)
+
+    message = EmailMessage(policy=SMTP)
+    message["From"] = one_line(sender)
+    message["To"] = _address(recipient)
+    # Answers reach a person: the organiser for attendees, the booker for hosts.
+    reply_to = mail.attendees[0] if kind.to_host and mail.attendees else None
+    if not kind.to_host:
+        reply_to = mail.organizer
+    if reply_to is not None and reply_to.email.lower() != recipient.email.lower():
+        message["Reply-To"] = _address(reply_to)
+    message["Subject"] = subject
+    message["Date"] = format_datetime(stamp)
+    bare_id = one_line(message_id).strip("<>")
+    message["Message-ID"] = f"<{bare_id}>"
+    message["Auto-Submitted"] = "auto-generated"
+
+    # Quoted-printable and base64 keep the stored message 7-bit, so it is sent byte for byte.
+    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    method = kind.method
+    invitation = build_invitation(mail, kind, stamp=stamp)
+    if method is not None and invitation is not None:
+        # Outlook and Gmail read the invitation from the alternative whose method= matches
+        # METHOD; Apple Mail and others from the attachment. Base64 keeps its CRLFs exact.
+        message.add_alternative(
+            invitation,
+            maintype="text",
+            subtype="calendar",
+            cte="base64",
+            params={"method": method.value, "charset": "UTF-8"},
+        )
+        message.add_attachment(
+            invitation,
+            maintype="application",
+            subtype="ics",
+            cte="base64",
+            filename="invite.ics",
+            params={"name": "invite.ics"},
+        )
+    # The email package gives each part made by add_alternative/add_attachment its own
+    # MIME-Version; RFC 2045 wants it once, at the top.
+    for part in message.walk():
+        if part is not message:
+            del part["MIME-Version"]
+    return RenderedEmail(subject=subject, message=message.as_bytes(policy=SMTP).decode("ascii"))
