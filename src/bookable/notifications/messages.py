@@ -360,4 +360,13 @@ def render_email(
     for part in message.walk():
         if part is not message:
             del part["MIME-Version"]
-    return RenderedEmail(subject=subject, message=message.as_bytes(policy=SMTP).decode("ascii"))
+    wire = message.as_bytes(policy=SMTP).decode("ascii")
+    head, body = wire.split("\r\n\r\n", 1)
+    # A value that fits a line of its own but not after its name is moved whole to a
+    # continuation line ("Subject:\r\n Confirmed: ..."), which Python's own parser reads back
+    # with a leading space. Joined again the line stays far below SMTP's 998 octets.
+    head = _FOLDED_AT_NAME.sub(r"\1: ", head)
+    return RenderedEmail(subject=subject, message=f"{head}\r\n\r\n{body}")
+
+
+_FOLDED_AT_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\r\n[ \t]+", re.MULTILINE)
