@@ -453,3 +453,16 @@ def test_a_utc_organiser_gets_utc_times_in_the_invitation() -> None:
 
 def test_one_line_removes_control_characters() -> None:
     assert one_line(" a\r\nb\tc\x00d\u2029e\x7f  f ") == "a b c d e f"
+
+
+def test_an_organiser_zone_this_machine_does_not_know_is_written_as_utc() -> None:
+    lost = replace(OLGA, time_zone="Nowhere/Atlantis")
+    message = parse(render(booking(organizer=lost, hosts=(lost,)), MailKind.HOST_NEW, lost))
+    assert "Tuesday 6 January 2026, 10:00\u201310:30 (UTC)" in text_of(message)
+    assert "DTSTART:20260106T100000Z" in calendar_of(message).to_ical().decode()
+
+
+def test_the_other_sides_time_names_them_by_address_when_nameless() -> None:
+    nameless = Party("", "anon@example.com", NEW_YORK)
+    message = parse(render(booking(attendees=(nameless,)), MailKind.HOST_NEW))
+    assert "anon@example.com's time: Tuesday 6 January 2026, 05:00" in text_of(message)

@@ -233,7 +233,7 @@ def _context(mail: BookingMail, kind: MailKind, recipient: Party) -> dict[str, A
         "booking_uid": mail.booking_uid,
         "recipient": _clean_party(recipient),
         "when": when,
-        "other_name": other.name if other is not None else None,
+        "other_name": (other.name or other.email) if other is not None else None,
         "other_when": other_when,
         "previous_when": previous_when,
         "location": location,
@@ -285,7 +285,8 @@ def build_invitation(mail: BookingMail, kind: MailKind, *, stamp: datetime) -> b
         sequence=mail.sequence + 1 if method is ItipMethod.CANCEL else mail.sequence,
         start=mail.start,
         end=mail.end,
-        organizer_zone=mail.organizer.time_zone,
+        # The zone the body shows for the organiser (UTC when this machine does not know it).
+        organizer_zone=_zone(mail.organizer.time_zone, ZoneInfo("UTC")).key,
         summary=one_line(mail.title),
         organizer=Person(one_line(mail.organizer.name), mail.organizer.email),
         attendees=tuple(people),
