@@ -145,6 +145,9 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             # A safety net: whatever a test's calendar URL says, the app never looks up or
             # reaches a host outside this machine.
             "calendar_allowed_hosts": "127.0.0.1,::1,localhost",
+            # Booking emails go to the test's own folder (never the checkout's ./mail).
+            "email_dir": tmp_path / "mail",
+            "smtp_url": None,
         }
         values.update(overrides)
         return Settings(**values)

@@ -38,6 +38,7 @@ from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
 from bookable.memberships.endpoints import router as memberships_router
+from bookable.notifications.outbox import MailPolicy
 from bookable.payments.endpoints import router as payments_router
 from bookable.schedules.endpoints import router as schedules_router
 from bookable.settings import Settings, get_settings
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.write_gate = WriteGate(is_sqlite(settings.database_url))
     app.state.encryptor = encryptor
+    app.state.mail_policy = MailPolicy.from_settings(settings)
     # Busy times of selected calendars, read by preflights before a request's transaction.
     app.state.calendar_busy = CalendarBusyReader(
         sessions, app.state.write_gate, encryptor, settings, BusyCache(redis)

@@ -48,6 +48,8 @@ def bookable_env(database_url: str, **overrides: str) -> dict[str, str]:
     env["BOOKABLE_DATABASE_URL"] = database_url
     env["PYTHONUNBUFFERED"] = "1"  # logs reach the files as they happen
     env["BOOKABLE_ENCRYPTION_KEY_FILE"] = str(ENCRYPTION_KEY_FILE)
+    # Booking emails as .eml files beside the key, never in the checkout's ./mail.
+    env["BOOKABLE_EMAIL_DIR"] = str(ENCRYPTION_KEY_FILE.parent / "mail")
     env.update(overrides)
     return env
 

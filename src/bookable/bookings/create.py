@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
 
@@ -34,6 +34,7 @@ from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validation_errors
 from bookable.core.schemas import is_db_id
 from bookable.models import Attendee, Booking, BookingStatus, EventType, Host, Payment, User
+from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change
 from bookable.scheduling import Refusal
 from bookable.slots.service import (
     Team,
@@ -219,6 +220,8 @@ async def create_booking(
     caller: Caller,
     body: BookingCreate,
     external: ExternalBusy | None = None,
+    *,
+    mail: MailPolicy | None = None,
 ) -> Created:
     """POST /bookings as its steps: parse, lock, check, place, insert, announce. An open seat of
     a team's seated slot is joined instead of placed; a seated slot found open later (after the
@@ -228,7 +231,7 @@ async def create_booking(
     request = await parse(session, caller, body)
     event_type, previous = request.event_type, request.previous
     if request.owner is None and event_type.seats_per_time_slot and previous is None:
-        joined = await _join_open_team_seat(session, request, body, now, external)
+        joined = await _join_open_team_seat(session, request, body, now, external, mail)
         if joined is not None:
             return joined
     await lock(session, request)
@@ -246,7 +249,7 @@ async def create_booking(
             session, event_type, request.booker, body, request.start, request.end
         )
         if joined_booking is not None:
-            return await _seat_taken(session, joined_booking, host, previous)
+            return await _seat_taken(session, request, joined_booking, host, previous, mail)
 
     booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
     payment = _payment(event_type) if requires_payment else None
@@ -254,10 +257,12 @@ async def create_booking(
         booking.payments.append(payment)
     joined_booking = await insert(session, request, body, booking, placement)
     if joined_booking is not None:
-        return await _seat_taken(session, joined_booking, host, previous)
+        return await _seat_taken(session, request, joined_booking, host, previous, mail)
     await announce_new_booking(session, booking, previous=previous, payment=payment)
     # The new booking keeps the rescheduled one's iCal UID: its calendar events move with it.
     await plan_booking_event(session, booking)
+    change = Change.RESCHEDULED if previous is not None else Change.CREATED
+    await mail_booking_change(session, mail, change, booking, previous=previous)
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -338,6 +343,7 @@ async def _join_open_team_seat(
     body: BookingCreate,
     now: datetime,
     external: ExternalBusy | None,
+    mail: MailPolicy | None,
 ) -> Created | None:
     """An open seat is joined, not placed: the booking that opened the time chose its hosts.
     The seat must be a slot team /slots offers (time bounds, hosts still free but for it);
@@ -352,6 +358,8 @@ async def _join_open_team_seat(
     assert organizer is not None
     await announce_new_booking(session, joined)
     await plan_booking_event(session, joined)
+    seat = await _booker_attendees(session, joined, request)
+    await mail_booking_change(session, mail, Change.SEAT_TAKEN, joined, attendees=seat)
     return Created(joined, organizer, None, None, joined_seat=True)
 
 
@@ -553,14 +561,35 @@ async def insert(
 
 
 async def _seat_taken(
-    session: AsyncSession, joined: Booking, host: User, previous: Booking | None
+    session: AsyncSession,
+    request: BookingRequest,
+    joined: Booking,
+    host: User,
+    previous: Booking | None,
+    mail: MailPolicy | None,
 ) -> Created:
     """Step 6 for a seat: announce the booker's seat in ``joined``."""
     await announce_new_booking(session, joined, previous=previous)
     if previous is not None:  # the booker left it for a seat: its event goes
         await plan_booking_event(session, previous)
+        await mail_booking_change(session, mail, Change.CANCELLED, previous)
     await plan_booking_event(session, joined)
+    seat = await _booker_attendees(session, joined, request)
+    await mail_booking_change(session, mail, Change.SEAT_TAKEN, joined, attendees=seat)
     return Created(joined, host, None, previous, joined_seat=True)
+
+
+async def _booker_attendees(
+    session: AsyncSession, joined: Booking, request: BookingRequest
+) -> list[Attendee]:
+    """The rows of the booker (and their guests) in a seated booking they joined."""
+    emails = {request.booker.email.lower(), *(g.lower() for g in request.booker.guests)}
+    rows = await session.scalars(
+        select(Attendee).where(
+            Attendee.booking_id == joined.id, func.lower(Attendee.email).in_(emails)
+        )
+    )
+    return list(rows)
 
 
 def _custom_inputs(body: BookingCreate) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 
@@ -20,6 +20,7 @@ from bookable.bookings.schemas import (
     BookingConfirmedOut,
     BookingCreate,
     BookingCreatedOut,
+    BookingEmailOut,
     BookingOut,
     BookingPatch,
     BookingRead,
@@ -45,12 +46,23 @@ from bookable.models import (
     Booking,
     BookingReference,
     CalendarEventStatus,
+    EmailStatus,
     EventType,
     Payment,
     User,
 )
+from bookable.notifications.outbox import MailPolicy, booking_emails
 
 router = APIRouter(tags=["bookings"], route_class=IdempotentRoute)
+
+
+def _mail_policy(request: Request) -> MailPolicy | None:
+    policy: MailPolicy | None = getattr(request.app.state, "mail_policy", None)
+    return policy
+
+
+# The server's email settings, handed to the booking services (they know nothing of HTTP).
+Mail = Annotated[MailPolicy | None, Depends(_mail_policy)]
 BookingsResponse = envelope("BookingsResponse", bookings=list[BookingOut])
 BookingResponse = envelope("BookingResponse", booking=BookingOut)
 BookingPatchedResponse = envelope("BookingPatchedResponse", booking=BookingRead)
@@ -243,10 +255,10 @@ async def list_bookings(
     dependencies=[before_transaction(calendars_for_new_booking)],
 )
 async def create_booking(
-    session: DbSession, caller: CurrentCaller, body: BookingCreate, external: Prepared
+    session: DbSession, caller: CurrentCaller, body: BookingCreate, external: Prepared, mail: Mail
 ) -> dict[str, Any]:
     created = await retry_transaction(
-        session, lambda: create.create_booking(session, caller, body, external)
+        session, lambda: create.create_booking(session, caller, body, external, mail=mail)
     )
     return created_json(created)
 
@@ -282,9 +294,10 @@ async def patch_booking(
     caller: CurrentCaller,
     id: str,
     body: BookingPatch,
+    mail: Mail,
 ) -> dict[str, Any]:
     booking = await retry_transaction(
-        session, lambda: lifecycle.patch_booking(session, caller, id, body)
+        session, lambda: lifecycle.patch_booking(session, caller, id, body, mail=mail)
     )
     return {"booking": patched_json(booking)}
 
@@ -296,6 +309,7 @@ async def _cancel(
     cancellation_reason: str | None,
     all_remaining: str | None,
     cancelled_by: str | None,
+    mail: MailPolicy | None,
 ) -> dict[str, Any]:
     if cancelled_by is not None:
         try:
@@ -311,6 +325,7 @@ async def _cancel(
             reason=cancellation_reason,
             cancelled_by=cancelled_by,
             all_remaining=all_remaining == "true",
+            mail=mail,
         ),
     )
     return {
@@ -338,8 +353,12 @@ async def delete_booking(
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
     cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
+    *,
+    mail: Mail,
 ) -> dict[str, Any]:
-    return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
+    return await _cancel(
+        session, caller, id, cancellationReason, allRemainingBookings, cancelledBy, mail
+    )
 
 
 @router.delete(
@@ -354,8 +373,12 @@ async def cancel_booking(
     cancellationReason: str | None = None,
     allRemainingBookings: str | None = None,
     cancelledBy: Annotated[str | None, Query(json_schema_extra={"format": "email"})] = None,
+    *,
+    mail: Mail,
 ) -> dict[str, Any]:
-    return await _cancel(session, caller, id, cancellationReason, allRemainingBookings, cancelledBy)
+    return await _cancel(
+        session, caller, id, cancellationReason, allRemainingBookings, cancelledBy, mail
+    )
 
 
 @router.post(
@@ -370,6 +393,7 @@ async def confirm_booking(
     id: str,
     body: BookingConfirm,
     external: Prepared,
+    mail: Mail,
 ) -> dict[str, Any]:
     booking = await retry_transaction(
         session,
@@ -380,6 +404,7 @@ async def confirm_booking(
             confirmed=body.confirmed,
             reason=body.rejection_reason,
             external=external,
+            mail=mail,
         ),
     )
     return {
@@ -446,6 +471,18 @@ async def get_transcript(
     return []
 
 
+async def _managed_booking(session: DbSession, caller: CurrentCaller, key: str) -> Booking:
+    """A booking the caller manages (an attendee sees the booking, not its hosts' calendars
+    or the other attendees' emails)."""
+    booking = await access.get_booking(session, caller, key)
+    event_type = (
+        await session.get(EventType, booking.event_type_id) if booking.event_type_id else None
+    )
+    if not await access.manages(session, caller, booking, event_type):
+        raise Forbidden("You are not authorized")
+    return booking
+
+
 @router.get(
     "/bookings/{id}/calendar-events",
     summary="The booking's event in each destination calendar, and the state of its writes "
@@ -453,13 +490,7 @@ async def get_transcript(
     responses=ok(envelope("CalendarEventsResponse", calendarEvents=list[CalendarEventOut])),
 )
 async def get_calendar_events(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
-    booking = await access.get_booking(session, caller, id)
-    event_type = (
-        await session.get(EventType, booking.event_type_id) if booking.event_type_id else None
-    )
-    if not await access.manages(session, caller, booking, event_type):
-        # An attendee sees the booking, not the hosts' calendars.
-        raise Forbidden("You are not authorized")
+    booking = await _managed_booking(session, caller, id)
     rows = await booking_calendar_events(session, booking)
     return {
         "calendarEvents": [
@@ -484,6 +515,35 @@ async def get_calendar_events(session: DbSession, caller: CurrentCaller, id: str
                 event_url=row.event_url,
             ).model_dump(mode="json", by_alias=True)
             for row in rows
+        ]
+    }
+
+
+@router.get(
+    "/bookings/{id}/emails",
+    summary="The emails sent about the booking, and the state of each (Bookable extension)",
+    responses=ok(envelope("BookingEmailsResponse", emails=list[BookingEmailOut])),
+)
+async def get_emails(session: DbSession, caller: CurrentCaller, id: str) -> dict[str, Any]:
+    booking = await _managed_booking(session, caller, id)
+    return {
+        "emails": [
+            BookingEmailOut(
+                id=row.id,
+                kind=row.kind,
+                recipient=row.recipient,
+                subject=row.subject,
+                message_id=f"<{row.message_id}>",
+                status=str(row.status),
+                attempts=row.attempts,
+                last_error=row.last_error,
+                next_attempt_at=(
+                    row.next_attempt_at if row.status == EmailStatus.PENDING else None
+                ),
+                sent_at=row.sent_at,
+                created_at=row.created_at,
+            ).model_dump(mode="json", by_alias=True)
+            for row in await booking_emails(session, booking)
         ]
     }
 

@@ -21,6 +21,7 @@ from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound
 from bookable.models import Attendee, Booking, BookingStatus, EventType, User
+from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change
 from bookable.webhooks.outbox import announce, announce_patch, announce_seat_given_up
 from bookable.webhooks.triggers import WebhookTrigger
 
@@ -49,6 +50,7 @@ async def cancel_booking(
     reason: str | None,
     cancelled_by: str | None,
     all_remaining: bool,
+    mail: MailPolicy | None = None,
 ) -> Cancelled:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
@@ -76,6 +78,9 @@ async def cancel_booking(
                     cancelled_by=cancelled_by or caller.user.email,
                 )
                 await plan_booking_event(session, booking)
+                await mail_booking_change(
+                    session, mail, Change.SEAT_GIVEN_UP, booking, attendees=mine
+                )
             return Cancelled(booking, only_removed_attendee=True)
 
     targets = [booking]
@@ -106,6 +111,7 @@ async def cancel_booking(
     for target in targets:
         await announce(session, WebhookTrigger.BOOKING_CANCELLED, target)
         await plan_booking_event(session, target)
+        await mail_booking_change(session, mail, Change.CANCELLED, target)
     return Cancelled(booking, only_removed_attendee=False)
 
 
@@ -117,6 +123,7 @@ async def confirm_booking(
     confirmed: bool,
     reason: str | None,
     external: ExternalBusy | None = None,
+    mail: MailPolicy | None = None,
 ) -> Booking:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
@@ -132,6 +139,7 @@ async def confirm_booking(
         await session.flush()
         await announce(session, WebhookTrigger.BOOKING_REJECTED, booking)
         await plan_booking_event(session, booking)
+        await mail_booking_change(session, mail, Change.REJECTED, booking)
         return booking
     if event_type is not None and event_type.team_id is not None:
         await _recheck_team_booking(session, event_type, booking, external)
@@ -150,6 +158,7 @@ async def confirm_booking(
         await announce(session, WebhookTrigger.BOOKING_PAID, booking, payment=unpaid[0])
     await announce(session, WebhookTrigger.BOOKING_CREATED, booking)
     await plan_booking_event(session, booking)
+    await mail_booking_change(session, mail, Change.CONFIRMED, booking)
     return booking
 
 
@@ -192,7 +201,12 @@ async def _recheck_team_booking(
 
 
 async def patch_booking(
-    session: AsyncSession, caller: Caller, key: str, body: BookingPatch
+    session: AsyncSession,
+    caller: Caller,
+    key: str,
+    body: BookingPatch,
+    *,
+    mail: MailPolicy | None = None,
 ) -> Booking:
     booking = await get_booking(session, caller, key, for_update=True)
     event_type = await _event_type_of(session, booking)
@@ -235,6 +249,8 @@ async def patch_booking(
     await flush_guarded(session, booking)
     await announce_patch(session, booking, moved_from=moved_from)
     await plan_booking_event(session, booking)
+    if moved and booking.status in (BookingStatus.ACCEPTED, BookingStatus.PENDING):
+        await mail_booking_change(session, mail, Change.RESCHEDULED, booking, moved_from=moved_from)
     return booking
 
 

@@ -372,3 +372,19 @@ class CalendarEventOut(WireModel):
     next_attempt_at: WireDateTime | None
     done_at: WireDateTime | None
     event_url: str | None
+
+
+class BookingEmailOut(WireModel):
+    """One email about the booking to one recipient, and how far its sending got."""
+
+    id: int
+    kind: str  # e.g. "attendee.confirmed", "host.cancelled"
+    recipient: str
+    subject: str
+    message_id: str
+    status: str  # PENDING, SENT, FAILED, DROPPED
+    attempts: int
+    last_error: str | None
+    next_attempt_at: WireDateTime | None
+    sent_at: WireDateTime | None
+    created_at: WireDateTime

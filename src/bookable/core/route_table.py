@@ -101,6 +101,7 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/bookings/{id}/cancel", R.BOOKING_MANAGER, "booking", "same as DELETE"),
     Route("POST", "/bookings/{id}/confirm", R.BOOKING_MANAGER, "booking", "accept/reject"),
     Route("GET", "/bookings/{id}/calendar-events", R.BOOKING_MANAGER, "booking", "write states"),
+    Route("GET", "/bookings/{id}/emails", R.BOOKING_MANAGER, "booking", "email states"),
     Route("GET", "/bookings/{id}/recordings", R.BOOKING_PARTY, "booking", "parties: 404, no video"),
     Route(
         "GET", "/bookings/{id}/transcripts", R.BOOKING_PARTY, "booking", "parties: 404, no video"

@@ -1,0 +1,306 @@
+"""Which emails a booking change sends, written to the email outbox in the change's transaction.
+
+`mail_booking_change` runs beside the webhook and calendar planning of every booking change and
+adds one `OutboundEmail` row per recipient, with the whole message rendered now
+(`notifications.messages`); the email dispatcher sends them after the commit, with retries.
+Nothing is sent, or even made, with ``BOOKABLE_EMAILS=off``.
+
+Who gets what (Cal.com's set; `disableStandardEmails` in the event type's metadata honoured:
+``all.host`` / ``all.attendee`` silence a side, ``confirmation.host`` / ``confirmation.attendee``
+only the emails of a new or confirmed booking):
+
+| change | attendees and guests | hosts (organiser, every host of a team booking) |
+|---|---|---|
+| new, accepted | confirmed (invite) | new booking (invite) |
+| new, awaiting the host | requested | booking request (how to confirm or reject) |
+| confirmed | confirmed (invite) | new booking (invite) |
+| rejected | rejected (cancel) | — (the host did it) |
+| rescheduled, PATCH of the time | rescheduled (invite) | rescheduled (invite) |
+| cancelled | cancelled (cancel) | cancelled (cancel) |
+| a seat taken | confirmed, to that attendee | new booking (invite) |
+| a seat given up | cancelled, to that attendee | — (the meeting goes on) |
+
+Safety: only the booking's own attendees and hosts receive mail (the SMTP envelope is the row's
+recipient alone); an address that does not validate is recorded DROPPED, never sent; and a host's
+bookings make at most ``BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR`` emails an hour (more are DROPPED),
+so a runaway script cannot turn the server into a mailer.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.bookings.access import booking_host_ids
+from bookable.core.clock import utcnow
+from bookable.core.dispatch import mark_written
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    EmailStatus,
+    EventType,
+    OutboundEmail,
+    User,
+)
+from bookable.notifications.messages import BookingMail, MailKind, Party, render_email
+from bookable.settings import Settings
+
+# Booking responses that the email shows in its own places, not among "other answers".
+SHOWN_ELSEWHERE = frozenset({"name", "email", "notes", "guests", "location", "rescheduleReason"})
+
+
+@dataclass(frozen=True, slots=True)
+class MailPolicy:
+    """What the server's settings say about booking emails (made once per app)."""
+
+    enabled: bool
+    sender: str  # the From header
+    max_per_host_per_hour: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailPolicy:
+        return cls(
+            enabled=settings.emails == "on",
+            sender=settings.email_from,
+            max_per_host_per_hour=settings.email_max_per_host_per_hour,
+        )
+
+    @property
+    def domain(self) -> str:
+        address = parseaddr(self.sender)[1]
+        return address.rpartition("@")[2] or "bookable"
+
+
+class Change(enum.Enum):
+    CREATED = "created"  # a new booking (accepted, or awaiting the host)
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    RESCHEDULED = "rescheduled"  # a new booking that replaced another, or a PATCH of the time
+    CANCELLED = "cancelled"
+    SEAT_TAKEN = "seat_taken"
+    SEAT_GIVEN_UP = "seat_given_up"
+
+
+# (attendee kind, host kind) for each change; None: that side gets nothing.
+_KINDS: dict[Change, tuple[MailKind | None, MailKind | None]] = {
+    Change.CONFIRMED: (MailKind.ATTENDEE_CONFIRMED, MailKind.HOST_NEW),
+    Change.REJECTED: (MailKind.ATTENDEE_REJECTED, None),
+    Change.RESCHEDULED: (MailKind.ATTENDEE_RESCHEDULED, MailKind.HOST_RESCHEDULED),
+    Change.CANCELLED: (MailKind.ATTENDEE_CANCELLED, MailKind.HOST_CANCELLED),
+    Change.SEAT_TAKEN: (MailKind.ATTENDEE_CONFIRMED, MailKind.HOST_NEW),
+    Change.SEAT_GIVEN_UP: (MailKind.ATTENDEE_CANCELLED, None),
+}
+_CONFIRMATIONS = frozenset({MailKind.ATTENDEE_CONFIRMED, MailKind.HOST_NEW})
+
+
+def kinds_for(change: Change, booking: Booking) -> tuple[MailKind | None, MailKind | None]:
+    if change is Change.CREATED or (
+        change is Change.RESCHEDULED and booking.status != BookingStatus.ACCEPTED
+    ):
+        if booking.status == BookingStatus.ACCEPTED:
+            return MailKind.ATTENDEE_CONFIRMED, MailKind.HOST_NEW
+        return MailKind.ATTENDEE_REQUESTED, MailKind.HOST_REQUEST
+    return _KINDS[change]
+
+
+def _silenced(meta: dict[str, Any] | None, kind: MailKind, side: str) -> bool:
+    """Cal.com's ``metadata.disableStandardEmails``: ``all.<side>``, and ``confirmation.<side>``
+    for the emails of a new or confirmed booking."""
+    disabled = (meta or {}).get("disableStandardEmails")
+    if not isinstance(disabled, dict):
+        return False
+    every = disabled.get("all")
+    if isinstance(every, dict) and every.get(side) is True:
+        return True
+    confirmation = disabled.get("confirmation")
+    return (
+        kind in _CONFIRMATIONS and isinstance(confirmation, dict) and confirmation.get(side) is True
+    )
+
+
+def _answer(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("value", value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+async def _facts(
+    session: AsyncSession,
+    booking: Booking,
+    host_ids: list[int],
+    previous: Booking | None,
+    moved_from: tuple[datetime, datetime] | None,
+) -> tuple[BookingMail, dict[int, Party], list[Attendee]]:
+    users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(host_ids)))}
+    hosts = {
+        user_id: Party(users[user_id].name or users[user_id].username or "", users[user_id].email,
+                       users[user_id].time_zone)
+        for user_id in host_ids
+        if user_id in users
+    }  # fmt: skip
+    attendees = list(
+        await session.scalars(
+            select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
+        )
+    )
+    organizer = hosts.get(booking.user_id or -1) or Party(
+        "", booking.user_primary_email or "", "UTC"
+    )
+    old_start, old_end = moved_from or (
+        (previous.start_time, previous.end_time) if previous is not None else (None, None)
+    )
+    responses = tuple(
+        (str(label), _answer(value))
+        for label, value in (booking.responses or {}).items()
+        if label not in SHOWN_ELSEWHERE and _answer(value)
+    )
+    mail = BookingMail(
+        booking_id=booking.id,
+        booking_uid=booking.uid,
+        ical_uid=booking.ical_uid or f"{booking.uid}@bookable",
+        sequence=booking.ical_sequence or 0,
+        title=booking.title,
+        start=booking.start_time,
+        end=booking.end_time,
+        organizer=organizer,
+        hosts=tuple(hosts[h] for h in host_ids if h in hosts),
+        attendees=tuple(Party(a.name, a.email, a.time_zone) for a in attendees),
+        location=booking.location,
+        description=booking.description,
+        responses=responses,
+        cancellation_reason=booking.cancellation_reason,
+        rejection_reason=booking.rejection_reason,
+        previous_start=old_start,
+        previous_end=old_end,
+    )
+    return mail, hosts, attendees
+
+
+def _valid(address: str) -> bool:
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+async def _sent_this_hour(session: AsyncSession, user_id: int | None, now: datetime) -> int:
+    if user_id is None:
+        return 0
+    count = await session.scalar(
+        select(func.count(OutboundEmail.id)).where(
+            OutboundEmail.user_id == user_id,
+            OutboundEmail.created_at > now - timedelta(hours=1),
+            OutboundEmail.status != EmailStatus.DROPPED,
+        )
+    )
+    return int(count or 0)
+
+
+async def mail_booking_change(
+    session: AsyncSession,
+    policy: MailPolicy | None,
+    change: Change,
+    booking: Booking,
+    *,
+    previous: Booking | None = None,
+    moved_from: tuple[datetime, datetime] | None = None,
+    attendees: Iterable[Attendee] | None = None,
+) -> int:
+    """Add the emails ``change`` of ``booking`` sends (call after the change is flushed), in
+    the caller's transaction. ``previous``: the booking a reschedule replaced;
+    ``moved_from``: the old times of a PATCH; ``attendees``: for a seat taken or given up, the
+    attendee(s) concerned (a given-up seat's rows may be deleted already). Returns how many
+    emails will be sent."""
+    if policy is None or not policy.enabled:
+        return 0
+    attendee_kind, host_kind = kinds_for(change, booking)
+    meta: dict[str, Any] | None = None
+    if booking.event_type_id is not None:
+        meta = await session.scalar(
+            select(EventType.meta).where(EventType.id == booking.event_type_id)
+        )
+    if attendee_kind is not None and _silenced(meta, attendee_kind, "attendee"):
+        attendee_kind = None
+    if host_kind is not None and _silenced(meta, host_kind, "host"):
+        host_kind = None
+    if attendee_kind is None and host_kind is None:
+        return 0
+
+    host_ids = await booking_host_ids(session, booking)
+    mail, hosts, booked = await _facts(session, booking, host_ids, previous, moved_from)
+    recipients: list[tuple[MailKind, Party]] = []
+    if attendee_kind is not None:
+        chosen = list(attendees) if attendees is not None else booked
+        recipients += [(attendee_kind, Party(a.name, a.email, a.time_zone)) for a in chosen]
+    if host_kind is not None:
+        ordered = [booking.user_id, *(h for h in host_ids if h != booking.user_id)]
+        recipients += [(host_kind, hosts[h]) for h in ordered if h in hosts]
+
+    now = utcnow()
+    room = policy.max_per_host_per_hour - await _sent_this_hour(session, booking.user_id, now)
+    change_token = secrets.token_hex(6)
+    seen: set[tuple[MailKind, str]] = set()
+    sent = 0
+    for index, (kind, party) in enumerate(recipients):
+        if (kind, party.email.lower()) in seen:  # a host who is also an attendee: once
+            continue
+        seen.add((kind, party.email.lower()))
+        message_id = f"{booking.uid}.{kind.value}.{change_token}.{index}@{policy.domain}"
+        status, error = EmailStatus.PENDING, None
+        if not _valid(party.email):
+            status, error = EmailStatus.DROPPED, "not a valid email address"
+        elif room <= 0:
+            status, error = (
+                EmailStatus.DROPPED,
+                f"over the limit of {policy.max_per_host_per_hour} emails an hour for this "
+                "host (BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR)",
+            )
+        rendered = render_email(
+            mail, kind, party, sender=policy.sender, message_id=f"<{message_id}>", stamp=now
+        )
+        session.add(
+            OutboundEmail(
+                booking_id=booking.id,
+                user_id=booking.user_id,
+                kind=kind.value,
+                recipient=party.email,
+                message_id=message_id,
+                subject=rendered.subject,
+                message=rendered.message,
+                status=status,
+                attempts=0,
+                next_attempt_at=now,
+                last_error=error,
+                created_at=now,
+            )
+        )
+        if status is EmailStatus.PENDING:
+            room -= 1
+            sent += 1
+    if sent:
+        await mark_written(session)
+    return sent
+
+
+async def booking_emails(session: AsyncSession, booking: Booking) -> list[OutboundEmail]:
+    """The booking's emails, oldest first."""
+    return list(
+        await session.scalars(
+            select(OutboundEmail)
+            .where(OutboundEmail.booking_id == booking.id)
+            .order_by(OutboundEmail.id)
+        )
+    )
