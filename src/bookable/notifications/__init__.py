@@ -1,0 +1,1 @@
+"""Booking emails: rendering (messages), the outbox, and sending (transport, dispatcher)."""
