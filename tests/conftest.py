@@ -29,6 +29,9 @@ from bookable.settings import Settings
 # Real calendar servers (Radicale, an ICS feed server), for every test directory.
 from tests.calendar_servers import ics_server, private_radicale, radicale, radicale_server  # noqa: F401
 
+# A real SMTP server (aiosmtpd) on loopback.
+from tests.mail_servers import make_smtp_server, smtp_server  # noqa: F401
+
 # Under pytest-xdist each worker ("gw0", "gw1", ...) gets its own PostgreSQL database and Redis
 # database, so workers never empty each other's tables or flush each other's counters.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")

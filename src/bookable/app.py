@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Webhook delivery and calendar writes run beside the API in their own tasks and
+        # Webhook delivery, calendar writes and emails run beside the API in their own tasks and
         # sessions (never inside a request); BOOKABLE_WEBHOOK_DISPATCHER=off leaves them to
         # `bookable worker`.
         dispatchers = []
@@ -101,8 +101,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatchers = outbox_dispatchers(sessions, settings, encryptor)
             for dispatcher in dispatchers:
                 await dispatcher.start()
-        _app.state.webhook_dispatcher = dispatchers[0] if dispatchers else None
-        _app.state.calendar_dispatcher = dispatchers[1] if dispatchers else None
+        by_name = {dispatcher.name: dispatcher for dispatcher in dispatchers}
+        _app.state.webhook_dispatcher = by_name.get("webhook")
+        _app.state.calendar_dispatcher = by_name.get("calendar")
+        _app.state.email_dispatcher = by_name.get("email")
         # Idempotency keys older than 24 h are ignored anyway; this keeps the table small.
         purge = asyncio.create_task(purge_forever(sessions, IDEMPOTENCY_PURGE_SECONDS))
         yield

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOOKABLE_", extra="ignore")
+    # Errors never repeat the value given: some settings hold passwords (BOOKABLE_SMTP_URL).
+    model_config = SettingsConfigDict(
+        env_prefix="BOOKABLE_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         default_factory=lambda: f"sqlite:///{Path.cwd() / 'bookable.db'}",
@@ -203,6 +207,29 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_parses(cls, value: str | None) -> str | None:
+        from bookable.notifications.transport import parse_smtp_url  # imports settings' types
+
+        if not value:
+            return None
+        try:
+            parse_smtp_url(value)
+        except ValueError as error:  # its message masks the password
+            raise ValueError(f"BOOKABLE_SMTP_URL: {error}") from None
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from_has_address(cls, value: str) -> str:
+        # Its address is the SMTP envelope sender.
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(
+                "BOOKABLE_EMAIL_FROM needs an address, e.g. Bookable <bookable@example.com>"
+            )
+        return value
+
     @field_validator("clock")
     @classmethod
     def _clock_has_zone(cls, value: datetime | None) -> datetime | None:
@@ -264,6 +291,22 @@ def parse_durations(text: str) -> tuple[float, ...]:
     return tuple(values)
 
 
+def settings_problem(error: ValidationError) -> str:
+    """A ValidationError of `Settings` as one line naming the variables (never their values)."""
+    problems = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        names = [f"BOOKABLE_{str(part).upper()}" for part in item["loc"]]
+        if names and not message.startswith(names[0]):
+            message = f"{names[0]}: {message}"
+        problems.append(message)
+    return "; ".join(problems)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings; a bad one stops it with a one-line message (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SystemExit(f"error: {settings_problem(error)}") from None

@@ -17,6 +17,7 @@ from bookable.calendars.dispatcher import CalendarDispatcher
 from bookable.core.db import create_engine, session_factory
 from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher
 from bookable.core.encryption import Encryptor
+from bookable.notifications.dispatcher import EmailDispatcher
 from bookable.settings import Settings
 from bookable.webhooks.dispatcher import Dispatcher
 
@@ -26,11 +27,15 @@ log = logging.getLogger("bookable.worker")
 def outbox_dispatchers(
     sessions: async_sessionmaker[AsyncSession], settings: Settings, encryptor: Encryptor
 ) -> list[OutboxDispatcher[Any, Any]]:
-    """Webhook deliveries and calendar writes."""
-    return [
+    """Webhook deliveries, calendar writes and (BOOKABLE_EMAILS=on) booking emails; find one
+    by its ``name`` ("webhook", "calendar", "email")."""
+    dispatchers: list[OutboxDispatcher[Any, Any]] = [
         Dispatcher(sessions, DispatcherConfig.from_settings(settings)),
         CalendarDispatcher(sessions, settings, encryptor),
     ]
+    if settings.emails == "on":
+        dispatchers.append(EmailDispatcher(sessions, settings))
+    return dispatchers
 
 
 async def run_worker(settings: Settings) -> None:
@@ -44,7 +49,7 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     for dispatcher in dispatchers:
         await dispatcher.start()
-    log.info("worker started: webhook deliveries and calendar writes")
+    log.info("worker started: %s", ", ".join(dispatcher.name for dispatcher in dispatchers))
     try:
         await stop.wait()
     finally:

@@ -1,0 +1,192 @@
+"""Sending the email outbox: hand each due message to the transport, record every attempt.
+
+`EmailDispatcher` is an `OutboxDispatcher` (`bookable.core.dispatch`: claims with a lease, at
+least once across SIGKILL, woken after the commit) over `outbound_emails`. One attempt hands
+the stored message, unchanged, to the transport (`bookable.notifications.transport`: SMTP, or
+an .eml file), with the envelope ``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient,
+bounded by ``BOOKABLE_EMAIL_TIMEOUT``.
+
+Recording: success makes the row SENT with ``sent_at``. A failure is retried after the next
+wait of ``BOOKABLE_EMAIL_RETRY_DELAYS`` and is FAILED after ``BOOKABLE_EMAIL_MAX_ATTEMPTS``, or
+at once when the server refused the recipient or the message with a 5xx; ``last_error`` says
+why (never the SMTP password). A process that dies after the server took a message but before
+it was recorded sends it again after the lease, with the same Message-ID (at least once; the
+folder transport overwrites its file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher, RunningClock
+from bookable.models.emails import EmailStatus, OutboundEmail
+from bookable.notifications.transport import (
+    MailError,
+    MailTransport,
+    envelope_sender,
+    transport_for,
+)
+from bookable.settings import Settings
+
+log = logging.getLogger("bookable.emails")
+
+ROWS: Table = cast(Table, OutboundEmail.__table__)
+ERROR_CHARS = 1000  # how much of a failure's reason is kept
+
+
+def email_dispatcher_config(settings: Settings) -> DispatcherConfig:
+    timeout = settings.email_timeout
+    return DispatcherConfig(
+        timeout=timeout,
+        max_attempts=settings.email_max_attempts,
+        retry_delays=settings.email_retry_delay_seconds,
+        jitter=settings.webhook_retry_jitter,
+        poll_interval=settings.webhook_poll_interval,
+        # Longer than an attempt can take, so no message is sent by two dispatchers at once.
+        lease=max(settings.webhook_lease_seconds, 3 * timeout),
+        batch_size=settings.webhook_batch_size,
+        concurrency=settings.webhook_concurrency,
+    )
+
+
+@dataclass
+class EmailJob:
+    """A claimed row and what sending it needs."""
+
+    event_id: int
+    lease_until: datetime
+    recipient: str
+    message_id: str
+    message: str
+    attempts: int
+
+
+@dataclass
+class EmailOutcome:
+    job: EmailJob
+    started_at: datetime
+    finished_at: datetime | None = None
+    ok: bool = False
+    error: str | None = None
+    permanent: bool = False  # the server refused it for good (5xx)
+
+
+class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
+    """Sends due emails until stopped. See the module docstring."""
+
+    table = ROWS
+    name = "email"
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        transport: MailTransport | None = None,
+        config: DispatcherConfig | None = None,
+        running_clock: RunningClock | None = None,
+    ) -> None:
+        super().__init__(
+            sessions, config or email_dispatcher_config(settings), running_clock=running_clock
+        )
+        self.settings = settings
+        self.transport = transport or transport_for(settings)
+        self.sender = envelope_sender(settings)
+
+    # --- 1. claim ---------------------------------------------------------------------------
+
+    def _claimed_columns(self) -> list[Any]:
+        c = ROWS.c
+        return [c.id, c.recipient, c.message_id, c.message, c.attempts]
+
+    async def _jobs(
+        self, session: AsyncSession, rows: Sequence[Any], lease_until: datetime
+    ) -> list[EmailJob]:
+        return [
+            EmailJob(
+                event_id=row.id,
+                lease_until=lease_until,
+                recipient=row.recipient,
+                message_id=row.message_id,
+                message=row.message,
+                attempts=row.attempts,
+            )
+            for row in rows
+        ]
+
+    # --- 2. send ----------------------------------------------------------------------------
+
+    async def deliver(self, job: EmailJob) -> EmailOutcome:
+        """One attempt. Never raises for the mail server's or the network's trouble."""
+        outcome = EmailOutcome(job, started_at=self.clock.now())
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                await self.transport.send(
+                    job.message,
+                    sender=self.sender,
+                    recipient=job.recipient,
+                    message_id=job.message_id,
+                )
+            outcome.ok = True
+        except MailError as error:
+            outcome.error = error.message
+            outcome.permanent = error.permanent
+        except TimeoutError:
+            outcome.error = f"not sent within {self.config.timeout:g} s"
+        except Exception as error:
+            # Still a failed attempt, or the row would come back after every lease forever.
+            # Only the type: an unknown error's text might quote the connection's secrets.
+            log.exception("email dispatcher: sending email %s failed", job.event_id)
+            outcome.error = f"unexpected {type(error).__name__}"
+        outcome.finished_at = self.clock.now()
+        return outcome
+
+    # --- 3. record --------------------------------------------------------------------------
+
+    async def _write(
+        self, session: AsyncSession, outcomes: list[EmailOutcome], now: datetime
+    ) -> None:
+        pending = ROWS.c.status == EmailStatus.PENDING.value
+        for outcome in outcomes:
+            job = outcome.job
+            made = job.attempts + 1
+            if outcome.ok:
+                # Even if the lease ran out meanwhile: the server has it.
+                await session.execute(
+                    update(ROWS)
+                    .where(ROWS.c.id == job.event_id, pending)
+                    .values(
+                        status=EmailStatus.SENT.value,
+                        attempts=made,
+                        sent_at=outcome.finished_at or now,
+                        last_error=None,
+                        locked_until=None,
+                    )
+                )
+                continue
+            values: dict[str, Any] = {
+                "attempts": made,
+                "last_error": (outcome.error or "failed")[:ERROR_CHARS],
+                "locked_until": None,
+            }
+            if outcome.permanent or made >= self.config.max_attempts:
+                values["status"] = EmailStatus.FAILED.value
+            else:
+                values["next_attempt_at"] = now + timedelta(
+                    seconds=self.config.retry_delay(made, self._rng)
+                )
+            await session.execute(
+                update(ROWS)
+                # Not if another dispatcher took the row over after our lease ran out.
+                .where(ROWS.c.id == job.event_id, pending, ROWS.c.locked_until == job.lease_until)
+                .values(**values)
+            )
+        self.delivered += len(outcomes)

@@ -1,0 +1,289 @@
+"""Sending the email outbox, on SQLite and PostgreSQL: rows inserted straight into
+`outbound_emails`, the email dispatcher running in the app's lifespan (as in `bookable serve`),
+and a real SMTP server (aiosmtpd) on loopback or a real folder.
+
+Settings make polling and retries fast (tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import select, update
+
+from bookable.app import create_app
+from bookable.models.emails import EmailStatus, OutboundEmail
+from bookable.notifications.dispatcher import EmailDispatcher
+from bookable.notifications.transport import eml_name
+from bookable.settings import Settings
+from tests.mail_servers import SmtpServer
+
+FAST = {
+    "webhook_poll_interval": 0.05,
+    "webhook_retry_jitter": 0.0,
+    "email_retry_delays": "0.05",
+    # Generous: a loaded test machine must not turn a slow answer into a retry.
+    "email_timeout": 10.0,
+    "email_from": "Bookable <bounces@bookable.test>",
+}
+SECRET = "s3cr3t-P4ss"
+
+
+def rfc5322(message_id: str, to: str) -> str:
+    return (
+        "From: Bookable <bounces@bookable.test>\r\n"
+        f"To: {to}\r\n"
+        "Cc: someone-else@example.com\r\n"
+        "Subject: Your meeting\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "Date: Mon, 05 Jan 2026 12:00:00 +0000\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n"
+        "\r\n"
+        "See you then.\r\n"
+    )
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+async def add_email(app: FastAPI, recipient: str, number: int = 1) -> int:
+    message_id = f"<booking-1.confirmed.{number}@bookable.test>"
+    async with app.state.sessions() as session, session.begin():
+        row = OutboundEmail(
+            booking_id=1,
+            user_id=1,
+            kind="attendee.confirmed",
+            recipient=recipient,
+            message_id=message_id,
+            subject="Your meeting",
+            message=rfc5322(message_id, recipient),
+        )
+        session.add(row)
+        await session.flush()
+        row_id = row.id
+    app.state.email_dispatcher.wake()  # the lead's outbox calls mark_written; a wake does here
+    return row_id
+
+
+async def row(app: FastAPI, row_id: int) -> OutboundEmail:
+    async with app.state.sessions() as session:
+        found = await session.get(OutboundEmail, row_id)
+        assert found is not None
+        return found
+
+
+async def until(
+    app: FastAPI, row_id: int, check: Callable[[OutboundEmail], bool], within: float = 15.0
+) -> OutboundEmail:
+    deadline = time.monotonic() + within
+    while True:
+        current = await row(app, row_id)
+        if check(current):
+            return current
+        assert time.monotonic() < deadline, f"row {row_id} stayed {current.status}"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_email_goes_to_its_recipient_alone(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    async with running(make_settings(**FAST, smtp_url=smtp_server.smtp_url)) as app:
+        assert isinstance(app.state.email_dispatcher, EmailDispatcher)
+        assert app.state.webhook_dispatcher.name == "webhook"
+        assert app.state.calendar_dispatcher.name == "calendar"
+        first = await add_email(app, "ann@example.com", 1)
+        second = await add_email(app, "Bob.Host@example.org", 2)
+        sent = await until(app, second, lambda r: r.status == EmailStatus.SENT)
+        sent_first = await until(app, first, lambda r: r.status == EmailStatus.SENT)
+    received = {mail.message_id: mail for mail in await smtp_server.wait_for(2)}
+    assert len(smtp_server.messages) == 2
+    one = received["<booking-1.confirmed.1@bookable.test>"]
+    assert one.sender == "bounces@bookable.test"
+    assert one.recipients == ("ann@example.com",)  # never the Cc of the headers
+    assert received["<booking-1.confirmed.2@bookable.test>"].recipients == ("Bob.Host@example.org",)
+    assert one.raw.replace(b"\r\n", b"\n") == rfc5322(
+        "<booking-1.confirmed.1@bookable.test>", "ann@example.com"
+    ).encode().replace(b"\r\n", b"\n")
+    for done in (sent, sent_first):
+        assert done.attempts == 1 and done.last_error is None and done.locked_until is None
+        assert done.sent_at is not None and done.sent_at <= datetime.now(UTC)
+
+
+async def test_smtp_down_then_back(
+    make_settings: Callable[..., Settings], make_smtp_server: Any
+) -> None:
+    server: SmtpServer = make_smtp_server(login=("bookable", SECRET))
+    server.stop()
+    async with running(make_settings(**FAST, smtp_url=server.smtp_url)) as app:
+        email = await add_email(app, "ann@example.com")
+        waiting = await until(app, email, lambda r: r.attempts >= 2)
+        assert waiting.status == EmailStatus.PENDING
+        assert waiting.last_error is not None and "cannot connect" in waiting.last_error
+        assert SECRET not in waiting.last_error
+        assert waiting.sent_at is None
+        server.start()
+        sent = await until(app, email, lambda r: r.status == EmailStatus.SENT)
+    assert sent.attempts >= 3 and sent.last_error is None
+    [received] = await server.wait_for(1)
+    assert received.recipients == ("ann@example.com",)
+
+
+async def test_a_5xx_fails_at_once(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse_next(1, 550, stage="rcpt")
+    async with running(make_settings(**FAST, smtp_url=smtp_server.smtp_url)) as app:
+        email = await add_email(app, "nobody@example.com")
+        failed = await until(app, email, lambda r: r.status == EmailStatus.FAILED)
+        await asyncio.sleep(0.3)  # several polls: it is not tried again
+        assert (await row(app, email)).attempts == 1
+    assert failed.attempts == 1
+    assert failed.last_error is not None and "550" in failed.last_error
+    assert smtp_server.messages == [] and smtp_server.refused == 1
+
+
+async def test_a_4xx_is_retried(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse_next(2, 451, stage="data")
+    async with running(make_settings(**FAST, smtp_url=smtp_server.smtp_url)) as app:
+        email = await add_email(app, "ann@example.com")
+        sent = await until(app, email, lambda r: r.status == EmailStatus.SENT)
+    assert sent.attempts == 3 and sent.last_error is None
+    assert smtp_server.refused == 2
+    assert len(await smtp_server.wait_for(1)) == 1
+
+
+async def test_the_last_attempt_fails_the_email(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    smtp_server.refuse_next(10, 421, stage="rcpt")
+    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url, email_max_attempts=3)
+    async with running(settings) as app:
+        email = await add_email(app, "ann@example.com")
+        failed = await until(app, email, lambda r: r.status == EmailStatus.FAILED)
+    assert failed.attempts == 3
+    assert failed.last_error is not None and "421" in failed.last_error
+    assert smtp_server.refused == 3 and smtp_server.messages == []
+
+
+async def test_a_message_sent_before_a_stop_is_sent_again_with_its_id(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """The server has the message, but its answer never came (held, then the process stops):
+    the row stays PENDING, and the next process sends it again with the same Message-ID (at
+    least once; mail software recognises the duplicate)."""
+    smtp_server.hold()
+    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url)
+    async with running(settings) as app:
+        email = await add_email(app, "ann@example.com")
+        await smtp_server.wait_for(1)
+    unanswered = await row(app, email)
+    assert unanswered.status == EmailStatus.PENDING and unanswered.attempts == 0
+    assert unanswered.locked_until is None  # given back at the stop, not left to the lease
+    smtp_server.release()
+    async with running(settings) as again:
+        sent = await until(again, email, lambda r: r.status == EmailStatus.SENT)
+    first, second = await smtp_server.wait_for(2)
+    assert first.message_id == second.message_id == "<booking-1.confirmed.1@bookable.test>"
+    assert sent.attempts == 1
+
+
+async def test_the_folder_keeps_one_file_per_message(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    folder = tmp_path / "mail"
+    settings = make_settings(**FAST, smtp_url=None, email_dir=folder)
+    async with running(settings) as app:
+        email = await add_email(app, "ann@example.com")
+        await until(app, email, lambda r: r.status == EmailStatus.SENT)
+        # As if the process had died before recording it: the next attempt sends it again.
+        async with app.state.sessions() as session, session.begin():
+            await session.execute(
+                update(OutboundEmail)
+                .where(OutboundEmail.id == email)
+                .values(status=EmailStatus.PENDING, sent_at=None)
+            )
+        app.state.email_dispatcher.wake()
+        resent = await until(app, email, lambda r: r.status == EmailStatus.SENT)
+    assert resent.attempts == 2
+    name = eml_name("<booking-1.confirmed.1@bookable.test>")
+    assert [path.name for path in folder.iterdir()] == [name]
+    assert (folder / name).read_text().startswith("From: Bookable <bounces@bookable.test>")
+
+
+async def test_emails_off_starts_no_email_dispatcher(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url, emails="off")
+    async with running(settings) as app:
+        assert app.state.email_dispatcher is None
+        assert {d.name for d in [app.state.webhook_dispatcher, app.state.calendar_dispatcher]} == {
+            "webhook",
+            "calendar",
+        }
+        async with app.state.sessions() as session, session.begin():
+            session.add(
+                OutboundEmail(
+                    booking_id=1,
+                    kind="attendee.confirmed",
+                    recipient="ann@example.com",
+                    message_id="<off@bookable.test>",
+                    subject="s",
+                    message=rfc5322("<off@bookable.test>", "ann@example.com"),
+                )
+            )
+        await asyncio.sleep(0.3)  # several polls of the other dispatchers
+        async with app.state.sessions() as session:
+            statuses = list(await session.scalars(select(OutboundEmail.status)))
+    assert statuses == [EmailStatus.PENDING]
+    assert smtp_server.messages == []
+
+
+async def test_run_once_sends_what_is_due(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """`run_once` (for the CLI and tests): the dispatcher without its loop."""
+    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url, webhook_dispatcher="off")
+    async with running(settings) as app:
+        assert app.state.email_dispatcher is None  # no dispatcher runs in this process
+        async with app.state.sessions() as session, session.begin():
+            for number in (1, 2, 3):
+                message_id = f"<once.{number}@bookable.test>"
+                session.add(
+                    OutboundEmail(
+                        booking_id=1,
+                        kind="host.confirmed",
+                        recipient=f"host{number}@example.com",
+                        message_id=message_id,
+                        subject="s",
+                        message=rfc5322(message_id, f"host{number}@example.com"),
+                    )
+                )
+        dispatcher = EmailDispatcher(app.state.sessions, settings)
+        try:
+            assert await dispatcher.run_once() == 3
+            assert await dispatcher.run_once() == 0
+        finally:
+            await dispatcher.aclose()
+        async with app.state.sessions() as session:
+            rows = list(await session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
+    assert [r.status for r in rows] == [EmailStatus.SENT] * 3
+    received = await smtp_server.wait_for(3)
+    assert sorted(mail.recipients for mail in received) == [
+        ("host1@example.com",),
+        ("host2@example.com",),
+        ("host3@example.com",),
+    ]

@@ -1,0 +1,262 @@
+"""Email transports against a real SMTP server (aiosmtpd on loopback) and a real folder; the
+SMTP URL setting. No database."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bookable.notifications.transport import (
+    FolderTransport,
+    MailError,
+    SmtpTarget,
+    SmtpTransport,
+    eml_name,
+    envelope_sender,
+    parse_smtp_url,
+    transport_for,
+)
+from bookable.settings import Settings
+from tests.mail_servers import SmtpServer
+
+SECRET = "s3cr3t-P4ss"
+
+
+def message(message_id: str = "<m1@bookable.test>", body: str = "Hello") -> str:
+    """A small RFC 5322 message whose headers name more people than the envelope will."""
+    return (
+        "From: Bookable <bookable@bookable.test>\r\n"
+        "To: Ann Lee <ann@example.com>\r\n"
+        "Cc: carl@example.com\r\n"
+        "Bcc: dora@example.com\r\n"
+        "Subject: Meeting confirmed\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        f"{body}\r\n"
+    )
+
+
+def smtp(server: SmtpServer, url: str | None = None) -> SmtpTransport:
+    return SmtpTransport(
+        parse_smtp_url(url or server.smtp_url), 10.0, tls_context=server.client_tls_context()
+    )
+
+
+# --- the URL ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        ("smtp://mail.example.com", SmtpTarget("mail.example.com", 25, "plain")),
+        ("smtp+starttls://mail.example.com", SmtpTarget("mail.example.com", 587, "starttls")),
+        ("smtps://mail.example.com", SmtpTarget("mail.example.com", 465, "tls")),
+        ("SMTP://127.0.0.1:2525/", SmtpTarget("127.0.0.1", 2525, "plain")),
+        ("smtps://[::1]:4650", SmtpTarget("::1", 4650, "tls")),
+        (
+            "smtp+starttls://me%40example.com:p%40ss%2Fw%3Ard@mx:587",
+            SmtpTarget("mx", 587, "starttls", "me@example.com", "p@ss/w:rd"),
+        ),
+    ],
+)
+def test_smtp_urls_parse(url: str, target: SmtpTarget) -> None:
+    parsed = parse_smtp_url(url)
+    assert parsed == target
+    assert parsed.password == target.password  # compared apart: it is left out of repr
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"http://bob:{SECRET}@mail.example.com", "unknown scheme"),
+        (f"smtp://bob:{SECRET}@mail.example.com:port", "bad port"),
+        (f"smtp://bob:{SECRET}@mail.example.com:99999", "bad port"),
+        (f"smtp://bob:{SECRET}@", "no host"),
+        (f"smtp://bob:{SECRET}@mail.example.com/inbox", "path"),
+        (f"bob:{SECRET}@mail.example.com", "scheme"),
+        (f"smtp://:{SECRET}@mail.example.com", "password without a user"),
+    ],
+)
+def test_a_bad_smtp_url_is_named_without_its_password(url: str, problem: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        parse_smtp_url(url)
+    assert problem in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert "***" in str(raised.value)
+
+    with pytest.raises(ValidationError) as invalid:
+        Settings(smtp_url=url)
+    assert "BOOKABLE_SMTP_URL" in str(invalid.value)
+    assert SECRET not in str(invalid.value)
+
+
+def test_a_bad_smtp_url_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BOOKABLE_SMTP_URL": f"smtp://bob:{SECRET}@mail.example.com:twenty-five",
+        "BOOKABLE_DATABASE_URL": f"sqlite:///{tmp_path / 'never.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from bookable.cli import app; app()", "worker"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("error: BOOKABLE_SMTP_URL:")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert SECRET not in done.stderr + done.stdout
+    assert "bob:***@mail.example.com" in done.stderr
+
+
+def test_blank_smtp_url_means_the_folder(tmp_path: Path) -> None:
+    settings = Settings(smtp_url="", email_dir=tmp_path / "mail")
+    assert settings.smtp_url is None
+    transport = transport_for(settings)
+    assert isinstance(transport, FolderTransport) and transport.directory == tmp_path / "mail"
+    smtp_settings = Settings(smtp_url="smtps://u:p@mx.example.com", email_timeout=7)
+    chosen = transport_for(smtp_settings)
+    assert isinstance(chosen, SmtpTransport)
+    assert chosen.target == SmtpTarget("mx.example.com", 465, "tls", "u", "p")
+    assert chosen.timeout == 7
+
+
+def test_the_envelope_sender_is_the_from_address() -> None:
+    assert envelope_sender(Settings(email_from='"Acme, Inc." <cal@acme.test>')) == "cal@acme.test"
+    assert envelope_sender(Settings(email_from="cal@acme.test")) == "cal@acme.test"
+    with pytest.raises(ValidationError, match="BOOKABLE_EMAIL_FROM"):
+        Settings(email_from="Acme")
+
+
+# --- SMTP ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("security", ["plain", "starttls", "tls"])
+async def test_smtp_sends_to_the_envelope_recipient_only(
+    make_smtp_server: object, security: str
+) -> None:
+    server: SmtpServer = make_smtp_server(security=security, login=("bookable", SECRET))  # type: ignore[operator]
+    await smtp(server).send(
+        message(), sender="bounces@bookable.test", recipient="ann@example.com", message_id="m1"
+    )
+    [received] = await server.wait_for(1)
+    assert received.sender == "bounces@bookable.test"
+    assert received.recipients == ("ann@example.com",)  # not Cc, not Bcc
+    assert received.message["Subject"] == "Meeting confirmed"
+    assert received.message_id == "<m1@bookable.test>"
+    assert received.message.get_content().strip() == "Hello"
+
+
+async def test_a_wrong_password_is_a_retryable_error_without_the_password(
+    make_smtp_server: object,
+) -> None:
+    server: SmtpServer = make_smtp_server(login=("bookable", "right"))  # type: ignore[operator]
+    url = f"smtp://bookable:{SECRET}@127.0.0.1:{server.port}"
+    with pytest.raises(MailError) as raised:
+        await smtp(server, url).send(
+            message(), sender="b@x.test", recipient="a@x.test", message_id="1"
+        )
+    assert not raised.value.permanent
+    assert "login refused" in raised.value.message
+    assert SECRET not in raised.value.message
+    assert server.logins_refused >= 1 and server.messages == []
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_tls_verifies_the_certificate(make_smtp_server: object, security: str) -> None:
+    server: SmtpServer = make_smtp_server(security=security)  # type: ignore[operator]
+    untrusting = SmtpTransport(parse_smtp_url(server.smtp_url), 10.0)  # the system's CAs only
+    with pytest.raises(MailError, match="CERTIFICATE_VERIFY_FAILED") as raised:
+        await untrusting.send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert not raised.value.permanent
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+async def test_a_5xx_is_permanent_and_a_4xx_is_not(smtp_server: SmtpServer, stage: str) -> None:
+    transport = smtp(smtp_server)
+    smtp_server.refuse_next(1, 550, stage=stage)  # type: ignore[arg-type]
+    with pytest.raises(MailError) as refused:
+        await transport.send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert refused.value.permanent
+    assert "550" in refused.value.message
+
+    smtp_server.refuse_next(1, 451, stage=stage)  # type: ignore[arg-type]
+    with pytest.raises(MailError) as deferred:
+        await transport.send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert not deferred.value.permanent
+    assert "451" in deferred.value.message
+
+    await transport.send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert len(await smtp_server.wait_for(1)) == 1
+    assert smtp_server.refused == 2
+
+
+async def test_smtp_down_is_retryable_and_back_on_the_same_port(smtp_server: SmtpServer) -> None:
+    url = f"smtp://bookable:{SECRET}@127.0.0.1:{smtp_server.port}"
+    transport = smtp(smtp_server, url)
+    smtp_server.stop()
+    with pytest.raises(MailError) as raised:
+        await transport.send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert not raised.value.permanent
+    assert "cannot connect" in raised.value.message and SECRET not in raised.value.message
+    smtp_server.start()
+    await smtp(smtp_server).send(message(), sender="b@x.test", recipient="a@x.test", message_id="1")
+    assert len(await smtp_server.wait_for(1)) == 1
+
+
+# --- the folder -------------------------------------------------------------------------------
+
+
+async def test_the_folder_writes_one_file_per_message_id(tmp_path: Path) -> None:
+    folder = tmp_path / "deep" / "mail"
+    transport = FolderTransport(folder)
+    await transport.send(
+        message("<a@x>", "first"),
+        sender="b@x.test",
+        recipient="ann@example.com",
+        message_id="<a@x>",
+    )
+    assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0  # only the server's user
+    # A retry of the same message replaces its file; another message gets its own.
+    await transport.send(
+        message("<a@x>", "again"),
+        sender="b@x.test",
+        recipient="ann@example.com",
+        message_id="<a@x>",
+    )
+    await transport.send(
+        message("<b@x>"), sender="b@x.test", recipient="c@x.test", message_id="<b@x>"
+    )
+    files = sorted(path.name for path in folder.iterdir())
+    assert files == sorted([eml_name("<a@x>"), eml_name("<b@x>")])  # no temporary files left
+    written = (folder / eml_name("<a@x>")).read_bytes()
+    assert written == message("<a@x>", "again").encode()
+    assert b"\r\n" in written
+
+
+def test_eml_names_are_safe_and_distinct() -> None:
+    assert eml_name("<a/b@x>") != eml_name("<a_b@x>")
+    assert eml_name("<a/b@x>") == eml_name("<a/b@x>")
+    for name in (eml_name("<../../etc/passwd>"), eml_name("<>"), eml_name("x" * 400)):
+        assert "/" not in name and not name.startswith(".") and name.endswith(".eml")
+        assert len(name) < 160
+
+
+async def test_an_unwritable_folder_is_a_mail_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(MailError, match="cannot write"):
+        await FolderTransport(blocker / "mail").send(
+            message(), sender="b@x.test", recipient="a@x.test", message_id="1"
+        )
