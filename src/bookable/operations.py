@@ -19,7 +19,12 @@ from bookable.models import Availability, Credential, EventType, Schedule, User,
 from bookable.settings import Settings
 from bookable.users.schemas import UserCreate
 
-DEMO_EMAIL = "demo@bookable.local"
+# A reserved documentation domain that email validation accepts: the demo user's booking
+# emails are sent (to the .eml folder by default), not DROPPED as to an invalid address.
+DEMO_EMAIL = "demo@example.com"
+# The address of demo users seeded before: a special-use domain (.local) that booking emails
+# refuse; such a user is moved to DEMO_EMAIL.
+OLD_DEMO_EMAIL = "demo@bookable.local"
 DEMO_USERNAME = "demo"
 
 
@@ -99,6 +104,10 @@ async def seed_demo(settings: Settings) -> str:
     returns a new key for the demo user."""
     async with _transaction(settings) as session:
         user = await session.scalar(select(User).where(User.email == DEMO_EMAIL))
+        if user is None:
+            user = await session.scalar(select(User).where(User.email == OLD_DEMO_EMAIL))
+            if user is not None:
+                user.email = DEMO_EMAIL
         if user is None:
             user = User(
                 email=DEMO_EMAIL,

@@ -143,17 +143,27 @@ def _wait_until_up(server: Server) -> None:
 
 @contextmanager
 def serving(
-    database_url: str, log_dir: Path, *args: str, env: dict[str, str] | None = None
+    database_url: str,
+    log_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
-    """Run `bookable serve --port <free> *args` until the block ends."""
+    """Run `bookable serve --port <free> *args` until the block ends; ``unset``: variables
+    taken out of its environment (to see a default), ``cwd``: its working directory."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     stdout_path = log_dir / f"serve-{port}.out"
     stderr_path = log_dir / f"serve-{port}.err"
+    environment = bookable_env(database_url, **(env or {}))
+    for name in unset:
+        environment.pop(name, None)
     with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
             [BOOKABLE, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
-            env=bookable_env(database_url, **(env or {})),
+            env=environment,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
