@@ -148,9 +148,13 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             # A safety net: whatever a test's calendar URL says, the app never looks up or
             # reaches a host outside this machine.
             "calendar_allowed_hosts": "127.0.0.1,::1,localhost",
-            # Booking emails go to the test's own folder (never the checkout's ./mail).
+            # Booking emails go to the test's own folder (never the checkout's ./mail), and are
+            # off unless a test turns them on (tests/api/test_booking_emails.py and
+            # test_email_sending.py do): other tests' direct reads-then-writes on SQLite must
+            # not race an email dispatcher they know nothing of.
             "email_dir": tmp_path / "mail",
             "smtp_url": None,
+            "emails": "off",
         }
         values.update(overrides)
         return Settings(**values)

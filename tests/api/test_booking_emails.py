@@ -28,6 +28,7 @@ from tests.conftest import Account, client_for
 from tests.mail_servers import ReceivedMail, SmtpServer
 
 FAST = {
+    "emails": "on",
     "webhook_poll_interval": 0.05,
     "email_retry_delays": "0.05",
     "email_timeout": 10.0,

@@ -26,6 +26,7 @@ from bookable.settings import Settings
 from tests.mail_servers import SmtpServer
 
 FAST = {
+    "emails": "on",
     "webhook_poll_interval": 0.05,
     "webhook_retry_jitter": 0.0,
     "email_retry_delays": "0.05",
@@ -227,7 +228,7 @@ async def test_the_folder_keeps_one_file_per_message(
 async def test_emails_off_starts_no_email_dispatcher(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:
-    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url, emails="off")
+    settings = make_settings(**{**FAST, "emails": "off"}, smtp_url=smtp_server.smtp_url)
     async with running(settings) as app:
         assert app.state.email_dispatcher is None
         assert {d.name for d in [app.state.webhook_dispatcher, app.state.calendar_dispatcher]} == {
