@@ -53,16 +53,11 @@ REQUESTS_PER_WRITE = 4
 
 
 def calendar_write_config(settings: Settings) -> DispatcherConfig:
-    timeout = settings.calendar_timeout * REQUESTS_PER_WRITE
-    return DispatcherConfig(
-        timeout=timeout,
+    return DispatcherConfig.for_outbox(
+        settings,
+        timeout=settings.calendar_timeout * REQUESTS_PER_WRITE,
         max_attempts=settings.calendar_write_max_attempts,
         retry_delays=settings.calendar_write_retry_delay_seconds,
-        jitter=settings.webhook_retry_jitter,
-        poll_interval=settings.webhook_poll_interval,
-        lease=max(settings.webhook_lease_seconds, 3 * timeout),
-        batch_size=settings.webhook_batch_size,
-        concurrency=settings.webhook_concurrency,
         allow_private_targets=settings.calendar_allow_private_targets,
     )
 

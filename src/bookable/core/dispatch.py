@@ -135,6 +135,31 @@ class DispatcherConfig:
             allow_private_targets=settings.webhook_allow_private_targets,
         )
 
+    @classmethod
+    def for_outbox(
+        cls,
+        settings: Settings,
+        *,
+        timeout: float,
+        max_attempts: int,
+        retry_delays: tuple[float, ...],
+        allow_private_targets: bool = True,
+    ) -> DispatcherConfig:
+        """Another outbox's config: its own timeout and retry schedule; the webhook settings'
+        jitter, poll interval, batch and concurrency; a lease of at least 3 x its timeout, so
+        no row is worked on by two dispatchers at once."""
+        return cls(
+            timeout=timeout,
+            max_attempts=max_attempts,
+            retry_delays=retry_delays,
+            jitter=settings.webhook_retry_jitter,
+            poll_interval=settings.webhook_poll_interval,
+            lease=max(settings.webhook_lease_seconds, 3 * timeout),
+            batch_size=settings.webhook_batch_size,
+            concurrency=settings.webhook_concurrency,
+            allow_private_targets=allow_private_targets,
+        )
+
     def retry_delay(self, attempts_made: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after the ``attempts_made``-th failed attempt."""
         base = self.retry_delays[min(attempts_made, len(self.retry_delays)) - 1]

@@ -43,17 +43,11 @@ ERROR_CHARS = 1000  # how much of a failure's reason is kept
 
 
 def email_dispatcher_config(settings: Settings) -> DispatcherConfig:
-    timeout = settings.email_timeout
-    return DispatcherConfig(
-        timeout=timeout,
+    return DispatcherConfig.for_outbox(
+        settings,
+        timeout=settings.email_timeout,
         max_attempts=settings.email_max_attempts,
         retry_delays=settings.email_retry_delay_seconds,
-        jitter=settings.webhook_retry_jitter,
-        poll_interval=settings.webhook_poll_interval,
-        # Longer than an attempt can take, so no message is sent by two dispatchers at once.
-        lease=max(settings.webhook_lease_seconds, 3 * timeout),
-        batch_size=settings.webhook_batch_size,
-        concurrency=settings.webhook_concurrency,
     )
 
 
