@@ -29,6 +29,7 @@ from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.encryption import Encryptor
 from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.health import router as health_router
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
 from bookable.core.middleware import EdgeMiddleware, UnexpectedErrorMiddleware
@@ -150,6 +151,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_openapi(app)
+    # Probes first, outside /v1: no key, no rate limit, not in the OpenAPI document.
+    app.include_router(health_router)
     app.state.allow_index = build_allow_index(RESOURCE_ROUTERS, prefixes=("/v1", ""))
     v1 = api_router()
     app.include_router(v1, prefix="/v1")

@@ -160,15 +160,26 @@ def serve(
         )
     if workers > 1 and is_sqlite(settings.database_url):
         err.print("[yellow]note:[/yellow] several workers share one SQLite file; writes queue.")
-    uvicorn.run(
-        "bookable.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=settings.log_level,
-        proxy_headers=True,
-        server_header=False,
+    options = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "log_level": settings.log_level,
+        "proxy_headers": True,
+        "server_header": False,
+        # Requests in flight at SIGTERM get this long, then are cancelled.
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+    }
+    if workers > 1:
+        # uvicorn's supervisor passes SIGTERM on to each worker process, which stops the same
+        # way but without BOOKABLE_SHUTDOWN_DELAY (the signal never reaches our server class).
+        uvicorn.run("bookable.app:create_app", workers=workers, **options)  # type: ignore[arg-type]
+        return
+    from bookable.serving import serve as serve_gracefully
+
+    serve_gracefully(
+        uvicorn.Config("bookable.app:create_app", **options),  # type: ignore[arg-type]
+        shutdown_delay=settings.shutdown_delay,
     )
 
 

@@ -38,6 +38,22 @@ class Settings(BaseSettings):
         description="How long a verified API key is remembered in process; 0 disables the cache.",
     )
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body.")
+    shutdown_timeout: float = Field(
+        default=20.0,
+        ge=0,
+        description="Seconds `bookable serve` gives requests in flight after SIGTERM before it "
+        "cancels them (uvicorn's timeout_graceful_shutdown).",
+    )
+    shutdown_delay: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds `bookable serve` goes on serving after SIGTERM, with /readyz "
+        "answering 503, before it stops accepting connections (time for a load balancer to "
+        "take it out of rotation).",
+    )
+    health_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds each /readyz check (database, Redis) may take."
+    )
     website_url: str = Field(
         default="http://localhost:3000", description="Public booking site, used in links."
     )

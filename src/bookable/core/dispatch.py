@@ -235,6 +235,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             )
         self._task = asyncio.create_task(self._run(), name=f"{self.name}-dispatcher")
 
+    @property
+    def running(self) -> bool:
+        """Whether the background loop is alive and not stopping (for /readyz)."""
+        return self._task is not None and not self._task.done() and not self._stopping
+
     def _engine_dialect(self) -> str | None:
         engine = self.sessions.kw.get("bind")
         return engine.dialect.name if isinstance(engine, AsyncEngine) else None

@@ -206,6 +206,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/openapi.json", R.PUBLIC, None, "the OpenAPI document", versioned=False),
     Route("GET", "/v1/docs", R.PUBLIC, None, "Swagger UI", versioned=False),
     Route("GET", "/v1/docs/static/{path}", R.PUBLIC, None, "Swagger UI files", versioned=False),
+    Route("GET", "/healthz", R.PUBLIC, None, "liveness probe", versioned=False),
+    Route("GET", "/readyz", R.PUBLIC, None, "readiness probe, no data", versioned=False),
 )
 
 
