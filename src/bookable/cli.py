@@ -81,12 +81,14 @@ def _migrate(url: str) -> int:
     """Apply pending migrations, one line per migration applied (none on a warm start);
     returns how many were applied."""
     from bookable.core.startup_checks import check_sqlite_path
-    from bookable.migrations.runner import upgrade
 
     with _database(url):
         problem = check_sqlite_path(url)
         if problem is not None:
             raise _fail(problem)
+        # Imported here, after the cheap checks: it loads every model.
+        from bookable.migrations.runner import upgrade
+
         applied = upgrade(url)
     for migration in applied:
         err.print(str(migration), markup=False, highlight=False)
@@ -110,10 +112,10 @@ def admin_create(
     time_zone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
 ) -> None:
     """Create a system-wide admin (role ADMIN); prints a new API key as the last line."""
-    from bookable.operations import OperationError, create_user_with_key
-
     settings = get_settings()
     _migrate(settings.database_url)
+    from bookable.operations import OperationError, create_user_with_key
+
     try:
         with _database(settings.database_url):
             _user, key = _run(
@@ -136,10 +138,10 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an API key for a user; prints it as the last line."""
-    from bookable.operations import OperationError, create_key_for
-
     settings = get_settings()
     _migrate(settings.database_url)
+    from bookable.operations import OperationError, create_key_for
+
     expires_in = timedelta(days=expires_in_days) if expires_in_days else None
     try:
         with _database(settings.database_url):
@@ -154,10 +156,10 @@ def keys_create(
 def encryption_rotate() -> None:
     """Re-encrypt every stored credential with the first BOOKABLE_ENCRYPTION_KEY; then the
     older keys can be removed from the setting."""
-    from bookable.operations import OperationError, rotate_credential_keys
-
     settings = get_settings()
     _migrate(settings.database_url)
+    from bookable.operations import OperationError, rotate_credential_keys
+
     try:
         with _database(settings.database_url):
             count = _run(rotate_credential_keys)
@@ -169,10 +171,10 @@ def encryption_rotate() -> None:
 @app.command("demo")
 def demo() -> None:
     """Seed the demo user (once) and print a new API key for it as the last line."""
-    from bookable.operations import seed_demo
-
     settings = get_settings()
     _migrate(settings.database_url)
+    from bookable.operations import seed_demo
+
     with _database(settings.database_url):
         key = _run(seed_demo)
     typer.echo(key)
@@ -186,9 +188,6 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo data and print a key.")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API under /v1."""
-    import uvicorn
-
-    from bookable.core.db import is_sqlite
     from bookable.core.startup_checks import check_port, check_redis
 
     settings = get_settings()
@@ -200,6 +199,10 @@ def serve(
     if problem is not None:
         raise _fail(problem)
     _migrate(settings.database_url)
+    import uvicorn
+
+    from bookable.core.db import is_sqlite
+
     if demo:
         from bookable.operations import seed_demo
 
@@ -245,7 +248,6 @@ def worker(
     import logging
 
     from bookable.core.logging import install_redaction
-    from bookable.workers import run_worker
 
     settings = get_settings()
     if concurrency is not None:
@@ -254,6 +256,8 @@ def worker(
     _migrate(settings.database_url)
     # After migrating: Alembic's own INFO lines would make every warm start noisy.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from bookable.workers import run_worker
+
     asyncio.run(run_worker(settings))
 
 
