@@ -241,18 +241,19 @@ def test_db_upgrade_prints_each_migration_on_sqlite(sqlite_url: str) -> None:
 
 
 @pytest.fixture
-async def fresh_postgres_url() -> AsyncIterator[str]:
+async def fresh_postgres_url(postgres_url: str) -> AsyncIterator[str]:
     """A new, empty database on the test PostgreSQL server, dropped afterwards."""
-    if not PG_URL:
-        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
-    name = f"bookable_cli_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(PG_URL)
+    # A sibling of the test database: .ci/run sweeps its prefix should a run crash.
+    name = f"{make_url(postgres_url).database}_cli_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(postgres_url)
     try:
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
             try:
-                yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+                yield (
+                    make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+                )
             finally:
                 await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
