@@ -6,9 +6,13 @@ BOOKABLE_TEST_REDIS_URL=redis://... for the Redis rate-limit and revocation test
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,18 +62,23 @@ PG_URL = _worker_database_url(BASE_PG_URL)
 REDIS_URL = _worker_redis_url(os.environ.get("BOOKABLE_TEST_REDIS_URL"))
 
 
+def _on_own_loop(work: Coroutine[Any, Any, None]) -> None:
+    # Called from sync fixtures and hooks that may run inside an event loop: a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, work).result()
+
+
 def ensure_worker_database() -> None:
     """Create this worker's PostgreSQL database (a sibling of the configured one) if missing."""
-    if not BASE_PG_URL or PG_URL == BASE_PG_URL:
+    if not BASE_PG_URL or not PG_URL or PG_URL == BASE_PG_URL:
         return
-    import asyncio
+    base_url, name = BASE_PG_URL, make_url(PG_URL).database
 
     async def _create() -> None:
-        engine = create_engine(BASE_PG_URL)
+        engine = create_engine(base_url)
         try:
             async with engine.connect() as conn:
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                name = make_url(PG_URL).database
                 found = await conn.scalar(
                     text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
                 )
@@ -78,11 +87,48 @@ def ensure_worker_database() -> None:
         finally:
             await engine.dispose()
 
-    # Called from sync fixtures that may run inside an event loop: use a thread of its own.
-    from concurrent.futures import ThreadPoolExecutor
+    _on_own_loop(_create())
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, _create()).result()
+
+def drop_worker_database() -> None:
+    """Drop this worker's PostgreSQL database at the end of its session: a run leaves behind
+    only the database it was given (.ci/run also sweeps what a crashed run left)."""
+    if not BASE_PG_URL or not PG_URL or PG_URL == BASE_PG_URL:
+        return
+    base_url, name = BASE_PG_URL, make_url(PG_URL).database
+
+    async def _drop() -> None:
+        engine = create_engine(base_url)
+        try:
+            async with engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                # FORCE: a server a failed test could not stop must not keep the database.
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            await engine.dispose()
+
+    _on_own_loop(_drop())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        drop_worker_database()
+    except Exception as error:  # the server may be gone; the run's result stands
+        sys.stderr.write(f"could not drop {make_url(PG_URL or '').database}: {error}\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Skips as one line per reason with a count. pytest's -rs prints one line per test
+    location: without PostgreSQL that is hundreds of lines saying the same thing."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    if reasons:
+        terminalreporter.section("skipped, by reason", sep="-")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count} skipped: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from bookable import __version__
 from bookable.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -37,17 +40,68 @@ def _run(make: Callable[[Settings], Awaitable[T]]) -> T:
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=1)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bookable {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Bookable: a self-hosted scheduling server compatible with Cal.com API v1."""
+
+
+@contextmanager
+def _database(url: str) -> Iterator[None]:
+    """A database that cannot be reached or opened ends the command with one line naming the
+    URL (password masked) and the fix, and exit code 1; any other error keeps its traceback."""
+    from bookable.core.startup_checks import explain_database_error
+
+    try:
+        yield
+    except Exception as error:
+        message = explain_database_error(url, error)
+        if message is None:
+            raise
+        raise _fail(message) from None
+
+
+def _migrate(url: str) -> int:
+    """Apply pending migrations, one line per migration applied (none on a warm start);
+    returns how many were applied."""
+    from bookable.core.startup_checks import check_sqlite_path
+
+    with _database(url):
+        problem = check_sqlite_path(url)
+        if problem is not None:
+            raise _fail(problem)
+        # Imported here, after the cheap checks: it loads every model.
+        from bookable.migrations.runner import upgrade
+
+        applied = upgrade(url)
+    for migration in applied:
+        err.print(str(migration), markup=False, highlight=False)
+    return len(applied)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending migrations."""
-    from bookable.migrations.runner import upgrade
-
-    upgrade(get_settings().database_url)
-    err.print("[green]database is up to date[/green]")
+    """Apply pending migrations, printing each one."""
+    if _migrate(get_settings().database_url):
+        err.print("[green]database is up to date[/green]")
+    else:
+        err.print("database is already up to date")
 
 
 @admin_app.command("create")
@@ -58,17 +112,17 @@ def admin_create(
     time_zone: Annotated[str, typer.Option(help="IANA time zone.")] = "UTC",
 ) -> None:
     """Create a system-wide admin (role ADMIN); prints a new API key as the last line."""
-    from bookable.migrations.runner import upgrade
+    settings = get_settings()
+    _migrate(settings.database_url)
     from bookable.operations import OperationError, create_user_with_key
 
-    settings = get_settings()
-    upgrade(settings.database_url)
     try:
-        _user, key = _run(
-            lambda s: create_user_with_key(
-                s, email=email, username=username, name=name, time_zone=time_zone, admin=True
+        with _database(settings.database_url):
+            _user, key = _run(
+                lambda s: create_user_with_key(
+                    s, email=email, username=username, name=name, time_zone=time_zone, admin=True
+                )
             )
-        )
     except OperationError as error:
         raise _fail(str(error)) from None
     err.print(f"[green]admin {username} created[/green]; API key (shown once):")
@@ -84,14 +138,14 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create an API key for a user; prints it as the last line."""
-    from bookable.migrations.runner import upgrade
+    settings = get_settings()
+    _migrate(settings.database_url)
     from bookable.operations import OperationError, create_key_for
 
-    settings = get_settings()
-    upgrade(settings.database_url)
     expires_in = timedelta(days=expires_in_days) if expires_in_days else None
     try:
-        key = _run(lambda s: create_key_for(s, user, note=note, expires_in=expires_in))
+        with _database(settings.database_url):
+            key = _run(lambda s: create_key_for(s, user, note=note, expires_in=expires_in))
     except OperationError as error:
         raise _fail(str(error)) from None
     err.print("API key (shown once):")
@@ -102,13 +156,13 @@ def keys_create(
 def encryption_rotate() -> None:
     """Re-encrypt every stored credential with the first BOOKABLE_ENCRYPTION_KEY; then the
     older keys can be removed from the setting."""
-    from bookable.migrations.runner import upgrade
+    settings = get_settings()
+    _migrate(settings.database_url)
     from bookable.operations import OperationError, rotate_credential_keys
 
-    settings = get_settings()
-    upgrade(settings.database_url)
     try:
-        count = _run(rotate_credential_keys)
+        with _database(settings.database_url):
+            count = _run(rotate_credential_keys)
     except OperationError as error:
         raise _fail(str(error)) from None
     err.print(f"[green]{count} credential(s) re-encrypted with the first key[/green]")
@@ -117,12 +171,12 @@ def encryption_rotate() -> None:
 @app.command("demo")
 def demo() -> None:
     """Seed the demo user (once) and print a new API key for it as the last line."""
-    from bookable.migrations.runner import upgrade
+    settings = get_settings()
+    _migrate(settings.database_url)
     from bookable.operations import seed_demo
 
-    settings = get_settings()
-    upgrade(settings.database_url)
-    key = _run(seed_demo)
+    with _database(settings.database_url):
+        key = _run(seed_demo)
     typer.echo(key)
 
 
@@ -134,17 +188,26 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo data and print a key.")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API under /v1."""
+    from bookable.core.startup_checks import check_port, check_redis
+
+    settings = get_settings()
+    # Before anything changes (migrations, demo data): a busy port or an unreachable Redis
+    # would only surface after them, or as an error on every request.
+    problem = check_port(host, port) or (
+        check_redis(settings.redis_url) if settings.redis_url else None
+    )
+    if problem is not None:
+        raise _fail(problem)
+    _migrate(settings.database_url)
     import uvicorn
 
     from bookable.core.db import is_sqlite
-    from bookable.migrations.runner import upgrade
 
-    settings = get_settings()
-    upgrade(settings.database_url)
     if demo:
         from bookable.operations import seed_demo
 
-        key = _run(seed_demo)
+        with _database(settings.database_url):
+            key = _run(seed_demo)
         base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
         err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
         typer.echo(key)
@@ -196,15 +259,16 @@ def worker(
     import logging
 
     from bookable.core.logging import install_redaction
-    from bookable.migrations.runner import upgrade
-    from bookable.workers import run_worker
 
     settings = get_settings()
     if concurrency is not None:
         settings = settings.model_copy(update={"webhook_concurrency": concurrency})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     install_redaction(settings.api_key_prefix)
-    upgrade(settings.database_url)
+    _migrate(settings.database_url)
+    # After migrating: Alembic's own INFO lines would make every warm start noisy.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    from bookable.workers import run_worker
+
     asyncio.run(run_worker(settings))
 
 

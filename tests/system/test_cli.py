@@ -1,21 +1,42 @@
-"""The `bookable` command end to end: real subprocesses on a real SQLite file.
+"""The `bookable` command end to end: real subprocesses on a real SQLite file (and on the local
+PostgreSQL server when BOOKABLE_TEST_DATABASE_URL is set).
 
 Keys printed by the CLI are checked through the app itself (create_app on the same file).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import sqlite3
+import subprocess
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
+from bookable import __version__
 from bookable.app import create_app
+from bookable.core.db import create_engine
+from bookable.migrations.runner import alembic_config
 from bookable.settings import Settings
-from tests.system.conftest import ENCRYPTION_KEY_FILE, create_admin, last_line, run_cli
+from tests.system.conftest import (
+    ENCRYPTION_KEY_FILE,
+    PG_URL,
+    create_admin,
+    free_port,
+    last_line,
+    run_cli,
+    serving,
+)
 
 
 def sqlite_path(url: str) -> str:
@@ -185,3 +206,220 @@ def test_db_upgrade_is_idempotent(sqlite_url: str) -> None:
     assert "up to date" in flat(second.stderr)
     with sqlite3.connect(sqlite_path(sqlite_url)) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(revision,)]
+
+
+# --- version, migrations printed --------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = run_cli("sqlite:///unused.db", "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"bookable {__version__}\n"
+    assert not Path("unused.db").exists()
+
+
+def every_migration() -> list[str]:
+    """What `db upgrade` prints on an empty database: one line per migration, oldest first."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    revisions = reversed(list(scripts.walk_revisions()))
+    return [f"applied {script.revision} {' '.join(script.doc.split())}" for script in revisions]
+
+
+def assert_upgrade_prints_each_migration_once(database_url: str) -> None:
+    fresh = run_cli(database_url, "db", "upgrade")
+    assert fresh.returncode == 0, fresh.stderr
+    lines = fresh.stderr.splitlines()
+    assert lines[0] == "applied 0001 users and api keys"
+    assert lines == [*every_migration(), "database is up to date"]
+    warm = run_cli(database_url, "db", "upgrade")
+    assert warm.returncode == 0, warm.stderr
+    assert warm.stderr.splitlines() == ["database is already up to date"]
+
+
+def test_db_upgrade_prints_each_migration_on_sqlite(sqlite_url: str) -> None:
+    assert_upgrade_prints_each_migration_once(sqlite_url)
+
+
+@pytest.fixture
+async def fresh_postgres_url(postgres_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the test PostgreSQL server, dropped afterwards."""
+    # A sibling of the test database: .ci/run sweeps its prefix should a run crash.
+    name = f"{make_url(postgres_url).database}_cli_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(postgres_url)
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+            try:
+                yield (
+                    make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+                )
+            finally:
+                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+def test_db_upgrade_prints_each_migration_on_postgres(fresh_postgres_url: str) -> None:
+    assert_upgrade_prints_each_migration_once(fresh_postgres_url)
+
+
+def test_serve_prints_migrations_on_a_fresh_database_only(sqlite_url: str, tmp_path: Path) -> None:
+    applied = re.compile(r"^applied \d{4} ", re.MULTILINE)
+    with serving(sqlite_url, tmp_path / "fresh") as server:
+        assert applied.findall(server.stderr()) == ["applied 0001 "] + [
+            line[: len("applied 0001 ")] for line in every_migration()[1:]
+        ]
+    with serving(sqlite_url, tmp_path / "warm") as server:
+        assert not applied.search(server.logs())
+
+
+# --- a database, a port or Redis that cannot be used: one line, exit 1 --------------------------
+
+# Every command that touches the database, with the options it needs.
+DATABASE_COMMANDS = {
+    "db upgrade": ["db", "upgrade"],
+    "admin create": ["admin", "create", "--email", "a@example.com", "--username", "a"],
+    "keys create": ["keys", "create", "--user", "a@example.com"],
+    "demo": ["demo"],
+    "encryption rotate": ["encryption", "rotate"],
+    "worker": ["worker"],
+    "serve": ["serve", "--host", "127.0.0.1", "--port", "{port}"],
+}
+
+
+def run_command(command: str, database_url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    args = [arg.replace("{port}", str(free_port())) for arg in DATABASE_COMMANDS[command]]
+    return run_cli(database_url, *args, **env)
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line of a failed command: exit code 1, nothing on stdout, no traceback."""
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def postgres_url_with(**parts: str) -> str:
+    if not PG_URL:
+        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
+    url = make_url(PG_URL)
+    # The password is there to be masked (the local server trusts loopback and ignores it).
+    return url.set(password=url.password or "s3cret-pw", **parts).render_as_string(
+        hide_password=False
+    )
+
+
+def masked(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", DATABASE_COMMANDS)
+def test_missing_postgres_database(command: str) -> None:
+    name = f"bookable_missing_{uuid.uuid4().hex[:12]}"
+    url = postgres_url_with(database=name)
+    parsed = make_url(url)
+    line = error_line(run_command(command, url))
+    assert line == (
+        f'error: database "{name}" does not exist on {masked(url)}; create it with: '
+        f"createdb -h {parsed.host} -p {parsed.port or 5432} -U {parsed.username} {name}"
+    )
+    assert str(parsed.password) not in line
+
+
+@pytest.mark.parametrize("command", ["db upgrade", "serve", "worker"])
+def test_unreachable_postgres_server(command: str) -> None:
+    port = free_port()  # closed again: nothing listens there
+    url = f"postgresql://bookable:s3cret-pw@127.0.0.1:{port}/bookable"
+    line = error_line(run_command(command, url))
+    assert line == (
+        f"error: cannot connect to the database at postgresql://bookable:***@127.0.0.1:{port}"
+        f"/bookable: connection refused; is PostgreSQL running on 127.0.0.1:{port}?"
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["db upgrade", "admin create"])
+def test_postgres_login_refused(command: str) -> None:
+    role = f"nobody_{uuid.uuid4().hex[:8]}"
+    url = postgres_url_with(username=role)
+    line = error_line(run_command(command, url))
+    assert line.startswith(f"error: PostgreSQL refused the login at {masked(url)}: ")
+    assert role in line
+    assert line.endswith("check the user and password in BOOKABLE_DATABASE_URL")
+    assert str(make_url(url).password) not in line
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS)
+def test_sqlite_folder_missing(command: str, tmp_path: Path) -> None:
+    folder = tmp_path / "missing"
+    line = error_line(run_command(command, f"sqlite:///{folder / 'bookable.db'}"))
+    assert line == (
+        f"error: cannot open the SQLite database {folder / 'bookable.db'}: folder {folder} does "
+        f"not exist; create the folder (mkdir -p {folder}) or change BOOKABLE_DATABASE_URL"
+    )
+    assert not folder.exists()
+
+
+def test_sqlite_folder_is_a_file(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("not a folder")
+    line = error_line(run_command("db upgrade", f"sqlite:///{file / 'bookable.db'}"))
+    assert f"{file} is not a folder" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_sqlite_folder_read_only(tmp_path: Path) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir(mode=0o555)
+    line = error_line(run_command("serve", f"sqlite:///{folder / 'bookable.db'}"))
+    assert f"folder {folder} is not writable" in line
+
+
+def test_unsupported_database_url_scheme() -> None:
+    line = error_line(run_command("db upgrade", "mysql://bookable:s3cret-pw@127.0.0.1/bookable"))
+    assert "mysql://bookable:***@127.0.0.1/bookable" in line
+    assert "s3cret-pw" not in line
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_serve_on_a_busy_port_fails_before_migrating(host: str, sqlite_url: str) -> None:
+    if host == "::1" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as busy:
+        busy.bind((host, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli(sqlite_url, "serve", "--host", host, "--port", str(port))
+    assert error_line(result) == (
+        f"error: port {port} on {host} is in use; stop the other process or pass --port"
+    )
+    assert not Path(sqlite_path(sqlite_url)).exists()  # no migration ran
+
+
+def test_serve_with_unreachable_redis_fails_before_migrating(sqlite_url: str) -> None:
+    port = free_port()
+    result = run_command(
+        "serve", sqlite_url, BOOKABLE_REDIS_URL=f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+    )
+    assert error_line(result) == (
+        f"error: cannot connect to Redis at redis://:***@127.0.0.1:{port}/0 "
+        f"(BOOKABLE_REDIS_URL): connection refused; is Redis running on 127.0.0.1:{port}? "
+        "(or unset BOOKABLE_REDIS_URL for one process)"
+    )
+    assert not Path(sqlite_path(sqlite_url)).exists()
