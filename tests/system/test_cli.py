@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -263,6 +264,21 @@ async def fresh_postgres_url(postgres_url: str) -> AsyncIterator[str]:
 @pytest.mark.postgres
 def test_db_upgrade_prints_each_migration_on_postgres(fresh_postgres_url: str) -> None:
     assert_upgrade_prints_each_migration_once(fresh_postgres_url)
+
+
+@pytest.mark.postgres
+def test_processes_started_at_once_migrate_one_after_the_other(fresh_postgres_url: str) -> None:
+    """Replicas starting together on a fresh database: one applies the migrations, the others
+    wait for its advisory lock and find nothing left to do (none fails on a duplicate key)."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: run_cli(fresh_postgres_url, "db", "upgrade"), range(3)))
+    assert [result.returncode for result in results] == [0, 0, 0], [r.stderr for r in results]
+    outputs = sorted(result.stderr.splitlines() for result in results)
+    assert outputs == [
+        [*every_migration(), "database is up to date"],
+        ["database is already up to date"],
+        ["database is already up to date"],
+    ]
 
 
 def test_serve_prints_migrations_on_a_fresh_database_only(sqlite_url: str, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ from bookable.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# An arbitrary constant ("bookable" in ASCII): the advisory lock every migrating process takes.
+MIGRATION_LOCK_KEY = 0x626F6F6B61626C65
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +24,10 @@ def _run(connection: Connection) -> None:
         on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Processes started at once (replicas, a worker) migrate one after the other: the
+            # second waits here, then finds the database at head and applies nothing.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         context.run_migrations()
 
 
