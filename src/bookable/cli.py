@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, TypeVar
@@ -134,12 +136,35 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo data and print a key.")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API under /v1."""
+    settings = get_settings()
+    # Before anything imports prometheus_client: it picks its multi-process mode at import,
+    # and the workers inherit the variable.
+    own_metrics_dir = _metrics_dir(workers) if settings.metrics == "on" else None
+    try:
+        _serve(settings, host, port, workers, demo)
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int) -> str | None:
+    """With several workers and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty directory
+    of our own (removed when serve ends). A directory given is used as it is: the operator
+    empties it between runs (a `bookable worker` may share it)."""
+    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    directory = tempfile.mkdtemp(prefix="bookable-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
     import uvicorn
 
     from bookable.core.db import is_sqlite
+    from bookable.core.logging import json_log_config
     from bookable.migrations.runner import upgrade
 
-    settings = get_settings()
     upgrade(settings.database_url)
     if demo:
         from bookable.operations import seed_demo
@@ -167,6 +192,12 @@ def serve(
         port=port,
         workers=workers,
         log_level=settings.log_level,
+        # JSON: every line through our formatter, and our access line instead of uvicorn's.
+        **(
+            {"log_config": json_log_config(settings.log_level), "access_log": False}
+            if settings.log_format == "json"
+            else {}
+        ),
         proxy_headers=True,
         server_header=False,
     )
@@ -183,15 +214,19 @@ def worker(
     PostgreSQL to share the work; set BOOKABLE_WEBHOOK_DISPATCHER=off on `serve` to leave
     delivery to workers alone."""
     import logging
+    import logging.config
 
-    from bookable.core.logging import install_redaction
+    from bookable.core.logging import install_redaction, json_log_config
     from bookable.migrations.runner import upgrade
     from bookable.workers import run_worker
 
     settings = get_settings()
     if concurrency is not None:
         settings = settings.model_copy(update={"webhook_concurrency": concurrency})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if settings.log_format == "json":
+        logging.config.dictConfig(json_log_config("info"))
+    else:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     install_redaction(settings.api_key_prefix)
     upgrade(settings.database_url)
     asyncio.run(run_worker(settings))
