@@ -159,11 +159,27 @@ def _metrics_dir(workers: int) -> str | None:
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
+    import logging
+    import logging.config
+
     import uvicorn
 
     from bookable.core.db import is_sqlite
-    from bookable.core.logging import json_log_config
+    from bookable.core.logging import install_redaction, json_log_config
     from bookable.migrations.runner import upgrade
+
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        # From the start: the notes below and the migrations' lines are JSON lines too.
+        install_redaction(settings.api_key_prefix)
+        logging.config.dictConfig(json_log_config(settings.log_level))
+    log = logging.getLogger("bookable.serve")
+
+    def note(text: str) -> None:
+        if json_logs:
+            log.warning("%s", text)
+        else:
+            err.print(f"[yellow]note:[/yellow] {text}")
 
     upgrade(settings.database_url)
     if demo:
@@ -171,20 +187,24 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
 
         key = _run(seed_demo)
         base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
-        err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
-        typer.echo(key)
-        err.print(f'Try: curl "{base}/v1/me?apiKey={key}"', soft_wrap=True)
-        err.print(f"Docs: {base}/v1/docs")
+        if json_logs:
+            log.info("demo user ready; its API key (new on every start) is on stdout")
+            typer.echo(key)
+        else:
+            err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
+            typer.echo(key)
+            err.print(f'Try: curl "{base}/v1/me?apiKey={key}"', soft_wrap=True)
+            err.print(f"Docs: {base}/v1/docs")
     if workers > 1 and not settings.redis_url:
         # Without Redis, processes cannot tell each other that a key was revoked, so none of
         # them may remember verified keys; rate limits are then counted per process.
         os.environ["BOOKABLE_AUTH_CACHE_SECONDS"] = "0"
-        err.print(
-            "[yellow]note:[/yellow] several workers without BOOKABLE_REDIS_URL: the key cache is "
-            "off and each process counts its own rate limit."
+        note(
+            "several workers without BOOKABLE_REDIS_URL: the key cache is off and each process "
+            "counts its own rate limit."
         )
     if workers > 1 and is_sqlite(settings.database_url):
-        err.print("[yellow]note:[/yellow] several workers share one SQLite file; writes queue.")
+        note("several workers share one SQLite file; writes queue.")
     uvicorn.run(
         "bookable.app:create_app",
         factory=True,
@@ -195,7 +215,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
         # JSON: every line through our formatter, and our access line instead of uvicorn's.
         **(
             {"log_config": json_log_config(settings.log_level), "access_log": False}
-            if settings.log_format == "json"
+            if json_logs
             else {}
         ),
         proxy_headers=True,
