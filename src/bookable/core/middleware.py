@@ -222,7 +222,7 @@ class ObserveMiddleware:
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not (self.metrics or self.access_log):
             await self.app(scope, receive, send)
             return
         status = 500  # what the server answers when the app raised before answering
