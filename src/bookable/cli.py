@@ -139,7 +139,7 @@ def serve(
     settings = get_settings()
     # Before anything imports prometheus_client: it picks its multi-process mode at import,
     # and the workers inherit the variable.
-    own_metrics_dir = _metrics_dir(workers) if settings.metrics == "on" else None
+    own_metrics_dir = _metrics_dir(workers, settings.metrics == "on")
     try:
         _serve(settings, host, port, workers, demo)
     finally:
@@ -147,15 +147,23 @@ def serve(
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
 
 
-def _metrics_dir(workers: int) -> str | None:
-    """With several workers and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty directory
-    of our own (removed when serve ends). A directory given is used as it is: the operator
-    empties it between runs (a `bookable worker` may share it)."""
-    if workers == 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def _metrics_dir(workers: int, metrics: bool) -> str | None:
+    """With metrics, several workers and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty
+    directory of our own, returned to be removed when serve ends. A directory given is used as
+    it is (the operator empties it between runs; a `bookable worker` may share it)."""
+    if _given_metrics_dir() or not metrics or workers == 1:
         return None
     directory = tempfile.mkdtemp(prefix="bookable-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     return directory
+
+
+def _given_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, made if missing: the library writes into it, never makes it."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+    return given or None
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
@@ -241,6 +249,7 @@ def worker(
     from bookable.workers import run_worker
 
     settings = get_settings()
+    _given_metrics_dir()  # shared with serve on the same host: see README, Metrics
     if concurrency is not None:
         settings = settings.model_copy(update={"webhook_concurrency": concurrency})
     if settings.log_format == "json":

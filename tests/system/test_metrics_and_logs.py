@@ -1,7 +1,7 @@
 """Metrics and JSON logs of real processes: `bookable serve --workers 2` sums both processes'
 counters in one scrape (prometheus-client's multi-process mode, in a directory serve makes and
 removes), a `bookable worker` sharing PROMETHEUS_MULTIPROC_DIR shows its deliveries in serve's
-scrape, and BOOKABLE_LOG_FORMAT=json makes every line of serve one JSON object."""
+scrape, and BOOKABLE_LOG_FORMAT=json makes every line of serve and worker one JSON object."""
 
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
         receiving() as receiver,
         serving(sqlite_url, tmp_path / "logs", env=env) as server,
     ):
-        worker = _worker(sqlite_url, tmp_path / "worker.log", shared)
+        worker_env = {**shared, "BOOKABLE_LOG_FORMAT": "json"}
+        worker = _worker(sqlite_url, tmp_path / "worker.log", worker_env)
         try:
             _wait_for_log(worker, tmp_path / "worker.log", "worker started")
             asyncio.run(_outbox(sqlite_url, receiver.url + "/hook", count))
@@ -125,6 +126,10 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
             assert worker.wait(timeout=20) == 0
     # Serve's own dispatcher is off: the count is the worker's, from its file in the directory.
     assert (directory / f"counter_{worker.pid}.db").exists()
+    # The worker's JSON logs: every line one object (its output is stdout and stderr).
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
+    assert any(line["message"].startswith("worker started") for line in lines)
+    assert all(line["logger"] and line["level"] and line["time"] for line in lines)
 
 
 def test_json_logs_of_serve_with_two_workers(sqlite_url: str, tmp_path: Path) -> None:
