@@ -8,6 +8,8 @@ Rows:
   bookable sqlite       `bookable serve` (1 worker, BOOKABLE_RATE_LIMIT=0) on a SQLite file,
                         GET /v1/me?apiKey=<key from `bookable admin create`>
   ... cache off         the same with BOOKABLE_AUTH_CACHE_SECONDS=0 (a DB lookup per request)
+  ... metrics on        with --observability: BOOKABLE_METRICS=on
+  ... metrics, json     the same with BOOKABLE_LOG_FORMAT=json (our access line, not uvicorn's)
   bookable postgres     the two bookable rows again on PostgreSQL when BOOKABLE_BENCH_DATABASE_URL
   ... cache off         (or BOOKABLE_TEST_DATABASE_URL) is set
 
@@ -358,6 +360,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="measured rounds; the best is kept")
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL rows")
+    parser.add_argument(
+        "--observability", action="store_true", help="add SQLite rows with metrics (and JSON logs)"
+    )
     args = parser.parse_args()
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
@@ -383,6 +388,15 @@ def main() -> None:
         results.append(
             bench_bookable("bookable sqlite, cache off", sqlite_url, work, opts, **no_cache)
         )
+        if args.observability:
+            metrics = {"BOOKABLE_METRICS": "on"}
+            results.append(
+                bench_bookable("bookable sqlite, metrics on", sqlite_url, work, opts, **metrics)
+            )
+            json_logs = {**metrics, "BOOKABLE_LOG_FORMAT": "json"}
+            results.append(
+                bench_bookable("... metrics, json logs", sqlite_url, work, opts, **json_logs)
+            )
         if pg_url and not args.no_postgres:
             results.append(bench_bookable("bookable postgres", pg_url, work, opts))
             results.append(

@@ -32,7 +32,8 @@ from bookable.core.errors import build_allow_index, install_error_handlers
 from bookable.core.health import router as health_router
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
-from bookable.core.middleware import EdgeMiddleware, UnexpectedErrorMiddleware
+from bookable.core.metrics import install_metrics
+from bookable.core.middleware import EdgeMiddleware, ObserveMiddleware, UnexpectedErrorMiddleware
 from bookable.core.openapi import install_openapi
 from bookable.core.params import check_url_parameters
 from bookable.core.ratelimit import RateLimiter
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(v1, include_in_schema=False)
     app.include_router(v2_router, dependencies=[Depends(authenticate)])
     _mount_docs(app)
+    install_metrics(app, settings)
 
     # Added first, so innermost: an unexpected error's 500 still passes CORS and the edge.
     app.add_middleware(UnexpectedErrorMiddleware)
@@ -174,6 +176,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ],
     )  # fmt: skip
     app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Outermost: times every answer, the edge middleware's own ones too.
+    app.add_middleware(
+        ObserveMiddleware,
+        metrics=settings.metrics == "on",
+        access_log=settings.log_format == "json",
+    )
     return app
 
 

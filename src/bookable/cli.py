@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -77,9 +80,9 @@ def _database(url: str) -> Iterator[None]:
         raise _fail(message) from None
 
 
-def _migrate(url: str) -> int:
-    """Apply pending migrations, one line per migration applied (none on a warm start);
-    returns how many were applied."""
+def _migrate(url: str, log: logging.Logger | None = None) -> int:
+    """Apply pending migrations, one line per migration applied (none on a warm start; through
+    ``log`` when given, for JSON logs); returns how many were applied."""
     from bookable.core.startup_checks import check_sqlite_path
 
     with _database(url):
@@ -91,7 +94,10 @@ def _migrate(url: str) -> int:
 
         applied = upgrade(url)
     for migration in applied:
-        err.print(str(migration), markup=False, highlight=False)
+        if log is not None:
+            log.info("%s", migration)
+        else:
+            err.print(str(migration), markup=False, highlight=False)
     return len(applied)
 
 
@@ -198,7 +204,54 @@ def serve(
     )
     if problem is not None:
         raise _fail(problem)
-    _migrate(settings.database_url)
+    # Before anything imports prometheus_client: it picks its multi-process mode at import,
+    # and the workers inherit the variable.
+    own_metrics_dir = _metrics_dir(workers, settings.metrics == "on")
+    try:
+        _serve(settings, host, port, workers, demo)
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir(workers: int, metrics: bool) -> str | None:
+    """With metrics, several workers and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty
+    directory of our own, returned to be removed when serve ends. A directory given is used as
+    it is (the operator empties it between runs; a `bookable worker` may share it)."""
+    if _given_metrics_dir() or not metrics or workers == 1:
+        return None
+    directory = tempfile.mkdtemp(prefix="bookable-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    return directory
+
+
+def _given_metrics_dir() -> str | None:
+    """PROMETHEUS_MULTIPROC_DIR, made if missing: the library writes into it, never makes it."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+    return given or None
+
+
+def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
+    import logging.config
+
+    from bookable.core.logging import install_redaction, json_log_config
+
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        # From the start: the notes below and the migrations' lines are JSON lines too.
+        install_redaction(settings.api_key_prefix)
+        logging.config.dictConfig(json_log_config(settings.log_level))
+    log = logging.getLogger("bookable.serve")
+
+    def note(text: str) -> None:
+        if json_logs:
+            log.warning("%s", text)
+        else:
+            err.print(f"[yellow]note:[/yellow] {text}")
+
+    _migrate(settings.database_url, log if json_logs else None)
     import uvicorn
 
     from bookable.core.db import is_sqlite
@@ -209,20 +262,24 @@ def serve(
         with _database(settings.database_url):
             key = _run(seed_demo)
         base = f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
-        err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
-        typer.echo(key)
-        err.print(f'Try: curl "{base}/v1/me?apiKey={key}"', soft_wrap=True)
-        err.print(f"Docs: {base}/v1/docs")
+        if json_logs:
+            log.info("demo user ready; its API key (new on every start) is on stdout")
+            typer.echo(key)
+        else:
+            err.print("[bold]Demo user ready.[/bold] API key (new on every start):")
+            typer.echo(key)
+            err.print(f'Try: curl "{base}/v1/me?apiKey={key}"', soft_wrap=True)
+            err.print(f"Docs: {base}/v1/docs")
     if workers > 1 and not settings.redis_url:
         # Without Redis, processes cannot tell each other that a key was revoked, so none of
         # them may remember verified keys; rate limits are then counted per process.
         os.environ["BOOKABLE_AUTH_CACHE_SECONDS"] = "0"
-        err.print(
-            "[yellow]note:[/yellow] several workers without BOOKABLE_REDIS_URL: the key cache is "
-            "off and each process counts its own rate limit."
+        note(
+            "several workers without BOOKABLE_REDIS_URL: the key cache is off and each process "
+            "counts its own rate limit."
         )
     if workers > 1 and is_sqlite(settings.database_url):
-        err.print("[yellow]note:[/yellow] several workers share one SQLite file; writes queue.")
+        note("several workers share one SQLite file; writes queue.")
     options = {
         "factory": True,
         "host": host,
@@ -233,6 +290,9 @@ def serve(
         # Requests in flight at SIGTERM get this long, then are cancelled.
         "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
+    if json_logs:
+        # Every line through our formatter, and our access line instead of uvicorn's.
+        options |= {"log_config": json_log_config(settings.log_level), "access_log": False}
     if workers > 1:
         # uvicorn's supervisor passes SIGTERM on to each worker process, which stops the same
         # way but without BOOKABLE_SHUTDOWN_DELAY (the signal never reaches our server class).
@@ -256,17 +316,22 @@ def worker(
     """Deliver webhooks from the outbox until stopped (SIGTERM/SIGINT). Run several against
     PostgreSQL to share the work; set BOOKABLE_WEBHOOK_DISPATCHER=off on `serve` to leave
     delivery to workers alone."""
-    import logging
+    import logging.config
 
-    from bookable.core.logging import install_redaction
+    from bookable.core.logging import install_redaction, json_log_config
 
     settings = get_settings()
+    _given_metrics_dir()  # shared with serve on the same host: see README, Metrics
     if concurrency is not None:
         settings = settings.model_copy(update={"webhook_concurrency": concurrency})
     install_redaction(settings.api_key_prefix)
-    _migrate(settings.database_url)
-    # After migrating: Alembic's own INFO lines would make every warm start noisy.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    json_logs = settings.log_format == "json"
+    if json_logs:
+        logging.config.dictConfig(json_log_config("info"))
+    _migrate(settings.database_url, logging.getLogger("bookable.worker") if json_logs else None)
+    if not json_logs:
+        # After migrating: Alembic's own INFO lines would make every warm start noisy.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from bookable.workers import run_worker
 
     asyncio.run(run_worker(settings))

@@ -62,6 +62,20 @@ class Settings(BaseSettings):
         description="Freeze the server's clock at this ISO instant (tests, sandboxes).",
     )
     log_level: str = Field(default="info", description="uvicorn log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: uvicorn's lines; `json`: one JSON object per line (time, level, "
+        "logger, message), with one access line per request of our own.",
+    )
+    metrics: Literal["on", "off"] = Field(
+        default="off",
+        description="`on`: Prometheus metrics at GET /metrics on the API port (no API key, not "
+        "rate limited); `off`: no such route.",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, GET /metrics needs `Authorization: Bearer <this token>`.",
+    )
     webhook_allow_private_targets: bool = Field(
         default=True,
         description="Let webhooks target private, loopback and other non-public addresses "
@@ -201,7 +215,11 @@ class Settings(BaseSettings):
     )
 
     @field_validator(
-        "redis_url", "encryption_key", "credential_sync_secret", "credential_sync_encryption_key"
+        "redis_url",
+        "encryption_key",
+        "credential_sync_secret",
+        "credential_sync_encryption_key",
+        "metrics_token",
     )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bookable.bookings import access, create, lifecycle, listing
 from bookable.bookings.calendars import calendars_for_confirmation, calendars_for_new_booking
+from bookable.bookings.metrics import CountedBookingRoute
 from bookable.bookings.schemas import (
     AttendeeOut,
     BookingCancelledOut,
@@ -35,7 +36,6 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, Forbidden, NotFound
-from bookable.core.idempotency import IdempotentRoute
 from bookable.core.openapi import envelope, ok
 from bookable.core.pagination import Pagination
 from bookable.core.preflight import Prepared, before_transaction
@@ -53,7 +53,7 @@ from bookable.models import (
 )
 from bookable.notifications.outbox import MailPolicy, booking_emails
 
-router = APIRouter(tags=["bookings"], route_class=IdempotentRoute)
+router = APIRouter(tags=["bookings"], route_class=CountedBookingRoute)
 
 
 def _mail_policy(request: Request) -> MailPolicy | None:

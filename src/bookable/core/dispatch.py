@@ -409,16 +409,19 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         """Write finished attempts and claim up to ``limit`` due events, in one short
         transaction. If writing fails, the attempts are kept for the next call."""
         try:
-            return await self._exchange(outcomes, limit)
+            jobs = await self._exchange(outcomes, limit)
         except IntegrityError:
             # A row vanished meanwhile (its parent was deleted): write one by one.
             for outcome in outcomes:
                 with contextlib.suppress(IntegrityError):
                     await self._exchange([outcome], 0)
+                    self._recorded([outcome])
             return await self._exchange([], limit)
         except BaseException:
             self._results.extend(outcomes)
             raise
+        self._recorded(outcomes)
+        return jobs
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -558,3 +561,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def _write(self, session: AsyncSession, outcomes: list[OutcomeT], now: datetime) -> None:
         """Record finished attempts (in the transaction of the next claim)."""
         raise NotImplementedError
+
+    def _recorded(self, outcomes: list[OutcomeT]) -> None:
+        """Called once the attempts' transaction has committed (so a write that fails and is
+        tried again counts once): metrics."""

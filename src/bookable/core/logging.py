@@ -24,6 +24,9 @@ import traceback
 from typing import Any
 from urllib.parse import unquote_plus
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+from pythonjsonlogger.json import JsonFormatter
+
 # Every query parameter, raw: its name may be percent-encoded (apiKe%79 is apiKey to the server).
 _QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^=&;\s#\"']*)=(?P<value>[^&;\s#\"']*)")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',)]+")
@@ -145,3 +148,61 @@ def install_redaction(api_key_prefix: str = "cal_") -> None:
     factory = logging.getLogRecordFactory()
     if not isinstance(factory, _CleaningFactory):
         logging.setLogRecordFactory(_CleaningFactory(factory))
+
+
+# --- JSON log lines (BOOKABLE_LOG_FORMAT=json) ------------------------------------------------
+
+ACCESS_LOGGER = "bookable.access"
+# uvicorn's records carry the message again with colour codes, uncleaned.
+_NOT_FIELDS = (*RESERVED_ATTRS, "color_message")
+_CLEANED_ALREADY = frozenset({"time", "level", "logger", "message", "exc_info", "stack_info"})
+
+
+class JsonLogFormatter(JsonFormatter):
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, then the
+    record's extra fields (the access line's request id, method, route...). The message and
+    traceback are cleaned when the record is made; extra fields are cleaned here."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            ["levelname", "name", "message"],
+            rename_fields={"levelname": "level", "name": "logger"},
+            reserved_attrs=_NOT_FIELDS,
+            timestamp="time",
+        )
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        ordered = {"time": log_data.pop("time", None)}
+        ordered.update(log_data)
+        for name, value in ordered.items():
+            if isinstance(value, str) and name not in _CLEANED_ALREADY:
+                ordered[name] = clean_field(value)
+        return ordered
+
+
+def json_log_config(level: str) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for JSON lines on stderr (stdout stays for what the
+    commands print, such as `serve --demo`'s key), every logger through the root one."""
+    level = level.upper()
+    passthrough = {"handlers": [], "level": level, "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonLogFormatter}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["json"], "level": level},
+        "loggers": {
+            "uvicorn": passthrough,
+            "uvicorn.error": passthrough,
+            # Our access line replaces uvicorn's (serve passes access_log=False too).
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            # Its INFO lines come on every start; the migrations applied are logged by the CLI.
+            "alembic": {"handlers": [], "level": "WARNING", "propagate": True},
+        },
+    }

@@ -1,5 +1,6 @@
 """Pure ASGI middleware (cheap on the hot path): request ids, rate-limit headers, body size,
-text no parameter may hold, and a complete 500 for an unexpected error."""
+text no parameter may hold, a complete 500 for an unexpected error, and one timing of each
+request for the metrics and the JSON access line."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ import json
 import logging
 import re
 import secrets
+import time
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bookable.core.logging import ACCESS_LOGGER
+from bookable.core.metrics import (
+    HTTP_DURATION,
+    HTTP_IN_PROGRESS,
+    HTTP_REQUESTS,
+    method_label,
+    route_label,
+)
 from bookable.core.ratelimit import HEADERS_STATE_KEY
 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,6 +36,7 @@ _CONTROL_IN_VALUE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _QUERY_SUSPECT = re.compile(rb"%[01][0-9a-fA-F]|%7[fF]|[\x00-\x1f\x7f]")
 UNEXPECTED_MESSAGE = "Unexpected error, please reach out to the server's operator."
 log = logging.getLogger("bookable.errors")
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 class BodyTooLarge(HTTPException):
@@ -195,3 +206,63 @@ class UnexpectedErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": payload})
+
+
+class ObserveMiddleware:
+    """Times each request once, for the HTTP metrics (``metrics``) and our access line
+    (``access_log``, JSON logs), labelled by route template, never the raw path.
+
+    Installed outermost: it sees the edge middleware's own answers (413, 400) and reads, after
+    the app returned, the route the router matched (``scope["route"]``), the request id the
+    edge middleware chose and the caller authentication found (``scope["state"]``)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: bool, access_log: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (self.metrics or self.access_log):
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the server answers when the app raised before answering
+        began = time.perf_counter()
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        if self.metrics:
+            HTTP_IN_PROGRESS.inc()
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            elapsed = time.perf_counter() - began
+            method, route = method_label(scope), route_label(scope)
+            if self.metrics:
+                HTTP_IN_PROGRESS.dec()
+                HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                HTTP_DURATION.labels(method, route).observe(elapsed)
+            if self.access_log:
+                _log_access(scope, method, route, status, elapsed)
+
+
+def _log_access(scope: Scope, method: str, route: str, status: int, elapsed: float) -> None:
+    state = scope.get("state") or {}
+    caller = state.get("caller")
+    access_log.info(
+        "%s %s %s",
+        method,
+        route,
+        status,
+        extra={
+            "request_id": state.get("request_id"),
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "user_id": getattr(caller, "user_id", None),
+        },
+    )

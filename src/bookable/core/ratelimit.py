@@ -17,6 +17,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import ConnectionPool
 
 from bookable.core.errors import ApiError
+from bookable.core.metrics import RATE_LIMITED
 
 HEADERS_STATE_KEY = "rate_limit_headers"
 REDIS_CLIENT_NAME = "bookable:ratelimit"  # how the limiter's connections show in CLIENT LIST
@@ -69,4 +70,5 @@ class RateLimiter:
         if not allowed:
             # Wall-clock time, not the business clock: BOOKABLE_CLOCK must not freeze limits.
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+            RATE_LIMITED.inc()
             raise ApiError(429, "Rate limit exceeded", headers={"Retry-After": str(retry_after)})

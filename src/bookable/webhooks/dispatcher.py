@@ -32,6 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher, RunningClock
 from bookable.core.outbound import guarded_client, refusal, url_problem
 from bookable.models import Webhook, WebhookDelivery, WebhookEvent, WebhookEventStatus
+from bookable.webhooks.metrics import (
+    DELIVERED,
+    DROPPED,
+    FAILED,
+    RETRYING,
+    WEBHOOK_DELIVERIES,
+)
 from bookable.webhooks.signing import delivery_headers
 
 log = logging.getLogger("bookable.webhooks")
@@ -262,6 +269,17 @@ class Dispatcher(OutboxDispatcher[Job, Outcome]):
             if not outcome.ok and not outcome.dropped:
                 await session.execute(self._event_update(outcome, now))
         self.delivered += len(attempts)
+
+    def _recorded(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            WEBHOOK_DELIVERIES.labels(self._outcome_label(outcome)).inc()
+
+    def _outcome_label(self, outcome: Outcome) -> str:
+        if outcome.dropped:
+            return DROPPED
+        if outcome.ok:
+            return DELIVERED
+        return FAILED if outcome.job.attempts + 1 >= self.config.max_attempts else RETRYING
 
     def _event_update(self, outcome: Outcome, now: datetime) -> Any:
         """A failed attempt: retry after the next wait, or FAILED after the last attempt."""
