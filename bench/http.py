@@ -12,7 +12,10 @@ Rows:
   ... cache off         (or BOOKABLE_TEST_DATABASE_URL) is set
   ..., 2 workers        scale-out (--workers N, default 2; 1 skips them): the floor under
                         `uvicorn --workers 2`, `bookable serve --workers 2` on SQLite (and on
-                        PostgreSQL), each against the 2-worker floor and its own 1-process row
+                        PostgreSQL), each against the 2-worker floor and its own 1-process row;
+                        with Redis (BOOKABLE_BENCH_REDIS_URL or BOOKABLE_TEST_REDIS_URL, as
+                        deployed at scale: without it `--workers N` turns the key cache off),
+                        and then a 1-process row with Redis too
 
 Every row shows the server's RSS at the end of its run (with workers: the supervisor and its
 children summed; bench/_server.py reads /proc).
@@ -320,12 +323,18 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=2, help="processes of the scale-out rows (1: none)"
     )
+    parser.add_argument("--no-redis", action="store_true", help="scale-out rows without Redis")
     args = parser.parse_args()
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
     pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
         "BOOKABLE_TEST_DATABASE_URL"
     )
+    redis_url = None
+    if not args.no_redis:
+        redis_url = os.environ.get("BOOKABLE_BENCH_REDIS_URL") or os.environ.get(
+            "BOOKABLE_TEST_REDIS_URL"
+        )
 
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {describe_stack()}")
     print(f"# load average at start: {load_average()} (other work on the machine skews results)")
@@ -334,6 +343,12 @@ def main() -> None:
         + (f", {opts.threads} thread(s)" if client == "wrk" else "")
         + f", {opts.warmup:g} s warmup, {opts.rounds} x {opts.duration:g} s; access log ON for both"
     )
+    if args.workers > 1:
+        print(
+            f"# scale-out rows: {args.workers} processes, "
+            + ("with Redis" if redis_url else "no Redis (key cache off)")
+            + f"; the load generator shares the machine's {os.cpu_count()} CPUs with the servers"
+        )
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bookable-bench-") as tmp:
         work = Path(tmp)
@@ -351,17 +366,28 @@ def main() -> None:
                 bench_bookable("bookable postgres, cache off", pg_url, work, opts, **no_cache)
             )
         if args.workers > 1:
-            # Scale-out on one machine: the same rows with N server processes each. The load
-            # generator runs on the same cores, so this shows what N processes buy *here*.
+            # Scale-out on one machine: N server processes each. The load generator runs on the
+            # same cores, so this shows what N processes buy *here*. With Redis, as deployed at
+            # scale (`bookable serve --workers N` without it turns the key cache off): then the
+            # one-process row with Redis too, to tell the cost of Redis from the gain of N.
             n = args.workers
             results.append(bench_floor(work, opts, workers=n))
-            results.append(
-                bench_bookable(f"bookable sqlite, {n} workers", sqlite_url, work, opts, workers=n)
-            )
+            redis_env = {"BOOKABLE_REDIS_URL": redis_url} if redis_url else {}
+            tag = ", redis" if redis_url else ""
+            databases = [("sqlite", sqlite_url)]
             if pg_url and not args.no_postgres:
-                results.append(
-                    bench_bookable(f"bookable postgres, {n} workers", pg_url, work, opts, workers=n)
+                databases.append(("postgres", pg_url))
+            for db, url in databases:
+                if redis_url:
+                    results.append(
+                        bench_bookable(f"bookable {db}{tag}", url, work, opts, **redis_env)
+                    )
+                scaled = bench_bookable(
+                    f"bookable {db}{tag}, {n} workers", url, work, opts, workers=n, **redis_env
                 )
+                if not redis_url:
+                    scaled.notes.append("key cache off (several workers, no Redis)")
+                results.append(scaled)
     report(results)
 
 
