@@ -58,8 +58,10 @@ BOOKERS = 20
 RATE_LIMIT = 30
 KILL_API_AFTER = 50  # storm answers before one API process is SIGKILLed
 KILL_WORKER_AFTER = 3  # webhook requests received before one worker is SIGKILLed
-WEBHOOK_TIMEOUT = 2.0  # seconds; generous on a loaded 2-core machine, so the survivor never
-LEASE = 3 * WEBHOOK_TIMEOUT  # retries; the killed worker's claims come free after the lease
+# Generous on a loaded 2-core machine (a timed-out delivery would be sent again); the lease is the
+# shortest the settings allow (3 x the timeout): the killed worker's claims come free after it.
+WEBHOOK_TIMEOUT = 2.0
+LEASE = 3 * WEBHOOK_TIMEOUT
 REQUEST_TIMEOUT = 60.0
 API_ENV = {
     "BOOKABLE_WEBHOOK_DISPATCHER": "off",
@@ -152,8 +154,8 @@ class Attempt:
     slot: int
     booker: int
     server: int  # index of the API first asked
-    answers: list[tuple[int, int | str, float]] = field(default_factory=list)  # (server, status
-    # code or transport error name, monotonic time of the answer)
+    # (API index, status code or transport error name, monotonic time), one per try.
+    answers: list[tuple[int, int | str, float]] = field(default_factory=list)
 
     @property
     def final(self) -> int | str:
@@ -350,15 +352,34 @@ def test_two_apis_and_two_workers_share_one_database_and_one_redis(tmp_path: Pat
         )
     total_seconds = time.monotonic() - began
 
-    # The storm: exactly one winner per slot, 409 for the rest, never a 5xx.
+    # The storm: every attempt ends in 200 or 409, never a 5xx, and no slot has two winners.
     finals = Counter(a.final for a in attempts)
     server_errors = [
         a for a in attempts if any(isinstance(s, int) and s >= 500 for _, s, _ in a.answers)
     ]
     assert not server_errors, server_errors[:3]
-    assert finals == {200: SLOTS, 409: SLOTS * ATTEMPTS_PER_SLOT - SLOTS}, finals
-    winners = {a.slot for a in attempts if a.final == 200}
-    assert winners == set(range(SLOTS))
+    assert set(finals) <= {200, 409}, finals
+    answered_winners = {a.slot: a.booker for a in attempts if a.final == 200}
+    assert finals[200] == len(answered_winners), "a slot answered 200 twice"
+    # Whose booking each slot holds (one attendee each, checked below): the answered winner's,
+    # or, where the killed API committed a booking and died before answering, the booking of
+    # one of that slot's clients whose first try was lost with it (its retry then got a 409).
+    holders = {
+        start: int(email.removeprefix("booker").split("@")[0])
+        for start, email in _sql(
+            PG_URL,
+            "SELECT b.start_time, a.email FROM bookings b JOIN attendees a ON a.booking_id = b.id",
+        )
+    }
+    starts = _slot_starts()
+    lost = {(a.slot, a.booker) for a in attempts if len(a.answers) > 1}
+    for slot, start in enumerate(starts):
+        holder = holders.get(start)
+        if slot in answered_winners:
+            assert holder == answered_winners[slot], (slot, holder, answered_winners[slot])
+        else:
+            assert (slot, holder) in lost, (slot, holder, sorted(lost))
+    committed_unanswered = SLOTS - len(answered_winners)
 
     # The surviving API answered every request sent to it, during the storm and after the kill.
     to_survivor = [(s, at) for a in attempts for srv, s, at in a.answers if srv == 1]
@@ -370,7 +391,7 @@ def test_two_apis_and_two_workers_share_one_database_and_one_redis(tmp_path: Pat
     # Seen through the API and in the database: 20 bookings, one per slot.
     assert after.status_code == 200, after.text
     listed = after.json()["bookings"]
-    assert sorted(b["startTime"] for b in listed) == sorted(_iso(s) for s in _slot_starts())
+    assert sorted(b["startTime"] for b in listed) == sorted(_iso(s) for s in starts)
 
     # Nothing half-written: every booking whole (its attendee, its host row, its outbox event),
     # nothing pointing at a booking that does not exist.
@@ -414,8 +435,9 @@ def test_two_apis_and_two_workers_share_one_database_and_one_redis(tmp_path: Pat
     assert "Traceback" not in worker_logs[1], worker_logs[1][-3000:]
 
     print(
-        f"\nscale-out: {SLOTS} bookings, {finals[409]} x 409, {retried} retried after the API "
-        f"kill, {len(received)} deliveries, {duplicates} duplicate(s) (killed worker held "
+        f"\nscale-out: {SLOTS} bookings ({committed_unanswered} committed by the killed API "
+        f"unanswered), {finals[409]} x 409, {retried} retried after the API kill, "
+        f"{len(received)} deliveries, {duplicates} duplicate(s) (killed worker held "
         f"{len(kills.claimed_by_killed)}), storm {storm_seconds:.1f} s (API killed at "
         f"{kills.api_at - storm_began:.1f} s, worker at "
         f"{kills.worker_at_monotonic - storm_began:.1f} s), start {started:.1f} s, "
