@@ -28,6 +28,7 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -37,10 +38,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import secrets  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -55,6 +53,7 @@ import httpx  # noqa: E402
 from sqlalchemy import event, insert, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from _server import bookable_serve, format_rss, own_rss  # noqa: E402
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
 from bookable.core.db import WRITE_OPTION, create_engine, session_factory  # noqa: E402
@@ -70,8 +69,6 @@ from bookable.models import (  # noqa: E402
 )
 from bookable.settings import Settings  # noqa: E402
 
-VENV_BIN = Path(sys.executable).parent
-BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
 LENGTH = 5  # minutes: 287 slots a day on a 00:00-23:59 schedule
 SPREAD_DAYS = 365
 LIST_AIM = 1.5
@@ -193,51 +190,6 @@ async def fresh_database(kind: str, pg_url: str | None, tmp: Path) -> AsyncItera
 # --- (a) creation -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def bookable_serve(database_url: str, log: Path) -> Iterator[str]:
-    """`bookable serve` (own process group, output to ``log``) until the block ends."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
-    env.update(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [BOOKABLE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"bookable serve exited:\n{log.read_text()}")
-            try:
-                httpx.get(f"{base}/v1/openapi.json", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bookable serve did not answer:\n{log.read_text()}") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            if process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=wait)
-
-
 def _iso(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
@@ -333,13 +285,17 @@ async def bench_creation(
             tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             tomorrow += timedelta(days=1)
             web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
-            with bookable_serve(url, tmp / f"serve-{kind}.log") as base:
+            with bookable_serve(
+                url, tmp / f"serve-{kind}.log", label=f"bookable serve ({kind})"
+            ) as server:
                 for clients in concurrency:
-                    rate, statuses = await http_rate(base, web, web_slots, clients, duration)
+                    rate, statuses = await http_rate(
+                        server.base_url, web, web_slots, clients, duration
+                    )
                     floor = await floor_rate(engine, raw, raw_slots, clients, duration)
                     results.append(
                         {"db": kind, "clients": clients, "http": rate, "floor": floor,
-                         "statuses": dict(statuses)}
+                         "statuses": dict(statuses), "server": server}
                     )  # fmt: skip
                     print(
                         f"# {kind} {clients} client(s): http {rate:.1f}/s {dict(statuses)}, "
@@ -462,6 +418,7 @@ async def bench_listing(
             first, last = sizes[0], sizes[-1]
             ratio = result["sizes"][last][0] / result["sizes"][first][0]
             result["ratio"] = ratio
+            result["rss"] = own_rss()
             if kind == "postgresql" and ratio > LIST_AIM:
                 result["explain"] = await explain_list(app, host.key, last // 100)
     return result
@@ -532,6 +489,10 @@ async def main() -> None:
                 f"{r['db']:<11}{r['clients']:>8}{r['http']:>10.1f}{r['floor']:>10.1f}"
                 f"{r['http'] / r['floor']:>12.3f}  {r['statuses']}"
             )
+        # One server per database serves every client count: its RSS after all of them.
+        for kind in dict.fromkeys(r["db"] for r in creation):
+            server = next(r["server"] for r in creation if r["db"] == kind)
+            print(f"# RSS of bookable serve ({kind}) after its run: {format_rss(server.rss)}")
     if listing:
         print(f"\n# (b) GET /v1/bookings?take=100&page=<random>, {args.repeat} requests, ms")
         cells = "".join(f"{f'{n:,} median / p95':>24}" for n in sizes)
@@ -540,6 +501,11 @@ async def main() -> None:
             cells = "".join(f"{m:>15.2f} / {p:>6.2f}" for m, p in r["sizes"].values())
             flag = "" if r["ratio"] <= LIST_AIM else f"  (above the {LIST_AIM}x aim)"
             print(f"{r['db']:<11}{cells}{r['ratio']:>16.2f}{flag}")
+        # (b) runs the app in this process: the RSS of this process once the listing ran.
+        print(
+            "# RSS of this process (the app in process) after (b): "
+            + ", ".join(f"{r['db']} {format_rss(r['rss'])}" for r in listing)
+        )
         for r in listing:
             if "explain" in r:
                 print(f"\n# EXPLAIN of the list request's queries ({r['db']}, last page):")

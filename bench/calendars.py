@@ -41,6 +41,7 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -50,8 +51,6 @@ import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -71,6 +70,16 @@ from fastapi import FastAPI  # noqa: E402
 from lxml import etree  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+import _server  # noqa: E402
+from _server import (  # noqa: E402
+    BOOKABLE,
+    Rss,
+    Running,
+    bookable_env,
+    format_rss,
+    free_port,
+    own_rss,
+)
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
@@ -91,12 +100,6 @@ ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 
 # --- Radicale ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -563,8 +566,6 @@ def report(results: list[dict[str, Any]], alone: dict[str, Row], repeat: int) ->
 # readable (`EventWatcher`) and its webhook has arrived, then books again.
 
 WRITE_LENGTH = 5  # minutes
-VENV_BIN = Path(sys.executable).parent
-BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
 WRITE_WARMUP = 3
 ARRIVAL_TIMEOUT = 60.0
 
@@ -616,49 +617,19 @@ class HookReceiver:
         await asyncio.sleep(0.05)
 
 
-def serve_env(database_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
-    env.update(
-        BOOKABLE_DATABASE_URL=database_url,
-        BOOKABLE_RATE_LIMIT="0",
+@contextlib.contextmanager
+def serving(database_url: str, log: Path, label: str) -> Iterator[Running]:
+    """`bookable serve` on a free loopback port until the block ends (bench/_server.py); its
+    RSS at the end is printed and kept on the `Running`."""
+    env = bookable_env(
+        database_url,
         BOOKABLE_ENCRYPTION_KEY=ENCRYPTION_KEY,
         BOOKABLE_CALENDAR_ALLOWED_HOSTS="127.0.0.1,localhost",
     )
-    return env
-
-
-@contextlib.contextmanager
-def serving(database_url: str, log: Path) -> Iterator[str]:
-    """`bookable serve` on a free loopback port until the block ends; yields its base URL."""
-    port = free_port()
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [BOOKABLE, "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=serve_env(database_url), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"bookable serve exited:\n{log.read_text()[-3000:]}")
-            try:
-                httpx.get(f"{base}/v1/openapi.json", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bookable serve did not answer:\n{log.read_text()}") from None
-                time.sleep(0.05)
-        yield base
-    finally:
-        for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-            if process.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=wait)
+    with _server.serving(
+        [BOOKABLE, "serve"], env, log, label=f"bookable serve ({label})"
+    ) as running:
+        yield running
 
 
 async def seed_always_open_host(url: str) -> Host:
@@ -873,6 +844,7 @@ class WriteRun:
     radicale: Counter[str]  # Radicale's requests during the measured bookings, but the REPORTs
     puts: list[float]  # how long Radicale took for each of those PUTs (its log)
     reports: int  # the watcher's REPORTs
+    server: Running  # the `bookable serve` of the run (its RSS once it has stopped)
 
 
 async def measure_writes(
@@ -892,7 +864,8 @@ async def measure_writes(
     try:
         host = await seed_always_open_host(url)
         calendar_url = make_calendar(radicale, f"bookings-{label}")
-        with serving(url, folder / f"serve-{label}.log") as base:
+        with serving(url, folder / f"serve-{label}.log", label) as running:
+            base = running.base_url
             async with (
                 httpx.AsyncClient(base_url=base, timeout=60) as api,
                 httpx.AsyncClient(auth=auth, timeout=30) as radicale_client,
@@ -922,6 +895,7 @@ async def measure_writes(
                             +used,
                             radicale.durations("PUT")[len(puts) :],
                             reports,
+                            running,
                         )
                     )
         log = (folder / f"serve-{label}.log").read_text(errors="replace")
@@ -1040,6 +1014,9 @@ def report_writes(runs: list[WriteRun], floor: dict[str, list[float]], interval:
         ms = [s * 1000 for s in samples]
         median = statistics.median(ms)
         print(f"radicale alone: PUT If-None-Match, {name}: {median:.2f} / {p90(ms):.1f}")
+    for db in dict.fromkeys(run.db for run in runs):
+        server = next(run.server for run in runs if run.db == db)
+        print(f"RSS of bookable serve ({db}) after its run: {format_rss(server.rss)}")
 
 
 def main() -> None:
@@ -1073,6 +1050,7 @@ def main() -> None:
     alone: dict[str, Row] = {}
     runs: list[WriteRun] = []
     floor: dict[str, list[float]] = {}
+    slots_rss: Rss | None = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         radicale = Radicale(folder / "radicale")
@@ -1089,6 +1067,7 @@ def main() -> None:
                 results, alone = asyncio.run(
                     run_all(radicale, calendar_url, folder, pg_url, args.repeat)
                 )
+                slots_rss = own_rss()  # the slots part runs the app in this process
             if args.only != "slots":
                 runs, floor = asyncio.run(
                     run_writes(radicale, folder, pg_url, plan, args.poll_interval, args.repeat)
@@ -1099,6 +1078,10 @@ def main() -> None:
         print("# PostgreSQL skipped: set BOOKABLE_BENCH_DATABASE_URL to include it")
     if results:
         report(results, alone, args.repeat)
+        print(
+            "RSS of this process (the app in process) after the slots part: "
+            + format_rss(slots_rss)
+        )
     if runs:
         report_writes(runs, floor, args.poll_interval)
 

@@ -21,13 +21,12 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's http package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -35,20 +34,15 @@ from dataclasses import dataclass  # noqa: E402
 
 import httpx  # noqa: E402
 
+from _server import BOOKABLE, serving  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 CALCOM_SPEC = ROOT.parent / "shared" / "reference" / "calcom-api-v1.openapi.json"
 BIN = Path(sys.executable).parent
-BOOKABLE = str(BIN / "bookable") if (BIN / "bookable").exists() else "bookable"
 SCHEMATHESIS = str(BIN / "schemathesis") if (BIN / "schemathesis").exists() else "schemathesis"
 # The own-spec runs' settings: which operations may also answer 400 to schema-valid input (rules
 # across fields), and no NUL from the generator. Each exception is explained in the file.
 OWN_SPEC_CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(database_url: str) -> dict[str, str]:
@@ -195,29 +189,9 @@ def main() -> int:
     )  # fmt: skip
     user_key = cli(env, "demo")
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     server_log = out / "server.log"
-    with server_log.open("w") as log_file:
-        server = subprocess.Popen(
-            [BOOKABLE, "serve", "--port", str(port)],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/v1/openapi.json", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                print(server_log.read_text(errors="replace"), file=sys.stderr)
-                return 1
-            time.sleep(0.2)
+    with serving([BOOKABLE, "serve"], env, server_log, label="bookable serve") as server:
+        base = server.base_url
         seed(base, admin_key, user_key)
 
         common = ["--max-examples", str(args.examples), "--workers", args.workers]
@@ -252,12 +226,6 @@ def main() -> int:
                 )
             else:
                 print(f"skipped: Cal.com's spec is not at {CALCOM_SPEC}")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
 
     tracebacks = server_log.read_text(errors="replace").count("Traceback (most recent call last)")
     engine = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"

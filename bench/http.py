@@ -12,11 +12,21 @@ Rows:
   ... metrics, json     the same with BOOKABLE_LOG_FORMAT=json (our access line, not uvicorn's)
   bookable postgres     the two bookable rows again on PostgreSQL when BOOKABLE_BENCH_DATABASE_URL
   ... cache off         (or BOOKABLE_TEST_DATABASE_URL) is set
+  ..., 2 workers        scale-out (--workers N, default 2; 1 skips them): the floor under
+                        `uvicorn --workers 2`, `bookable serve --workers 2` on SQLite (and on
+                        PostgreSQL), each against the 2-worker floor and its own 1-process row;
+                        with Redis (BOOKABLE_BENCH_REDIS_URL or BOOKABLE_TEST_REDIS_URL, as
+                        deployed at scale: without it `--workers N` turns the key cache off),
+                        and then a 1-process row with Redis too
 
-Both servers: uvicorn, one process, loop=auto and http=auto (uvloop + httptools when installed),
-log level info with the ACCESS LOG ON (uvicorn's default, which `bookable serve` keeps), proxy
-headers on, no Server header; their output goes to files. The load generator is wrk when it is on
-PATH, else a keep-alive asyncio client in this file (raw sockets); the same one for every row.
+Every row shows the server's RSS at the end of its run (with workers: the supervisor and its
+children summed; bench/_server.py reads /proc).
+
+Both servers: uvicorn, one process (but in the scale-out rows), loop=auto and http=auto (uvloop +
+httptools when installed), log level info with the ACCESS LOG ON (uvicorn's default, which
+`bookable serve` keeps), proxy headers on, no Server header; their output goes to files. The load
+generator is wrk when it is on PATH, else a keep-alive asyncio client in this file (raw sockets);
+the same one for every row, on the same machine (so it shares the cores with the servers).
 The aim stated in the issue: bookable (SQLite, cache on) / floor >= 0.35.
 """
 
@@ -29,29 +39,27 @@ from pathlib import Path
 # the standard library's package of that name: drop it before anything imports http.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-VENV_BIN = Path(sys.executable).parent
-BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
+from _server import BOOKABLE, Rss, clean_env, format_rss, serving
+
 TARGET_RATIO = 0.35
 
 FLOOR_APP = """
@@ -77,10 +85,11 @@ async def me(request):
 app = Starlette(routes=[Route("/v1/me", me)])
 """
 
-# The uvicorn options `bookable serve` passes (src/bookable/cli.py), spelled for the CLI.
+# The uvicorn options `bookable serve` passes (src/bookable/cli.py), spelled for the CLI; the
+# number of worker processes is added per row.
 UVICORN_OPTIONS = [
     "--loop", "auto", "--http", "auto", "--log-level", "info", "--access-log",
-    "--proxy-headers", "--no-server-header", "--workers", "1",
+    "--proxy-headers", "--no-server-header",
 ]  # fmt: skip
 
 
@@ -93,21 +102,11 @@ class Result:
     requests: int
     errors: int
     notes: list[str] = field(default_factory=list)
+    rss: Rss | None = None  # the server's, at the end of its run (children included)
+    workers: int = 1
 
 
 # --- processes ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
-    env.update(overrides)
-    return env
 
 
 def cli(database_url: str, *args: str) -> str:
@@ -124,52 +123,6 @@ def cli(database_url: str, *args: str) -> str:
         raise SystemExit(f"bookable {' '.join(args)} failed:\n{done.stderr}")
     lines = done.stdout.strip().splitlines()
     return lines[-1].strip() if lines else ""
-
-
-def wait_until_up(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    host, port = urlsplit(url).hostname, urlsplit(url).port
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            status, _body = http_get(host or "127.0.0.1", port or 80, urlsplit(url).path or "/")
-            if status:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server did not answer in 60 s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=wait)
-
-
-@contextlib.contextmanager
-def run_server(command: list[str], env: dict[str, str], log: Path, probe: str) -> Iterator[str]:
-    """Start a server (own process group, output to `log`); yields its base URL."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(process, base + probe, log)
-        yield base
-    finally:
-        stop(process)
 
 
 def http_get(host: str, port: int, target: str) -> tuple[int, bytes]:
@@ -292,29 +245,38 @@ def measure(name: str, url: str, opts: Options) -> Result:
     return best
 
 
-def bench_floor(work: Path, opts: Options) -> Result:
+def bench_floor(work: Path, opts: Options, workers: int = 1) -> Result:
     (work / "bench_floor.py").write_text(FLOOR_APP)
     command = [
         sys.executable, "-m", "uvicorn", "bench_floor:app", "--app-dir", str(work),
-        *UVICORN_OPTIONS,
+        *UVICORN_OPTIONS, "--workers", str(workers),
     ]  # fmt: skip
-    with run_server(command, clean_env(), work / "floor.log", "/v1/me") as base:
-        status, _ = http_get("127.0.0.1", int(base.rsplit(":", 1)[1]), "/v1/me?apiKey=x")
+    name = "floor (bare Starlette)" + (f", {workers} workers" if workers > 1 else "")
+    with serving(command, clean_env(), work / f"floor-{workers}.log", probe="/v1/me") as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        status, _ = http_get("127.0.0.1", port, "/v1/me?apiKey=x")
         assert status == 200, status
-        return measure("floor (bare Starlette)", f"{base}/v1/me?apiKey=cal_floor", opts)
+        result = measure(name, f"{server.base_url}/v1/me?apiKey=cal_floor", opts)
+    result.rss, result.workers = server.rss, workers
+    return result
 
 
-def bench_bookable(name: str, database_url: str, work: Path, opts: Options, **env: str) -> Result:
+def bench_bookable(
+    name: str, database_url: str, work: Path, opts: Options, workers: int = 1, **env: str
+) -> Result:
     tag = uuid.uuid4().hex[:8]
     key = cli(database_url, "admin", "create", "--email", f"bench-{tag}@example.com",
               "--username", f"bench-{tag}")  # fmt: skip
     settings = clean_env(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0", **env)
     log = work / f"bookable-{tag}.log"
-    with run_server([BOOKABLE, "serve"], settings, log, "/v1/openapi.json") as base:
-        port = int(base.rsplit(":", 1)[1])
+    command = [BOOKABLE, "serve", "--workers", str(workers)]
+    with serving(command, settings, log) as server:
+        port = int(server.base_url.rsplit(":", 1)[1])
+        # With several workers each has its own key cache: the warmup fills them all.
         status, body = http_get("127.0.0.1", port, f"/v1/me?apiKey={key}")
         assert status == 200 and json.loads(body)["user"]["role"] == "ADMIN", body
-        result = measure(name, f"{base}/v1/me?apiKey={key}", opts)
+        result = measure(name, f"{server.base_url}/v1/me?apiKey={key}", opts)
+    result.rss, result.workers = server.rss, workers
     if key in log.read_text(errors="replace"):
         result.notes.append("CLEAR KEY IN LOG")
     return result
@@ -363,12 +325,21 @@ def main() -> None:
     parser.add_argument(
         "--observability", action="store_true", help="add SQLite rows with metrics (and JSON logs)"
     )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="processes of the scale-out rows (1: none)"
+    )
+    parser.add_argument("--no-redis", action="store_true", help="scale-out rows without Redis")
     args = parser.parse_args()
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
     pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
         "BOOKABLE_TEST_DATABASE_URL"
     )
+    redis_url = None
+    if not args.no_redis:
+        redis_url = os.environ.get("BOOKABLE_BENCH_REDIS_URL") or os.environ.get(
+            "BOOKABLE_TEST_REDIS_URL"
+        )
 
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {describe_stack()}")
     print(f"# load average at start: {load_average()} (other work on the machine skews results)")
@@ -377,6 +348,12 @@ def main() -> None:
         + (f", {opts.threads} thread(s)" if client == "wrk" else "")
         + f", {opts.warmup:g} s warmup, {opts.rounds} x {opts.duration:g} s; access log ON for both"
     )
+    if args.workers > 1:
+        print(
+            f"# scale-out rows: {args.workers} processes, "
+            + ("with Redis" if redis_url else "no Redis (key cache off)")
+            + f"; the load generator shares the machine's {os.cpu_count()} CPUs with the servers"
+        )
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bookable-bench-") as tmp:
         work = Path(tmp)
@@ -402,18 +379,52 @@ def main() -> None:
             results.append(
                 bench_bookable("bookable postgres, cache off", pg_url, work, opts, **no_cache)
             )
+        if args.workers > 1:
+            # Scale-out on one machine: N server processes each. The load generator runs on the
+            # same cores, so this shows what N processes buy *here*. With Redis, as deployed at
+            # scale (`bookable serve --workers N` without it turns the key cache off): then the
+            # one-process row with Redis too, to tell the cost of Redis from the gain of N.
+            n = args.workers
+            results.append(bench_floor(work, opts, workers=n))
+            redis_env = {"BOOKABLE_REDIS_URL": redis_url} if redis_url else {}
+            tag = ", redis" if redis_url else ""
+            databases = [("sqlite", sqlite_url)]
+            if pg_url and not args.no_postgres:
+                databases.append(("postgres", pg_url))
+            for db, url in databases:
+                if redis_url:
+                    results.append(
+                        bench_bookable(f"bookable {db}{tag}", url, work, opts, **redis_env)
+                    )
+                scaled = bench_bookable(
+                    f"bookable {db}{tag}, {n} workers", url, work, opts, workers=n, **redis_env
+                )
+                if not redis_url:
+                    scaled.notes.append("key cache off (several workers, no Redis)")
+                results.append(scaled)
+    report(results)
 
-    floor = results[0].requests_per_second
+
+def report(results: list[Result]) -> None:
+    """The table: each row against the floor with as many processes, and every row with more
+    than one process against its one-process row too."""
+    floors = {r.workers: r.requests_per_second for r in results if r.name.startswith("floor")}
+    single = {r.name: r.requests_per_second for r in results if r.workers == 1}
     print()
-    print("| server | req/s | p50 ms | p99 ms | / floor | notes |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| server | processes | req/s | p50 ms | p99 ms | / floor | RSS after | notes |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
+        notes = list(r.notes)
+        base = r.name.split(f", {r.workers} workers")[0]
+        if r.workers > 1 and base in single:
+            notes.insert(0, f"{r.requests_per_second / single[base]:.2f} x its 1-process row")
         print(
-            f"| {r.name} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {r.requests_per_second / floor:.2f} | {'; '.join(r.notes)} |"
+            f"| {r.name} | {r.workers} | {r.requests_per_second:,.0f} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.requests_per_second / floors[r.workers]:.2f} "
+            f"| {format_rss(r.rss)} | {'; '.join(notes)} |"
         )
     print(f"\nload average at end: {load_average()}")
-    ratio = results[1].requests_per_second / floor
+    ratio = results[1].requests_per_second / floors[1]
     verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
     print(f"\nratio bookable(sqlite, cache on)/floor = {ratio:.2f} ({verdict} the {TARGET_RATIO})")
 

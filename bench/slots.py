@@ -21,6 +21,7 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -36,6 +37,7 @@ from typing import Any  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import insert, select, text  # noqa: E402
 
+from _server import format_rss, own_rss  # noqa: E402
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
@@ -155,6 +157,8 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
                 (await session.execute(floor_query)).all()
                 if i >= 3:
                     floors.append(time.perf_counter() - began)
+        # The app runs in this process: its RSS, measured while the app is still up.
+        rss = own_rss()
     return {
         "db": label,
         "n": bookings,
@@ -163,6 +167,7 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
         "load": summary(loads),
         "engine": summary(engines),
         "floor": summary(floors),
+        "rss": rss,
     }
 
 
@@ -205,13 +210,14 @@ async def main() -> None:
     print("# times in ms as median / p95")
     header = (
         f"{'db':<11}{'N':>7}{'slots':>7}  {'total':>15}{'load':>15}{'engine':>15}{'db floor':>15}"
+        "  RSS after (this process: the app runs in it)"
     )
     print(header)
     for r in results:
         cells = "".join(
             f"{m:>8.2f} /{p:>5.1f}" for m, p in (r["total"], r["load"], r["engine"], r["floor"])
         )
-        print(f"{r['db']:<11}{r['n']:>7}{r['slots']:>7}  {cells}")
+        print(f"{r['db']:<11}{r['n']:>7}{r['slots']:>7}  {cells}  {format_rss(r['rss'])}")
     for r in results:
         ratio = r["total"][0] / r["floor"][0]
         engine_vs_db = r["engine"][0] / r["floor"][0]

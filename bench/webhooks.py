@@ -30,6 +30,7 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -38,10 +39,7 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -53,13 +51,21 @@ from datetime import time as wall_time  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from _server import (  # noqa: E402
+    BOOKABLE,
+    Rss,
+    bookable_env,
+    format_rss,
+    rss_of_tree,
+    serving,
+    started,
+    stop,
+)
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.core.db import create_engine, session_factory  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import Availability, Base, EventType, Schedule, User  # noqa: E402
 
-VENV_BIN = Path(sys.executable).parent
-BOOKABLE = str(VENV_BIN / "bookable") if (VENV_BIN / "bookable").exists() else "bookable"
 LENGTH = 5  # minutes
 DAYS = 365
 
@@ -119,63 +125,38 @@ class Receiver:
 # --- processes --------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+@dataclass
+class Processes:
+    """What `running` started; after its block, the RSS of each at the end of the run."""
 
+    base_url: str
+    serve_rss: Rss | None = None
+    worker_rss: list[Rss | None] = field(default_factory=list)
 
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKABLE_")}
-    env.update(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0", **extra)
-    return env
-
-
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [BOOKABLE, *args], env=env, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=wait)
+    def __str__(self) -> str:
+        text = f"serve {format_rss(self.serve_rss)}"
+        if self.worker_rss:
+            text += ", workers " + " + ".join(format_rss(r) for r in self.worker_rss)
+        return text
 
 
 @contextlib.contextmanager
-def running(database_url: str, log: Path, *, dispatcher: str, workers: int = 0) -> Iterator[str]:
-    """`bookable serve` (+ ``workers`` `bookable worker`s) until the block ends; yields the base
-    URL."""
-    port = free_port()
-    env = _env(database_url, BOOKABLE_WEBHOOK_DISPATCHER=dispatcher)
-    processes = [
-        _start(["serve", "--host", "127.0.0.1", "--port", str(port)], env, log),
-        *(_start(["worker"], env, log) for _ in range(workers)),
-    ]
-    base = f"http://127.0.0.1:{port}"
+def running(
+    database_url: str, log: Path, *, dispatcher: str, workers: int = 0
+) -> Iterator[Processes]:
+    """`bookable serve` (+ ``workers`` `bookable worker`s) until the block ends; after it, their
+    RSS at the end of the run."""
+    env = bookable_env(database_url, BOOKABLE_WEBHOOK_DISPATCHER=dispatcher)
+    worker_processes = [started([BOOKABLE, "worker"], env, log) for _ in range(workers)]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if any(p.poll() is not None for p in processes):
-                raise SystemExit(f"a bookable process exited:\n{log.read_text()[-3000:]}")
-            try:
-                httpx.get(f"{base}/v1/openapi.json", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bookable serve did not answer:\n{log.read_text()}") from None
-                time.sleep(0.05)
-        yield base
+        with serving([BOOKABLE, "serve"], env, log, others=worker_processes) as server:
+            processes = Processes(server.base_url)
+            yield processes
+            processes.worker_rss = [rss_of_tree(w.pid) for w in worker_processes]
+        processes.serve_rss = server.rss
     finally:
-        for process in processes:
-            _stop(process)
+        for process in worker_processes:
+            stop(process)
 
 
 # --- seeding and booking ----------------------------------------------------------------------
@@ -317,7 +298,8 @@ async def bench(
     inline = "off" if workers else "inline"
 
     # (a) latency while booking
-    with running(url, log, dispatcher=inline, workers=workers) as base:
+    with running(url, log, dispatcher=inline, workers=workers) as processes:
+        base = processes.base_url
         await subscribe(base, host, receiver)
         receiver.expect(count)
         began = time.perf_counter()
@@ -331,11 +313,11 @@ async def bench(
     request_ms = [(booked.answered[u] - t) * 1000 for u, t in booked.sent.items()]
 
     # (b) drain a backlog
-    with running(url, log, dispatcher="off") as base:
+    with running(url, log, dispatcher="off") as backlog:
         receiver.expect(count)
-        await make_bookings(base, host, starts, count, clients)
+        await make_bookings(backlog.base_url, host, starts, count, clients)
     assert not receiver.arrivals, "delivery was meant to be off"
-    with running(url, log, dispatcher=inline, workers=workers):
+    with running(url, log, dispatcher=inline, workers=workers) as draining:
         await asyncio.wait_for(receiver.all_in.wait(), timeout=300)
         # From the first arrival to the last: the start-up of the processes is not counted.
         drain_seconds = max(receiver.arrivals.values()) - min(receiver.arrivals.values())
@@ -350,6 +332,8 @@ async def bench(
         "request_p95_ms": percentile(request_ms, 0.95),
         "stream_per_s": stream_rate,
         "drain_per_s": count / drain_seconds,
+        # After (a), the run that books and delivers at once; and after draining (b).
+        "rss": f"{processes}; drain: {draining}",
     }
     print(f"# {result}", file=sys.stderr)
     return result
@@ -402,6 +386,9 @@ async def main() -> None:
             f"{r['sent_median_ms']:.1f} | {r['request_median_ms']:.0f} / "
             f"{r['request_p95_ms']:.0f} | {r['stream_per_s']:.0f} | {r['drain_per_s']:.0f} |"
         )
+    print("\nRSS at the end of each run (booking while delivering; draining the backlog):")
+    for r in results:
+        print(f"- {r['config']}: {r['rss']}")
 
 
 if __name__ == "__main__":

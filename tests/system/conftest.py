@@ -2,6 +2,8 @@
 
 `serving(...)` starts `bookable serve` on a free port, waits until it answers and always stops
 it (its whole process group, so `--workers N` children go too), even when the test fails.
+`working(...)` does the same for `bookable worker` processes (started together, ready once each
+has logged "worker started").
 """
 
 from __future__ import annotations
@@ -175,6 +177,59 @@ def serving(
         yield server
     finally:
         _stop(process)
+
+
+@dataclass
+class Worker:
+    """A `bookable worker` process; its stdout and stderr go to one log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, needle: str, timeout: float = START_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            logs = self.logs()
+            if needle in logs:
+                return logs
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} never appeared in the worker's output:\n{self.logs()}")
+
+
+@contextmanager
+def working(
+    database_url: str, log_dir: Path, count: int = 1, *, env: dict[str, str] | None = None
+) -> Iterator[list[Worker]]:
+    """Run ``count`` `bookable worker` processes until the block ends; all start at once (a
+    start costs seconds of imports) and the block begins once every one is ready. Each is
+    stopped like a server: SIGTERM to its process group, SIGKILL if it lingers."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    environment = bookable_env(database_url, **(env or {}))
+    workers: list[Worker] = []
+    try:
+        for _ in range(count):
+            log_path = log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
+            with log_path.open("wb") as out:
+                process = subprocess.Popen(
+                    [BOOKABLE, "worker"],
+                    env=environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            workers.append(Worker(process, log_path))
+        for worker in workers:
+            worker.wait_for_log("worker started")
+        yield workers
+    finally:
+        for worker in workers:
+            _stop(worker.process)
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ event at the same time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -35,14 +33,13 @@ from bookable.models import (
 )
 from tests.conftest import _empty_postgres
 from tests.system.conftest import (
-    BOOKABLE,
     PG_URL,
     Server,
-    bookable_env,
     create_admin,
     ensure_worker_database,
     free_port,
     serving,
+    working,
 )
 from tests.webhook_receiver import Received, receiving
 
@@ -197,18 +194,6 @@ def test_nothing_is_lost_when_the_receiver_is_down_or_the_server_is_killed(
         assert killed_in_flight and all(delivered[uid] >= 2 for uid in killed_in_flight)
 
 
-def _worker(database_url: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [BOOKABLE, "worker"],
-            env=bookable_env(database_url, **env),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 async def _outbox(database_url: str, url: str, count: int) -> None:
     engine = create_engine(database_url)
     try:
@@ -251,10 +236,7 @@ def test_two_workers_on_postgresql_never_send_one_event_at_the_same_time(
 
     # A little delay per answer keeps many deliveries in flight at once in both workers.
     with receiving(delay=0.01, key=event_key) as receiver:
-        workers = [_worker(PG_URL, tmp_path / f"worker-{i}.log", env) for i in range(2)]
-        try:
-            for i, worker in enumerate(workers):
-                _wait_for_log(worker, tmp_path / f"worker-{i}.log", "worker started")
+        with working(PG_URL, tmp_path, 2, env=env) as workers:
             asyncio.run(_outbox(PG_URL, receiver.url + "/many", count))
             receiver.wait_for_sync(count, within=120)
             deadline = time.monotonic() + 30
@@ -263,12 +245,9 @@ def test_two_workers_on_postgresql_never_send_one_event_at_the_same_time(
                 if all(e.status == WebhookEventStatus.DELIVERED for e, _ in events):
                     break
                 time.sleep(0.1)
-        finally:
-            for worker in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(worker.pid, signal.SIGTERM)
-            codes = [worker.wait(timeout=20) for worker in workers]
-        logs = [(tmp_path / f"worker-{i}.log").read_text() for i in range(2)]
+        # Stopped with SIGTERM as the block ended: a clean exit each.
+        codes = [worker.process.returncode for worker in workers]
+        logs = [worker.logs() for worker in workers]
         assert codes == [0, 0], logs
         assert receiver.overlaps == []  # no event was ever in flight twice
         seen = Counter(event_key(r) for r in receiver.all())
@@ -277,14 +256,3 @@ def test_two_workers_on_postgresql_never_send_one_event_at_the_same_time(
         # No crash, leases far longer than a delivery: every event went out exactly once.
         assert sum(seen.values()) == count, seen.most_common(3)
         assert all("Traceback" not in text for text in logs), logs
-
-
-def _wait_for_log(process: subprocess.Popen[bytes], log: Path, needle: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if needle in log.read_text(errors="replace"):
-            return
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{needle!r} not in the worker's output:\n{log.read_text()}")
