@@ -11,7 +11,7 @@ import os
 import shutil
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
@@ -68,26 +69,31 @@ def _on_own_loop(work: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, work).result()
 
 
+async def _on_server(base_url: str, work: Callable[[AsyncConnection], Awaitable[None]]) -> None:
+    """``work`` on a connection to the test server outside any transaction (CREATE/DROP
+    DATABASE refuse to run inside one)."""
+    engine = create_engine(base_url)
+    try:
+        async with engine.connect() as conn:
+            await work(await conn.execution_options(isolation_level="AUTOCOMMIT"))
+    finally:
+        await engine.dispose()
+
+
 def ensure_worker_database() -> None:
     """Create this worker's PostgreSQL database (a sibling of the configured one) if missing."""
     if not BASE_PG_URL or not PG_URL or PG_URL == BASE_PG_URL:
         return
-    base_url, name = BASE_PG_URL, make_url(PG_URL).database
+    name = make_url(PG_URL).database
 
-    async def _create() -> None:
-        engine = create_engine(base_url)
-        try:
-            async with engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                found = await conn.scalar(
-                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-                )
-                if not found:
-                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            await engine.dispose()
+    async def create(conn: AsyncConnection) -> None:
+        found = await conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        )
+        if not found:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
 
-    _on_own_loop(_create())
+    _on_own_loop(_on_server(BASE_PG_URL, create))
 
 
 def drop_worker_database() -> None:
@@ -95,19 +101,13 @@ def drop_worker_database() -> None:
     only the database it was given (.ci/run also sweeps what a crashed run left)."""
     if not BASE_PG_URL or not PG_URL or PG_URL == BASE_PG_URL:
         return
-    base_url, name = BASE_PG_URL, make_url(PG_URL).database
+    name = make_url(PG_URL).database
 
-    async def _drop() -> None:
-        engine = create_engine(base_url)
-        try:
-            async with engine.connect() as conn:
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                # FORCE: a server a failed test could not stop must not keep the database.
-                await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            await engine.dispose()
+    async def drop(conn: AsyncConnection) -> None:
+        # FORCE: a server a failed test could not stop must not keep the database.
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
-    _on_own_loop(_drop())
+    _on_own_loop(_on_server(BASE_PG_URL, drop))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -201,6 +201,21 @@ class Worker:
         raise AssertionError(f"{needle!r} never appeared in the worker's output:\n{self.logs()}")
 
 
+def start_worker(database_url: str, log_path: Path, env: dict[str, str] | None = None) -> Worker:
+    """A `bookable worker` in its own session (so its process group can be signalled); the
+    caller stops it (`working()` does it for a block)."""
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [BOOKABLE, "worker"],
+            env=bookable_env(database_url, **(env or {})),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Worker(process, log_path)
+
+
 @contextmanager
 def working(
     database_url: str, log_dir: Path, count: int = 1, *, env: dict[str, str] | None = None
@@ -209,21 +224,11 @@ def working(
     start costs seconds of imports) and the block begins once every one is ready. Each is
     stopped like a server: SIGTERM to its process group, SIGKILL if it lingers."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    environment = bookable_env(database_url, **(env or {}))
     workers: list[Worker] = []
     try:
         for _ in range(count):
             log_path = log_dir / f"worker-{uuid.uuid4().hex[:8]}.log"
-            with log_path.open("wb") as out:
-                process = subprocess.Popen(
-                    [BOOKABLE, "worker"],
-                    env=environment,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            workers.append(Worker(process, log_path))
+            workers.append(start_worker(database_url, log_path, env))
         for worker in workers:
             worker.wait_for_log("worker started")
         yield workers

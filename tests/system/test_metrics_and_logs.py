@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.system.conftest import create_admin, serving
-from tests.system.test_webhook_delivery import FAST_ENV, _outbox, _wait_for_log, _worker
+from tests.system.conftest import create_admin, serving, start_worker
+from tests.system.test_webhook_delivery import FAST_ENV, _outbox
 from tests.webhook_receiver import receiving
 
 ME = {"method": "GET", "route": "/v1/me", "status": "200"}
@@ -104,9 +104,9 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
         serving(sqlite_url, tmp_path / "logs", env=env) as server,
     ):
         worker_env = {**shared, "BOOKABLE_LOG_FORMAT": "json"}
-        worker = _worker(sqlite_url, tmp_path / "worker.log", worker_env)
+        worker = start_worker(sqlite_url, tmp_path / "worker.log", worker_env)
         try:
-            _wait_for_log(worker, tmp_path / "worker.log", "worker started")
+            worker.wait_for_log("worker started")
             asyncio.run(_outbox(sqlite_url, receiver.url + "/hook", count))
             receiver.wait_for_sync(count, within=30)
             deadline = time.monotonic() + 30
@@ -122,10 +122,10 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
                 time.sleep(0.1)
         finally:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
-            assert worker.wait(timeout=20) == 0
+                os.killpg(worker.process.pid, signal.SIGTERM)
+            assert worker.process.wait(timeout=20) == 0
     # Serve's own dispatcher is off: the count is the worker's, from its file in the directory.
-    assert (directory / f"counter_{worker.pid}.db").exists()
+    assert (directory / f"counter_{worker.process.pid}.db").exists()
     # The worker's JSON logs: every line one object (its output is stdout and stderr).
     lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
     assert any(line["message"].startswith("worker started") for line in lines)

@@ -24,8 +24,8 @@ import pytest
 from bookable.migrations.runner import upgrade
 from bookable.models import WebhookEventStatus
 from tests.conftest import _empty_postgres
-from tests.system.conftest import Server, create_admin, serving
-from tests.system.test_webhook_delivery import _events, _outbox, _wait_for_log, _worker
+from tests.system.conftest import Server, create_admin, serving, start_worker
+from tests.system.test_webhook_delivery import _events, _outbox
 from tests.webhook_receiver import receiving
 
 EXIT_TIMEOUT = 20.0  # seconds a stopping process may take here (its own limits are far lower)
@@ -187,16 +187,15 @@ def test_a_stopping_dispatcher_releases_the_deliveries_it_holds(
                 _stop(server.process, server.logs())
             logs = server.logs()
         else:
-            log = tmp_path / "holder.log"
-            worker = _worker(database_url, log, DISPATCH_ENV)
+            worker = start_worker(database_url, tmp_path / "holder.log", DISPATCH_ENV)
             try:
                 receiver.wait_for_sync(HELD_EVENTS, ok_only=False)
                 stopped_at = datetime.now(UTC)
-                _stop(worker, log.read_text())
+                _stop(worker.process, worker.logs())
             finally:
-                if worker.poll() is None:
-                    os.killpg(worker.pid, signal.SIGKILL)
-            logs = log.read_text()
+                if worker.process.poll() is None:
+                    os.killpg(worker.process.pid, signal.SIGKILL)
+            logs = worker.logs()
         assert "Traceback" not in logs, logs
 
         # 2. Nothing it claimed is still locked, and no attempt was counted.
@@ -211,12 +210,11 @@ def test_a_stopping_dispatcher_releases_the_deliveries_it_holds(
         # 3. Another worker delivers them at once, not after the lease.
         held.set()
         receiver.hold = None
-        log = tmp_path / "next.log"
-        successor = _worker(database_url, log, DISPATCH_ENV)
+        successor = start_worker(database_url, tmp_path / "next.log", DISPATCH_ENV)
         try:
-            _wait_for_log(successor, log, "worker started")
+            successor.wait_for_log("worker started")
             took = _wait_for_status(database_url, WebhookEventStatus.DELIVERED, within=30)
         finally:
-            _stop(successor, log.read_text())
+            _stop(successor.process, successor.logs())
     assert took < LEASE / 4, took
     assert len(receiver.answered()) >= HELD_EVENTS
