@@ -29,10 +29,11 @@ from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.encryption import Encryptor
 from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.health import HEALTH_PATHS
 from bookable.core.health import router as health_router
 from bookable.core.idempotency import purge_forever
 from bookable.core.logging import install_redaction
-from bookable.core.metrics import install_metrics
+from bookable.core.metrics import METRICS_PATH, install_metrics
 from bookable.core.middleware import EdgeMiddleware, ObserveMiddleware, UnexpectedErrorMiddleware
 from bookable.core.openapi import install_openapi
 from bookable.core.params import check_url_parameters
@@ -155,10 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Probes first, outside /v1: no key, no rate limit, not in the OpenAPI document.
     app.include_router(health_router)
     app.state.allow_index = build_allow_index(RESOURCE_ROUTERS, prefixes=("/v1", ""))
-    v1 = api_router()
-    app.include_router(v1, prefix="/v1")
-    # n8n and other clients call the same routes without the version (Cal.com rewrote /<path>).
-    app.include_router(v1, include_in_schema=False)
+    # Once: the same routes called without `/v1` are rewritten to it (EdgeMiddleware).
+    app.include_router(api_router(), prefix="/v1")
     app.include_router(v2_router, dependencies=[Depends(authenticate)])
     _mount_docs(app)
     install_metrics(app, settings)
@@ -175,7 +174,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Idempotency-Replayed",
         ],
     )  # fmt: skip
-    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        unversioned_exempt=(*HEALTH_PATHS, METRICS_PATH),
+    )
     # Outermost: times every answer, the edge middleware's own ones too.
     app.add_middleware(
         ObserveMiddleware,

@@ -394,8 +394,8 @@ async def test_a_row_deleted_by_another_request_meanwhile_is_a_409(
                 await session.flush()
             return {}
 
-        app.add_api_route("/test-only/stale", patch_vanished_user, methods=["PATCH"])
-        r = await http.patch("/test-only/stale")
+        app.add_api_route("/v1/test-only/stale", patch_vanished_user, methods=["PATCH"])
+        r = await http.patch("/v1/test-only/stale")
         assert r.status_code == 409, r.text
         assert r.json() == {
             "message": "The object was changed or deleted by another request meanwhile; "

@@ -22,6 +22,9 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+# The path a client sent without the version, kept in the scope after EdgeMiddleware rewrote it
+# to /v1/...: messages quote what the client asked for.
+ORIGINAL_PATH_KEY = "bookable.unversioned_path"
 log = logging.getLogger("bookable.errors")
 
 # The order Cal.com's handler maps list their methods in ("Allow: GET,POST").
@@ -242,7 +245,8 @@ async def _handle_http(request: Request, exc: Exception) -> JSONResponse:
         )
     if exc.status_code == 404:
         detail = exc.detail if exc.detail and exc.detail != "Not Found" else None
-        return error_response(404, detail or f"Not found: {request.method} {request.url.path}")
+        path = request.scope.get(ORIGINAL_PATH_KEY) or request.url.path
+        return error_response(404, detail or f"Not found: {request.method} {path}")
     return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
 

@@ -40,6 +40,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 DISPATCHER_STATES = ("webhook_dispatcher", "calendar_dispatcher", "email_dispatcher")
 
 router = APIRouter(include_in_schema=False)
+HEALTH_PATHS = ("/healthz", "/readyz")
 
 
 class _Stopping:

@@ -15,6 +15,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bookable.core.errors import ORIGINAL_PATH_KEY
 from bookable.core.logging import ACCESS_LOGGER
 from bookable.core.metrics import (
     HTTP_DURATION,
@@ -93,9 +94,13 @@ class EdgeMiddleware:
     database) ever meets a NUL; the API key itself may arrive in the query string.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, unversioned_exempt: tuple[str, ...] = ()
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Paths served as they are; every other path is a v1 route called without its version.
+        self.unversioned_exempt = ("/v1/", "/v2/", *unversioned_exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,6 +135,18 @@ class EdgeMiddleware:
         if refusal is not None:
             await _send_json(400, refusal, request_id, send)
             return
+
+        path: str = scope["path"]
+        if path != "/v1" and not path.startswith(self.unversioned_exempt):
+            # n8n and other clients call the v1 routes without the version (Cal.com rewrote
+            # /<path> to /v1/<path>). Rewritten here, before routing, the app holds each route
+            # once: half the routes to build and to walk. In place: the layers around this one
+            # read what routing adds to this same scope.
+            scope[ORIGINAL_PATH_KEY] = path
+            scope["path"] = "/v1" + path
+            raw_path = scope.get("raw_path")
+            if raw_path is not None:
+                scope["raw_path"] = b"/v1" + raw_path
 
         received = 0
 

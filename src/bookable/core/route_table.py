@@ -212,5 +212,6 @@ ROUTES: tuple[Route, ...] = (
 
 
 def served_paths(route: Route) -> tuple[str, ...]:
-    """The paths ``route`` is served at."""
+    """The paths ``route`` answers at, the routed one first (the unversioned one reaches it
+    through EdgeMiddleware's rewrite)."""
     return (f"/v1{route.path}", route.path) if route.versioned else (route.path,)
