@@ -65,7 +65,9 @@ def test_admin_created_by_cli_is_served(served_admin: Served) -> None:
 
 
 def test_demo_prints_a_working_key_first_on_stdout(sqlite_url: str, tmp_path: Path) -> None:
-    with serving(sqlite_url, tmp_path, "--demo") as server:
+    # Unbuffered or not: stdout into a file or a pipe (a script, `docker logs`) is block
+    # buffered, and the key must be there while the server runs, not when it stops.
+    with serving(sqlite_url, tmp_path, "--demo", unset=("PYTHONUNBUFFERED",)) as server:
         key = server.stdout().splitlines()[0].strip()
         assert key.startswith("cal_")
         response = get_me(server, key)
