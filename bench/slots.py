@@ -7,8 +7,10 @@ BOOKABLE_BENCH_DATABASE_URL or BOOKABLE_TEST_DATABASE_URL is set) it prints, per
 - load: the service's database reads (load_host_calendar);
 - engine: compute_slots alone, on the loaded inputs;
 - db floor: the raw busy-bookings query alone (SQLAlchemy Core, rows fetched, nothing built);
-and a summary line `slots_total/db_read_floor` per case. Aim: the engine costs less than the
-database read (ratio under 2) and time grows no faster than linearly in N.
+- GET /v1/me: the cheapest authenticated route through the same app (the framework floor);
+and a summary line per case: `slots_total/db_read_floor`, and total against GET /v1/me. Aims
+(issue 15): total at most 2x the database read at 1,000 and 10,000 bookings, at most 3x GET
+/v1/me at 100; time grows no faster than linearly in N.
 
 Run: .venv/bin/python bench/slots.py [--repeat 30]
 """
@@ -116,6 +118,7 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
         loads: list[float] = []
         engines: list[float] = []
         floors: list[float] = []
+        mes: list[float] = []
         slot_count = 0
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -127,6 +130,14 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
                 if i >= 3:  # warm-up
                     totals.append(elapsed)
                 slot_count = sum(len(v) for v in response.json()["slots"].values())
+            # The framework floor: the cheapest authenticated route through the same app.
+            for i in range(repeat + 3):
+                began = time.perf_counter()
+                response = await client.get("/v1/me", params={"apiKey": key})
+                elapsed = time.perf_counter() - began
+                assert response.status_code == 200, response.text
+                if i >= 3:
+                    mes.append(elapsed)
 
         async with app.state.sessions() as session:
             user = await session.get(User, user_id)
@@ -167,6 +178,7 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
         "load": summary(loads),
         "engine": summary(engines),
         "floor": summary(floors),
+        "me": summary(mes),
         "rss": rss,
     }
 
@@ -210,12 +222,13 @@ async def main() -> None:
     print("# times in ms as median / p95")
     header = (
         f"{'db':<11}{'N':>7}{'slots':>7}  {'total':>15}{'load':>15}{'engine':>15}{'db floor':>15}"
-        "  RSS after (this process: the app runs in it)"
+        f"{'GET /v1/me':>15}  RSS after (this process: the app runs in it)"
     )
     print(header)
     for r in results:
         cells = "".join(
-            f"{m:>8.2f} /{p:>5.1f}" for m, p in (r["total"], r["load"], r["engine"], r["floor"])
+            f"{m:>8.2f} /{p:>5.1f}"
+            for m, p in (r["total"], r["load"], r["engine"], r["floor"], r["me"])
         )
         print(f"{r['db']:<11}{r['n']:>7}{r['slots']:>7}  {cells}  {format_rss(r['rss'])}")
     for r in results:
@@ -223,7 +236,8 @@ async def main() -> None:
         engine_vs_db = r["engine"][0] / r["floor"][0]
         print(
             f"slots_total/db_read_floor {r['db']} N={r['n']}: {ratio:.2f} "
-            f"(engine/db_read_floor {engine_vs_db:.2f})"
+            f"(engine/db_read_floor {engine_vs_db:.2f}; "
+            f"slots_total/in-process GET /v1/me {r['total'][0] / r['me'][0]:.2f})"
         )
 
 
