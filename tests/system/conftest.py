@@ -20,10 +20,14 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import time as clock_time
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bookable.models import Availability, EventType, Schedule, User
 
 BIN = Path(sys.executable).parent / "bookable"
 BOOKABLE = str(BIN) if BIN.exists() else (shutil.which("bookable") or "bookable")
@@ -141,6 +145,27 @@ def _wait_until_up(server: Server) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"bookable serve did not answer in {START_TIMEOUT} s:\n{server.logs()}")
+
+
+async def add_daily_meet(
+    session: AsyncSession, user: User, opens: clock_time, closes: clock_time
+) -> EventType:
+    """In ``session``: a UTC schedule open ``opens``-``closes`` every day, made ``user``'s
+    default, and a 30-minute event type "meet" bookable at once (flushed: its id is set)."""
+    schedule = Schedule(user_id=user.id, name="Daily", time_zone="UTC")
+    schedule.availability.append(
+        Availability(days=[0, 1, 2, 3, 4, 5, 6], start_time=opens, end_time=closes)
+    )
+    session.add(schedule)
+    await session.flush()
+    user.default_schedule_id = schedule.id
+    meet = EventType(
+        user_id=user.id, title="Meet", slug="meet", length=30,
+        minimum_booking_notice=0, locations=[],
+    )  # fmt: skip
+    session.add(meet)
+    await session.flush()
+    return meet
 
 
 @contextmanager

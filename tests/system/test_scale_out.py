@@ -35,9 +35,6 @@ from bookable.api_keys.service import issue_key
 from bookable.core.db import create_engine, session_factory
 from bookable.migrations.runner import upgrade
 from bookable.models import (
-    Availability,
-    EventType,
-    Schedule,
     User,
     UserRole,
     Webhook,
@@ -45,7 +42,14 @@ from bookable.models import (
     WebhookEventStatus,
 )
 from tests.conftest import REDIS_URL, _empty_postgres
-from tests.system.conftest import PG_URL, Server, ensure_worker_database, serving, working
+from tests.system.conftest import (
+    PG_URL,
+    Server,
+    add_daily_meet,
+    ensure_worker_database,
+    serving,
+    working,
+)
 from tests.webhook_receiver import Received, Receiver, receiving
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
@@ -99,27 +103,11 @@ async def _seed(database_url: str, hook_url: str) -> Seeded:
             host = User(email="host@example.com", username="host")
             session.add(host)
             await session.flush()
-            schedule = Schedule(user_id=host.id, name="Office", time_zone="UTC")
-            schedule.availability.append(
-                Availability(
-                    days=[0, 1, 2, 3, 4, 5, 6], start_time=clock_time(9), end_time=clock_time(17)
-                )
+            meet = await add_daily_meet(session, host, clock_time(9), clock_time(17))
+            hook = Webhook(
+                user_id=host.id, subscriber_url=hook_url, event_triggers=["BOOKING_CREATED"]
             )
-            session.add(schedule)
-            await session.flush()
-            host.default_schedule_id = schedule.id
-            meet = EventType(
-                user_id=host.id, title="Meet", slug="meet", length=30,
-                minimum_booking_notice=0, locations=[],
-            )  # fmt: skip
-            session.add_all(
-                [
-                    meet,
-                    Webhook(
-                        user_id=host.id, subscriber_url=hook_url, event_triggers=["BOOKING_CREATED"]
-                    ),
-                ]
-            )
+            session.add(hook)
             await session.flush()
 
             async def key_for(username: str, role: UserRole = UserRole.USER) -> str:

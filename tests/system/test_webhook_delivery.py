@@ -22,9 +22,6 @@ from sqlalchemy import select
 from bookable.core.db import create_engine, session_factory
 from bookable.migrations.runner import upgrade
 from bookable.models import (
-    Availability,
-    EventType,
-    Schedule,
     User,
     Webhook,
     WebhookDelivery,
@@ -35,6 +32,7 @@ from tests.conftest import _empty_postgres
 from tests.system.conftest import (
     PG_URL,
     Server,
+    add_daily_meet,
     create_admin,
     ensure_worker_database,
     free_port,
@@ -63,23 +61,7 @@ async def _seed_host(database_url: str, email: str) -> int:
         async with session_factory(engine)() as session, session.begin():
             user = await session.scalar(select(User).where(User.email == email))
             assert user is not None
-            schedule = Schedule(user_id=user.id, name="Always", time_zone="UTC")
-            schedule.availability.append(
-                Availability(
-                    days=[0, 1, 2, 3, 4, 5, 6],
-                    start_time=clock_time(0),
-                    end_time=clock_time(23, 59),
-                )
-            )
-            session.add(schedule)
-            await session.flush()
-            user.default_schedule_id = schedule.id
-            meet = EventType(
-                user_id=user.id, title="Meet", slug="meet", length=30,
-                minimum_booking_notice=0, locations=[],
-            )  # fmt: skip
-            session.add(meet)
-            await session.flush()
+            meet = await add_daily_meet(session, user, clock_time(0), clock_time(23, 59))
             return meet.id
     finally:
         await engine.dispose()

@@ -64,7 +64,7 @@ class CountedBookingRoute(IdempotentRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        # By name: the route is copied for each prefix it is served under (/v1, none).
+        # By name: FastAPI builds the route again where the router is included (under /v1).
         if self.name != "create_booking" or "POST" not in self.methods:
             return handler
 

@@ -279,7 +279,11 @@ class Dispatcher(OutboxDispatcher[Job, Outcome]):
             return DROPPED
         if outcome.ok:
             return DELIVERED
-        return FAILED if outcome.job.attempts + 1 >= self.config.max_attempts else RETRYING
+        return FAILED if self._was_last_attempt(outcome.job) else RETRYING
+
+    def _was_last_attempt(self, job: Job) -> bool:
+        """The attempt just made was the last allowed: a failure fails the event for good."""
+        return job.attempts + 1 >= self.config.max_attempts
 
     def _event_update(self, outcome: Outcome, now: datetime) -> Any:
         """A failed attempt: retry after the next wait, or FAILED after the last attempt."""
@@ -290,7 +294,7 @@ class Dispatcher(OutboxDispatcher[Job, Outcome]):
             EVENTS.c.status == WebhookEventStatus.PENDING.value,
             EVENTS.c.locked_until == job.lease_until,  # not if another dispatcher took over
         ]
-        if made >= self.config.max_attempts:
+        if self._was_last_attempt(job):
             return (
                 update(EVENTS)
                 .where(*mine)
