@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -73,13 +73,18 @@ RESOURCE_ROUTERS = (
 IDEMPOTENCY_PURGE_SECONDS = 600.0
 
 
-def api_router() -> APIRouter:
+def include_v1(app: FastAPI) -> None:
     """Every v1 resource; each route needs a valid key (checked once per request), then its URL
-    parameters are checked strictly (`core/params.py`)."""
-    router = APIRouter(dependencies=[Depends(authenticate), Depends(check_url_parameters)])
+    parameters are checked strictly (`core/params.py`).
+
+    Each resource router is included into the app itself, not through one v1 router: FastAPI
+    walks nested included routers (and their change counters) on every request, twice."""
     for resource in RESOURCE_ROUTERS:
-        router.include_router(resource)
-    return router
+        app.include_router(
+            resource,
+            prefix="/v1",
+            dependencies=[Depends(authenticate), Depends(check_url_parameters)],
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -157,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.state.allow_index = build_allow_index(RESOURCE_ROUTERS, prefixes=("/v1", ""))
     # Once: the same routes called without `/v1` are rewritten to it (EdgeMiddleware).
-    app.include_router(api_router(), prefix="/v1")
+    include_v1(app)
     app.include_router(v2_router, dependencies=[Depends(authenticate)])
     _mount_docs(app)
     install_metrics(app, settings)
