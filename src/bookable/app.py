@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
@@ -12,6 +13,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from swagger_ui_bundle import swagger_ui_path
 
 from bookable import __version__
@@ -24,7 +27,7 @@ from bookable.bookings.endpoints import router as bookings_router
 from bookable.calendars.busy import CalendarBusyReader
 from bookable.calendars.cache import BusyCache
 from bookable.calendars.endpoints import router as calendars_router
-from bookable.core.auth import Authenticator, authenticate
+from bookable.core.auth import EPOCH_CLIENT_NAME, Authenticator, SharedEpoch, authenticate
 from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.encryption import Encryptor
@@ -98,6 +101,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    shared_epoch = (
+        SharedEpoch(
+            redis,
+            Redis.from_url(
+                settings.redis_url,
+                retry=Retry(NoBackoff(), retries=0),
+                client_name=f"{EPOCH_CLIENT_NAME}:{secrets.token_hex(4)}",
+            ),
+        )
+        if redis is not None and settings.redis_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _app.state.webhook_dispatcher = by_name.get("webhook")
         _app.state.calendar_dispatcher = by_name.get("calendar")
         _app.state.email_dispatcher = by_name.get("email")
+        if shared_epoch is not None:
+            shared_epoch.start()
         # Idempotency keys older than 24 h are ignored anyway; this keeps the table small.
         purge = asyncio.create_task(purge_forever(sessions, IDEMPOTENCY_PURGE_SECONDS))
         yield
@@ -120,6 +137,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with suppress(asyncio.CancelledError):
             await purge
         await asyncio.gather(*(dispatcher.stop() for dispatcher in dispatchers))
+        if shared_epoch is not None:
+            await shared_epoch.stop()
         await engine.dispose()
         await _app.state.rate_limiter.aclose()
         if redis is not None:
@@ -152,7 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sessions,
         api_key_prefix=settings.api_key_prefix,
         cache_seconds=settings.auth_cache_seconds,
-        redis=redis,
+        shared=shared_epoch,
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.redis_url)
 
