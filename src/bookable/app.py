@@ -39,7 +39,6 @@ from bookable.core.logging import install_redaction
 from bookable.core.metrics import METRICS_PATH, install_metrics
 from bookable.core.middleware import EdgeMiddleware, ObserveMiddleware, UnexpectedErrorMiddleware
 from bookable.core.openapi import install_openapi
-from bookable.core.params import check_url_parameters
 from bookable.core.ratelimit import RateLimiter
 from bookable.custom_inputs.endpoints import router as custom_inputs_router
 from bookable.event_types.endpoints import router as event_types_router
@@ -78,16 +77,16 @@ IDEMPOTENCY_PURGE_SECONDS = 600.0
 
 def include_v1(app: FastAPI) -> None:
     """Every v1 resource; each route needs a valid key (checked once per request), then its URL
-    parameters are checked strictly (`core/params.py`).
+    parameters are checked strictly (`core/params.py`): by `authenticate`, for the routes listed
+    here, so that the two take one dependency (FastAPI's cost grows with each).
 
     Each resource router is included into the app itself, not through one v1 router: FastAPI
     walks nested included routers (and their change counters) on every request, twice."""
+    app.state.url_checked_routes = frozenset(
+        id(route) for resource in RESOURCE_ROUTERS for route in resource.routes
+    )
     for resource in RESOURCE_ROUTERS:
-        app.include_router(
-            resource,
-            prefix="/v1",
-            dependencies=[Depends(authenticate), Depends(check_url_parameters)],
-        )
+        app.include_router(resource, prefix="/v1", dependencies=[Depends(authenticate)])
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 
 from bookable.core.clock import clock
 from bookable.core.errors import ApiError, Forbidden, Unauthorized
+from bookable.core.params import check_url_parameters
 from bookable.models import ApiKey, User, UserRole
 
 if TYPE_CHECKING:
@@ -309,15 +310,19 @@ def presented_key(request: Request) -> str | None:
 
 
 async def authenticate(request: Request) -> Caller:
-    """Verify the key, then spend one request of the owner's rate-limit budget."""
+    """Verify the key, then spend one request of the owner's rate-limit budget; then, on the
+    routes the app lists in ``url_checked_routes`` (v1), check the URL parameters strictly."""
     key = presented_key(request)
     if not key:
         raise Unauthorized("No apiKey provided")
-    authenticator: Authenticator = request.app.state.authenticator
+    state = request.app.state
+    authenticator: Authenticator = state.authenticator
     caller = await authenticator.verify(key)
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter: RateLimiter = state.rate_limiter
     await limiter.spend(request, str(caller.user_id))
     request.state.caller = caller
+    if id(request.scope.get("route")) in getattr(state, "url_checked_routes", ()):
+        await check_url_parameters(request)
     return caller
 
 
