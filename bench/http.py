@@ -329,6 +329,11 @@ def main() -> None:
         "--workers", type=int, default=2, help="processes of the scale-out rows (1: none)"
     )
     parser.add_argument("--no-redis", action="store_true", help="scale-out rows without Redis")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="for A/B runs: no cache-off rows, no N-process rows (1-process Redis rows kept)",
+    )
     args = parser.parse_args()
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
@@ -348,6 +353,8 @@ def main() -> None:
         + (f", {opts.threads} thread(s)" if client == "wrk" else "")
         + f", {opts.warmup:g} s warmup, {opts.rounds} x {opts.duration:g} s; access log ON for both"
     )
+    if args.quick:
+        args.workers = 1
     if args.workers > 1:
         print(
             f"# scale-out rows: {args.workers} processes, "
@@ -362,9 +369,10 @@ def main() -> None:
         results.append(bench_floor(work, opts))
         results.append(bench_bookable("bookable sqlite", sqlite_url, work, opts))
         no_cache = {"BOOKABLE_AUTH_CACHE_SECONDS": "0"}
-        results.append(
-            bench_bookable("bookable sqlite, cache off", sqlite_url, work, opts, **no_cache)
-        )
+        if not args.quick:
+            results.append(
+                bench_bookable("bookable sqlite, cache off", sqlite_url, work, opts, **no_cache)
+            )
         if args.observability:
             metrics = {"BOOKABLE_METRICS": "on"}
             results.append(
@@ -376,9 +384,19 @@ def main() -> None:
             )
         if pg_url and not args.no_postgres:
             results.append(bench_bookable("bookable postgres", pg_url, work, opts))
+            if not args.quick:
+                results.append(
+                    bench_bookable("bookable postgres, cache off", pg_url, work, opts, **no_cache)
+                )
+        if args.quick and redis_url:
+            redis_env = {"BOOKABLE_REDIS_URL": redis_url}
             results.append(
-                bench_bookable("bookable postgres, cache off", pg_url, work, opts, **no_cache)
+                bench_bookable("bookable sqlite, redis", sqlite_url, work, opts, **redis_env)
             )
+            if pg_url and not args.no_postgres:
+                results.append(
+                    bench_bookable("bookable postgres, redis", pg_url, work, opts, **redis_env)
+                )
         if args.workers > 1:
             # Scale-out on one machine: N server processes each. The load generator runs on the
             # same cores, so this shows what N processes buy *here*. With Redis, as deployed at
