@@ -13,7 +13,7 @@ from bookable.core.idempotency import IdempotentRoute
 from bookable.core.openapi import MessageResponse, envelope, ok
 from bookable.core.pagination import Pagination
 from bookable.users import service
-from bookable.users.schemas import UserCreate, UserOut, UserUpdate
+from bookable.users.schemas import UserCreate, UserOut, UserUpdate, user_wire
 
 router = APIRouter(tags=["users"], route_class=IdempotentRoute)
 UserResponse = envelope("UserResponse", user=UserOut)
@@ -21,7 +21,7 @@ UsersResponse = envelope("UsersResponse", users=list[UserOut], total=int)
 
 
 def user_json(user: Any) -> dict[str, Any]:
-    return UserOut.model_validate(user).model_dump(mode="json", by_alias=True)
+    return user_wire(user)
 
 
 @router.get("/me", summary="The caller's own user", response_model=None, responses=ok(UserResponse))

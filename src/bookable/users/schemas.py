@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, field_validator
 
-from bookable.core.schemas import MAX_IMAGE_URI, StrictInput, WireDateTime, WireModel, refuse_null
+from bookable.core.schemas import (
+    MAX_IMAGE_URI,
+    StrictInput,
+    WireDateTime,
+    WireModel,
+    format_instant,
+    refuse_null,
+)
 from bookable.core.timezones import TimeZoneName
 from bookable.models import UserRole
 
@@ -114,6 +122,32 @@ class UserOut(WireModel):
     verified: bool | None
     invited_to: int | None
     role: UserRole
+
+
+# (attribute, wire key) of every UserOut field, in the model's order.
+_USER_WIRE_FIELDS = tuple(
+    (name, field.serialization_alias or field.alias or name)
+    for name, field in UserOut.model_fields.items()
+)
+
+
+def user_wire(user: Any) -> dict[str, Any]:
+    """``UserOut.model_validate(user).model_dump(mode="json", by_alias=True)`` without the
+    round trip through pydantic (the user object is on hot paths: /me, /users): the same keys
+    in the same order, instants formatted as the model does, enums by value. The database's
+    values need no validation; tests/unit/test_user_wire.py compares the two."""
+    wire: dict[str, Any] = {}
+    # A loaded ORM object holds its column values in __dict__: read there, not through each
+    # attribute's descriptor (getattr covers what is not loaded, and non-ORM objects).
+    loaded = getattr(user, "__dict__", {})
+    for name, key in _USER_WIRE_FIELDS:
+        value = loaded[name] if name in loaded else getattr(user, name)
+        if isinstance(value, datetime):
+            value = format_instant(value)
+        elif isinstance(value, Enum):
+            value = value.value
+        wire[key] = value
+    return wire
 
 
 class _UserFields(StrictInput):
