@@ -14,7 +14,7 @@ from sqlalchemy.orm import raiseload, selectinload
 
 from bookable.bookings.access import readable
 from bookable.bookings.availability import host_refusal, team_check
-from bookable.bookings.common import BookingRefused, new_uid
+from bookable.bookings.common import BookingRefused, Written, new_uid
 from bookable.bookings.locks import lock_host_time, lock_hosts_time
 from bookable.bookings.placement import Placement, place_team_booking
 from bookable.bookings.schemas import (
@@ -275,11 +275,14 @@ async def create_booking(
     joined_booking = await insert(session, request, body, booking, placement)
     if joined_booking is not None:
         return await _seat_taken(session, request, joined_booking, host, previous, mail)
-    await announce_new_booking(session, booking, previous=previous, payment=payment)
+    written = _written(request, booking, placement)
+    await announce_new_booking(
+        session, booking, previous=previous, payment=payment, written=written
+    )
     # The new booking keeps the rescheduled one's iCal UID: its calendar events move with it.
-    await plan_booking_event(session, booking)
+    await plan_booking_event(session, booking, written=written)
     change = Change.RESCHEDULED if previous is not None else Change.CREATED
-    await mail_booking_change(session, mail, change, booking, previous=previous)
+    await mail_booking_change(session, mail, change, booking, previous=previous, written=written)
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -578,6 +581,19 @@ async def insert(
             booking.payments.append(moved)
         await session.flush()
     return None
+
+
+def _written(request: BookingRequest, booking: Booking, placement: Placement) -> Written:
+    """What announcing the booking just inserted needs and this transaction holds already."""
+    organizer = placement.organizer
+    return Written(
+        event_type=request.event_type,
+        host_ids=sorted({organizer.id, *placement.other_hosts}),
+        users={organizer.id: organizer},
+        attendees=sorted(booking.attendees, key=lambda attendee: attendee.id),
+        # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
+        new_ical_uid=request.previous is None,
+    )
 
 
 async def _seat_taken(

@@ -12,7 +12,7 @@ from bookable.bookings.access import booking_host_ids
 from bookable.models import Booking
 
 # PostgreSQL: writers of a host's accepted bookings queue on advisory locks (host id, UTC day),
-# and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.
+# and a transaction aborted as a deadlock victim anyway is run again: see insert_booking.
 # A span of more than LOCKED_DAYS_MAX UTC days takes the host's whole-calendar key exclusively
 # instead; every shorter span takes that key shared, so one lock of each pair always conflicts.
 LOCKED_DAYS_MAX = 7
