@@ -424,6 +424,56 @@ async def bench_listing(
     return result
 
 
+# --- statements of one booking ------------------------------------------------------------------
+
+
+async def booking_statements(kind: str, pg_url: str | None, tmp: Path) -> list[str]:
+    """The SQL statements (first line of each) one POST /v1/bookings runs, in process, once a
+    first booking has warmed the key cache: the round trips a booking costs."""
+    async with fresh_database(kind, pg_url, tmp) as url:
+        # No dispatchers: their polls would be counted too.
+        settings = Settings(database_url=url, rate_limit="0", webhook_dispatcher="off")
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            engine: AsyncEngine = app.state.engine
+            host = await add_host(engine, "counted")
+            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            free = slots(tomorrow + timedelta(days=1))
+            seen: list[str] = []
+
+            def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+                seen.append(" ".join(statement.split())[:150])
+
+            def commit(_conn: Any) -> None:
+                seen.append("COMMIT")
+
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+
+                async def book() -> None:
+                    start, end = next(free)
+                    response = await client.post(
+                        "/v1/bookings",
+                        params={"apiKey": host.key},
+                        json={
+                            "eventTypeId": host.event_type_id, "startTime": _iso(start),
+                            "endTime": _iso(end), "name": "Guest",
+                            "email": "guest@example.com", "timeZone": "UTC",
+                        },
+                    )  # fmt: skip
+                    assert response.status_code == 200, response.text
+
+                await book()  # warm-up: the key cache
+                event.listen(engine.sync_engine, "before_cursor_execute", record)
+                event.listen(engine.sync_engine, "commit", commit)
+                try:
+                    await book()
+                finally:
+                    event.remove(engine.sync_engine, "before_cursor_execute", record)
+                    event.remove(engine.sync_engine, "commit", commit)
+    return seen
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -454,7 +504,7 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,100000", help="bookings for (b), ascending")
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", choices=["create", "list"], default=None)
+    parser.add_argument("--only", choices=["create", "list", "statements"], default=None)
     args = parser.parse_args()
     concurrency = [int(c) for c in args.clients.split(",")]
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -476,6 +526,10 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for kind in kinds:
+            if args.only == "statements":
+                statements = await booking_statements(kind, pg_url, tmp)
+                print(f"\n# {kind}: {len(statements)} statements for one POST /v1/bookings")
+                print("\n".join(statements))
             if args.only in (None, "create"):
                 creation += await bench_creation(kind, pg_url, tmp, concurrency, args.duration)
             if args.only in (None, "list"):

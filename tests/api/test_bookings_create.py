@@ -7,10 +7,11 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import selectinload
 
 from bookable.models import Booking, BookingStatus, Payment
+from tests.conftest import client_for
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
@@ -686,3 +687,36 @@ async def test_priced_event_type_requires_payment(app, client, alice):
         )
         assert row.booking_id == data["id"]
     assert (await stored(app, data["id"])).status == BookingStatus.PENDING
+
+
+async def test_a_new_booking_is_announced_without_reading_it_back(make_settings, alice, meet):
+    """Its webhook, calendar and email outbox rows are planned from what the request holds:
+    once the booking is inserted, no query reads its attendees, hosts, event type or calendar
+    events again, and its emails are one INSERT. No savepoint; the day locks are taken once."""
+    from bookable.app import create_app
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        engine = application.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            r = await post(http, alice, modern(meet, at(10)))
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+    assert r.status_code == 200, r.text
+    inserted = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO bookings"))
+    read_back = [
+        s
+        for s in statements[inserted:]
+        for table in ("attendees", "booking_hosts", "event_types", "users", "calendar_events")
+        if s.startswith("SELECT") and f" FROM {table} " in f"{s} "
+    ]
+    assert read_back == []
+    assert sum(s.startswith("INSERT INTO outbound_emails") for s in statements) == 1
+    assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1

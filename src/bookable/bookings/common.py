@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from bookable.core.errors import ApiError
+from bookable.models import Attendee, EventType, User
 from bookable.scheduling import Refusal
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -25,3 +27,15 @@ def new_uid() -> str:
 
 def zone_or_utc(name: str | None) -> ZoneInfo:
     return ZoneInfo(name) if name else ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the transaction that has just inserted a booking holds already, so that its outbox
+    rows (webhook events, calendar writes, emails) are planned without reading it back."""
+
+    event_type: EventType
+    host_ids: list[int]  # every host the booking occupies, ascending (`booking_host_ids`)
+    users: dict[int, User]  # those of the hosts at hand (the organiser at least), by id
+    attendees: list[Attendee]  # the booking's, in insertion (id) order
+    new_ical_uid: bool  # no calendar or webhook event can refer to the booking's iCal UID yet

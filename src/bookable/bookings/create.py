@@ -14,8 +14,8 @@ from sqlalchemy.orm import raiseload, selectinload
 
 from bookable.bookings.access import readable
 from bookable.bookings.availability import host_refusal, team_check
-from bookable.bookings.common import BookingRefused, new_uid
-from bookable.bookings.locks import lock_host_time
+from bookable.bookings.common import BookingRefused, Written, new_uid
+from bookable.bookings.locks import lock_host_time, lock_hosts_time
 from bookable.bookings.placement import Placement, place_team_booking
 from bookable.bookings.schemas import (
     LEGACY_FIELDS,
@@ -148,6 +148,23 @@ async def bookable_event_type(
     return event_type
 
 
+async def _event_type_and_owner(
+    session: AsyncSession, caller: Caller, event_type_id: int
+) -> tuple[EventType, User | None]:
+    """`bookable_event_type` and its owning user (None if gone) in one query."""
+    query = (
+        readable_event_types(caller)
+        .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+        .add_columns(User)
+        .outerjoin(User, User.id == EventType.user_id)
+        .where(EventType.id == event_type_id)
+    )
+    row = (await session.execute(query)).first() if is_db_id(event_type_id) else None
+    if row is None:
+        raise NotFound(f"Event type with id: {event_type_id} not found")
+    return row[0], row[1]
+
+
 def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
     if booker.location_option:
         return booker.location_option
@@ -258,11 +275,14 @@ async def create_booking(
     joined_booking = await insert(session, request, body, booking, placement)
     if joined_booking is not None:
         return await _seat_taken(session, request, joined_booking, host, previous, mail)
-    await announce_new_booking(session, booking, previous=previous, payment=payment)
+    written = _written(request, booking, placement)
+    await announce_new_booking(
+        session, booking, previous=previous, payment=payment, written=written
+    )
     # The new booking keeps the rescheduled one's iCal UID: its calendar events move with it.
-    await plan_booking_event(session, booking)
+    await plan_booking_event(session, booking, written=written)
     change = Change.RESCHEDULED if previous is not None else Change.CREATED
-    await mail_booking_change(session, mail, change, booking, previous=previous)
+    await mail_booking_change(session, mail, change, booking, previous=previous, written=written)
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -271,12 +291,13 @@ async def create_booking(
 async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> BookingRequest:
     """Step 1: the body read into an event type the caller may book, the booking it
     reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing."""
-    event_type = await bookable_event_type(session, caller, event_type_id_of(body.event_type_id))
-    owner: User | None = None
-    if event_type.team_id is None:
-        owner = await session.get(User, event_type.user_id)
-        if owner is None:
-            raise NotFound("The event type's owner no longer exists")
+    event_type, owner = await _event_type_and_owner(
+        session, caller, event_type_id_of(body.event_type_id)
+    )
+    if event_type.team_id is not None:
+        owner = None
+    elif owner is None:
+        raise NotFound("The event type's owner no longer exists")
     if (
         body.user_id is not None
         and not caller.is_admin
@@ -369,15 +390,12 @@ async def lock(session: AsyncSession, request: BookingRequest) -> None:
     if request.owner is not None:
         await lock_host_time(session, request.owner.id, *request.blocked)
         return
-    host_ids = sorted(
-        await session.scalars(
-            select(Host.user_id).where(Host.event_type_id == request.event_type.id)
-        )
+    host_ids = await session.scalars(
+        select(Host.user_id).where(Host.event_type_id == request.event_type.id)
     )
     # Every host's days are locked, ascending: concurrent team and personal bookings of a host
     # queue here.
-    for host_id in host_ids:
-        await lock_host_time(session, host_id, *request.blocked)
+    await lock_hosts_time(session, host_ids, *request.blocked)
 
 
 async def check(
@@ -543,7 +561,12 @@ async def insert(
     joined instead, when another request opened this seated slot a moment ago."""
     event_type = request.event_type
     try:
-        await insert_booking(session, booking, placement.other_hosts)
+        await insert_booking(
+            session,
+            booking,
+            placement.other_hosts,
+            recoverable=bool(event_type.seats_per_time_slot),
+        )
     except BookingRefused:
         if event_type.seats_per_time_slot:
             # Another request opened this seated slot a moment ago: take a seat in it instead.
@@ -558,6 +581,19 @@ async def insert(
             booking.payments.append(moved)
         await session.flush()
     return None
+
+
+def _written(request: BookingRequest, booking: Booking, placement: Placement) -> Written:
+    """What announcing the booking just inserted needs and this transaction holds already."""
+    organizer = placement.organizer
+    return Written(
+        event_type=request.event_type,
+        host_ids=sorted({organizer.id, *placement.other_hosts}),
+        users={organizer.id: organizer},
+        attendees=sorted(booking.attendees, key=lambda attendee: attendee.id),
+        # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
+        new_ical_uid=request.previous is None,
+    )
 
 
 async def _seat_taken(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -11,20 +12,27 @@ from bookable.bookings.access import booking_host_ids
 from bookable.models import Booking
 
 # PostgreSQL: writers of a host's accepted bookings queue on advisory locks (host id, UTC day),
-# and an insert aborted as a deadlock victim anyway is tried again: see insert_booking.
+# and a transaction aborted as a deadlock victim anyway is run again: see insert_booking.
 # A span of more than LOCKED_DAYS_MAX UTC days takes the host's whole-calendar key exclusively
 # instead; every shorter span takes that key shared, so one lock of each pair always conflicts.
 LOCKED_DAYS_MAX = 7
 _WHOLE_CALENDAR = -(2**31)  # below every day number, so it is always taken first
-_LOCK_HOST_DAYS = text(
-    "SELECT CASE WHEN day = CAST(:whole AS integer) "
-    "THEN pg_advisory_xact_lock_shared(CAST(:host AS integer), day) "
-    "ELSE pg_advisory_xact_lock(CAST(:host AS integer), day) END "
-    "FROM (SELECT CAST(:whole AS integer) AS day UNION ALL "
-    "SELECT generate_series(CAST(:first AS integer), CAST(:last AS integer))) AS days"
+# Every host's keys in one statement, hosts ascending and, per host, the whole-calendar key
+# first: the subquery's order is the order the locks are taken in.
+_LOCK_HOSTS_DAYS = text(
+    "SELECT CASE WHEN keys.day = CAST(:whole AS integer) "
+    "THEN pg_advisory_xact_lock_shared(keys.host, keys.day) "
+    "ELSE pg_advisory_xact_lock(keys.host, keys.day) END "
+    "FROM (SELECT hosts.host, days.day "
+    "FROM unnest(CAST(:hosts AS integer[])) AS hosts(host) "
+    "CROSS JOIN (SELECT CAST(:whole AS integer) AS day UNION ALL "
+    "SELECT generate_series(CAST(:first AS integer), CAST(:last AS integer))) AS days "
+    "ORDER BY hosts.host, days.day) AS keys"
 )
-_LOCK_HOST_CALENDAR = text(
-    "SELECT pg_advisory_xact_lock(CAST(:host AS integer), CAST(:whole AS integer))"
+_LOCK_HOSTS_CALENDARS = text(
+    "SELECT pg_advisory_xact_lock(keys.host, CAST(:whole AS integer)) "
+    "FROM (SELECT host FROM unnest(CAST(:hosts AS integer[])) AS hosts(host) "
+    "ORDER BY host) AS keys"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,8 +49,7 @@ async def lock_host_days(session: AsyncSession, booking: Booking) -> None:
     host_ids = await booking_host_ids(session, booking) if booking.id is not None else []
     if not host_ids and booking.user_id is not None:
         host_ids = [booking.user_id]
-    for host_id in host_ids:
-        await lock_host_time(session, host_id, booking.blocked_start, booking.blocked_end)
+    await lock_hosts_time(session, host_ids, booking.blocked_start, booking.blocked_end)
 
 
 async def lock_host_time(
@@ -56,15 +63,25 @@ async def lock_host_time(
     small: one lock per day of a span of years ran it out of shared memory)."""
     if host_id is None:
         return
+    await lock_hosts_time(session, [host_id], start, end)
+
+
+async def lock_hosts_time(
+    session: AsyncSession, host_ids: Iterable[int], start: datetime, end: datetime
+) -> None:
+    """`lock_host_time` for several hosts in one round trip, in ascending host order."""
+    hosts = sorted(set(host_ids))
+    if not hosts:
+        return
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         return
     first, last = locked_days(start, end)
     if last - first + 1 > LOCKED_DAYS_MAX:
-        statement, values = _LOCK_HOST_CALENDAR, {"host": host_id, "whole": _WHOLE_CALENDAR}
+        statement, values = _LOCK_HOSTS_CALENDARS, {"hosts": hosts, "whole": _WHOLE_CALENDAR}
     else:
-        statement = _LOCK_HOST_DAYS
-        values = {"host": host_id, "whole": _WHOLE_CALENDAR, "first": first, "last": last}
+        statement = _LOCK_HOSTS_DAYS
+        values = {"hosts": hosts, "whole": _WHOLE_CALENDAR, "first": first, "last": last}
     await connection.execute(statement, values)
 
 

@@ -37,10 +37,11 @@ from email.utils import parseaddr
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
+from bookable.bookings.common import Written
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -142,19 +143,26 @@ async def _facts(
     host_ids: list[int],
     previous: Booking | None,
     moved_from: tuple[datetime, datetime] | None,
+    written: Written | None,
 ) -> tuple[BookingMail, dict[int, Party], list[Attendee]]:
-    users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(host_ids)))}
+    if written is not None and all(h in written.users for h in host_ids):
+        users = {h: written.users[h] for h in host_ids}
+    else:
+        users = {u.id: u for u in await session.scalars(select(User).where(User.id.in_(host_ids)))}
     hosts = {
         user_id: Party(users[user_id].name or users[user_id].username or "", users[user_id].email,
                        users[user_id].time_zone)
         for user_id in host_ids
         if user_id in users
     }  # fmt: skip
-    attendees = list(
-        await session.scalars(
-            select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
+    if written is not None:
+        attendees = list(written.attendees)
+    else:
+        attendees = list(
+            await session.scalars(
+                select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
+            )
         )
-    )
     organizer = hosts.get(booking.user_id or -1) or Party(
         "", booking.user_primary_email or "", "UTC"
     )
@@ -218,17 +226,21 @@ async def mail_booking_change(
     previous: Booking | None = None,
     moved_from: tuple[datetime, datetime] | None = None,
     attendees: Iterable[Attendee] | None = None,
+    written: Written | None = None,
 ) -> int:
     """Add the emails ``change`` of ``booking`` sends (call after the change is flushed), in
     the caller's transaction. ``previous``: the booking a reschedule replaced;
     ``moved_from``: the old times of a PATCH; ``attendees``: for a seat taken or given up, the
-    attendee(s) concerned (a given-up seat's rows may be deleted already). Returns how many
+    attendee(s) concerned (a given-up seat's rows may be deleted already); ``written``: what
+    the transaction that has just inserted ``booking`` holds (fewer queries). Returns how many
     emails will be sent."""
     if policy is None or not policy.enabled:
         return 0
     attendee_kind, host_kind = kinds_for(change, booking)
     meta: dict[str, Any] | None = None
-    if booking.event_type_id is not None:
+    if written is not None and written.event_type.id == booking.event_type_id:
+        meta = written.event_type.meta
+    elif booking.event_type_id is not None:
         meta = await session.scalar(
             select(EventType.meta).where(EventType.id == booking.event_type_id)
         )
@@ -239,8 +251,8 @@ async def mail_booking_change(
     if attendee_kind is None and host_kind is None:
         return 0
 
-    host_ids = await booking_host_ids(session, booking)
-    mail, hosts, booked = await _facts(session, booking, host_ids, previous, moved_from)
+    host_ids = written.host_ids if written is not None else await booking_host_ids(session, booking)
+    mail, hosts, booked = await _facts(session, booking, host_ids, previous, moved_from, written)
     recipients: list[tuple[MailKind, Party]] = []
     if attendee_kind is not None:
         chosen = list(attendees) if attendees is not None else booked
@@ -253,6 +265,7 @@ async def mail_booking_change(
     room = policy.max_per_host_per_hour - await _sent_this_hour(session, booking.user_id, now)
     change_token = secrets.token_hex(6)
     seen: set[tuple[MailKind, str]] = set()
+    rows: list[dict[str, Any]] = []
     sent = 0
     for index, (kind, party) in enumerate(recipients):
         if (kind, party.email.lower()) in seen:  # a host who is also an attendee: once
@@ -271,25 +284,28 @@ async def mail_booking_change(
         rendered = render_email(
             mail, kind, party, sender=policy.sender, message_id=f"<{message_id}>", stamp=now
         )
-        session.add(
-            OutboundEmail(
-                booking_id=booking.id,
-                user_id=booking.user_id,
-                kind=kind.value,
-                recipient=party.email,
-                message_id=message_id,
-                subject=rendered.subject,
-                message=rendered.message,
-                status=status,
-                attempts=0,
-                next_attempt_at=now,
-                last_error=error,
-                created_at=now,
-            )
+        rows.append(
+            {
+                "booking_id": booking.id,
+                "user_id": booking.user_id,
+                "kind": kind.value,
+                "recipient": party.email,
+                "message_id": message_id,
+                "subject": rendered.subject,
+                "message": rendered.message,
+                "status": status,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": error,
+                "created_at": now,
+            }
         )
         if status is EmailStatus.PENDING:
             room -= 1
             sent += 1
+    if rows:
+        # One INSERT for all of them, and no ids read back (nothing here needs them).
+        await session.execute(insert(OutboundEmail), rows)
     if sent:
         await mark_written(session)
     return sent

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.bookings.common import Written
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -63,17 +64,25 @@ MEETING_GRACE = timedelta(days=1)
 
 
 async def subscribers(
-    session: AsyncSession, booking: Booking, triggers: Iterable[str]
+    session: AsyncSession,
+    booking: Booking,
+    triggers: Iterable[str],
+    *,
+    event_type: EventType | None = None,
 ) -> list[Webhook]:
-    """Active webhooks that want any of ``triggers`` for ``booking`` (see the module docstring)."""
+    """Active webhooks that want any of ``triggers`` for ``booking`` (see the module docstring).
+    ``event_type``: the booking's, when the caller holds it (one query fewer)."""
     wanted = {str(t) for t in triggers}
     scopes = []
     team_id = None
     if booking.event_type_id is not None:
         scopes.append(Webhook.event_type_id == booking.event_type_id)
-        team_id = await session.scalar(
-            select(EventType.team_id).where(EventType.id == booking.event_type_id)
-        )
+        if event_type is not None and event_type.id == booking.event_type_id:
+            team_id = event_type.team_id
+        else:
+            team_id = await session.scalar(
+                select(EventType.team_id).where(EventType.id == booking.event_type_id)
+            )
     if booking.user_id is not None and team_id is None:
         scopes.append(Webhook.user_id == booking.user_id)
     if not scopes:
@@ -102,6 +111,7 @@ async def announce(
     moved_from: tuple[datetime, datetime] | None = None,
     payment: Payment | None = None,
     no_show: list[tuple[str, bool]] | None = None,
+    written: Written | None = None,
 ) -> int:
     """Add one outbox event per webhook subscribed to ``trigger`` for ``booking``, in the
     caller's transaction (no commit), and keep the booking's MEETING_* plan in step: CREATED and
@@ -110,9 +120,15 @@ async def announce(
 
     ``previous``: the booking a reschedule replaced; ``moved_from``: the old (start, end) when
     a booking itself was moved (PATCH); ``payment``: for BOOKING_PAID / PAYMENT_INITIATED;
-    ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED).
+    ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED); ``written``:
+    what the transaction that has just inserted ``booking`` holds (`bookings.common.Written`).
     """
-    hooks = await subscribers(session, booking, [trigger, *MEETING_TRIGGERS])
+    hooks = await subscribers(
+        session,
+        booking,
+        [trigger, *MEETING_TRIGGERS],
+        event_type=written.event_type if written is not None else None,
+    )
     wanting = [h for h in hooks if trigger in (h.event_triggers or [])]
     added = 0
     if wanting:
@@ -129,7 +145,10 @@ async def announce(
         await drop_meeting_events(session, previous.id)
     if trigger in _PLANS_MEETINGS:
         meeting_hooks = [h for h in hooks if MEETING_TRIGGERS.intersection(h.event_triggers or [])]
-        added += await _plan_meetings(session, booking, meeting_hooks)
+        # A booking inserted just now has no planned events to drop.
+        added += await _plan_meetings(
+            session, booking, meeting_hooks, planned_before=written is None
+        )
     elif trigger in _ENDS_MEETINGS:
         await drop_meeting_events(session, booking.id)
     return added
@@ -141,6 +160,7 @@ async def announce_new_booking(
     *,
     previous: Booking | None = None,
     payment: Payment | None = None,
+    written: Written | None = None,
 ) -> int:
     """POST /bookings wrote ``booking`` (new, a seat joined, or ``previous`` moved here):
     BOOKING_CREATED when accepted, BOOKING_RESCHEDULED when it replaced ``previous``,
@@ -152,7 +172,9 @@ async def announce_new_booking(
         trigger = WebhookTrigger.BOOKING_PAYMENT_INITIATED
     else:
         trigger = WebhookTrigger.BOOKING_REQUESTED
-    return await announce(session, trigger, booking, previous=previous, payment=payment)
+    return await announce(
+        session, trigger, booking, previous=previous, payment=payment, written=written
+    )
 
 
 async def announce_patch(
@@ -312,8 +334,11 @@ async def schedule_meeting_events(session: AsyncSession, booking: Booking) -> in
     return await _plan_meetings(session, booking, hooks)
 
 
-async def _plan_meetings(session: AsyncSession, booking: Booking, hooks: list[Webhook]) -> int:
-    await drop_meeting_events(session, booking.id)
+async def _plan_meetings(
+    session: AsyncSession, booking: Booking, hooks: list[Webhook], *, planned_before: bool = True
+) -> int:
+    if planned_before:
+        await drop_meeting_events(session, booking.id)
     if booking.status != BookingStatus.ACCEPTED or not hooks:
         return 0
     facts = await load_facts(session, booking)
