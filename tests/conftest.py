@@ -193,7 +193,13 @@ async def database_url(
 
 
 @pytest.fixture
-def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+def make_settings(
+    database_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
+    # A module marked `without_dispatchers` makes no delivery of any outbox: its apps start no
+    # dispatcher (starting and stopping three of them is a good part of a short test's time).
+    dispatchers = "off" if request.node.get_closest_marker("without_dispatchers") else "inline"
+
     def _make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "database_url": database_url,
@@ -212,6 +218,7 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "email_dir": tmp_path / "mail",
             "smtp_url": None,
             "emails": "off",
+            "webhook_dispatcher": dispatchers,
         }
         values.update(overrides)
         return Settings(**values)
