@@ -17,6 +17,9 @@ from sqlalchemy import func, select
 from bookable.models import ApiKey
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 CREATED_MESSAGE = (
     "API key created successfully. Save the `key` value as it won't be displayed again."
 )

@@ -17,6 +17,9 @@ from tests.conftest import Account
 
 from .booking_helpers import TUESDAY_11, book, booking_of, frozen_app, hosted_event_type
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 NO_KEY = {"message": "No apiKey provided"}
 

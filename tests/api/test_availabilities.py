@@ -14,6 +14,9 @@ from sqlalchemy import select
 from bookable.models import Availability
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 NOT_FOUND = {"message": "Availability not found"}
 
 

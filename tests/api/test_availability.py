@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+import pytest
+
 from bookable.models import EventType
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
+
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
 
 
 async def test_user_availability_shape(app, client, alice):

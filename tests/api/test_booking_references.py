@@ -16,6 +16,9 @@ from tests.conftest import Account
 
 from .booking_helpers import booking_of, frozen_app
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 BOOKING_NOT_FOUND = {"message": "Booking not found"}
 NO_KEY = {"message": "No apiKey provided"}

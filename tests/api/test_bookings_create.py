@@ -15,6 +15,9 @@ from tests.conftest import client_for
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 # A frozen "now" (a Monday) well before the days booked here; 2026-12-01 is a Tuesday.
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DAY = datetime(2026, 12, 1, tzinfo=UTC)

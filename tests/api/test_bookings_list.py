@@ -11,6 +11,9 @@ from bookable.models import Booking, BookingStatus
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DAY = datetime(2026, 12, 1, tzinfo=UTC)
 

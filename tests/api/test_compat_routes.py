@@ -12,6 +12,9 @@ from fastapi import FastAPI
 from bookable.models import ApiKey, User
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 JSON = {"Content-Type": "application/json"}
 
 

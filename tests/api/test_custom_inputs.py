@@ -12,6 +12,9 @@ from sqlalchemy import func, select
 from bookable.models import EventTypeCustomInput
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 NO_KEY = {"message": "No apiKey provided"}
 

@@ -26,6 +26,9 @@ from tests.conftest import Account
 
 from .booking_helpers import TUESDAY_10, TUESDAY_11, book, frozen_app, hosted_event_type
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 SURROGATE = "\ud800"
 TOO_LONG = "a booking may last at most 31 days"
 

@@ -17,6 +17,9 @@ from bookable.models import ApiKey, User
 from bookable.settings import Settings
 from tests.conftest import Account, client_for
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 GENERATED_ID = re.compile(r"^[0-9a-f]{24}$")
 
 

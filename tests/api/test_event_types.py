@@ -16,6 +16,9 @@ from bookable.app import create_app
 from bookable.models import EventType, EventTypeCustomInput, Host, Schedule, User
 from tests.conftest import Account, client_for
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 MANAGED_NOT_AVAILABLE = "managed event types (parent and children) are not supported"
 TEAM_ONLY = "is only for team event types (give `teamId`)"
 FORBIDDEN = {"message": "Forbidden"}

@@ -13,6 +13,9 @@ from bookable.models import Membership
 from tests.api.test_teams import add_member, create_team
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 
 

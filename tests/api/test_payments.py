@@ -15,6 +15,9 @@ from tests.conftest import Account
 
 from .booking_helpers import TUESDAY_11, book, frozen_app, hosted_event_type
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 NO_KEY = {"message": "No apiKey provided"}
 ONLY_GET = {"message": "Only GET Method allowed"}
 

@@ -13,6 +13,9 @@ from sqlalchemy import func, select
 from bookable.models import Availability, Schedule, User
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 
 

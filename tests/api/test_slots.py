@@ -11,6 +11,9 @@ from bookable.models import BookingStatus
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 # A frozen "now" well before every window used here.
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 

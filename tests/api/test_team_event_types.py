@@ -17,6 +17,9 @@ from tests.api.test_event_types import add_schedule
 from tests.api.test_teams import add_member, create_team
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 ADMIN_FOR_TEAM = {"message": "ADMIN required for `teamId`"}
 

@@ -12,6 +12,9 @@ from sqlalchemy import select
 from bookable.models import EventType, Membership, Team
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 FORBIDDEN = {"message": "Forbidden"}
 
 

@@ -6,6 +6,9 @@ import pytest
 
 from bookable.core.pagination import MAX_PAGE, MAX_TAKE
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 HUGE = "9" * 30  # beyond any integer column: was a 500 (integer overflow) on both lists
 
 

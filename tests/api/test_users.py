@@ -15,6 +15,9 @@ from sqlalchemy import func, select, update
 from bookable.models import ApiKey, User, UserRole
 from tests.conftest import Account
 
+# No test here makes a delivery (tests/conftest.py: make_settings).
+pytestmark = pytest.mark.without_dispatchers
+
 USER_FIELDS = {
     "id",
     "username",
