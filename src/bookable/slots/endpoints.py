@@ -81,7 +81,11 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
             return None
         host_ids = await service.calendar_host_ids(session, event_type)
         window = service.calendar_window(event_type, start, end)
+        selected = await service.any_selected_calendar(session, host_ids)
     reader: CalendarBusyReader = request.app.state.calendar_busy
+    if not selected:
+        # Answered from the rows just read: no reader session, no cache, nothing to record.
+        return reader.none_selected(host_ids, *window)
     return await reader.read(host_ids, *window, revalidate=False)
 
 

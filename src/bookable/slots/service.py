@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -63,16 +64,78 @@ FALLBACK_RULES = (AvailabilityRule(frozenset({1, 2, 3, 4, 5}), time(9), time(17)
 _BUSY_MARGIN = timedelta(days=2)
 
 
+def _readable_by(user_id: Any) -> ColumnElement[bool]:
+    """The rule of `readable_event_types` for a non-admin ``user_id`` (a value or a bindparam)."""
+    my_teams = select(Membership.team_id).where(
+        Membership.user_id == user_id, Membership.accepted.is_(True)
+    )
+    return or_(EventType.user_id == user_id, EventType.team_id.in_(my_teams))
+
+
 def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     """Event types whose slots a caller may query and book: their own, those of the teams they
     are an accepted member of; every one for an admin."""
     query = select(EventType)
     if caller.is_admin:
         return query
-    my_teams = select(Membership.team_id).where(
-        Membership.user_id == caller.user_id, Membership.accepted.is_(True)
-    )
-    return query.where(or_(EventType.user_id == caller.user_id, EventType.team_id.in_(my_teams)))
+    return query.where(_readable_by(caller.user_id))
+
+
+@cache
+def _event_type_statement(*, admin: bool, by_slug: bool, with_owner: bool) -> Select[Any]:
+    """`find_event_type`'s query, built once per shape: a statement kept at module level skips
+    building the expression and its cache key on every request. Parameters: ``event_type_id``
+    or ``username`` and ``slug``; ``caller_id`` unless ``admin``. ``with_owner`` also reads the
+    owner (None for a team event type)."""
+    query: Select[Any] = select(EventType, User) if with_owner else select(EventType)
+    # Slots need none of the event type's relationships: skip their extra queries.
+    query = query.options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+    if by_slug:
+        query = query.join(User, User.id == EventType.user_id).where(
+            func.lower(User.username) == bindparam("username"),
+            EventType.slug == bindparam("slug"),
+        )
+    else:
+        if with_owner:
+            query = query.outerjoin(User, User.id == EventType.user_id)
+        query = query.where(EventType.id == bindparam("event_type_id"))
+    if not admin:
+        query = query.where(_readable_by(bindparam("caller_id")))
+    return query
+
+
+async def _find_event_type_row(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+    with_owner: bool,
+) -> Any:
+    params: dict[str, Any] = {} if caller.is_admin else {"caller_id": caller.user_id}
+    if event_type_id is not None:
+        row = None
+        if is_db_id(event_type_id):
+            query = _event_type_statement(
+                admin=caller.is_admin, by_slug=False, with_owner=with_owner
+            )
+            params["event_type_id"] = event_type_id
+            row = (await session.execute(query, params)).first()
+        if row is None:
+            raise NotFound(f"Event type with id: {event_type_id} not found")
+        return row
+    if len(usernames) != 1:
+        raise BadRequest(
+            "custom in 'usernameList': give exactly one username (dynamic group events are not "
+            "supported)"
+        )
+    query = _event_type_statement(admin=caller.is_admin, by_slug=True, with_owner=with_owner)
+    params.update(username=usernames[0].lower(), slug=slug)
+    row = (await session.execute(query, params)).first()
+    if row is None:
+        raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
+    return row
 
 
 async def find_event_type(
@@ -83,31 +146,15 @@ async def find_event_type(
     usernames: Sequence[str],
     slug: str | None,
 ) -> EventType:
-    # Slots need none of the event type's relationships: skip their extra queries.
-    query = readable_event_types(caller).options(
-        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
+    row = await _find_event_type_row(
+        session,
+        caller,
+        event_type_id=event_type_id,
+        usernames=usernames,
+        slug=slug,
+        with_owner=False,
     )
-    if event_type_id is not None:
-        event_type = (
-            await session.scalar(query.where(EventType.id == event_type_id))
-            if is_db_id(event_type_id)
-            else None
-        )
-        if event_type is None:
-            raise NotFound(f"Event type with id: {event_type_id} not found")
-        return event_type
-    if len(usernames) != 1:
-        raise BadRequest(
-            "custom in 'usernameList': give exactly one username (dynamic group events are not "
-            "supported)"
-        )
-    event_type = await session.scalar(
-        query.join(User, User.id == EventType.user_id).where(
-            func.lower(User.username) == usernames[0].lower(), EventType.slug == slug
-        )
-    )
-    if event_type is None:
-        raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
+    event_type: EventType = row[0]
     return event_type
 
 
@@ -172,6 +219,28 @@ def check_window(
         raise BadRequest(f"custom in '{last}': the window may span at most 366 days")
 
 
+# Every schedule of some owners (``owners``) or chosen by id (``named``), with its rows.
+_SCHEDULES = (
+    select(
+        Schedule.id,
+        Schedule.user_id,
+        Schedule.time_zone,
+        Availability.days,
+        Availability.start_time,
+        Availability.end_time,
+        Availability.date,
+    )
+    .outerjoin(Availability, Availability.schedule_id == Schedule.id)
+    .where(
+        or_(
+            Schedule.user_id.in_(bindparam("owners", expanding=True)),
+            Schedule.id.in_(bindparam("named", expanding=True)),
+        )
+    )
+    .order_by(Schedule.id, Availability.id)
+)
+
+
 async def host_schedule(
     session: AsyncSession, event_type: EventType, host: User, host_schedule_id: int | None = None
 ) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
@@ -182,22 +251,7 @@ async def host_schedule(
     """
     owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
     named = {i for i in (host_schedule_id, event_type.schedule_id) if i is not None}
-    rows = (
-        await session.execute(
-            select(
-                Schedule.id,
-                Schedule.user_id,
-                Schedule.time_zone,
-                Availability.days,
-                Availability.start_time,
-                Availability.end_time,
-                Availability.date,
-            )
-            .outerjoin(Availability, Availability.schedule_id == Schedule.id)
-            .where(or_(Schedule.user_id.in_(owners), Schedule.id.in_(named)))
-            .order_by(Schedule.id, Availability.id)
-        )
-    ).all()
+    rows = (await session.execute(_SCHEDULES, {"owners": list(owners), "named": list(named)})).all()
     schedules: dict[int, tuple[str | None, list[AvailabilityRule]]] = {}
     own: list[int] = []
     for schedule_id, owner_id, zone_name, days, start, end, on_date in rows:
@@ -285,6 +339,59 @@ async def external_busy_times(
     return [BusyTime(busy_from, busy_to, source=UNREADABLE_CALENDAR)]
 
 
+@cache
+def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> Select[Any]:
+    """The bookings that keep a host busy, built once per shape. Parameters: ``host_id``,
+    ``host_email`` (lower case), ``busy_from``, ``busy_to``; ``event_type_id`` when PENDING
+    bookings of the event type block too; ``ignore_uid`` for the booking being moved."""
+    host_id = bindparam("host_id")
+    status_blocks: ColumnElement[bool] = Booking.status == BookingStatus.ACCEPTED
+    if pending_blocks:
+        status_blocks = or_(
+            status_blocks,
+            and_(
+                Booking.status == BookingStatus.PENDING,
+                Booking.event_type_id == bindparam("event_type_id"),
+            ),
+        )
+    query = (
+        select(
+            Booking.uid,
+            Booking.start_time,
+            Booking.end_time,
+            Booking.event_type_id,
+            Booking.status,
+            EventType.before_event_buffer,
+            EventType.after_event_buffer,
+            Booking.ical_uid,
+        )
+        .outerjoin(EventType, EventType.id == Booking.event_type_id)
+        .where(
+            status_blocks,
+            Booking.start_time < bindparam("busy_to"),
+            Booking.end_time > bindparam("busy_from"),
+            or_(
+                Booking.user_id == host_id,
+                # The host's share of team bookings organised by someone else.
+                Booking.id.in_(
+                    select(BookingHost.booking_id).where(
+                        BookingHost.user_id == host_id, ~BookingHost.organizer
+                    )
+                ),
+                # Bookings the host attends (by email).
+                Booking.id.in_(
+                    select(Attendee.booking_id).where(
+                        func.lower(Attendee.email) == bindparam("host_email")
+                    )
+                ),
+            ),
+        )
+    )
+    if ignoring:
+        query = query.where(Booking.uid != bindparam("ignore_uid"))
+    return query
+
+
 async def load_host_calendar(
     session: AsyncSession,
     event_type: EventType,
@@ -303,52 +410,24 @@ async def load_host_calendar(
     unavailable (fail closed)."""
     zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
     busy_from, busy_to = calendar_window(event_type, start, end)
-    as_attendee = select(Attendee.booking_id).where(
-        func.lower(Attendee.email) == host.email.lower()
-    )
     metadata = event_type.meta or {}
     pending_blocks = bool(
         event_type.requires_confirmation and metadata.get("requiresConfirmationWillBlockSlot")
     )
-    status_blocks = Booking.status == BookingStatus.ACCEPTED
     # A seated slot waiting PENDING (priced, or to be confirmed) is still the slot seats join.
     pending_blocks = pending_blocks or bool(event_type.seats_per_time_slot)
+    query = _busy_statement(pending_blocks=pending_blocks, ignoring=bool(ignore_booking_uid))
+    params: dict[str, Any] = {
+        "host_id": host.id,
+        "host_email": host.email.lower(),
+        "busy_from": busy_from,
+        "busy_to": busy_to,
+    }
     if pending_blocks:
-        status_blocks = or_(
-            status_blocks,
-            and_(Booking.status == BookingStatus.PENDING, Booking.event_type_id == event_type.id),
-        )
-    query = (
-        select(
-            Booking.uid,
-            Booking.start_time,
-            Booking.end_time,
-            Booking.event_type_id,
-            Booking.status,
-            EventType.before_event_buffer,
-            EventType.after_event_buffer,
-            Booking.ical_uid,
-        )
-        .outerjoin(EventType, EventType.id == Booking.event_type_id)
-        .where(
-            status_blocks,
-            Booking.start_time < busy_to,
-            Booking.end_time > busy_from,
-            or_(
-                Booking.user_id == host.id,
-                # The host's share of team bookings organised by someone else.
-                Booking.id.in_(
-                    select(BookingHost.booking_id).where(
-                        BookingHost.user_id == host.id, ~BookingHost.organizer
-                    )
-                ),
-                Booking.id.in_(as_attendee),
-            ),
-        )
-    )
+        params["event_type_id"] = event_type.id
     if ignore_booking_uid:
-        query = query.where(Booking.uid != ignore_booking_uid)
-    rows = (await session.execute(query)).all()
+        params["ignore_uid"] = ignore_booking_uid
+    rows = (await session.execute(query, params)).all()
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
     busy: list[BusyTime] = []
@@ -422,6 +501,21 @@ class SlotQuery:
     reschedule_uid: str | None = None
 
 
+_ANY_SELECTED_CALENDAR = (
+    select(SelectedCalendar.id)
+    .where(SelectedCalendar.user_id.in_(bindparam("user_ids", expanding=True)))
+    .limit(1)
+)
+
+
+async def any_selected_calendar(session: AsyncSession, user_ids: Sequence[int]) -> bool:
+    """Whether one of these users selected a calendar (most have none: nothing to read)."""
+    if not user_ids:
+        return False
+    found = await session.scalar(_ANY_SELECTED_CALENDAR, {"user_ids": list(user_ids)})
+    return found is not None
+
+
 async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> list[int]:
     """The users whose calendars decide this event type's slots: its owner, or a team event
     type's hosts."""
@@ -430,13 +524,6 @@ async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> lis
     return list(
         await session.scalars(select(Host.user_id).where(Host.event_type_id == event_type.id))
     )
-
-
-async def event_host(session: AsyncSession, event_type: EventType) -> User:
-    host = await session.get(User, event_type.user_id)
-    if host is None:
-        raise NotFound("The event type's owner no longer exists")
-    return host
 
 
 async def available_slots(
@@ -451,8 +538,14 @@ async def available_slots(
     external: ExternalBusy | None = None,
 ) -> list[Slot]:
     check_window(query.start, query.end)
-    event_type = await find_event_type(
-        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug
+    # The event type and its owner in one round trip.
+    event_type, owner = await _find_event_type_row(
+        session,
+        caller,
+        event_type_id=event_type_id,
+        usernames=usernames,
+        slug=slug,
+        with_owner=True,
     )
     check_duration(event_type, query.duration)
     request = SlotRequest(
@@ -469,11 +562,12 @@ async def available_slots(
         )
         team_slots = compute_team_slots(event_rules(event_type), team.hosts, team.kind, request)
         return [s.slot for s in team_slots]
-    host = await event_host(session, event_type)
+    if owner is None:
+        raise NotFound("The event type's owner no longer exists")
     calendar = await load_host_calendar(
         session,
         event_type,
-        host,
+        owner,
         query.start,
         query.end,
         ignore_booking_uid=query.reschedule_uid,
