@@ -70,7 +70,7 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
         return None
     async with request.app.state.sessions() as session:
         try:
-            event_type = await service.find_event_type(
+            event_type, selected = await service.find_event_type_for_calendars(
                 session,
                 caller,
                 event_type_id=event_type_id,
@@ -81,7 +81,6 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
             return None
         host_ids = await service.calendar_host_ids(session, event_type)
         window = service.calendar_window(event_type, start, end)
-        selected = await service.any_selected_calendar(session, host_ids)
     reader: CalendarBusyReader = request.app.state.calendar_busy
     if not selected:
         # Answered from the rows just read: no reader session, no cache, nothing to record.

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, or_, select
@@ -81,13 +81,47 @@ def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     return query.where(_readable_by(caller.user_id))
 
 
+# What `_event_type_statement` reads beside the event type: nothing, the owner with their
+# schedules (one row per schedule row), or whether its hosts selected a calendar.
+EventTypeExtra = Literal["none", "owner", "calendars"]
+
+_SCHEDULE_COLUMNS = (
+    Schedule.id,
+    Schedule.user_id,
+    Schedule.time_zone,
+    Availability.days,
+    Availability.start_time,
+    Availability.end_time,
+    Availability.date,
+)
+
+
 @cache
-def _event_type_statement(*, admin: bool, by_slug: bool, with_owner: bool) -> Select[Any]:
+def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) -> Select[Any]:
     """`find_event_type`'s query, built once per shape: a statement kept at module level skips
     building the expression and its cache key on every request. Parameters: ``event_type_id``
-    or ``username`` and ``slug``; ``caller_id`` unless ``admin``. ``with_owner`` also reads the
-    owner (None for a team event type)."""
-    query: Select[Any] = select(EventType, User) if with_owner else select(EventType)
+    or ``username`` and ``slug``; ``caller_id`` unless ``admin``."""
+    query: Select[Any]
+    if extra == "owner":
+        # The owner (None for a team event type) and every schedule `host_schedule` would read
+        # for them: theirs and the event type's own.
+        query = select(EventType, User, *_SCHEDULE_COLUMNS)
+    elif extra == "calendars":
+        # A superset of `calendar_host_ids`' calendars: False means none to read.
+        hosts = select(Host.user_id).where(Host.event_type_id == EventType.id)
+        selected = (
+            select(SelectedCalendar.id)
+            .where(
+                or_(
+                    SelectedCalendar.user_id == EventType.user_id,
+                    SelectedCalendar.user_id.in_(hosts),
+                )
+            )
+            .exists()
+        )
+        query = select(EventType, selected)
+    else:
+        query = select(EventType)
     # Slots need none of the event type's relationships: skip their extra queries.
     query = query.options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
     if by_slug:
@@ -96,46 +130,54 @@ def _event_type_statement(*, admin: bool, by_slug: bool, with_owner: bool) -> Se
             EventType.slug == bindparam("slug"),
         )
     else:
-        if with_owner:
+        if extra == "owner":
             query = query.outerjoin(User, User.id == EventType.user_id)
         query = query.where(EventType.id == bindparam("event_type_id"))
+    if extra == "owner":
+        query = (
+            query.outerjoin(
+                Schedule,
+                or_(Schedule.user_id == EventType.user_id, Schedule.id == EventType.schedule_id),
+            )
+            .outerjoin(Availability, Availability.schedule_id == Schedule.id)
+            .order_by(Schedule.id, Availability.id)
+        )
     if not admin:
         query = query.where(_readable_by(bindparam("caller_id")))
     return query
 
 
-async def _find_event_type_row(
+async def _find_event_type_rows(
     session: AsyncSession,
     caller: Caller,
     *,
     event_type_id: int | None,
     usernames: Sequence[str],
     slug: str | None,
-    with_owner: bool,
-) -> Any:
+    extra: EventTypeExtra,
+) -> Sequence[Any]:
+    """The rows of `_event_type_statement` (at least one), or the 400/404 of a lookup."""
     params: dict[str, Any] = {} if caller.is_admin else {"caller_id": caller.user_id}
     if event_type_id is not None:
-        row = None
+        rows: Sequence[Any] = ()
         if is_db_id(event_type_id):
-            query = _event_type_statement(
-                admin=caller.is_admin, by_slug=False, with_owner=with_owner
-            )
+            query = _event_type_statement(admin=caller.is_admin, by_slug=False, extra=extra)
             params["event_type_id"] = event_type_id
-            row = (await session.execute(query, params)).first()
-        if row is None:
+            rows = (await session.execute(query, params)).all()
+        if not rows:
             raise NotFound(f"Event type with id: {event_type_id} not found")
-        return row
+        return rows
     if len(usernames) != 1:
         raise BadRequest(
             "custom in 'usernameList': give exactly one username (dynamic group events are not "
             "supported)"
         )
-    query = _event_type_statement(admin=caller.is_admin, by_slug=True, with_owner=with_owner)
+    query = _event_type_statement(admin=caller.is_admin, by_slug=True, extra=extra)
     params.update(username=usernames[0].lower(), slug=slug)
-    row = (await session.execute(query, params)).first()
-    if row is None:
+    rows = (await session.execute(query, params)).all()
+    if not rows:
         raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
-    return row
+    return rows
 
 
 async def find_event_type(
@@ -146,16 +188,33 @@ async def find_event_type(
     usernames: Sequence[str],
     slug: str | None,
 ) -> EventType:
-    row = await _find_event_type_row(
+    rows = await _find_event_type_rows(
+        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug, extra="none"
+    )
+    event_type: EventType = rows[0][0]
+    return event_type
+
+
+async def find_event_type_for_calendars(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+) -> tuple[EventType, bool]:
+    """`find_event_type`, and whether its owner or hosts selected a calendar (False: there is
+    nothing to read for it), in one query."""
+    rows = await _find_event_type_rows(
         session,
         caller,
         event_type_id=event_type_id,
         usernames=usernames,
         slug=slug,
-        with_owner=False,
+        extra="calendars",
     )
-    event_type: EventType = row[0]
-    return event_type
+    event_type, selected = rows[0]
+    return event_type, bool(selected)
 
 
 def event_rules(event_type: EventType) -> EventRules:
@@ -221,15 +280,7 @@ def check_window(
 
 # Every schedule of some owners (``owners``) or chosen by id (``named``), with its rows.
 _SCHEDULES = (
-    select(
-        Schedule.id,
-        Schedule.user_id,
-        Schedule.time_zone,
-        Availability.days,
-        Availability.start_time,
-        Availability.end_time,
-        Availability.date,
-    )
+    select(*_SCHEDULE_COLUMNS)
     .outerjoin(Availability, Availability.schedule_id == Schedule.id)
     .where(
         or_(
@@ -252,9 +303,20 @@ async def host_schedule(
     owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
     named = {i for i in (host_schedule_id, event_type.schedule_id) if i is not None}
     rows = (await session.execute(_SCHEDULES, {"owners": list(owners), "named": list(named)})).all()
+    return choose_schedule(rows, event_type, host, host_schedule_id)
+
+
+def choose_schedule(
+    rows: Sequence[Any], event_type: EventType, host: User, host_schedule_id: int | None = None
+) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
+    """`host_schedule`'s choice among rows of (schedule id, owner id, zone, and one availability
+    row's days, start, end, date); a schedule id of None (an outer join's empty row) is skipped."""
+    owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
     schedules: dict[int, tuple[str | None, list[AvailabilityRule]]] = {}
     own: list[int] = []
     for schedule_id, owner_id, zone_name, days, start, end, on_date in rows:
+        if schedule_id is None:
+            continue
         if schedule_id not in schedules and owner_id in owners:
             own.append(schedule_id)
         _zone, rules = schedules.setdefault(schedule_id, (zone_name, []))
@@ -402,13 +464,17 @@ async def load_host_calendar(
     ignore_booking_uid: str | None = None,
     host_schedule_id: int | None = None,
     external: ExternalBusy | None = None,
+    schedule: tuple[ZoneInfo, tuple[AvailabilityRule, ...]] | None = None,
 ) -> HostCalendar:
     """Everything the engine needs about one host between ``start`` and ``end``.
 
     ``external`` holds what the hosts' selected calendars said, read before the transaction
     (`calendars.busy`); it must cover `calendar_window`, else a host with selected calendars is
-    unavailable (fail closed)."""
-    zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
+    unavailable (fail closed). ``schedule``: `host_schedule`'s answer when the caller read it
+    already."""
+    if schedule is None:
+        schedule = await host_schedule(session, event_type, host, host_schedule_id)
+    zone, rules = schedule
     busy_from, busy_to = calendar_window(event_type, start, end)
     metadata = event_type.meta or {}
     pending_blocks = bool(
@@ -501,21 +567,6 @@ class SlotQuery:
     reschedule_uid: str | None = None
 
 
-_ANY_SELECTED_CALENDAR = (
-    select(SelectedCalendar.id)
-    .where(SelectedCalendar.user_id.in_(bindparam("user_ids", expanding=True)))
-    .limit(1)
-)
-
-
-async def any_selected_calendar(session: AsyncSession, user_ids: Sequence[int]) -> bool:
-    """Whether one of these users selected a calendar (most have none: nothing to read)."""
-    if not user_ids:
-        return False
-    found = await session.scalar(_ANY_SELECTED_CALENDAR, {"user_ids": list(user_ids)})
-    return found is not None
-
-
 async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> list[int]:
     """The users whose calendars decide this event type's slots: its owner, or a team event
     type's hosts."""
@@ -538,15 +589,16 @@ async def available_slots(
     external: ExternalBusy | None = None,
 ) -> list[Slot]:
     check_window(query.start, query.end)
-    # The event type and its owner in one round trip.
-    event_type, owner = await _find_event_type_row(
+    # The event type, its owner and their schedules in one round trip.
+    rows = await _find_event_type_rows(
         session,
         caller,
         event_type_id=event_type_id,
         usernames=usernames,
         slug=slug,
-        with_owner=True,
+        extra="owner",
     )
+    event_type, owner = rows[0][0], rows[0][1]
     check_duration(event_type, query.duration)
     request = SlotRequest(
         query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
@@ -572,6 +624,7 @@ async def available_slots(
         query.end,
         ignore_booking_uid=query.reschedule_uid,
         external=external,
+        schedule=choose_schedule([row[2:] for row in rows], event_type, owner),
     )
     return compute_slots(event_rules(event_type), calendar, request)
 
