@@ -119,7 +119,8 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
         query = select(EventType, User, *_SCHEDULE_COLUMNS)
     elif extra == "calendars":
         # A superset of `calendar_host_ids`' calendars: False means none to read.
-        hosts = select(Host.user_id).where(Host.event_type_id == EventType.id)
+        # Two levels down: event_types is correlated explicitly, or it would join afresh.
+        hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
         selected = (
             select(SelectedCalendar.id)
             .where(
