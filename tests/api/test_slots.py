@@ -321,3 +321,53 @@ async def test_half_hour_zone_bookers_see_the_hosts_grid(app, client, alice, boo
     utc = sorted(t.astimezone(UTC) for t in instants(r.json()))
     assert [t.hour for t in utc] == list(range(9, 17))
     assert all(t.minute == 0 for t in utc)
+
+
+async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(app, alice, bob):
+    """The preflight reads no calendar for an event type whose owner and hosts selected none,
+    even when a host of another event type did."""
+    from bookable.core.auth import Caller
+    from bookable.models import (
+        Credential,
+        EventType,
+        Host,
+        SelectedCalendar,
+        Team,
+        User,
+        UserRole,
+    )
+    from bookable.slots.service import find_event_type_for_calendars
+
+    alices = await add_event_type(app, alice.id)
+    feed = "https://feeds.example/bob.ics"
+    async with app.state.sessions() as session, session.begin():
+        team = Team(name="Team", slug="team")
+        session.add(team)
+        await session.flush()
+        team_type = EventType(
+            team_id=team.id, title="Team", slug="team", length=30, locations=[],
+            scheduling_type="COLLECTIVE",
+        )  # fmt: skip
+        credential = Credential(
+            user_id=bob.id, type="ics-feed_calendar", app_id="ics-feed", identity="bob-feed",
+            encrypted_key=app.state.encryptor.encrypt_json({"urls": [feed]}),
+        )  # fmt: skip
+        session.add_all([team_type, credential])
+        await session.flush()
+        session.add(Host(event_type_id=team_type.id, user_id=bob.id))
+        session.add(
+            SelectedCalendar(
+                user_id=bob.id, integration="ics-feed_calendar", external_id=feed,
+                credential_id=credential.id,
+            )
+        )  # fmt: skip
+        team_type_id = team_type.id
+    root = Caller(user_id=alice.id, role=UserRole.ADMIN, key_id="test", user=User(id=alice.id))
+    flags = []
+    async with app.state.sessions() as session:
+        for event_type_id in (alices, team_type_id):
+            _event_type, selected = await find_event_type_for_calendars(
+                session, root, event_type_id=event_type_id, usernames=[], slug=None
+            )
+            flags.append(selected)
+    assert flags == [False, True]

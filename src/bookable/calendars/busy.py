@@ -177,6 +177,14 @@ class CalendarBusyReader:
             self._settings.calendar_fail_open,
         )
 
+    def none_selected(
+        self, user_ids: Iterable[int], start: datetime, end: datetime
+    ) -> ExternalBusy:
+        """What `read` answers for hosts known to have no selected calendar, without reading."""
+        return ExternalBusy(
+            start, end, frozenset(user_ids), fail_open=self._settings.calendar_fail_open
+        )
+
     async def _targets(self, user_ids: frozenset[int]) -> list[_Target]:
         if not user_ids:
             return []

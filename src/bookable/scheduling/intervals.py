@@ -27,10 +27,15 @@ class Interval:
         return self.start < other.end and other.start < self.end
 
 
+def _span(interval: Interval) -> tuple[datetime, datetime]:
+    return interval.start, interval.end
+
+
 def merge(intervals: Iterable[Interval]) -> list[Interval]:
     """Sorted, non-overlapping; touching intervals (end == next start) become one."""
     merged: list[Interval] = []
-    for current in sorted(i for i in intervals if not i.empty):
+    # Sorted by a plain tuple: the dataclass's own ordering builds two tuples per comparison.
+    for current in sorted((i for i in intervals if not i.empty), key=_span):
         if merged and current.start <= merged[-1].end:
             if current.end > merged[-1].end:
                 merged[-1] = Interval(merged[-1].start, current.end)

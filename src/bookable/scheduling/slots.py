@@ -156,6 +156,8 @@ def _generate(event: EventRules, host: HostCalendar, request: SlotRequest) -> li
         else:
             del open_seated[seated_start]
 
+    if not open_seated:
+        return [Slot(start, start + duration) for start in sorted(starts)]
     return [
         Slot(
             start,

@@ -70,7 +70,7 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
         return None
     async with request.app.state.sessions() as session:
         try:
-            event_type = await service.find_event_type(
+            event_type, selected = await service.find_event_type_for_calendars(
                 session,
                 caller,
                 event_type_id=event_type_id,
@@ -82,6 +82,9 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
         host_ids = await service.calendar_host_ids(session, event_type)
         window = service.calendar_window(event_type, start, end)
     reader: CalendarBusyReader = request.app.state.calendar_busy
+    if not selected:
+        # Answered from the rows just read: no reader session, no cache, nothing to record.
+        return reader.none_selected(host_ids, *window)
     return await reader.read(host_ids, *window, revalidate=False)
 
 

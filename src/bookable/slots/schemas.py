@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,26 +13,30 @@ from bookable.core.schemas import format_instant
 from bookable.scheduling import Slot
 
 
-def render_time(instant: datetime, zone: ZoneInfo | None) -> str:
-    """With a requested zone: local time with its offset, no milliseconds (Cal.com's format);
-    without: UTC with milliseconds."""
-    if zone is None:
-        return format_instant(instant)
-    return instant.astimezone(zone).replace(microsecond=0).isoformat()
-
-
 def slots_json(
     slots: list[Slot], zone: ZoneInfo | None, calendar_errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     grouping_zone = zone or ZoneInfo("UTC")
     days: dict[str, list[dict[str, Any]]] = {}
+    # Slots come sorted: a day's list is looked up once, not once per slot.
+    day_key: Any = None
+    entries: list[dict[str, Any]] = []
     for slot in slots:
-        entry: dict[str, Any] = {"time": render_time(slot.start, zone)}
+        # One conversion serves both the text (in the booker's zone) and the day it groups by.
+        local = slot.start.astimezone(grouping_zone)
+        if zone is None:
+            text = format_instant(slot.start)
+        else:
+            text = (local.replace(microsecond=0) if local.microsecond else local).isoformat()
+        entry: dict[str, Any] = {"time": text}
         if slot.booking_uid is not None:
             entry["attendees"] = slot.attendees
             entry["bookingUid"] = slot.booking_uid
-        day = slot.start.astimezone(grouping_zone).date().isoformat()
-        days.setdefault(day, []).append(entry)
+        day = local.date()
+        if day != day_key:
+            day_key = day
+            entries = days.setdefault(day.isoformat(), [])
+        entries.append(entry)
     if calendar_errors:
         # Why a host offers nothing: a selected calendar could not be read (fail closed).
         return {"slots": days, "calendarErrors": calendar_errors}

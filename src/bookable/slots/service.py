@@ -9,10 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    union,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -63,16 +75,121 @@ FALLBACK_RULES = (AvailabilityRule(frozenset({1, 2, 3, 4, 5}), time(9), time(17)
 _BUSY_MARGIN = timedelta(days=2)
 
 
+def _readable_by(user_id: Any) -> ColumnElement[bool]:
+    """The rule of `readable_event_types` for a non-admin ``user_id`` (a value or a bindparam)."""
+    my_teams = select(Membership.team_id).where(
+        Membership.user_id == user_id, Membership.accepted.is_(True)
+    )
+    return or_(EventType.user_id == user_id, EventType.team_id.in_(my_teams))
+
+
 def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     """Event types whose slots a caller may query and book: their own, those of the teams they
     are an accepted member of; every one for an admin."""
     query = select(EventType)
     if caller.is_admin:
         return query
-    my_teams = select(Membership.team_id).where(
-        Membership.user_id == caller.user_id, Membership.accepted.is_(True)
-    )
-    return query.where(or_(EventType.user_id == caller.user_id, EventType.team_id.in_(my_teams)))
+    return query.where(_readable_by(caller.user_id))
+
+
+# What `_event_type_statement` reads beside the event type: nothing, the owner with their
+# schedules (one row per schedule row), or whether its hosts selected a calendar.
+EventTypeExtra = Literal["none", "owner", "calendars"]
+
+_SCHEDULE_COLUMNS = (
+    Schedule.id,
+    Schedule.user_id,
+    Schedule.time_zone,
+    Availability.days,
+    Availability.start_time,
+    Availability.end_time,
+    Availability.date,
+)
+
+
+@cache
+def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) -> Select[Any]:
+    """`find_event_type`'s query, built once per shape: a statement kept at module level skips
+    building the expression and its cache key on every request. Parameters: ``event_type_id``
+    or ``username`` and ``slug``; ``caller_id`` unless ``admin``."""
+    query: Select[Any]
+    if extra == "owner":
+        # The owner (None for a team event type) and every schedule `host_schedule` would read
+        # for them: theirs and the event type's own.
+        query = select(EventType, User, *_SCHEDULE_COLUMNS)
+    elif extra == "calendars":
+        # A superset of `calendar_host_ids`' calendars: False means none to read.
+        # Two levels down: event_types is correlated explicitly, or it would join afresh.
+        hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
+        selected = (
+            select(SelectedCalendar.id)
+            .where(
+                or_(
+                    SelectedCalendar.user_id == EventType.user_id,
+                    SelectedCalendar.user_id.in_(hosts),
+                )
+            )
+            .exists()
+        )
+        query = select(EventType, selected)
+    else:
+        query = select(EventType)
+    # Slots need none of the event type's relationships: skip their extra queries.
+    query = query.options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+    if by_slug:
+        query = query.join(User, User.id == EventType.user_id).where(
+            func.lower(User.username) == bindparam("username"),
+            EventType.slug == bindparam("slug"),
+        )
+    else:
+        if extra == "owner":
+            query = query.outerjoin(User, User.id == EventType.user_id)
+        query = query.where(EventType.id == bindparam("event_type_id"))
+    if extra == "owner":
+        query = (
+            query.outerjoin(
+                Schedule,
+                or_(Schedule.user_id == EventType.user_id, Schedule.id == EventType.schedule_id),
+            )
+            .outerjoin(Availability, Availability.schedule_id == Schedule.id)
+            .order_by(Schedule.id, Availability.id)
+        )
+    if not admin:
+        query = query.where(_readable_by(bindparam("caller_id")))
+    return query
+
+
+async def _find_event_type_rows(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+    extra: EventTypeExtra,
+) -> Sequence[Any]:
+    """The rows of `_event_type_statement` (at least one), or the 400/404 of a lookup."""
+    params: dict[str, Any] = {} if caller.is_admin else {"caller_id": caller.user_id}
+    if event_type_id is not None:
+        rows: Sequence[Any] = ()
+        if is_db_id(event_type_id):
+            query = _event_type_statement(admin=caller.is_admin, by_slug=False, extra=extra)
+            params["event_type_id"] = event_type_id
+            rows = (await session.execute(query, params)).all()
+        if not rows:
+            raise NotFound(f"Event type with id: {event_type_id} not found")
+        return rows
+    if len(usernames) != 1:
+        raise BadRequest(
+            "custom in 'usernameList': give exactly one username (dynamic group events are not "
+            "supported)"
+        )
+    query = _event_type_statement(admin=caller.is_admin, by_slug=True, extra=extra)
+    params.update(username=usernames[0].lower(), slug=slug)
+    rows = (await session.execute(query, params)).all()
+    if not rows:
+        raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
+    return rows
 
 
 async def find_event_type(
@@ -83,32 +200,33 @@ async def find_event_type(
     usernames: Sequence[str],
     slug: str | None,
 ) -> EventType:
-    # Slots need none of the event type's relationships: skip their extra queries.
-    query = readable_event_types(caller).options(
-        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
+    rows = await _find_event_type_rows(
+        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug, extra="none"
     )
-    if event_type_id is not None:
-        event_type = (
-            await session.scalar(query.where(EventType.id == event_type_id))
-            if is_db_id(event_type_id)
-            else None
-        )
-        if event_type is None:
-            raise NotFound(f"Event type with id: {event_type_id} not found")
-        return event_type
-    if len(usernames) != 1:
-        raise BadRequest(
-            "custom in 'usernameList': give exactly one username (dynamic group events are not "
-            "supported)"
-        )
-    event_type = await session.scalar(
-        query.join(User, User.id == EventType.user_id).where(
-            func.lower(User.username) == usernames[0].lower(), EventType.slug == slug
-        )
-    )
-    if event_type is None:
-        raise NotFound(f"Event type '{slug}' of user '{usernames[0]}' not found")
+    event_type: EventType = rows[0][0]
     return event_type
+
+
+async def find_event_type_for_calendars(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+) -> tuple[EventType, bool]:
+    """`find_event_type`, and whether its owner or hosts selected a calendar (False: there is
+    nothing to read for it), in one query."""
+    rows = await _find_event_type_rows(
+        session,
+        caller,
+        event_type_id=event_type_id,
+        usernames=usernames,
+        slug=slug,
+        extra="calendars",
+    )
+    event_type, selected = rows[0]
+    return event_type, bool(selected)
 
 
 def event_rules(event_type: EventType) -> EventRules:
@@ -172,6 +290,20 @@ def check_window(
         raise BadRequest(f"custom in '{last}': the window may span at most 366 days")
 
 
+# Every schedule of some owners (``owners``) or chosen by id (``named``), with its rows.
+_SCHEDULES = (
+    select(*_SCHEDULE_COLUMNS)
+    .outerjoin(Availability, Availability.schedule_id == Schedule.id)
+    .where(
+        or_(
+            Schedule.user_id.in_(bindparam("owners", expanding=True)),
+            Schedule.id.in_(bindparam("named", expanding=True)),
+        )
+    )
+    .order_by(Schedule.id, Availability.id)
+)
+
+
 async def host_schedule(
     session: AsyncSession, event_type: EventType, host: User, host_schedule_id: int | None = None
 ) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
@@ -182,25 +314,21 @@ async def host_schedule(
     """
     owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
     named = {i for i in (host_schedule_id, event_type.schedule_id) if i is not None}
-    rows = (
-        await session.execute(
-            select(
-                Schedule.id,
-                Schedule.user_id,
-                Schedule.time_zone,
-                Availability.days,
-                Availability.start_time,
-                Availability.end_time,
-                Availability.date,
-            )
-            .outerjoin(Availability, Availability.schedule_id == Schedule.id)
-            .where(or_(Schedule.user_id.in_(owners), Schedule.id.in_(named)))
-            .order_by(Schedule.id, Availability.id)
-        )
-    ).all()
+    rows = (await session.execute(_SCHEDULES, {"owners": list(owners), "named": list(named)})).all()
+    return choose_schedule(rows, event_type, host, host_schedule_id)
+
+
+def choose_schedule(
+    rows: Sequence[Any], event_type: EventType, host: User, host_schedule_id: int | None = None
+) -> tuple[ZoneInfo, tuple[AvailabilityRule, ...]]:
+    """`host_schedule`'s choice among rows of (schedule id, owner id, zone, and one availability
+    row's days, start, end, date); a schedule id of None (an outer join's empty row) is skipped."""
+    owners = {host.id} | ({event_type.user_id} if event_type.user_id else set())
     schedules: dict[int, tuple[str | None, list[AvailabilityRule]]] = {}
     own: list[int] = []
     for schedule_id, owner_id, zone_name, days, start, end, on_date in rows:
+        if schedule_id is None:
+            continue
         if schedule_id not in schedules and owner_id in owners:
             own.append(schedule_id)
         _zone, rules = schedules.setdefault(schedule_id, (zone_name, []))
@@ -285,6 +413,63 @@ async def external_busy_times(
     return [BusyTime(busy_from, busy_to, source=UNREADABLE_CALENDAR)]
 
 
+@cache
+def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> CompoundSelect[Any]:
+    """The bookings that keep a host busy, built once per shape. Parameters: ``host_id``,
+    ``host_email`` (lower case), ``busy_from``, ``busy_to``; ``event_type_id`` when PENDING
+    bookings of the event type block too; ``ignore_uid`` for the booking being moved.
+
+    Two branches, each once per booking: the host's own bookings (the (user_id, start_time)
+    index, as a plain range read), and the bookings of others the host co-hosts or attends.
+    One OR over all three made both databases scan every booking."""
+    host_id = bindparam("host_id")
+    status_blocks: ColumnElement[bool] = Booking.status == BookingStatus.ACCEPTED
+    if pending_blocks:
+        status_blocks = or_(
+            status_blocks,
+            and_(
+                Booking.status == BookingStatus.PENDING,
+                Booking.event_type_id == bindparam("event_type_id"),
+            ),
+        )
+    shared = union(
+        # The host's share of team bookings organised by someone else.
+        select(BookingHost.booking_id).where(
+            BookingHost.user_id == host_id, ~BookingHost.organizer
+        ),
+        # Bookings the host attends (by email).
+        select(Attendee.booking_id).where(func.lower(Attendee.email) == bindparam("host_email")),
+    )
+
+    def branch(whose: ColumnElement[bool]) -> Select[Any]:
+        query = (
+            select(
+                Booking.uid,
+                Booking.start_time,
+                Booking.end_time,
+                Booking.event_type_id,
+                EventType.before_event_buffer,
+                EventType.after_event_buffer,
+                Booking.ical_uid,
+            )
+            .outerjoin(EventType, EventType.id == Booking.event_type_id)
+            .where(
+                whose,
+                status_blocks,
+                Booking.start_time < bindparam("busy_to"),
+                Booking.end_time > bindparam("busy_from"),
+            )
+        )
+        if ignoring:
+            query = query.where(Booking.uid != bindparam("ignore_uid"))
+        return query
+
+    return union_all(
+        branch(Booking.user_id == host_id),
+        branch(and_(Booking.user_id.is_distinct_from(host_id), Booking.id.in_(shared))),
+    )
+
+
 async def load_host_calendar(
     session: AsyncSession,
     event_type: EventType,
@@ -295,81 +480,52 @@ async def load_host_calendar(
     ignore_booking_uid: str | None = None,
     host_schedule_id: int | None = None,
     external: ExternalBusy | None = None,
+    schedule: tuple[ZoneInfo, tuple[AvailabilityRule, ...]] | None = None,
 ) -> HostCalendar:
     """Everything the engine needs about one host between ``start`` and ``end``.
 
     ``external`` holds what the hosts' selected calendars said, read before the transaction
     (`calendars.busy`); it must cover `calendar_window`, else a host with selected calendars is
-    unavailable (fail closed)."""
-    zone, rules = await host_schedule(session, event_type, host, host_schedule_id)
+    unavailable (fail closed). ``schedule``: `host_schedule`'s answer when the caller read it
+    already."""
+    if schedule is None:
+        schedule = await host_schedule(session, event_type, host, host_schedule_id)
+    zone, rules = schedule
     busy_from, busy_to = calendar_window(event_type, start, end)
-    as_attendee = select(Attendee.booking_id).where(
-        func.lower(Attendee.email) == host.email.lower()
-    )
     metadata = event_type.meta or {}
     pending_blocks = bool(
         event_type.requires_confirmation and metadata.get("requiresConfirmationWillBlockSlot")
     )
-    status_blocks = Booking.status == BookingStatus.ACCEPTED
     # A seated slot waiting PENDING (priced, or to be confirmed) is still the slot seats join.
     pending_blocks = pending_blocks or bool(event_type.seats_per_time_slot)
+    query = _busy_statement(pending_blocks=pending_blocks, ignoring=bool(ignore_booking_uid))
+    params: dict[str, Any] = {
+        "host_id": host.id,
+        "host_email": host.email.lower(),
+        "busy_from": busy_from,
+        "busy_to": busy_to,
+    }
     if pending_blocks:
-        status_blocks = or_(
-            status_blocks,
-            and_(Booking.status == BookingStatus.PENDING, Booking.event_type_id == event_type.id),
-        )
-    query = (
-        select(
-            Booking.uid,
-            Booking.start_time,
-            Booking.end_time,
-            Booking.event_type_id,
-            Booking.status,
-            EventType.before_event_buffer,
-            EventType.after_event_buffer,
-            Booking.ical_uid,
-        )
-        .outerjoin(EventType, EventType.id == Booking.event_type_id)
-        .where(
-            status_blocks,
-            Booking.start_time < busy_to,
-            Booking.end_time > busy_from,
-            or_(
-                Booking.user_id == host.id,
-                # The host's share of team bookings organised by someone else.
-                Booking.id.in_(
-                    select(BookingHost.booking_id).where(
-                        BookingHost.user_id == host.id, ~BookingHost.organizer
-                    )
-                ),
-                Booking.id.in_(as_attendee),
-            ),
-        )
-    )
+        params["event_type_id"] = event_type.id
     if ignore_booking_uid:
-        query = query.where(Booking.uid != ignore_booking_uid)
-    rows = (await session.execute(query)).all()
+        params["ignore_uid"] = ignore_booking_uid
+    rows = (await session.execute(query, params)).all()
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
     busy: list[BusyTime] = []
-    for uid, b_start, b_end, b_event_type, _status, before, after, _ical_uid in rows:
+    for uid, b_start, b_end, b_event_type, before, after, _ical_uid in rows:
         if event_type.seats_per_time_slot and b_event_type == event_type.id:
             seated_ids[uid] = (b_start, b_end)
         else:
             busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
 
-    busy.extend(
-        await external_busy_times(
-            session,
-            host.id,
-            busy_from,
-            busy_to,
-            external,
-            # The host's bookings read above, and the one being moved or confirmed, by uid
-            # and by iCal UID (a rescheduled booking's event keeps the first booking's UID).
-            await _own_event_uids(session, rows, ignore_booking_uid, external),
-        )
-    )
+    # The host's bookings read above, and the one being moved or confirmed, by uid and by
+    # iCal UID (a rescheduled booking's event keeps the first booking's UID): only needed to
+    # leave out calendar events that are these bookings, so only when there are events.
+    own_uids: frozenset[str] = frozenset()
+    if external is not None and external.busy.get(host.id):
+        own_uids = await _own_event_uids(session, rows, ignore_booking_uid, external)
+    busy.extend(await external_busy_times(session, host.id, busy_from, busy_to, external, own_uids))
 
     seated: list[SeatedBooking] = []
     if seated_ids:
@@ -432,13 +588,6 @@ async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> lis
     )
 
 
-async def event_host(session: AsyncSession, event_type: EventType) -> User:
-    host = await session.get(User, event_type.user_id)
-    if host is None:
-        raise NotFound("The event type's owner no longer exists")
-    return host
-
-
 async def available_slots(
     session: AsyncSession,
     caller: Caller,
@@ -451,9 +600,16 @@ async def available_slots(
     external: ExternalBusy | None = None,
 ) -> list[Slot]:
     check_window(query.start, query.end)
-    event_type = await find_event_type(
-        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug
+    # The event type, its owner and their schedules in one round trip.
+    rows = await _find_event_type_rows(
+        session,
+        caller,
+        event_type_id=event_type_id,
+        usernames=usernames,
+        slug=slug,
+        extra="owner",
     )
+    event_type, owner = rows[0][0], rows[0][1]
     check_duration(event_type, query.duration)
     request = SlotRequest(
         query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
@@ -469,15 +625,17 @@ async def available_slots(
         )
         team_slots = compute_team_slots(event_rules(event_type), team.hosts, team.kind, request)
         return [s.slot for s in team_slots]
-    host = await event_host(session, event_type)
+    if owner is None:
+        raise NotFound("The event type's owner no longer exists")
     calendar = await load_host_calendar(
         session,
         event_type,
-        host,
+        owner,
         query.start,
         query.end,
         ignore_booking_uid=query.reschedule_uid,
         external=external,
+        schedule=choose_schedule([row[2:] for row in rows], event_type, owner),
     )
     return compute_slots(event_rules(event_type), calendar, request)
 
