@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -114,7 +115,8 @@ class Attendee(Base):
     booking_id: Mapped[int] = mapped_column(
         ForeignKey("bookings.id", ondelete="CASCADE"), index=True
     )
-    email: Mapped[str] = mapped_column(String(320), index=True)
+    # Indexed as lower(email) (below): every lookup matches attendees case-insensitively.
+    email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(255))
     time_zone: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(16), default="en")
@@ -122,6 +124,12 @@ class Attendee(Base):
     no_show: Mapped[bool | None] = mapped_column(Boolean, default=False)
 
     booking: Mapped[Booking] = relationship(back_populates="attendees")
+
+
+# Slots, booking checks and booking access all ask "does this email attend?" as
+# lower(email) = ...: an index on the plain column cannot answer that, and each of them scanned
+# every attendee.
+Index("ix_attendees_lower_email", func.lower(Attendee.email))
 
 
 class BookingReference(Base):
