@@ -308,9 +308,12 @@ def render_email(
     sender: str,
     message_id: str,
     stamp: datetime | None = None,
+    invitations: dict[ItipMethod, bytes] | None = None,
 ) -> RenderedEmail:
     """The whole message about ``mail`` for ``recipient``. ``message_id`` is used as given (with
-    angle brackets added); ``stamp`` is the Date and the invitation's DTSTAMP (now by default)."""
+    angle brackets added); ``stamp`` is the Date and the invitation's DTSTAMP (now by default).
+    ``invitations``: shared by the emails of one change made with the same ``stamp``, so its
+    invitation is built once, not once per recipient (it depends on the method alone)."""
     stamp = (stamp or datetime.now(UTC)).astimezone(UTC)
     context = _context(mail, kind, recipient)
     environment = _templates()
@@ -337,7 +340,13 @@ def render_email(
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     method = kind.method
-    invitation = build_invitation(mail, kind, stamp=stamp)
+    invitation = None
+    if method is not None:
+        invitation = invitations.get(method) if invitations is not None else None
+        if invitation is None:
+            invitation = build_invitation(mail, kind, stamp=stamp)
+            if invitations is not None and invitation is not None:
+                invitations[method] = invitation
     if method is not None and invitation is not None:
         # Outlook and Gmail read the invitation from the alternative whose method= matches
         # METHOD; Apple Mail and others from the attachment. Base64 keeps its CRLFs exact.

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import Written
+from bookable.calendars.ical import ItipMethod
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -266,6 +267,7 @@ async def mail_booking_change(
     change_token = secrets.token_hex(6)
     seen: set[tuple[MailKind, str]] = set()
     rows: list[dict[str, Any]] = []
+    invitations: dict[ItipMethod, bytes] = {}
     sent = 0
     for index, (kind, party) in enumerate(recipients):
         if (kind, party.email.lower()) in seen:  # a host who is also an attendee: once
@@ -282,7 +284,13 @@ async def mail_booking_change(
                 "host (BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR)",
             )
         rendered = render_email(
-            mail, kind, party, sender=policy.sender, message_id=f"<{message_id}>", stamp=now
+            mail,
+            kind,
+            party,
+            sender=policy.sender,
+            message_id=f"<{message_id}>",
+            stamp=now,
+            invitations=invitations,
         )
         rows.append(
             {
