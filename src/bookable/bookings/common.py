@@ -6,8 +6,11 @@ import secrets
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bookable.core.errors import ApiError
-from bookable.models import Attendee, EventType, User
+from bookable.models import Attendee, Booking, EventType, User
 from bookable.scheduling import Refusal
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -39,3 +42,14 @@ class Written:
     users: dict[int, User]  # those of the hosts at hand (the organiser at least), by id
     attendees: list[Attendee]  # the booking's, in insertion (id) order
     new_ical_uid: bool  # no calendar or webhook event can refer to the booking's iCal UID yet
+
+
+async def booking_attendees(
+    session: AsyncSession, booking: Booking, written: Written | None
+) -> list[Attendee]:
+    """The booking's attendees in insertion order: from ``written`` when the transaction has
+    just inserted them, read otherwise."""
+    if written is not None:
+        return list(written.attendees)
+    query = select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
+    return list(await session.scalars(query))

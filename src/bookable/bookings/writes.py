@@ -85,37 +85,27 @@ async def _flush_with_hosts(
     await session.flush()
 
 
+# A refusal by the overlap constraint: a rival wrote between our check and our write (a new
+# booking), or the change itself overlaps (a reschedule, a confirmation).
+RACED = "the host was booked for this time by another request a moment ago"
+OVERLAPS = "the host already has an accepted booking overlapping this time"
+
+
 @contextmanager
-def _overlap_refused() -> Iterator[None]:
+def _overlap_refused(message: str = RACED) -> Iterator[None]:
     try:
         yield
     except IntegrityError as error:
         if HOST_OVERLAP_CONSTRAINT in str(error.orig):
-            raise BookingRefused(
-                Refusal(
-                    409,
-                    "no_available_users_found_error",
-                    "the host was booked for this time by another request a moment ago",
-                )
-            ) from None
+            raise BookingRefused(Refusal(409, "no_available_users_found_error", message)) from None
         raise
 
 
 async def flush_guarded(session: AsyncSession, booking: Booking) -> None:
     await lock_host_days(session, booking)
-    try:
+    with _overlap_refused(OVERLAPS):
         async with session.begin_nested():
             await session.flush()
-    except IntegrityError as error:
-        if HOST_OVERLAP_CONSTRAINT in str(error.orig):
-            raise BookingRefused(
-                Refusal(
-                    409,
-                    "no_available_users_found_error",
-                    "the host already has an accepted booking overlapping this time",
-                )
-            ) from None
-        raise
 
 
 async def assert_no_overlap(session: AsyncSession, booking: Booking) -> None:

@@ -29,12 +29,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import Written
+from bookable.bookings.common import Written, booking_attendees
 from bookable.calendars.ical import EventDraft, Person, build_ics
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
-    Attendee,
     Booking,
     BookingStatus,
     CalendarEvent,
@@ -113,14 +112,7 @@ async def event_ics(
             for user in await session.scalars(select(User).where(User.id.in_(host_ids)))
         }
     organizer = people[booking.user_id] if booking.user_id in people else None
-    if written is not None:
-        attendees = list(written.attendees)
-    else:
-        attendees = list(
-            await session.scalars(
-                select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
-            )
-        )
+    attendees = await booking_attendees(session, booking, written)
     hide_notes = False
     if written is not None and written.event_type.id == booking.event_type_id:
         hide_notes = bool(written.event_type.hide_calendar_notes)

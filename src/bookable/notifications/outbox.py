@@ -41,7 +41,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import Written
+from bookable.bookings.common import Written, booking_attendees
 from bookable.calendars.ical import ItipMethod
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
@@ -156,14 +156,7 @@ async def _facts(
         for user_id in host_ids
         if user_id in users
     }  # fmt: skip
-    if written is not None:
-        attendees = list(written.attendees)
-    else:
-        attendees = list(
-            await session.scalars(
-                select(Attendee).where(Attendee.booking_id == booking.id).order_by(Attendee.id)
-            )
-        )
+    attendees = await booking_attendees(session, booking, written)
     organizer = hosts.get(booking.user_id or -1) or Party(
         "", booking.user_primary_email or "", "UTC"
     )
