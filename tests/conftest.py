@@ -118,6 +118,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         sys.stderr.write(f"could not drop {make_url(PG_URL or '').database}: {error}\n")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long files first. Workers take whole files (--dist loadfile) in this order, so a long
+    file handed out last runs alone at the end while the other workers idle. The system tests
+    (servers started as processes, killed and restarted) are few per file but the longest, so
+    they go first; then the other files by number of tests, most first (xdist's own reordering,
+    turned off in pyproject.toml because it would put the system files last)."""
+    counts = Counter(item.nodeid.split("::", 1)[0] for item in items)
+
+    def order(item: pytest.Item) -> tuple[bool, int]:
+        path = item.nodeid.split("::", 1)[0]
+        return (not path.startswith("tests/system/"), -counts[path])
+
+    items.sort(key=order)  # stable: a file's tests keep their order
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Skips as one line per reason with a count. pytest's -rs prints one line per test
     location: without PostgreSQL that is hundreds of lines saying the same thing."""
