@@ -56,7 +56,7 @@ from bookable.notifications.outbox import MailPolicy, booking_emails
 router = APIRouter(tags=["bookings"], route_class=CountedBookingRoute)
 
 
-def _mail_policy(request: Request) -> MailPolicy | None:
+async def _mail_policy(request: Request) -> MailPolicy | None:
     policy: MailPolicy | None = getattr(request.app.state, "mail_policy", None)
     return policy
 

@@ -39,7 +39,7 @@ class Page:
 def paging(default_take: int = DEFAULT_TAKE, max_take: int = MAX_TAKE) -> Any:
     """The dependency reading ``take`` and ``page``; lists with other defaults make their own."""
 
-    def page_of(
+    async def page_of(
         request: Request,
         take: Annotated[
             int, Query(ge=1, le=max_take, description=f"Rows per page (1 to {max_take}).")

@@ -39,7 +39,7 @@ def before_transaction(work: Preflight) -> DependsParam:
     return Depends(run_preflight)
 
 
-def prepared_result(request: Request) -> Any:
+async def prepared_result(request: Request) -> Any:
     """What the route's preflight returned (None when the route has none)."""
     return getattr(request.state, _STATE, None)
 
