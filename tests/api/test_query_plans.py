@@ -1,8 +1,10 @@
 """The indexes the hot queries rely on are there, and usable, on both databases.
 
-Attendees are matched by email case-insensitively (``lower(email) = ...``) by slots, booking
-checks, booking access and listing; without an index on that expression every one of them read
-the whole attendees table."""
+- Attendees are matched by email case-insensitively (``lower(email) = ...``) by slots, booking
+  checks, booking access and listing; without an index on that expression every one of them read
+  the whole attendees table.
+- Every booking counts its host's emails of the last hour; with ``user_id`` alone indexed that
+  read every email the host's bookings ever made."""
 
 from __future__ import annotations
 
@@ -14,26 +16,33 @@ from bookable.core.db import create_engine, is_sqlite
 
 pytestmark = pytest.mark.without_dispatchers
 
-ATTENDEE_BY_EMAIL = (
-    "SELECT booking_id FROM attendees WHERE lower(attendees.email) = 'a@example.com'"
-)
+LOOKUPS = {
+    "ix_attendees_lower_email": (
+        "SELECT booking_id FROM attendees WHERE lower(attendees.email) = 'a@example.com'"
+    ),
+    "ix_outbound_emails_user_id_created_at": (
+        "SELECT count(id) FROM outbound_emails WHERE user_id = 1 "
+        "AND created_at > '2026-01-01 00:00:00' AND status != 'DROPPED'"
+    ),
+}
 
 
-async def _plan(conn: AsyncConnection, sqlite: bool) -> str:
+async def _plan(conn: AsyncConnection, sqlite: bool, query: str) -> str:
     if sqlite:
-        rows = await conn.execute(text(f"EXPLAIN QUERY PLAN {ATTENDEE_BY_EMAIL}"))
+        rows = await conn.execute(text(f"EXPLAIN QUERY PLAN {query}"))
         return "\n".join(str(row[-1]) for row in rows)
     # An empty table is cheapest to scan: ask whether an index can answer at all.
     await conn.execute(text("SET LOCAL enable_seqscan = off"))
-    rows = await conn.execute(text(f"EXPLAIN {ATTENDEE_BY_EMAIL}"))
+    rows = await conn.execute(text(f"EXPLAIN {query}"))
     return "\n".join(str(row[0]) for row in rows)
 
 
-async def test_attendees_are_found_by_lower_email_through_an_index(database_url: str) -> None:
+@pytest.mark.parametrize("index", sorted(LOOKUPS))
+async def test_the_lookup_is_answered_through_its_index(database_url: str, index: str) -> None:
     engine = create_engine(database_url)
     try:
         async with engine.begin() as conn:
-            plan = await _plan(conn, is_sqlite(database_url))
+            plan = await _plan(conn, is_sqlite(database_url), LOOKUPS[index])
     finally:
         await engine.dispose()
-    assert "ix_attendees_lower_email" in plan, plan
+    assert index in plan, plan

@@ -28,12 +28,14 @@ class OutboundEmail(Base):
     __tablename__ = "outbound_emails"
     __table_args__ = (
         Index("ix_outbound_emails_status_next_attempt_at", "status", "next_attempt_at"),
+        # Each booking counts its host's emails of the last hour (the hourly limit).
+        Index("ix_outbound_emails_user_id_created_at", "user_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     booking_id: Mapped[int] = mapped_column(Integer, index=True)
     # The booking's organiser when it was written: whose hourly limit it counts against.
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))  # e.g. "attendee.confirmed", "host.cancelled"
     recipient: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(255), unique=True)

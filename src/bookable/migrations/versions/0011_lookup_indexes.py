@@ -1,8 +1,12 @@
-"""attendees indexed by lower(email)
+"""indexes for the lookups a booking makes: attendees by lower(email), a host's recent emails
 
 Every lookup of an attendee by email is case-insensitive (``lower(email) = ...``: slots and
 booking checks for a host who attends, booking access, listing by attendee), and the plain
 index on ``email`` could not answer it: each one read every attendee.
+
+Every booking counts its host's emails of the last hour (the hourly limit): with an index on
+``user_id`` alone that read every email the host's bookings ever made; ``(user_id,
+created_at)`` reads the last hour's.
 
 Revision ID: 0011
 Revises: 0010
@@ -23,8 +27,14 @@ depends_on: Sequence[str] | None = None
 def upgrade() -> None:
     op.drop_index("ix_attendees_email", table_name="attendees")
     op.create_index("ix_attendees_lower_email", "attendees", [sa.text("lower(email)")])
+    op.drop_index("ix_outbound_emails_user_id", table_name="outbound_emails")
+    op.create_index(
+        "ix_outbound_emails_user_id_created_at", "outbound_emails", ["user_id", "created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbound_emails_user_id_created_at", table_name="outbound_emails")
+    op.create_index("ix_outbound_emails_user_id", "outbound_emails", ["user_id"])
     op.drop_index("ix_attendees_lower_email", table_name="attendees")
     op.create_index("ix_attendees_email", "attendees", ["email"])
