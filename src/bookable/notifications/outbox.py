@@ -35,10 +35,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
@@ -86,8 +87,13 @@ class MailPolicy:
 
     @property
     def domain(self) -> str:
-        address = parseaddr(self.sender)[1]
-        return address.rpartition("@")[2] or "bookable"
+        return _domain_of(self.sender)
+
+
+@lru_cache(maxsize=64)
+def _domain_of(sender: str) -> str:
+    address = parseaddr(sender)[1]
+    return address.rpartition("@")[2] or "bookable"
 
 
 class Change(enum.Enum):
@@ -197,6 +203,7 @@ async def _facts(
     return mail, hosts, attendees
 
 
+@lru_cache(maxsize=4096)  # pure, and the same hosts and bookers come back: checked once each
 def _valid(address: str) -> bool:
     try:
         validate_email(address, check_deliverability=False)
@@ -205,15 +212,19 @@ def _valid(address: str) -> bool:
     return True
 
 
+# Built once (docs/architecture.md, "Hot paths"): every booking change counts.
+_SENT_SINCE = select(func.count(OutboundEmail.id)).where(
+    OutboundEmail.user_id == bindparam("user_id"),
+    OutboundEmail.created_at > bindparam("since", type_=OutboundEmail.created_at.type),
+    OutboundEmail.status != EmailStatus.DROPPED,
+)
+
+
 async def _sent_this_hour(session: AsyncSession, user_id: int | None, now: datetime) -> int:
     if user_id is None:
         return 0
     count = await session.scalar(
-        select(func.count(OutboundEmail.id)).where(
-            OutboundEmail.user_id == user_id,
-            OutboundEmail.created_at > now - timedelta(hours=1),
-            OutboundEmail.status != EmailStatus.DROPPED,
-        )
+        _SENT_SINCE, {"user_id": user_id, "since": now - timedelta(hours=1)}
     )
     return int(count or 0)
 
