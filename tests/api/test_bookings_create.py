@@ -695,7 +695,8 @@ async def test_priced_event_type_requires_payment(app, client, alice):
 async def test_a_new_booking_is_announced_without_reading_it_back(make_settings, alice, meet):
     """Its webhook, calendar and email outbox rows are planned from what the request holds:
     once the booking is inserted, no query reads its attendees, hosts, event type or calendar
-    events again, and its emails are one INSERT. No savepoint; the day locks are taken once."""
+    events again, and its emails are one INSERT. No savepoint; the day locks are taken once; no
+    calendar reader query when no host selected a calendar."""
     from bookable.app import create_app
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
@@ -723,3 +724,5 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
     assert sum(s.startswith("INSERT INTO outbound_emails") for s in statements) == 1
     assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
     assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1
+    # No host selected a calendar: the preflight's event type query said so, nothing else asks.
+    assert not [s for s in statements if "FROM selected_calendars JOIN" in s]

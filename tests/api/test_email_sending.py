@@ -21,6 +21,14 @@ from sqlalchemy import select, update
 from bookable.app import create_app
 from bookable.models.emails import EmailStatus, OutboundEmail
 from bookable.notifications.dispatcher import EmailDispatcher
+from bookable.notifications.messages import (
+    BookingMail,
+    MailKind,
+    Party,
+    mail_facts,
+    render_stored,
+    stored_facts,
+)
 from bookable.notifications.transport import eml_name
 from bookable.settings import Settings
 from tests.mail_servers import SmtpServer
@@ -76,6 +84,48 @@ async def add_email(app: FastAPI, recipient: str, number: int = 1) -> int:
         row_id = row.id
     app.state.email_dispatcher.wake()  # the lead's outbox calls mark_written; a wake does here
     return row_id
+
+
+ANN = Party("Ann Attendee", "ann@example.com", "Europe/Paris")
+OLGA = Party("Olga Organizer", "olga@example.com", "Europe/Paris")
+
+
+def facts_of(title: str) -> dict[str, Any]:
+    mail = BookingMail(
+        booking_id=1,
+        booking_uid="bk1",
+        ical_uid="bk1@bookable",
+        sequence=0,
+        title=title,
+        start=datetime(2026, 1, 6, 10, 0, tzinfo=UTC),
+        end=datetime(2026, 1, 6, 10, 30, tzinfo=UTC),
+        organizer=OLGA,
+        hosts=(OLGA,),
+        attendees=(ANN,),
+    )
+    stamp = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    return stored_facts(
+        mail_facts(mail), ANN, sender=FAST["email_from"], stamp=stamp, change="bk1.c0ffee"
+    )
+
+
+async def add_facts_email(app: FastAPI, message_id: str) -> int:
+    """A row as a booking writes it: the facts of its message, no message yet."""
+    async with app.state.sessions() as session, session.begin():
+        email = OutboundEmail(
+            booking_id=1,
+            user_id=1,
+            kind=MailKind.ATTENDEE_CONFIRMED.value,
+            recipient=ANN.email,
+            message_id=message_id,
+            subject="Confirmed: Intro call",
+            facts=facts_of("Intro call"),
+        )
+        session.add(email)
+        await session.flush()
+        email_id = email.id
+    app.state.email_dispatcher.wake()
+    return email_id
 
 
 async def row(app: FastAPI, row_id: int) -> OutboundEmail:
@@ -288,3 +338,53 @@ async def test_run_once_sends_what_is_due(
         ("host2@example.com",),
         ("host3@example.com",),
     ]
+
+
+async def test_the_first_attempt_renders_the_facts_and_a_retry_sends_those_bytes(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """A booking's row holds the facts of its message; the first attempt renders and stores
+    the message even though it fails, and the retry sends the stored bytes, not a new
+    rendering (here the facts changed in between: the retry still tells the first title)."""
+    smtp_server.stop()
+    async with running(make_settings(**FAST, smtp_url=smtp_server.smtp_url)) as app:
+        email = await add_facts_email(app, "bk1.attendee.confirmed.c0ffee.0@bookable.test")
+        failed = await until(app, email, lambda r: r.attempts >= 1)
+        assert failed.status == EmailStatus.PENDING and failed.message is not None
+        async with app.state.sessions() as session, session.begin():
+            await session.execute(
+                update(OutboundEmail)
+                .where(OutboundEmail.id == email)
+                .values(facts=facts_of("Renamed later"))
+            )
+        smtp_server.start()
+        sent = await until(app, email, lambda r: r.status == EmailStatus.SENT)
+    [received] = await smtp_server.wait_for(1)
+    assert sent.message == failed.message
+    assert received.raw.replace(b"\r\n", b"\n") == failed.message.encode().replace(b"\r\n", b"\n")
+    assert "Intro call" in str(received.message["Subject"])
+    assert (
+        failed.message
+        == render_stored(facts_of("Intro call"), failed.kind, failed.message_id).message
+    )
+
+
+async def test_a_message_rendered_again_after_a_stop_is_the_same_message(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """The server took the message but its answer never came: nothing was recorded, so the
+    next process renders the facts again, and sends the very same bytes."""
+    smtp_server.hold()
+    settings = make_settings(**FAST, smtp_url=smtp_server.smtp_url)
+    async with running(settings) as app:
+        email = await add_facts_email(app, "bk1.attendee.confirmed.c0ffee.1@bookable.test")
+        await smtp_server.wait_for(1)
+    unanswered = await row(app, email)
+    assert unanswered.message is None and unanswered.attempts == 0
+    smtp_server.release()
+    async with running(settings) as again:
+        sent = await until(again, email, lambda r: r.status == EmailStatus.SENT)
+    first, second = await smtp_server.wait_for(2)
+    assert first.raw == second.raw
+    assert sent.message is not None
+    assert second.raw.replace(b"\r\n", b"\n") == sent.message.encode().replace(b"\r\n", b"\n")

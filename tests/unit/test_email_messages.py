@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -18,8 +19,12 @@ from bookable.notifications.messages import (
     Party,
     RenderedEmail,
     format_when,
+    mail_facts,
+    mail_from_facts,
     one_line,
     render_email,
+    render_stored,
+    stored_facts,
 )
 
 STAMP = datetime(2026, 1, 2, 8, 30, tzinfo=UTC)
@@ -466,3 +471,27 @@ def test_the_other_sides_time_names_them_by_address_when_nameless() -> None:
     nameless = Party("", "anon@example.com", NEW_YORK)
     message = parse(render(booking(attendees=(nameless,)), MailKind.HOST_NEW))
     assert "anon@example.com's time: Tuesday 6 January 2026, 05:00" in text_of(message)
+
+
+def test_stored_facts_render_the_same_bytes_every_time() -> None:
+    """The outbox stores facts; the dispatcher renders them, again after a crash: the facts,
+    through JSON, make the message `render_email` makes of the booking, byte for byte, twice
+    (Date, DTSTAMP and the MIME boundaries do not depend on when or how often)."""
+    mail = booking(previous_start=STAMP, previous_end=STAMP, cancellation_reason="Ill\nsorry")
+    assert mail_from_facts(json.loads(json.dumps(mail_facts(mail)))) == mail
+    for kind in MailKind:
+        recipient = OLGA if kind.to_host else ANN
+        facts = stored_facts(
+            mail_facts(mail),
+            recipient,
+            sender="Bookable <bookings@bookable.test>",
+            stamp=STAMP,
+            change="bk7Qx2.c0ffee",
+        )
+        stored = json.loads(json.dumps(facts))
+        message_id = f"bk7Qx2.{kind.value}.c0ffee.0@bookable.test"
+        first = render_stored(stored, kind.value, message_id)
+        assert render_stored(stored, kind.value, message_id, invitations={}) == first
+        assert first == render(mail, kind, recipient, message_id=f"<{message_id}>")
+        if kind.method is not None:
+            assert 'boundary="=_' in first.message

@@ -15,13 +15,17 @@ from fastapi import Request
 from pydantic import ValidationError
 
 from bookable.bookings.access import booking_host_ids, get_booking
-from bookable.bookings.create import bookable_event_type, booking_times, event_type_id_of
+from bookable.bookings.create import booking_times, event_type_id_of
 from bookable.bookings.schemas import BookingCreate
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.core.auth import Caller
 from bookable.core.errors import ApiError
 from bookable.models import EventType
-from bookable.slots.service import calendar_host_ids, calendar_window
+from bookable.slots.service import (
+    calendar_host_ids,
+    calendar_window,
+    find_event_type_for_calendars,
+)
 
 
 async def calendars_for_new_booking(request: Request, caller: Caller) -> ExternalBusy | None:
@@ -32,8 +36,14 @@ async def calendars_for_new_booking(request: Request, caller: Caller) -> Externa
         return None
     async with request.app.state.sessions() as session:
         try:
-            event_type = await bookable_event_type(
-                session, caller, event_type_id_of(body.event_type_id)
+            # The event type the caller may book (`bookable_event_type`'s rule), and whether
+            # any of its hosts selected a calendar, in one query.
+            event_type, selected = await find_event_type_for_calendars(
+                session,
+                caller,
+                event_type_id=event_type_id_of(body.event_type_id),
+                usernames=(),
+                slug=None,
             )
             start, end = booking_times(body, event_type.length)
         except ApiError:
@@ -41,6 +51,9 @@ async def calendars_for_new_booking(request: Request, caller: Caller) -> Externa
         host_ids = await calendar_host_ids(session, event_type)
         window = calendar_window(event_type, start, end)
     reader: CalendarBusyReader = request.app.state.calendar_busy
+    if not selected:
+        # Nothing to read: no reader session, no query for calendars that are not there.
+        return reader.none_selected(host_ids, *window)
     return await reader.read(host_ids, *window, revalidate=True)
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
 
@@ -38,6 +39,7 @@ from bookable.notifications.outbox import Change, MailPolicy, mail_booking_chang
 from bookable.scheduling import Refusal
 from bookable.slots.service import (
     Team,
+    _readable_by,
     allowed_durations,
     readable_event_types,
 )
@@ -148,18 +150,30 @@ async def bookable_event_type(
     return event_type
 
 
+@cache
+def _event_type_and_owner_statement(*, admin: bool) -> Select[tuple[EventType, User]]:
+    """`_event_type_and_owner`'s query (`readable_event_types`' rule), built once per shape
+    (docs/architecture.md, "Hot paths"). Parameters: ``event_type_id``, ``caller_id``."""
+    query = (
+        select(EventType, User)
+        .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+        .outerjoin(User, User.id == EventType.user_id)
+        .where(EventType.id == bindparam("event_type_id"))
+    )
+    if not admin:
+        query = query.where(_readable_by(bindparam("caller_id")))
+    return query
+
+
 async def _event_type_and_owner(
     session: AsyncSession, caller: Caller, event_type_id: int
 ) -> tuple[EventType, User | None]:
     """`bookable_event_type` and its owning user (None if gone) in one query."""
-    query = (
-        readable_event_types(caller)
-        .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
-        .add_columns(User)
-        .outerjoin(User, User.id == EventType.user_id)
-        .where(EventType.id == event_type_id)
-    )
-    row = (await session.execute(query)).first() if is_db_id(event_type_id) else None
+    params: dict[str, Any] = {"event_type_id": event_type_id}
+    if not caller.is_admin:
+        params["caller_id"] = caller.user_id
+    query = _event_type_and_owner_statement(admin=caller.is_admin)
+    row = (await session.execute(query, params)).first() if is_db_id(event_type_id) else None
     if row is None:
         raise NotFound(f"Event type with id: {event_type_id} not found")
     return row[0], row[1]

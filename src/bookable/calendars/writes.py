@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
@@ -59,6 +59,20 @@ def event_uid(booking: Booking) -> str:
     return booking.ical_uid or f"{booking.uid}@bookable"
 
 
+# Built once (docs/architecture.md, "Hot paths"): every new booking asks.
+_DESTINATIONS = (
+    select(DestinationCalendar, Credential.user_id)
+    .join(Credential, Credential.id == DestinationCalendar.credential_id)
+    .where(
+        (DestinationCalendar.user_id.in_(bindparam("host_ids", expanding=True)))
+        | (
+            (DestinationCalendar.event_type_id == bindparam("event_type_id"))
+            & (DestinationCalendar.event_type_id.is_not(None))
+        )
+    )
+)
+
+
 async def destinations_for(
     session: AsyncSession, booking: Booking, host_ids: list[int]
 ) -> list[Destination]:
@@ -68,15 +82,7 @@ async def destinations_for(
         return []
     rows = (
         await session.execute(
-            select(DestinationCalendar, Credential.user_id)
-            .join(Credential, Credential.id == DestinationCalendar.credential_id)
-            .where(
-                (DestinationCalendar.user_id.in_(host_ids))
-                | (
-                    (DestinationCalendar.event_type_id == booking.event_type_id)
-                    & (DestinationCalendar.event_type_id.is_not(None))
-                )
-            )
+            _DESTINATIONS, {"host_ids": host_ids, "event_type_id": booking.event_type_id}
         )
     ).all()
     by_event_type = next((row for row in rows if row[0].event_type_id is not None), None)

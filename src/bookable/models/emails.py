@@ -1,16 +1,19 @@
 """The email outbox: one row per message about one booking change to one recipient.
 
-The whole message (headers, text, HTML, invitation) is rendered when the change commits, so a
-retry a day later sends what was true then. ``message_id`` is stable per (booking, change,
-recipient): a retry after a crash sends the same Message-ID, which mail software recognises.
+The change's transaction stores the facts of the message (``facts``: what was true then), not
+the message: rendering it (headers, text, HTML, invitation) is most of a booking's CPU, so the
+email dispatcher does it before the first attempt and stores the result in ``message``; a
+retry sends those bytes. ``message_id`` is stable per (booking, change, recipient): a retry
+after a crash sends the same Message-ID, which mail software recognises.
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Enum, Index, Integer, String, Text
+from sqlalchemy import JSON, Enum, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bookable.core.clock import utcnow
@@ -40,8 +43,12 @@ class OutboundEmail(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(255), unique=True)
     subject: Mapped[str] = mapped_column(Text)
-    # The message as sent (RFC 5322, CRLF line ends, 7-bit: encoded parts).
-    message: Mapped[str] = mapped_column(Text)
+    # What the message says (`notifications.messages.stored_facts`); None for a row written
+    # with its message.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The message as sent (RFC 5322, CRLF line ends, 7-bit: encoded parts); None until the
+    # dispatcher rendered ``facts`` for the first attempt.
+    message: Mapped[str | None] = mapped_column(Text)
     status: Mapped[EmailStatus] = mapped_column(
         Enum(EmailStatus, name="email_status", native_enum=False, length=16),
         default=EmailStatus.PENDING,

@@ -1,10 +1,14 @@
 """Sending the email outbox: hand each due message to the transport, record every attempt.
 
 `EmailDispatcher` is an `OutboxDispatcher` (`bookable.core.dispatch`: claims with a lease, at
-least once across SIGKILL, woken after the commit) over `outbound_emails`. One attempt hands
-the stored message, unchanged, to the transport (`bookable.notifications.transport`: SMTP, or
-an .eml file), with the envelope ``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient,
-bounded by ``BOOKABLE_EMAIL_TIMEOUT``.
+least once across SIGKILL, woken after the commit) over `outbound_emails`. A row's first
+attempt renders its message from the stored facts (`notifications.messages.render_stored`,
+outside any transaction; the rows of one change share their invitation) and the attempt's
+record stores it, whatever the outcome: a retry sends those bytes, even after an upgrade that
+renders differently. (A crash before the record renders again: the same facts make the same
+bytes.) One attempt hands the message, unchanged, to the transport
+(`bookable.notifications.transport`: SMTP, or an .eml file), with the envelope
+``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient, bounded by ``BOOKABLE_EMAIL_TIMEOUT``.
 
 Recording: success makes the row SENT with ``sent_at``. A failure is retried after the next
 wait of ``BOOKABLE_EMAIL_RETRY_DELAYS`` and is FAILED after ``BOOKABLE_EMAIL_MAX_ATTEMPTS``, or
@@ -26,8 +30,10 @@ from typing import Any, cast
 from sqlalchemy import Table, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bookable.calendars.ical import ItipMethod
 from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher, RunningClock
 from bookable.models.emails import EmailStatus, OutboundEmail
+from bookable.notifications.messages import render_stored
 from bookable.notifications.transport import (
     MailError,
     MailTransport,
@@ -40,6 +46,7 @@ log = logging.getLogger("bookable.emails")
 
 ROWS: Table = cast(Table, OutboundEmail.__table__)
 ERROR_CHARS = 1000  # how much of a failure's reason is kept
+SHARED_INVITATIONS = 256  # changes whose invitations are kept for their other rows
 
 
 def email_dispatcher_config(settings: Settings) -> DispatcherConfig:
@@ -59,8 +66,11 @@ class EmailJob:
     lease_until: datetime
     recipient: str
     message_id: str
-    message: str
+    kind: str
+    facts: dict[str, Any] | None
+    message: str | None  # None until rendered from ``facts``
     attempts: int
+    rendered: bool = False  # this attempt rendered ``message``: its record stores it
 
 
 @dataclass
@@ -94,12 +104,14 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         self.settings = settings
         self.transport = transport or transport_for(settings)
         self.sender = envelope_sender(settings)
+        # Invitations by change (`stored_facts`' "change"): built once for all its rows.
+        self._invitations: dict[str, dict[ItipMethod, bytes]] = {}
 
     # --- 1. claim ---------------------------------------------------------------------------
 
     def _claimed_columns(self) -> list[Any]:
         c = ROWS.c
-        return [c.id, c.recipient, c.message_id, c.message, c.attempts]
+        return [c.id, c.recipient, c.message_id, c.kind, c.facts, c.message, c.attempts]
 
     async def _jobs(
         self, session: AsyncSession, rows: Sequence[Any], lease_until: datetime
@@ -110,6 +122,8 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
                 lease_until=lease_until,
                 recipient=row.recipient,
                 message_id=row.message_id,
+                kind=row.kind,
+                facts=row.facts,
                 message=row.message,
                 attempts=row.attempts,
             )
@@ -118,13 +132,27 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
 
     # --- 2. send ----------------------------------------------------------------------------
 
+    def render(self, job: EmailJob) -> str:
+        """The job's message: as stored, or rendered from its facts (kept on the job)."""
+        if job.message is None:
+            if job.facts is None:
+                raise ValueError("the row holds neither a message nor its facts")
+            if len(self._invitations) >= SHARED_INVITATIONS:
+                self._invitations.clear()
+            shared = self._invitations.setdefault(str(job.facts.get("change")), {})
+            rendered = render_stored(job.facts, job.kind, job.message_id, invitations=shared)
+            job.message = rendered.message
+            job.rendered = True
+        return job.message
+
     async def deliver(self, job: EmailJob) -> EmailOutcome:
         """One attempt. Never raises for the mail server's or the network's trouble."""
         outcome = EmailOutcome(job, started_at=self.clock.now())
         try:
+            message = self.render(job)
             async with asyncio.timeout(self.config.timeout):
                 await self.transport.send(
-                    job.message,
+                    message,
                     sender=self.sender,
                     recipient=job.recipient,
                     message_id=job.message_id,
@@ -152,6 +180,8 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         for outcome in outcomes:
             job = outcome.job
             made = job.attempts + 1
+            # The message this attempt rendered, so that a retry sends the same bytes.
+            rendered = {"message": job.message} if job.rendered else {}
             if outcome.ok:
                 # Even if the lease ran out meanwhile: the server has it.
                 await session.execute(
@@ -163,6 +193,7 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
                         sent_at=outcome.finished_at or now,
                         last_error=None,
                         locked_until=None,
+                        **rendered,
                     )
                 )
                 continue
@@ -170,6 +201,7 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
                 "attempts": made,
                 "last_error": (outcome.error or "failed")[:ERROR_CHARS],
                 "locked_until": None,
+                **rendered,
             }
             if outcome.permanent or made >= self.config.max_attempts:
                 values["status"] = EmailStatus.FAILED.value

@@ -1,15 +1,19 @@
 """Booking emails rendered whole: subject, plain text, HTML and the iCalendar invitation, in one
 RFC 5322 message ready for SMTP.
 
-Pure: no I/O, no database. The outbox stores the message this returns when the change commits,
-so a retry sends what was true then. Times are shown in the recipient's own zone. Everything a
-booker typed that lands in a header (names, the title) goes through ``one_line`` first: a CR or
-LF there could add headers or recipients. Addresses are used as given (the caller validated them).
+Pure: no I/O, no database. The outbox stores the facts of a message when the change commits
+(`stored_facts`: what was true then) and the email dispatcher renders them (`render_stored`)
+before the first attempt: the same facts make the same bytes (the Date, DTSTAMP and MIME
+boundaries come from the stored stamp and message id). Times are shown in the recipient's own
+zone. Everything a booker typed that lands in a header (names, the title) goes through
+``one_line`` first: a CR or LF there could add headers or recipients. Addresses are used as given
+(the caller validated them).
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -366,10 +370,15 @@ def render_email(
             params={"name": "invite.ics"},
         )
     # The email package gives each part made by add_alternative/add_attachment its own
-    # MIME-Version; RFC 2045 wants it once, at the top.
-    for part in message.walk():
+    # MIME-Version; RFC 2045 wants it once, at the top. Boundaries from the message id, not
+    # random: rendering the same facts again (a retry after a crash) makes the same bytes.
+    # "=_" cannot occur in quoted-printable or base64 text, so no part can hold a boundary.
+    digest = hashlib.sha256(bare_id.encode()).hexdigest()[:32]
+    for number, part in enumerate(message.walk()):
         if part is not message:
             del part["MIME-Version"]
+        if part.is_multipart():
+            part.set_boundary(f"=_{digest}.{number}")
     wire = message.as_bytes(policy=SMTP).decode("ascii")
     head, body = wire.split("\r\n\r\n", 1)
     # A value that fits a line of its own but not after its name is moved whole to a
@@ -380,3 +389,102 @@ def render_email(
 
 
 _FOLDED_AT_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\r\n[ \t]+", re.MULTILINE)
+
+
+# --- stored facts: what the outbox row keeps, rendered by the dispatcher --------------------------
+
+
+def _party_facts(party: Party) -> list[str]:
+    return [party.name, party.email, party.time_zone]
+
+
+def _party(facts: list[str]) -> Party:
+    name, email, time_zone = facts
+    return Party(name, email, time_zone)
+
+
+def _instant(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None
+
+
+def mail_facts(mail: BookingMail) -> dict[str, Any]:
+    """``mail`` as JSON (made once per change, shared by its emails' rows)."""
+    return {
+        "booking_id": mail.booking_id,
+        "booking_uid": mail.booking_uid,
+        "ical_uid": mail.ical_uid,
+        "sequence": mail.sequence,
+        "title": mail.title,
+        "start": mail.start.isoformat(),
+        "end": mail.end.isoformat(),
+        "organizer": _party_facts(mail.organizer),
+        "hosts": [_party_facts(p) for p in mail.hosts],
+        "attendees": [_party_facts(p) for p in mail.attendees],
+        "location": mail.location,
+        "description": mail.description,
+        "responses": [list(pair) for pair in mail.responses],
+        "cancellation_reason": mail.cancellation_reason,
+        "rejection_reason": mail.rejection_reason,
+        "previous_start": mail.previous_start.isoformat() if mail.previous_start else None,
+        "previous_end": mail.previous_end.isoformat() if mail.previous_end else None,
+    }
+
+
+def mail_from_facts(facts: dict[str, Any]) -> BookingMail:
+    start, end = _instant(facts["start"]), _instant(facts["end"])
+    assert start is not None and end is not None
+    return BookingMail(
+        booking_id=facts["booking_id"],
+        booking_uid=facts["booking_uid"],
+        ical_uid=facts["ical_uid"],
+        sequence=facts["sequence"],
+        title=facts["title"],
+        start=start,
+        end=end,
+        organizer=_party(facts["organizer"]),
+        hosts=tuple(_party(p) for p in facts["hosts"]),
+        attendees=tuple(_party(p) for p in facts["attendees"]),
+        location=facts["location"],
+        description=facts["description"],
+        responses=tuple((label, answer) for label, answer in facts["responses"]),
+        cancellation_reason=facts["cancellation_reason"],
+        rejection_reason=facts["rejection_reason"],
+        previous_start=_instant(facts["previous_start"]),
+        previous_end=_instant(facts["previous_end"]),
+    )
+
+
+def stored_facts(
+    mail: dict[str, Any], recipient: Party, *, sender: str, stamp: datetime, change: str
+) -> dict[str, Any]:
+    """What an outbox row keeps to render its message later: ``mail`` (`mail_facts`, shared
+    by the change's rows), the recipient, the From, the stamp (Date and DTSTAMP) and
+    ``change``, a token the rows of one change share (their invitation is built once)."""
+    return {
+        "mail": mail,
+        "recipient": _party_facts(recipient),
+        "sender": sender,
+        "stamp": stamp.astimezone(UTC).isoformat(),
+        "change": change,
+    }
+
+
+def render_stored(
+    facts: dict[str, Any],
+    kind: str,
+    message_id: str,
+    *,
+    invitations: dict[ItipMethod, bytes] | None = None,
+) -> RenderedEmail:
+    """The message an outbox row's ``facts`` (`stored_facts`) describe: the same bytes every
+    time. ``message_id`` without angle brackets, as the row keeps it; ``invitations`` as for
+    `render_email`, shared only by rows of the same change."""
+    return render_email(
+        mail_from_facts(facts["mail"]),
+        MailKind(kind),
+        _party(facts["recipient"]),
+        sender=facts["sender"],
+        message_id=f"<{message_id}>",
+        stamp=datetime.fromisoformat(facts["stamp"]),
+        invitations=invitations,
+    )

@@ -1,8 +1,9 @@
 """Which emails a booking change sends, written to the email outbox in the change's transaction.
 
 `mail_booking_change` runs beside the webhook and calendar planning of every booking change and
-adds one `OutboundEmail` row per recipient, with the whole message rendered now
-(`notifications.messages`); the email dispatcher sends them after the commit, with retries.
+adds one `OutboundEmail` row per recipient with the facts of its message (what is true now;
+`notifications.messages.stored_facts`) and its subject; the email dispatcher renders and sends
+them after the commit, with retries (rendering was most of a booking's CPU in the request).
 Nothing is sent, or even made, with ``BOOKABLE_EMAILS=off``.
 
 Who gets what (Cal.com's set; `disableStandardEmails` in the event type's metadata honoured:
@@ -34,15 +35,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import Written, booking_attendees
-from bookable.calendars.ical import ItipMethod
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -54,7 +55,14 @@ from bookable.models import (
     OutboundEmail,
     User,
 )
-from bookable.notifications.messages import BookingMail, MailKind, Party, render_email
+from bookable.notifications.messages import (
+    BookingMail,
+    MailKind,
+    Party,
+    mail_facts,
+    stored_facts,
+    subject_for,
+)
 from bookable.settings import Settings
 
 # Booking responses that the email shows in its own places, not among "other answers".
@@ -79,8 +87,13 @@ class MailPolicy:
 
     @property
     def domain(self) -> str:
-        address = parseaddr(self.sender)[1]
-        return address.rpartition("@")[2] or "bookable"
+        return _domain_of(self.sender)
+
+
+@lru_cache(maxsize=64)
+def _domain_of(sender: str) -> str:
+    address = parseaddr(sender)[1]
+    return address.rpartition("@")[2] or "bookable"
 
 
 class Change(enum.Enum):
@@ -190,6 +203,7 @@ async def _facts(
     return mail, hosts, attendees
 
 
+@lru_cache(maxsize=4096)  # pure, and the same hosts and bookers come back: checked once each
 def _valid(address: str) -> bool:
     try:
         validate_email(address, check_deliverability=False)
@@ -198,15 +212,19 @@ def _valid(address: str) -> bool:
     return True
 
 
+# Built once (docs/architecture.md, "Hot paths"): every booking change counts.
+_SENT_SINCE = select(func.count(OutboundEmail.id)).where(
+    OutboundEmail.user_id == bindparam("user_id"),
+    OutboundEmail.created_at > bindparam("since", type_=OutboundEmail.created_at.type),
+    OutboundEmail.status != EmailStatus.DROPPED,
+)
+
+
 async def _sent_this_hour(session: AsyncSession, user_id: int | None, now: datetime) -> int:
     if user_id is None:
         return 0
     count = await session.scalar(
-        select(func.count(OutboundEmail.id)).where(
-            OutboundEmail.user_id == user_id,
-            OutboundEmail.created_at > now - timedelta(hours=1),
-            OutboundEmail.status != EmailStatus.DROPPED,
-        )
+        _SENT_SINCE, {"user_id": user_id, "since": now - timedelta(hours=1)}
     )
     return int(count or 0)
 
@@ -258,9 +276,10 @@ async def mail_booking_change(
     now = utcnow()
     room = policy.max_per_host_per_hour - await _sent_this_hour(session, booking.user_id, now)
     change_token = secrets.token_hex(6)
+    change_key = f"{booking.uid}.{change_token}"  # the rows of this change share an invitation
     seen: set[tuple[MailKind, str]] = set()
     rows: list[dict[str, Any]] = []
-    invitations: dict[ItipMethod, bytes] = {}
+    shared_facts = mail_facts(mail)
     sent = 0
     for index, (kind, party) in enumerate(recipients):
         if (kind, party.email.lower()) in seen:  # a host who is also an attendee: once
@@ -276,15 +295,6 @@ async def mail_booking_change(
                 f"over the limit of {policy.max_per_host_per_hour} emails an hour for this "
                 "host (BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR)",
             )
-        rendered = render_email(
-            mail,
-            kind,
-            party,
-            sender=policy.sender,
-            message_id=f"<{message_id}>",
-            stamp=now,
-            invitations=invitations,
-        )
         rows.append(
             {
                 "booking_id": booking.id,
@@ -292,8 +302,11 @@ async def mail_booking_change(
                 "kind": kind.value,
                 "recipient": party.email,
                 "message_id": message_id,
-                "subject": rendered.subject,
-                "message": rendered.message,
+                "subject": subject_for(mail, kind, party),
+                "facts": stored_facts(
+                    shared_facts, party, sender=policy.sender, stamp=now, change=change_key
+                ),
+                "message": None,
                 "status": status,
                 "attempts": 0,
                 "next_attempt_at": now,

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.common import Written
@@ -63,6 +64,19 @@ MEETING_GRACE = timedelta(days=1)
 # --- who is subscribed ----------------------------------------------------------------------------
 
 
+@cache
+def _subscribers_statement(*, by_event_type: bool, by_user: bool) -> Select[tuple[Webhook]]:
+    """`subscribers`' query, built once per shape (docs/architecture.md, "Hot paths")."""
+    scopes = []
+    if by_event_type:
+        scopes.append(Webhook.event_type_id == bindparam("event_type_id"))
+    if by_user:
+        scopes.append(Webhook.user_id == bindparam("user_id"))
+    return (
+        select(Webhook).where(Webhook.active.is_(True), or_(*scopes)).order_by(Webhook.created_at)
+    )
+
+
 async def subscribers(
     session: AsyncSession,
     booking: Booking,
@@ -73,22 +87,21 @@ async def subscribers(
     """Active webhooks that want any of ``triggers`` for ``booking`` (see the module docstring).
     ``event_type``: the booking's, when the caller holds it (one query fewer)."""
     wanted = {str(t) for t in triggers}
-    scopes = []
     team_id = None
     if booking.event_type_id is not None:
-        scopes.append(Webhook.event_type_id == booking.event_type_id)
         if event_type is not None and event_type.id == booking.event_type_id:
             team_id = event_type.team_id
         else:
             team_id = await session.scalar(
                 select(EventType.team_id).where(EventType.id == booking.event_type_id)
             )
-    if booking.user_id is not None and team_id is None:
-        scopes.append(Webhook.user_id == booking.user_id)
-    if not scopes:
+    by_event_type = booking.event_type_id is not None
+    by_user = booking.user_id is not None and team_id is None
+    if not (by_event_type or by_user):
         return []
     hooks = await session.scalars(
-        select(Webhook).where(Webhook.active.is_(True), or_(*scopes)).order_by(Webhook.created_at)
+        _subscribers_statement(by_event_type=by_event_type, by_user=by_user),
+        {"event_type_id": booking.event_type_id, "user_id": booking.user_id},
     )
     # Triggers are a JSON list: filtered here, alike on both databases (a user has few hooks).
     return [h for h in hooks if wanted.intersection(h.event_triggers or [])]
