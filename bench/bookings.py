@@ -12,7 +12,12 @@ set (its tables are emptied!):
     the same rows (a booking + its attendee, the columns the service writes) inserted with
     SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
     database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
-    of each and the ratio HTTP/floor.
+    of each and the ratio HTTP/floor. Two deployments (--dispatch): `inline`, one `serve` that
+    also sends the emails (renders them) as shipped; `worker`, `serve` with
+    BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends them. Every
+    booking's two emails are really sent (to .eml files; the hourly per-host limit is raised,
+    else the bench's one host would pass it after 100 bookings and its emails be dropped
+    unrendered); the emails still unsent when a run ends are printed.
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -39,6 +44,7 @@ import platform  # noqa: E402
 import random  # noqa: E402
 import secrets  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -50,10 +56,21 @@ from datetime import time as wall_time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
-from sqlalchemy import event, insert, text  # noqa: E402
+from sqlalchemy import event, func, insert, select, text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
-from _server import bookable_serve, format_rss, own_rss  # noqa: E402
+from _server import (  # noqa: E402
+    BOOKABLE,
+    Rss,
+    Running,
+    bookable_env,
+    format_rss,
+    own_rss,
+    rss_of_tree,
+    serving,
+    started,
+    stop,
+)
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
 from bookable.core.db import WRITE_OPTION, create_engine, session_factory  # noqa: E402
@@ -67,6 +84,7 @@ from bookable.models import (  # noqa: E402
     Schedule,
     User,
 )
+from bookable.models.emails import EmailStatus, OutboundEmail  # noqa: E402
 from bookable.settings import Settings  # noqa: E402
 
 LENGTH = 5  # minutes: 287 slots a day on a 00:00-23:59 schedule
@@ -274,8 +292,51 @@ async def floor_rate(
     return done / seconds
 
 
+@contextlib.contextmanager
+def deployment(
+    url: str, log: Path, mode: str, mail_dir: Path
+) -> Iterator[tuple[Running, dict[str, Rss | None]]]:
+    """`bookable serve` alone (``inline``: it sends the emails too) or beside one `bookable
+    worker` (``worker``). Yields the server and a dict filled with the RSS of each process
+    once the block ends."""
+    env = {
+        "BOOKABLE_EMAIL_DIR": str(mail_dir),
+        # The bench's one host makes two emails a booking; as shipped (200 an hour) it would
+        # pass the limit after 100 bookings and the rest would be dropped, never rendered.
+        "BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR": "100000000",
+    }
+    rss: dict[str, Rss | None] = {}
+    workers: list[subprocess.Popen[bytes]] = []
+    if mode == "worker":
+        env["BOOKABLE_WEBHOOK_DISPATCHER"] = "off"
+        workers.append(started([BOOKABLE, "worker"], bookable_env(url, **env), log))
+    try:
+        with serving([BOOKABLE, "serve"], bookable_env(url, **env), log, others=workers) as server:
+            yield server, rss
+            rss["serve"] = rss_of_tree(server.process.pid)
+            for worker in workers:
+                rss["worker"] = rss_of_tree(worker.pid)
+    finally:
+        for worker in workers:
+            stop(worker)
+
+
+async def unsent_emails(engine: AsyncEngine) -> int:
+    """Emails written but not sent yet (the dispatcher's backlog at this instant)."""
+    async with engine.connect() as conn:
+        count = await conn.scalar(
+            select(func.count(OutboundEmail.id)).where(OutboundEmail.status == EmailStatus.PENDING)
+        )
+    return int(count or 0)
+
+
 async def bench_creation(
-    kind: str, pg_url: str | None, tmp: Path, concurrency: list[int], duration: float
+    kind: str,
+    pg_url: str | None,
+    tmp: Path,
+    concurrency: list[int],
+    duration: float,
+    dispatch: list[str],
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with fresh_database(kind, pg_url, tmp) as url:
@@ -285,26 +346,31 @@ async def bench_creation(
             tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             tomorrow += timedelta(days=1)
             web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
-            with bookable_serve(
-                url, tmp / f"serve-{kind}.log", label=f"bookable serve ({kind})"
-            ) as server:
-                for clients in concurrency:
-                    rate, statuses = await http_rate(
-                        server.base_url, web, web_slots, clients, duration
-                    )
-                    floor = await floor_rate(engine, raw, raw_slots, clients, duration)
-                    results.append(
-                        {"db": kind, "clients": clients, "http": rate, "floor": floor,
-                         "statuses": dict(statuses), "server": server}
-                    )  # fmt: skip
+            for mode in dispatch:
+                log = tmp / f"serve-{kind}-{mode}.log"
+                with deployment(url, log, mode, tmp / f"mail-{kind}-{mode}") as (server, rss):
+                    for clients in concurrency:
+                        rate, statuses = await http_rate(
+                            server.base_url, web, web_slots, clients, duration
+                        )
+                        unsent = await unsent_emails(engine)
+                        floor = await floor_rate(engine, raw, raw_slots, clients, duration)
+                        results.append(
+                            {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
+                             "floor": floor, "statuses": dict(statuses), "unsent": unsent,
+                             "rss": rss}
+                        )  # fmt: skip
+                        print(
+                            f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
+                            f"{dict(statuses)}, floor {floor:.1f}/s, emails unsent {unsent}",
+                            file=sys.stderr,
+                        )
+                text_log = log.read_text(errors="replace")
+                if "Traceback" in text_log:
                     print(
-                        f"# {kind} {clients} client(s): http {rate:.1f}/s {dict(statuses)}, "
-                        f"floor {floor:.1f}/s",
+                        f"# {kind} {mode}: the server logged a traceback:\n{text_log[-3000:]}",
                         file=sys.stderr,
                     )
-            log = (tmp / f"serve-{kind}.log").read_text(errors="replace")
-            if "Traceback" in log:
-                print(f"# {kind}: the server logged a traceback:\n{log[-3000:]}", file=sys.stderr)
         finally:
             await engine.dispose()
     return results
@@ -505,7 +571,14 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--only", choices=["create", "list", "statements"], default=None)
+    parser.add_argument(
+        "--dispatch", default="inline,worker",
+        help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker does)",
+    )  # fmt: skip
     args = parser.parse_args()
+    dispatch = [d for d in args.dispatch.split(",") if d]
+    if not set(dispatch) <= {"inline", "worker"}:
+        parser.error("--dispatch: inline and/or worker")
     concurrency = [int(c) for c in args.clients.split(",")]
     sizes = sorted(int(s) for s in args.sizes.split(","))
     pg_url = None
@@ -531,22 +604,29 @@ async def main() -> None:
                 print(f"\n# {kind}: {len(statements)} statements for one POST /v1/bookings")
                 print("\n".join(statements))
             if args.only in (None, "create"):
-                creation += await bench_creation(kind, pg_url, tmp, concurrency, args.duration)
+                creation += await bench_creation(
+                    kind, pg_url, tmp, concurrency, args.duration, dispatch
+                )
             if args.only in (None, "list"):
                 listing.append(await bench_listing(kind, pg_url, tmp, sizes, args.repeat))
 
     if creation:
         print(f"\n# (a) bookings created per second, {args.duration:g} s per run")
-        print(f"{'db':<11}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}{'HTTP/floor':>12}  statuses")
+        print(
+            f"{'db':<11}{'dispatch':>9}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}"
+            f"{'HTTP/floor':>12}{'unsent':>8}  statuses"
+        )
         for r in creation:
             print(
-                f"{r['db']:<11}{r['clients']:>8}{r['http']:>10.1f}{r['floor']:>10.1f}"
-                f"{r['http'] / r['floor']:>12.3f}  {r['statuses']}"
+                f"{r['db']:<11}{r['dispatch']:>9}{r['clients']:>8}{r['http']:>10.1f}"
+                f"{r['floor']:>10.1f}{r['http'] / r['floor']:>12.3f}{r['unsent']:>8}"
+                f"  {r['statuses']}"
             )
-        # One server per database serves every client count: its RSS after all of them.
-        for kind in dict.fromkeys(r["db"] for r in creation):
-            server = next(r["server"] for r in creation if r["db"] == kind)
-            print(f"# RSS of bookable serve ({kind}) after its run: {format_rss(server.rss)}")
+        print("# unsent: emails still pending when the run ended (the dispatcher's backlog)")
+        # One deployment per database and mode serves every client count: RSS after all.
+        for r in {(r["db"], r["dispatch"]): r for r in creation}.values():
+            sizes = ", ".join(f"{name} {format_rss(size)}" for name, size in r["rss"].items())
+            print(f"# RSS after the {r['db']} {r['dispatch']} runs: {sizes}")
     if listing:
         print(f"\n# (b) GET /v1/bookings?take=100&page=<random>, {args.repeat} requests, ms")
         cells = "".join(f"{f'{n:,} median / p95':>24}" for n in sizes)
