@@ -218,7 +218,7 @@ async def plan_booking_event(
             _want(row, booking, None, now)
             changed += 1
     if changed:
-        await mark_written(session)
+        await mark_written(session, "calendar")
     return changed
 
 
@@ -252,5 +252,5 @@ async def retry_failed_writes(session: AsyncSession, credential_id: int) -> int:
     )
     count = int(result.rowcount or 0)
     if count:
-        await mark_written(session)
+        await mark_written(session, "calendar")
     return count

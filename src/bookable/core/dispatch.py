@@ -19,10 +19,12 @@ A process that dies between 1 and 3 leaves the row claimed until the lease runs 
 dispatcher claims it again: every row is carried out at least once, across SIGKILL. A lease is
 several times the timeout, so no row is worked on by two dispatchers at the same time.
 
-Rows are found at once after the commit that wrote them: `mark_written` flags the session, and
-an ``after_commit`` hook wakes this process's dispatchers; on PostgreSQL a NOTIFY (sent by the
-server on commit only) wakes the dispatchers of other processes, which LISTEN. Otherwise each
-polls every ``poll_interval``.
+Rows are found at once after the commit that wrote them: `mark_written` notes in the session
+which outbox was written, and an ``after_commit`` hook wakes this process's dispatchers of
+those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, its payload
+the outbox's name) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
+every ``poll_interval``. (Waking every dispatcher on every commit cost a booking that only
+sends emails two needless claim transactions, in the webhook and calendar dispatchers.)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy import Table, event, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -60,24 +62,26 @@ LISTEN_CHECK_TIMEOUT = 5.0
 JobT = TypeVar("JobT")
 OutcomeT = TypeVar("OutcomeT")
 
-_WRITTEN = "bookable.outbox.written"
-_listeners: set[Callable[[], None]] = set()
+_WRITTEN = "bookable.outbox.written"  # session.info: the names of the outboxes written
+# The outboxes, by their dispatchers' names.
+OutboxName = Literal["webhook", "calendar", "email"]
+_listeners: dict[str, set[Callable[[], None]]] = {}
 
 
 # --- waking dispatchers after a commit -----------------------------------------------------------
 
 
-def add_commit_listener(callback: Callable[[], None]) -> Callable[[], None]:
-    """Call ``callback`` after every commit that wrote outbox rows; returns its remover.
-    The callback runs inside the committing code: it must be quick and never raise."""
-    _listeners.add(callback)
-    return lambda: _listeners.discard(callback)
+def add_commit_listener(outbox: str, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` after every commit that wrote rows of ``outbox``; returns its
+    remover. The callback runs inside the committing code: it must be quick and never raise."""
+    _listeners.setdefault(outbox, set()).add(callback)
+    return lambda: _listeners.get(outbox, set()).discard(callback)
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
-    if session.info.pop(_WRITTEN, False):
-        for callback in list(_listeners):
+    for outbox in session.info.pop(_WRITTEN, ()):
+        for callback in list(_listeners.get(outbox, ())):
             try:
                 callback()
             except Exception:  # a listener's trouble must never fail the caller's commit
@@ -90,18 +94,24 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_WRITTEN, None)
 
 
-# One channel for every outbox: a wake-up costs each dispatcher one cheap read.
+# One channel for every outbox; the payload names the outbox written. A dispatcher wakes for
+# its own name, and for an empty payload (a writer that does not say: wake everyone).
 NOTIFY_CHANNEL = "bookable_webhooks"
 
 
-async def mark_written(session: AsyncSession) -> None:
-    """Remember to wake this process's dispatchers after the commit; on PostgreSQL also
-    NOTIFY, which the server sends on commit only, to dispatchers in other processes."""
-    if session.info.get(_WRITTEN):
+async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
+    """Remember to wake this process's dispatcher of ``outbox`` after the commit; on
+    PostgreSQL also NOTIFY, which the server sends on commit only, to the dispatchers of
+    other processes. Once per outbox and transaction."""
+    written: set[str] = session.info.setdefault(_WRITTEN, set())
+    if outbox in written:
         return
-    session.info[_WRITTEN] = True
+    written.add(outbox)
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        await session.execute(
+            text("SELECT pg_notify(:channel, :outbox)"),
+            {"channel": NOTIFY_CHANNEL, "outbox": outbox},
+        )
 
 
 # --- the dispatcher -------------------------------------------------------------------------------
@@ -227,7 +237,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._open()
-        self._remove_listener = add_commit_listener(self.wake)
+        self._remove_listener = add_commit_listener(self.name, self.wake)
         if self._engine_dialect() == "postgresql":
             await self._listen()
             self._listen_task = asyncio.create_task(
@@ -256,7 +266,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             raw = await self._listener.get_raw_connection()
             driver = self._listener_driver = raw.driver_connection
             driver.add_termination_listener(lambda *_args: lost.set())
-            await driver.add_listener(NOTIFY_CHANNEL, lambda *_args: self._wakeup.set())
+            await driver.add_listener(NOTIFY_CHANNEL, self._notified)
             return True
         except (DBAPIError, OSError, AttributeError) as error:
             log.warning("%s dispatcher: LISTEN failed, polling meanwhile: %s", self.name, error)
@@ -335,6 +345,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         if self._sqlite_writer is not None:
             await self._sqlite_writer.dispose()
             self._sqlite_writer = None
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        """A NOTIFY from a commit in any process: wake for rows of this outbox (or unnamed)."""
+        if payload in ("", self.name):
+            self._wakeup.set()
 
     def wake(self) -> None:
         """Look for due rows now (called after commits that wrote some; thread-safe)."""

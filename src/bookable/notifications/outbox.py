@@ -321,7 +321,7 @@ async def mail_booking_change(
         # One INSERT for all of them, and no ids read back (nothing here needs them).
         await session.execute(insert(OutboundEmail), rows)
     if sent:
-        await mark_written(session)
+        await mark_written(session, "email")
     return sent
 
 

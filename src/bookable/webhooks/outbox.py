@@ -274,7 +274,7 @@ async def _add_events(
             )
         )
         added += 1
-    await mark_written(session)
+    await mark_written(session, "webhook")
     return added
 
 
@@ -365,7 +365,7 @@ async def _plan_meetings(
                     session.add(planned)
                     added += 1
     if added:
-        await mark_written(session)
+        await mark_written(session, "webhook")
     return added
 
 
@@ -436,5 +436,5 @@ async def sync_meeting_events(session: AsyncSession, webhook: Webhook) -> int:
                 rows.append(row)
     session.add_all(rows)
     if rows:
-        await mark_written(session)
+        await mark_written(session, "webhook")
     return len(rows)

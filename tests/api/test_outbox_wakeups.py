@@ -1,0 +1,88 @@
+"""A commit wakes only the dispatchers of the outboxes it wrote (core/dispatch.py).
+
+Waking all three dispatchers after every outbox commit made a booking that only sends emails
+also run a claim transaction in the webhook and the calendar dispatcher. These tests pin who is
+woken: in this process (the after-commit hook) and in others (PostgreSQL's NOTIFY payload)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from fastapi import FastAPI
+
+from bookable.core.dispatch import NOTIFY_CHANNEL, add_commit_listener, mark_written
+from bookable.models import User
+from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
+
+pytestmark = pytest.mark.without_dispatchers
+
+
+@pytest.fixture
+def woken() -> Iterator[Counter[str]]:
+    """Which outboxes' commit listeners were called, and how often."""
+    calls: Counter[str] = Counter()
+    removers = [
+        add_commit_listener(name, lambda name=name: calls.update([name]))
+        for name in ("webhook", "calendar", "email")
+    ]
+    yield calls
+    for remove in removers:
+        remove()
+
+
+async def test_a_commit_wakes_the_dispatchers_of_the_outboxes_it_wrote(
+    app: FastAPI, woken: Counter[str]
+) -> None:
+    async with app.state.sessions() as session, session.begin():
+        await mark_written(session, "email")
+        await mark_written(session, "email")  # once per transaction
+    assert woken == {"email": 1}
+
+    async with app.state.sessions() as session, session.begin():
+        await mark_written(session, "webhook")
+        await mark_written(session, "calendar")
+    assert woken == {"email": 1, "webhook": 1, "calendar": 1}
+
+    # A commit that wrote no outbox row, and a rolled-back one that did, wake nobody.
+    async with app.state.sessions() as session, session.begin():
+        session.add(User(email="nobody@example.com", username="nobody"))
+    async with app.state.sessions() as session:
+        async with session.begin():
+            await mark_written(session, "email")
+            await session.rollback()
+        async with session.begin():  # the next transaction starts with nothing written
+            pass
+    assert woken == {"email": 1, "webhook": 1, "calendar": 1}
+
+
+async def test_other_processes_learn_which_outbox_was_written(
+    app: FastAPI, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("NOTIFY is PostgreSQL's")
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+        async with app.state.sessions() as session, session.begin():
+            await mark_written(session, "email")
+            await mark_written(session, "calendar")
+        received = {await asyncio.wait_for(payloads.get(), 5) for _ in range(2)}
+        assert received == {"email", "calendar"}
+        await asyncio.sleep(0.1)
+        assert payloads.empty()  # one NOTIFY per outbox, not per call
+    finally:
+        await listener.close()
+
+
+async def test_a_dispatcher_wakes_for_its_own_outbox_or_an_unnamed_notify(app: FastAPI) -> None:
+    dispatcher: Any = Dispatcher(app.state.sessions, DispatcherConfig())
+    for payload, wakes in (("calendar", False), ("email", False), ("webhook", True), ("", True)):
+        dispatcher._wakeup.clear()
+        dispatcher._notified(None, 0, NOTIFY_CHANNEL, payload)
+        assert dispatcher._wakeup.is_set() is wakes, payload
