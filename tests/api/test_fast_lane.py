@@ -27,6 +27,8 @@ from sqlalchemy import delete, update
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
+from bookable.core.auth import authenticate
+from bookable.core.errors import ApiError
 from bookable.core.logging import ACCESS_LOGGER, JsonLogFormatter
 from bookable.models import ApiKey, User, UserRole
 from bookable.settings import Settings
@@ -209,6 +211,21 @@ async def test_the_lane_serves_me_without_the_router(pairs: Callable[..., Any]) 
             response = await http.get(path, params={"apiKey": key})
         assert response.status_code in (200, 307), response.text
         assert ("router" in seen[0]) is routed, path
+
+
+async def test_dependency_overrides_are_never_skipped(pairs: Callable[..., Any]) -> None:
+    """The lane calls `authenticate` itself: with an override set, FastAPI answers instead."""
+    pair = await pairs()
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+
+    async def refuse_everyone() -> None:
+        raise ApiError(418, "overridden")
+
+    for app in pair.apps:
+        app.dependency_overrides[authenticate] = refuse_everyone
+    lane, plain = await both(pair, "GET", f"/v1/me?apiKey={key}")
+    assert lane == plain
+    assert lane[0] == 418
 
 
 async def test_metrics_count_lane_answers_as_the_router_does(pairs: Callable[..., Any]) -> None:

@@ -16,8 +16,9 @@ would do for that route and nothing more:
    ``UnexpectedErrorMiddleware``, as it does from the router.
 
 Every other request (another method, a trailing slash, a path with parameters, a mounted root
-path, FastAPI telemetry on) goes down the full stack untouched, before anything is spent. The
-FastAPI route stays: it is the OpenAPI entry and the answer for all of those.
+path, FastAPI telemetry on, dependency overrides set) goes down the full stack untouched, before
+anything is spent. The FastAPI route stays: it is the OpenAPI entry and the answer for all of
+those.
 ``tests/api/test_fast_lane.py`` sends the same requests through both and compares the bytes.
 """
 
@@ -89,11 +90,13 @@ class FastLane:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             lane = self.lanes.get((scope["method"], scope["path"]))
-            # A root path or FastAPI's telemetry change what routing does: the full stack then.
+            # A root path, FastAPI's telemetry or dependency overrides (which the lane would
+            # not see) change what the full stack does: it answers then.
             if (
                 lane is not None
                 and not scope.get("root_path")
                 and not scope.get("fastapi.telemetry")
+                and not scope["app"].dependency_overrides
             ):
                 await self._serve(lane, scope, receive, send)
                 return
