@@ -7,10 +7,11 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -32,6 +33,7 @@ from bookable.core.clock import clock
 from bookable.core.db import WriteGate, create_engine, is_sqlite, session_factory
 from bookable.core.encryption import Encryptor
 from bookable.core.errors import build_allow_index, install_error_handlers
+from bookable.core.fastlane import FastLane, Lane, endpoint_lane
 from bookable.core.health import HEALTH_PATHS
 from bookable.core.health import router as health_router
 from bookable.core.idempotency import purge_forever
@@ -73,6 +75,10 @@ RESOURCE_ROUTERS = (
     calendars_router,
 )
 IDEMPOTENCY_PURGE_SECONDS = 600.0
+# Hot v1 routes the fast lane answers without FastAPI's per-request work (core/fastlane.py):
+# (router, method, path in the router). Their FastAPI routes stay, for OpenAPI and every case
+# the lane passes on.
+FAST_LANE_ROUTES: tuple[tuple[APIRouter, str, str], ...] = ((users_router, "GET", "/me"),)
 
 
 def include_v1(app: FastAPI) -> None:
@@ -89,7 +95,21 @@ def include_v1(app: FastAPI) -> None:
         app.include_router(resource, prefix="/v1", dependencies=[Depends(authenticate)])
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def fast_lanes() -> dict[tuple[str, str], Lane]:
+    lanes = {}
+    for router, method, path in FAST_LANE_ROUTES:
+        (route,) = (
+            r
+            for r in router.routes
+            if isinstance(r, APIRoute) and r.path == path and method in r.methods
+        )
+        # Called without /v1, a path reaches the lane already rewritten by EdgeMiddleware.
+        lanes[(method, "/v1" + path)] = endpoint_lane(route)
+    return lanes
+
+
+def create_app(settings: Settings | None = None, *, fast_lane: bool = True) -> FastAPI:
+    """The app. ``fast_lane=False`` leaves every route to FastAPI (the tests compare both)."""
     settings = settings or get_settings()
     install_redaction(settings.api_key_prefix)
     # Always set: an app built without BOOKABLE_CLOCK must not inherit an earlier frozen one.
@@ -185,7 +205,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _mount_docs(app)
     install_metrics(app, settings)
 
-    # Added first, so innermost: an unexpected error's 500 still passes CORS and the edge.
+    if fast_lane:
+        # Innermost: what the layers around it add (CORS, request id, rate-limit headers,
+        # metrics, access line) is the same for the lane's answers as for FastAPI's.
+        app.add_middleware(FastLane, lanes=fast_lanes(), exception_handlers=app.exception_handlers)
+    # Added early, so inner: an unexpected error's 500 still passes CORS and the edge.
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -36,6 +36,8 @@ app.add_typer(encryption_app, name="encryption")
 # Human output goes to stderr so that a key printed on stdout is easy for scripts to take.
 err = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
+# uvicorn's app factory for `serve` (bookable.serving: the app, then its start-up heap frozen).
+SERVED_APP = "bookable.serving:create_served_app"
 
 
 def _run(make: Callable[[Settings], Awaitable[T]]) -> T:
@@ -296,12 +298,12 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
     if workers > 1:
         # uvicorn's supervisor passes SIGTERM on to each worker process, which stops the same
         # way but without BOOKABLE_SHUTDOWN_DELAY (the signal never reaches our server class).
-        uvicorn.run("bookable.app:create_app", workers=workers, **options)  # type: ignore[arg-type]
+        uvicorn.run(SERVED_APP, workers=workers, **options)  # type: ignore[arg-type]
         return
     from bookable.serving import serve as serve_gracefully
 
     serve_gracefully(
-        uvicorn.Config("bookable.app:create_app", **options),  # type: ignore[arg-type]
+        uvicorn.Config(SERVED_APP, **options),  # type: ignore[arg-type]
         shutdown_delay=settings.shutdown_delay,
     )
 

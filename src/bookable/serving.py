@@ -18,20 +18,40 @@ On SIGTERM (or SIGINT) the process:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
 import sys
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 
+from bookable.app import create_app
 from bookable.core.health import stopping
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("uvicorn.error")
 DELAY_POLL = 0.05  # seconds between looks for a second signal during the delay
+
+
+def create_served_app() -> FastAPI:
+    """The app as `bookable serve` runs it (uvicorn's factory, in each worker process).
+
+    Everything alive once the app is built (modules, routes, models: ~200,000 objects) lives as
+    long as the process; ``gc.freeze`` takes it out of the collector's sight. Otherwise every
+    full collection walks it all: ~230 ms with the event loop stopped, every request in flight
+    waiting (the p99 of ~150 ms against a p50 of 15 ms under load). Not in ``create_app``: the
+    tests build hundreds of apps in one process and must get them collected."""
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 class GracefulServer(uvicorn.Server):

@@ -152,3 +152,22 @@ def test_calendar_passwords_and_tokens_are_hidden(line):
 
 def test_a_password_field_without_a_value_is_left_alone():
     assert redact("password: None") == "password: None"
+
+
+def test_a_template_is_cleaned_again_when_the_prefixes_change():
+    """Templates (messages with arguments) are cleaned once and remembered: a new prefix must
+    not be served the old cleaning."""
+
+    def cleaned(template: str) -> str:
+        record = logging.LogRecord("x", logging.INFO, "f", 1, template, ("arg",), None)
+        RedactKeys().filter(record)
+        return record.getMessage()
+
+    template = f"key xyz_{SECRET} %s"
+    assert cleaned(template) == "key xyz_[redacted key] arg"  # the bare secret, as before
+    install_redaction("xyz_")
+    try:
+        assert cleaned(template) == "key [redacted key] arg"  # the whole key now
+    finally:
+        install_redaction("cal_")
+    assert cleaned(template) == "key xyz_[redacted key] arg"

@@ -18,6 +18,7 @@ SQL parameters never reach exception text in the first place (``hide_parameters`
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import traceback
@@ -43,12 +44,16 @@ _SECRET_FIELD_QUOTED = re.compile(
 _SECRET_FIELD = re.compile(
     rf"(?i)({_SECRET_NAME}['\"]?\s*[:=]\s*)(?!b?['\"]|none\b|null\b)[^\s,&)}}]+"
 )
-_SECRET_WORDS = ("secret", "passw", "token", "encrypted")
+# redact() tests for the words _SECRET_NAME needs ("secret", "passw", "token", "encrypted")
+# before running its patterns.
 # The secret alone is a key too; in a URL it may follow a percent-escape (cal%5F<secret>).
 _BARE_SECRET = re.compile(
     r"(?:(?<![0-9A-Za-z])|(?<=%[0-9A-Fa-f]{2}))[0-9a-fA-F]{32}(?![0-9A-Za-z])"
 )
 _SECRET_PARAMS = frozenset({"apikey"})
+# Cheap test first (every log record, e.g. each access line, passes here): a run of 32 hex
+# digits, which every key holds.
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{32}")
 # C0 controls and DEL; TAB is harmless. Templates and tracebacks keep their newlines.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 _CONTROL_BUT_NEWLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
@@ -77,9 +82,11 @@ def redact(text: str) -> str:
         text = _BEARER.sub(r"\1[redacted]", text)
     if "authorization" in lowered:
         text = _AUTHORIZATION.sub(r"\1[redacted]", text)
-    if any(word in lowered for word in _SECRET_WORDS):
+    if "secret" in lowered or "passw" in lowered or "token" in lowered or "encrypted" in lowered:
         text = _SECRET_FIELD_QUOTED.sub(r"\1\2[redacted]\2", text)
         text = _SECRET_FIELD.sub(r"\1[redacted]", text)
+    if _HEX_RUN.search(text) is None:
+        return text  # neither a prefixed key nor a bare secret can be in it
     text = _keys.sub("[redacted key]", text)
     return _BARE_SECRET.sub("[redacted key]", text)
 
@@ -98,7 +105,18 @@ def clean_block(text: str) -> str:
     return _escape(_CONTROL_BUT_NEWLINE, redact(text))
 
 
+@functools.lru_cache(maxsize=1024)
+def _clean_template(text: str) -> str:
+    # A message with arguments is one of a handful of constant templates (uvicorn's access line:
+    # '%s - "%s %s HTTP/%s" %d'): cleaned once each. Messages without arguments (f-strings,
+    # which may hold anything) are not kept. A pure function of the text while the key prefixes
+    # stay (install_redaction clears it when they change).
+    return clean_block(text)
+
+
 def _clean_arg(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_field(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, bytes):
@@ -108,7 +126,8 @@ def _clean_arg(value: Any) -> Any:
 
 
 def clean_record(record: logging.LogRecord) -> logging.LogRecord:
-    record.msg = clean_block(record.msg if isinstance(record.msg, str) else str(record.msg))
+    msg = record.msg if isinstance(record.msg, str) else str(record.msg)
+    record.msg = _clean_template(msg) if record.args else clean_block(msg)
     if isinstance(record.args, tuple):
         record.args = tuple(_clean_arg(a) for a in record.args)
     elif isinstance(record.args, dict):
@@ -145,6 +164,7 @@ def install_redaction(api_key_prefix: str = "cal_") -> None:
     """Clean every log record created from now on (idempotent)."""
     global _keys
     _keys = _key_pattern({"cal_", "cal_live_", api_key_prefix})
+    _clean_template.cache_clear()
     factory = logging.getLogRecordFactory()
     if not isinstance(factory, _CleaningFactory):
         logging.setLogRecordFactory(_CleaningFactory(factory))

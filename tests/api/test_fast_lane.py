@@ -1,0 +1,299 @@
+"""The fast lane (core/fastlane.py) answers byte for byte what FastAPI answers.
+
+Each case sends the same requests to two apps on the same database, one with the lane and one
+without (``create_app(..., fast_lane=False)``), and compares status, every header (in order) and
+the body; only the request id (random unless the client sends one) and the rate-limit reset
+instant (a clock reading) are normalised. Plus: the lane really serves ``/v1/me`` (the router is
+never entered), metrics and the JSON access line say the same for both.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete, update
+
+from bookable.api_keys.service import issue_key
+from bookable.app import create_app
+from bookable.core.auth import authenticate
+from bookable.core.errors import ApiError
+from bookable.core.logging import ACCESS_LOGGER, JsonLogFormatter
+from bookable.models import ApiKey, User, UserRole
+from bookable.settings import Settings
+from tests.conftest import client_for
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+ORIGIN = "https://app.example.com"
+
+
+@dataclass
+class Pair:
+    """The same settings twice: with the fast lane and without."""
+
+    lane: FastAPI
+    plain: FastAPI
+    lane_http: httpx.AsyncClient
+    plain_http: httpx.AsyncClient
+
+    @property
+    def apps(self) -> tuple[FastAPI, FastAPI]:
+        return self.lane, self.plain
+
+
+@pytest.fixture
+async def pairs(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    async with AsyncExitStack() as stack:
+
+        async def _make(**overrides: Any) -> Pair:
+            settings = make_settings(**overrides)
+            made: list[Any] = []
+            for fast_lane in (True, False):
+                application = create_app(settings, fast_lane=fast_lane)
+                await stack.enter_async_context(application.router.lifespan_context(application))
+                made += [application, await stack.enter_async_context(client_for(application))]
+            return Pair(made[0], made[2], made[1], made[3])
+
+        yield _make
+
+
+async def add_user(app: FastAPI, username: str, **key_args: Any) -> tuple[int, str, str]:
+    """A user and a key, written straight to the database (shared by both apps)."""
+    async with app.state.sessions() as session, session.begin():
+        user = User(email=f"{username}@example.com", username=username, role=UserRole.USER)
+        session.add(user)
+        await session.flush()
+        key, clear = await issue_key(session, user_id=user.id, prefix="cal_", **key_args)
+        return user.id, key.id, clear
+
+
+def normalised(response: httpx.Response, *, client_request_id: bool) -> Answer:
+    headers = []
+    for name, value in response.headers.raw:
+        lowered = name.lower()
+        if lowered in (b"x-request-id", b"calcom-response-id") and not client_request_id:
+            assert re.fullmatch(rb"[0-9a-f]{24}", value), value
+            value = b"<request id>"
+        elif lowered == b"x-ratelimit-reset":
+            assert value.isdigit(), value
+            value = b"<reset>"
+        elif lowered == b"retry-after":
+            assert value.isdigit(), value
+            value = b"<seconds>"
+        headers.append((lowered, value))
+    return response.status_code, headers, response.content
+
+
+async def both(pair: Pair, method: str, url: str, **kwargs: Any) -> tuple[Answer, Answer]:
+    sent_id = "x-request-id" in {k.lower() for k in kwargs.get("headers", {})}
+    lane = await pair.lane_http.request(method, url, **kwargs)
+    plain = await pair.plain_http.request(method, url, **kwargs)
+    return (
+        normalised(lane, client_request_id=sent_id),
+        normalised(plain, client_request_id=sent_id),
+    )
+
+
+def ask(key: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """The requests of one case: (method, url, httpx arguments)."""
+    query = f"?apiKey={key}" if key is not None else ""
+    return [
+        ("GET", f"/v1/me{query}", {}),
+        ("GET", "/v1/me", {"headers": {"Authorization": f"Bearer {key}"}} if key else {}),
+        ("GET", f"/me{query}", {}),
+        ("GET", f"/v1/me{query}", {"headers": {"Origin": ORIGIN}}),
+        ("GET", f"/v1/me{query}", {"headers": {"X-Request-ID": "trace-7"}}),
+        ("GET", f"/v1/me{query}{'&' if query else '?'}unknown=1&unknown=2&take=x", {}),
+        ("GET", f"/v1/me/{query}", {}),
+        ("GET", f"/me/{query}", {}),
+        ("HEAD", f"/v1/me{query}", {}),
+        ("OPTIONS", f"/v1/me{query}", {}),
+        (
+            "OPTIONS",
+            f"/v1/me{query}",
+            {"headers": {"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}},
+        ),
+        ("POST", f"/v1/me{query}", {"json": {}}),
+    ]
+
+
+async def assert_same(pair: Pair, key: str | None) -> list[int]:
+    statuses = []
+    for method, url, kwargs in ask(key):
+        lane, plain = await both(pair, method, url, **kwargs)
+        assert lane == plain, (method, url, kwargs)
+        statuses.append(lane[0])
+    return statuses
+
+
+async def test_a_valid_key_in_every_form(pairs: Callable[..., Any]) -> None:
+    pair = await pairs()
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+    statuses = await assert_same(pair, key)
+    # The lane's answers, then the hand-offs: redirects, 405s and CORS's own preflight answer.
+    assert statuses == [200] * 6 + [307, 307, 405, 405, 200, 405], statuses
+
+
+async def test_no_key_and_a_bad_key(pairs: Callable[..., Any]) -> None:
+    pair = await pairs()
+    assert (await assert_same(pair, None))[0] == 401
+    assert (await assert_same(pair, "cal_" + "0" * 32))[0] == 401
+    assert (await assert_same(pair, "nonsense"))[0] == 401
+
+
+async def test_an_expired_key(pairs: Callable[..., Any]) -> None:
+    pair = await pairs()
+    expired = datetime.now(UTC) - timedelta(days=1)
+    _user_id, _key_id, key = await add_user(pair.lane, "alice", expires_at=expired)
+    assert (await assert_same(pair, key))[0] == 401
+
+
+async def test_a_revoked_key_and_a_locked_user(pairs: Callable[..., Any]) -> None:
+    pair = await pairs()
+    user_id, key_id, key = await add_user(pair.lane, "alice")
+    _other_id, other_key_id, other_key = await add_user(pair.lane, "bob")
+    assert (await assert_same(pair, key))[0] == 200  # cached in both apps now
+    async with pair.lane.state.sessions() as session, session.begin():
+        await session.execute(delete(ApiKey).where(ApiKey.id == key_id))
+        await session.execute(update(User).where(User.username == "bob").values(locked=True))
+    for app in pair.apps:  # what the services do after such a commit
+        await app.state.authenticator.revoke_cached()
+    assert (await assert_same(pair, key))[0] == 401
+    assert (await assert_same(pair, other_key))[0] == 403
+    assert user_id and other_key_id
+
+
+async def test_rate_limited(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(rate_limit="3/minute")
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+    statuses = []
+    for _ in range(5):
+        lane, plain = await both(pair, "GET", f"/v1/me?apiKey={key}")
+        assert lane == plain
+        statuses.append(lane[0])
+    assert statuses == [200, 200, 200, 429, 429]
+    assert (await assert_same(pair, key))[0] == 429
+
+
+async def test_the_lane_serves_me_without_the_router(pairs: Callable[..., Any]) -> None:
+    """Starlette's router marks each scope it handles (``scope["router"]``): a lane answer has
+    no such mark, a hand-off (a trailing slash) has."""
+    pair = await pairs()
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+    for app, path, routed in (
+        (pair.lane, "/v1/me", False),
+        (pair.lane, "/me", False),
+        (pair.lane, "/v1/me/", True),
+        (pair.plain, "/v1/me", True),
+    ):
+        seen: list[dict[str, Any]] = []
+
+        async def keeping_scope(
+            scope: Any, receive: Any, send: Any, app: Any = app, seen: list[Any] = seen
+        ) -> None:
+            seen.append(scope)
+            await app(scope, receive, send)
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=keeping_scope), base_url="http://bookable.test"
+        ) as http:
+            response = await http.get(path, params={"apiKey": key})
+        assert response.status_code in (200, 307), response.text
+        assert ("router" in seen[0]) is routed, path
+
+
+async def test_dependency_overrides_are_never_skipped(pairs: Callable[..., Any]) -> None:
+    """The lane calls `authenticate` itself: with an override set, FastAPI answers instead."""
+    pair = await pairs()
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+
+    async def refuse_everyone() -> None:
+        raise ApiError(418, "overridden")
+
+    for app in pair.apps:
+        app.dependency_overrides[authenticate] = refuse_everyone
+    lane, plain = await both(pair, "GET", f"/v1/me?apiKey={key}")
+    assert lane == plain
+    assert lane[0] == 418
+
+
+async def test_metrics_count_lane_answers_as_the_router_does(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(metrics="on")
+    _user_id, _key_id, key = await add_user(pair.lane, "alice")
+
+    async def counted(http: httpx.AsyncClient, url: str) -> dict[Any, float]:
+        """The counters (and histogram counts) one request moved, by name and labels."""
+
+        async def scrape() -> dict[Any, float]:
+            text = (await http.get("/metrics")).text
+            return {
+                (sample.name, frozenset(sample.labels.items())): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith("bookable_")
+                and sample.name.endswith(("_total", "_count"))
+            }
+
+        before = await scrape()
+        await http.get(url)
+        after = await scrape()
+        return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0)}
+
+    for url in (f"/v1/me?apiKey={key}", f"/me?apiKey={key}", "/v1/me"):
+        lane = await counted(pair.lane_http, url)
+        plain = await counted(pair.plain_http, url)
+        assert lane == plain, url
+        labels = {dict(labels).get("route") for _name, labels in lane}
+        assert "/v1/me" in labels, lane
+
+
+@pytest.fixture
+def access_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    access = logging.getLogger(ACCESS_LOGGER)
+    old_level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+
+    def lines() -> list[dict[str, Any]]:
+        found = [json.loads(line) for line in stream.getvalue().splitlines()]
+        stream.seek(0)
+        stream.truncate()
+        return found
+
+    try:
+        yield lines
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
+
+
+async def test_json_access_lines_are_the_same(
+    pairs: Callable[..., Any], access_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    pair = await pairs(log_format="json", metrics="on")
+    user_id, _key_id, key = await add_user(pair.lane, "alice")
+    for url in (f"/v1/me?apiKey={key}", f"/me?apiKey={key}", "/v1/me?apiKey=bad"):
+        written = []
+        for http in (pair.lane_http, pair.plain_http):
+            access_lines()
+            await http.get(url, headers={"X-Request-ID": "trace-9"})
+            (line,) = access_lines()
+            assert key not in json.dumps(line)
+            written.append({k: v for k, v in line.items() if k not in ("time", "duration_ms")})
+        assert written[0] == written[1], url
+        assert written[0]["route"] == "/v1/me"
+        assert written[0]["user_id"] == (None if url.endswith("bad") else user_id)
