@@ -362,7 +362,8 @@ async def _own_event_uids(
     ignore_booking_uid: str | None,
     external: ExternalBusy | None,
 ) -> frozenset[str]:
-    uids = {row[0] for row in rows} | {row[-1] for row in rows if row[-1]}
+    # Rows of `_busy_statement(identified=True)`: uid fifth, iCal UID last.
+    uids = {row[4] for row in rows} | {row[-1] for row in rows if row[-1]}
     if ignore_booking_uid:
         uids.add(ignore_booking_uid)
         if external is not None:
@@ -414,10 +415,16 @@ async def external_busy_times(
 
 
 @cache
-def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> CompoundSelect[Any]:
+def _busy_statement(
+    *, pending_blocks: bool, ignoring: bool, identified: bool
+) -> CompoundSelect[Any]:
     """The bookings that keep a host busy, built once per shape. Parameters: ``host_id``,
     ``host_email`` (lower case), ``busy_from``, ``busy_to``; ``event_type_id`` when PENDING
     bookings of the event type block too; ``ignore_uid`` for the booking being moved.
+
+    Rows: start, end, and the buffers of the booking's event type (0 without one); with
+    ``identified``, also its uid, event type id and iCal UID (needed for seats and to match
+    calendar events; thousands of strings read for nothing otherwise).
 
     Two branches, each once per booking: the host's own bookings (the (user_id, start_time)
     index, as a plain range read), and the bookings of others the host co-hosts or attends.
@@ -442,16 +449,16 @@ def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> CompoundSelect[A
     )
 
     def branch(whose: ColumnElement[bool]) -> Select[Any]:
+        columns: list[ColumnElement[Any]] = [
+            Booking.start_time,
+            Booking.end_time,
+            func.coalesce(EventType.before_event_buffer, 0),
+            func.coalesce(EventType.after_event_buffer, 0),
+        ]
+        if identified:
+            columns += [Booking.uid, Booking.event_type_id, Booking.ical_uid]
         query = (
-            select(
-                Booking.uid,
-                Booking.start_time,
-                Booking.end_time,
-                Booking.event_type_id,
-                EventType.before_event_buffer,
-                EventType.after_event_buffer,
-                Booking.ical_uid,
-            )
+            select(*columns)
             .outerjoin(EventType, EventType.id == Booking.event_type_id)
             .where(
                 whose,
@@ -498,7 +505,14 @@ async def load_host_calendar(
     )
     # A seated slot waiting PENDING (priced, or to be confirmed) is still the slot seats join.
     pending_blocks = pending_blocks or bool(event_type.seats_per_time_slot)
-    query = _busy_statement(pending_blocks=pending_blocks, ignoring=bool(ignore_booking_uid))
+    seats = bool(event_type.seats_per_time_slot)
+    # Calendar events are matched against the host's bookings by uid: only when there are some.
+    match_events = external is not None and bool(external.busy.get(host.id))
+    query = _busy_statement(
+        pending_blocks=pending_blocks,
+        ignoring=bool(ignore_booking_uid),
+        identified=seats or match_events,
+    )
     params: dict[str, Any] = {
         "host_id": host.id,
         "host_email": host.email.lower(),
@@ -512,18 +526,23 @@ async def load_host_calendar(
     rows = (await session.execute(query, params)).all()
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
-    busy: list[BusyTime] = []
-    for uid, b_start, b_end, b_event_type, before, after, _ical_uid in rows:
-        if event_type.seats_per_time_slot and b_event_type == event_type.id:
-            seated_ids[uid] = (b_start, b_end)
-        else:
-            busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
+    busy: list[BusyTime]
+    if seats:
+        busy = []
+        for b_start, b_end, before, after, uid, b_event_type, _ical_uid in rows:
+            if b_event_type == event_type.id:
+                seated_ids[uid] = (b_start, b_end)
+            else:
+                busy.append(BusyTime(b_start, b_end, before, after))
+    else:
+        # Start, end and buffers lead every row, whatever the shape.
+        busy = [BusyTime(row[0], row[1], row[2], row[3]) for row in rows]
 
     # The host's bookings read above, and the one being moved or confirmed, by uid and by
     # iCal UID (a rescheduled booking's event keeps the first booking's UID): only needed to
     # leave out calendar events that are these bookings, so only when there are events.
     own_uids: frozenset[str] = frozenset()
-    if external is not None and external.busy.get(host.id):
+    if match_events:
         own_uids = await _own_event_uids(session, rows, ignore_booking_uid, external)
     busy.extend(await external_busy_times(session, host.id, busy_from, busy_to, external, own_uids))
 
