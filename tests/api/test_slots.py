@@ -324,7 +324,7 @@ async def test_half_hour_zone_bookers_see_the_hosts_grid(app, client, alice, boo
 
 
 async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(app, alice, bob):
-    """The preflight reads no calendar for an event type whose owner and hosts selected none,
+    """GET /slots reads no calendar for an event type whose owner and hosts selected none,
     even when a host of another event type did."""
     from bookable.core.auth import Caller
     from bookable.models import (
@@ -336,7 +336,7 @@ async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(
         User,
         UserRole,
     )
-    from bookable.slots.service import find_event_type_for_calendars
+    from bookable.slots.service import find_slots_event_type
 
     alices = await add_event_type(app, alice.id)
     feed = "https://feeds.example/bob.ics"
@@ -366,8 +366,8 @@ async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(
     flags = []
     async with app.state.sessions() as session:
         for event_type_id in (alices, team_type_id):
-            _event_type, selected = await find_event_type_for_calendars(
+            found = await find_slots_event_type(
                 session, root, event_type_id=event_type_id, usernames=[], slug=None
             )
-            flags.append(selected)
+            flags.append(found.calendars_selected)
     assert flags == [False, True]

@@ -92,9 +92,10 @@ def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     return query.where(_readable_by(caller.user_id))
 
 
-# What `_event_type_statement` reads beside the event type: nothing, the owner with their
-# schedules (one row per schedule row), or whether its hosts selected a calendar.
-EventTypeExtra = Literal["none", "owner", "calendars"]
+# What `_event_type_statement` reads beside the event type: nothing, or (for GET /slots) the
+# owner with their schedules (one row per schedule row) and whether its owner or hosts
+# selected a calendar.
+EventTypeExtra = Literal["none", "slots"]
 
 _SCHEDULE_COLUMNS = (
     Schedule.id,
@@ -113,11 +114,7 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
     building the expression and its cache key on every request. Parameters: ``event_type_id``
     or ``username`` and ``slug``; ``caller_id`` unless ``admin``."""
     query: Select[Any]
-    if extra == "owner":
-        # The owner (None for a team event type) and every schedule `host_schedule` would read
-        # for them: theirs and the event type's own.
-        query = select(EventType, User, *_SCHEDULE_COLUMNS)
-    elif extra == "calendars":
+    if extra == "slots":
         # A superset of `calendar_host_ids`' calendars: False means none to read.
         # Two levels down: event_types is correlated explicitly, or it would join afresh.
         hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
@@ -131,7 +128,9 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
             )
             .exists()
         )
-        query = select(EventType, selected)
+        # The owner (None for a team event type) and every schedule `host_schedule` would read
+        # for them: theirs and the event type's own.
+        query = select(EventType, User, selected, *_SCHEDULE_COLUMNS)
     else:
         query = select(EventType)
     # Slots need none of the event type's relationships: skip their extra queries.
@@ -142,10 +141,10 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
             EventType.slug == bindparam("slug"),
         )
     else:
-        if extra == "owner":
+        if extra == "slots":
             query = query.outerjoin(User, User.id == EventType.user_id)
         query = query.where(EventType.id == bindparam("event_type_id"))
-    if extra == "owner":
+    if extra == "slots":
         query = (
             query.outerjoin(
                 Schedule,
@@ -207,26 +206,31 @@ async def find_event_type(
     return event_type
 
 
-async def find_event_type_for_calendars(
+@dataclass(frozen=True, slots=True)
+class SlotsEventType:
+    """What GET /slots reads first, in one query: the event type, its owner (None for a team's),
+    the owner's schedule rows (as `choose_schedule` takes them), and whether its owner or hosts
+    selected a calendar (False: there is nothing to read for it)."""
+
+    event_type: EventType
+    owner: User | None
+    schedule_rows: Sequence[Any]
+    calendars_selected: bool
+
+
+async def find_slots_event_type(
     session: AsyncSession,
     caller: Caller,
     *,
     event_type_id: int | None,
     usernames: Sequence[str],
     slug: str | None,
-) -> tuple[EventType, bool]:
-    """`find_event_type`, and whether its owner or hosts selected a calendar (False: there is
-    nothing to read for it), in one query."""
+) -> SlotsEventType:
     rows = await _find_event_type_rows(
-        session,
-        caller,
-        event_type_id=event_type_id,
-        usernames=usernames,
-        slug=slug,
-        extra="calendars",
+        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug, extra="slots"
     )
-    event_type, selected = rows[0]
-    return event_type, bool(selected)
+    event_type, owner, selected = rows[0][:3]
+    return SlotsEventType(event_type, owner, [row[3:] for row in rows], bool(selected))
 
 
 def event_rules(event_type: EventType) -> EventRules:
@@ -609,26 +613,14 @@ async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> lis
 
 async def available_slots(
     session: AsyncSession,
-    caller: Caller,
+    found: SlotsEventType,
     *,
-    event_type_id: int | None,
-    usernames: Sequence[str],
-    slug: str | None,
     query: SlotQuery,
     now: datetime,
     external: ExternalBusy | None = None,
 ) -> list[Slot]:
-    check_window(query.start, query.end)
-    # The event type, its owner and their schedules in one round trip.
-    rows = await _find_event_type_rows(
-        session,
-        caller,
-        event_type_id=event_type_id,
-        usernames=usernames,
-        slug=slug,
-        extra="owner",
-    )
-    event_type, owner = rows[0][0], rows[0][1]
+    """The slots of ``found`` (`find_slots_event_type`) for the window asked."""
+    event_type, owner = found.event_type, found.owner
     check_duration(event_type, query.duration)
     request = SlotRequest(
         query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
@@ -654,7 +646,7 @@ async def available_slots(
         query.end,
         ignore_booking_uid=query.reschedule_uid,
         external=external,
-        schedule=choose_schedule([row[2:] for row in rows], event_type, owner),
+        schedule=choose_schedule(found.schedule_rows, event_type, owner),
     )
     return compute_slots(event_rules(event_type), calendar, request)
 
