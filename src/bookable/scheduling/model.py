@@ -118,8 +118,11 @@ class SlotRequest:
     duration: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
+    """A bookable start (and end); seated slots that have a booking say how full it is.
+
+    A named tuple, like `BusyTime`: hundreds per request, each built in half the time."""
+
     start: datetime
     end: datetime
     attendees: int | None = None
