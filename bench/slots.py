@@ -4,7 +4,8 @@ accepted bookings spread over the window; a 31-day window is asked for, in proce
 For each N (100, 1,000, 10,000) and each database (SQLite; PostgreSQL when
 BOOKABLE_BENCH_DATABASE_URL or BOOKABLE_TEST_DATABASE_URL is set) it prints, per request:
 - total: GET /v1/slots through the whole app (httpx ASGI transport, auth cache warm, no rate limit);
-- load: the service's database reads (load_host_calendar);
+- load: the service's database reads (load_host_calendar: the schedules, the busy bookings; told
+  as GET /slots tells it that the host selected no calendar, so no query asks);
 - engine: compute_slots alone, on the loaded inputs;
 - db floor: the raw busy-bookings query alone (SQLAlchemy Core, rows fetched, nothing built);
 - GET /v1/me: the cheapest authenticated route through the same app (the framework floor);
@@ -46,7 +47,11 @@ from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import Availability, Base, Booking, EventType, Schedule, User  # noqa: E402
 from bookable.scheduling import SlotRequest, compute_slots  # noqa: E402
 from bookable.settings import Settings  # noqa: E402
-from bookable.slots.service import event_rules, load_host_calendar  # noqa: E402
+from bookable.slots.service import (  # noqa: E402
+    calendar_window,
+    event_rules,
+    load_host_calendar,
+)
 
 WINDOW_START = datetime(2027, 3, 1, tzinfo=UTC)
 WINDOW_END = WINDOW_START + timedelta(days=31)
@@ -144,10 +149,14 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
             event_type = await session.get(EventType, event_type_id)
             assert user is not None and event_type is not None
             rules = event_rules(event_type)
+            # What GET /slots hands the load for a host without calendars (no query to ask).
+            external = app.state.calendar_busy.none_selected(
+                [user_id], *calendar_window(event_type, WINDOW_START, WINDOW_END)
+            )
             for i in range(repeat + 3):
                 began = time.perf_counter()
                 calendar = await load_host_calendar(
-                    session, event_type, user, WINDOW_START, WINDOW_END
+                    session, event_type, user, WINDOW_START, WINDOW_END, external=external
                 )
                 loaded = time.perf_counter()
                 compute_slots(

@@ -324,7 +324,7 @@ async def test_half_hour_zone_bookers_see_the_hosts_grid(app, client, alice, boo
 
 
 async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(app, alice, bob):
-    """The preflight reads no calendar for an event type whose owner and hosts selected none,
+    """GET /slots reads no calendar for an event type whose owner and hosts selected none,
     even when a host of another event type did."""
     from bookable.core.auth import Caller
     from bookable.models import (
@@ -336,7 +336,7 @@ async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(
         User,
         UserRole,
     )
-    from bookable.slots.service import find_event_type_for_calendars
+    from bookable.slots.service import find_slots_event_type
 
     alices = await add_event_type(app, alice.id)
     feed = "https://feeds.example/bob.ics"
@@ -366,8 +366,51 @@ async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(
     flags = []
     async with app.state.sessions() as session:
         for event_type_id in (alices, team_type_id):
-            _event_type, selected = await find_event_type_for_calendars(
+            found = await find_slots_event_type(
                 session, root, event_type_id=event_type_id, usernames=[], slug=None
             )
-            flags.append(selected)
+            flags.append(found.calendars_selected)
     assert flags == [False, True]
+
+
+async def test_slots_of_a_host_without_calendars_take_two_queries_on_one_connection(
+    make_settings, alice
+):
+    """No preflight session, no calendar query, no second lookup of the event type: one query
+    reads the event type, its owner, their schedules and whether anyone selected a calendar,
+    one the busy bookings, on the request's one connection."""
+    from sqlalchemy import event
+
+    from bookable.app import create_app
+    from tests.conftest import client_for
+
+    application = create_app(make_settings(clock=NOW, webhook_dispatcher="off"))
+    statements: list[str] = []
+    checkouts: list[object] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(" ".join(statement.split()))
+
+    def checkout(*_args) -> None:
+        checkouts.append(_args)
+
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        await add_schedule(application, alice.id, "Europe/Berlin")
+        event_type = await add_event_type(application, alice.id)
+        params = {"eventTypeId": event_type, "startTime": "2026-12-01", "endTime": "2026-12-01"}
+        warm = await slots(http, alice, **params)  # the key's cache is filled
+        assert warm.status_code == 200, warm.text
+        engine = application.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        event.listen(engine.pool, "checkout", checkout)
+        try:
+            r = await slots(http, alice, **params)
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+            event.remove(engine.pool, "checkout", checkout)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["slots"]["2026-12-01"]) == 16
+    queries = [s for s in statements if s.upper().startswith(("SELECT", "WITH"))]
+    assert len(queries) == 2, queries
+    assert "selected_calendars" in queries[0]
+    assert len(checkouts) == 1

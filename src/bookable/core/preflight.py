@@ -14,6 +14,11 @@ after them, so the preflight runs after authentication (and rate limiting) and b
 opens the request's transaction. A preflight reads the raw request itself (``request.json()``,
 query and path parameters) and opens its own short sessions if it must read rows; it returns
 None when the request is malformed, and the endpoint's usual validation answers the 400.
+
+A read-only route whose first query already tells whether a remote call is needed may skip the
+preflight (its own session and a second lookup) and instead commit the request's transaction
+before the call: GET /slots does (`slots.endpoints.read_host_calendars`), since most hosts
+select no calendar.
 """
 
 from __future__ import annotations

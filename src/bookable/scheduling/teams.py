@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from bookable.scheduling.booking_check import Refusal, check_booking
-from bookable.scheduling.intervals import Interval
+from bookable.scheduling.intervals import Span
 from bookable.scheduling.model import (
     BusyTime,
     EventRules,
@@ -46,12 +46,12 @@ from bookable.scheduling.model import (
 )
 from bookable.scheduling.slots import (
     alignment_unit,
-    free_time,
+    free_spans,
     grid_anchor,
     seat_still_bookable,
 )
 from bookable.scheduling.window import rolling_window_dates
-from bookable.scheduling.working_hours import day_ranges
+from bookable.scheduling.working_hours import day_spans
 
 
 class SchedulingKind(enum.StrEnum):
@@ -87,15 +87,15 @@ class TeamSlot:
 
 
 class _Free:
-    """One host's free ranges (sorted, disjoint), with a fast "does [s, e) fit in one?"."""
+    """One host's free spans (sorted, disjoint), with a fast "does [s, e) fit in one?"."""
 
-    def __init__(self, ranges: list[Interval]) -> None:
-        self._ranges = ranges
-        self._starts = [r.start for r in ranges]
+    def __init__(self, spans: list[Span]) -> None:
+        self._spans = spans
+        self._starts = [start for start, _end in spans]
 
     def fits(self, start: datetime, end: datetime) -> bool:
         index = bisect_right(self._starts, start) - 1
-        return index >= 0 and self._ranges[index].end >= end
+        return index >= 0 and self._spans[index][1] >= end
 
 
 def _blocking(event: EventRules, host: HostCalendar) -> HostCalendar:
@@ -110,7 +110,8 @@ def _blocking(event: EventRules, host: HostCalendar) -> HostCalendar:
 
 
 def _host_free(event: EventRules, host: HostCalendar, request: SlotRequest, length: int) -> _Free:
-    _working, free = free_time(event, _blocking(event, host), request, length)
+    days = day_spans(host.rules, host.zone, request.start, request.end)
+    _working, free = free_spans(event, _blocking(event, host), request, length, days)
     return _Free(free)
 
 
@@ -122,14 +123,14 @@ def _grid_starts(
     advance = timedelta(minutes=step + event.offset_start)
     unit = alignment_unit(step)
     starts: list[datetime] = []
-    for day_range in day_ranges(host.rules, host.zone, request.start, request.end):
-        if day_range.end <= request.start or day_range.start >= request.end:
+    for day_start, day_end in day_spans(host.rules, host.zone, request.start, request.end):
+        if day_end <= request.start or day_start >= request.end:
             continue
-        start = grid_anchor(day_range.start, host, unit) + timedelta(minutes=event.offset_start)
+        start = grid_anchor(day_start, host, unit) + timedelta(minutes=event.offset_start)
         if start < request.start:
             skipped = (request.start - start) // advance
             start += advance * max(skipped - 1, 0)
-        while start < day_range.end:
+        while start < day_end:
             if start >= request.start:
                 starts.append(start)
             start += advance

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from bookable.scheduling.intervals import Interval, merge
+from bookable.scheduling.intervals import Interval, Span, merge_spans
 from bookable.scheduling.model import AvailabilityRule
 
 MIDNIGHT = time(0, 0)
@@ -41,13 +41,18 @@ def _ends_at_midnight(rule: AvailabilityRule) -> bool:
 
 
 def rule_interval(rule: AvailabilityRule, day: date, zone: ZoneInfo) -> Interval | None:
+    span = _rule_span(rule, _ends_at_midnight(rule), day, zone)
+    return Interval(*span) if span is not None else None
+
+
+def _rule_span(rule: AvailabilityRule, to_midnight: bool, day: date, zone: ZoneInfo) -> Span | None:
     start = local_instant(day, rule.start, zone)
     end = (
         start_of_day(day + timedelta(days=1), zone)
-        if _ends_at_midnight(rule)
+        if to_midnight
         else local_instant(day, rule.end, zone)
     )
-    return Interval(start, end) if end > start else None
+    return (start, end) if end > start else None
 
 
 def local_dates(first: date, last: date) -> Iterator[date]:
@@ -57,41 +62,54 @@ def local_dates(first: date, last: date) -> Iterator[date]:
         day += timedelta(days=1)
 
 
-def day_ranges(
+def day_spans(
     rules: Iterable[AvailabilityRule], zone: ZoneInfo, window_start: datetime, window_end: datetime
-) -> list[Interval]:
-    """Working time of every local date the window touches, one interval per rule and date,
+) -> list[Span]:
+    """Working time of every local date the window touches, one span per rule and date,
     sorted, not merged: each keeps its own start, where the slot grid of that day is anchored.
 
     A date with any override uses only its overrides (00:00-00:00 leaves it empty). The window
     only chooses the dates (one either side, since a neighbouring date can reach into it); the
-    intervals themselves are not clipped, so they do not depend on the window.
+    spans themselves are not clipped, so they do not depend on the window.
     """
-    weekly: list[AvailabilityRule] = []
-    overrides: dict[date, list[AvailabilityRule]] = defaultdict(list)
+    # Each rule with whether it runs to midnight, and the weekly ones by weekday: worked out
+    # once, not per date.
+    by_weekday: list[list[tuple[AvailabilityRule, bool]]] = [[] for _ in range(7)]
+    overrides: dict[date, list[tuple[AvailabilityRule, bool]]] = defaultdict(list)
     for rule in rules:
+        entry = (rule, _ends_at_midnight(rule))
         if rule.date is not None:
-            overrides[rule.date].append(rule)
+            overrides[rule.date].append(entry)
         else:
-            weekly.append(rule)
+            for weekday in rule.days:
+                if 0 <= weekday < 7:
+                    by_weekday[weekday].append(entry)
 
     first = window_start.astimezone(zone).date() - timedelta(days=1)
     last = window_end.astimezone(zone).date() + timedelta(days=1)
-    ranges: list[Interval] = []
+    spans: list[Span] = []
     for day in local_dates(first, last):
         todays = overrides.get(day)
         if todays is None:
-            weekday = cal_weekday(day)
-            todays = [rule for rule in weekly if weekday in rule.days]
-        for rule in todays:
-            interval = rule_interval(rule, day, zone)
-            if interval is not None:
-                ranges.append(interval)
-    return sorted(ranges)
+            todays = by_weekday[cal_weekday(day)]
+        for rule, to_midnight in todays:
+            span = _rule_span(rule, to_midnight, day, zone)
+            if span is not None:
+                spans.append(span)
+    spans.sort()
+    return spans
+
+
+def day_ranges(
+    rules: Iterable[AvailabilityRule], zone: ZoneInfo, window_start: datetime, window_end: datetime
+) -> list[Interval]:
+    """`day_spans` as Intervals."""
+    return [Interval(*span) for span in day_spans(rules, zone, window_start, window_end)]
 
 
 def working_ranges(
     rules: Iterable[AvailabilityRule], zone: ZoneInfo, window_start: datetime, window_end: datetime
 ) -> list[Interval]:
     """`day_ranges` merged: touching or overlapping working time becomes one range."""
-    return merge(day_ranges(rules, zone, window_start, window_end))
+    days = day_spans(rules, zone, window_start, window_end)
+    return [Interval(*span) for span in merge_spans(days)]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy, calendar_problems
-from bookable.core.auth import Caller, CurrentCaller
+from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
-from bookable.core.errors import ApiError, BadRequest
+from bookable.core.errors import BadRequest
 from bookable.core.openapi import ok
-from bookable.core.preflight import Prepared, before_transaction
 from bookable.core.routing import CheckedRoute
 from bookable.core.timeparse import parse_bound
 from bookable.core.timezones import canonical_time_zone
@@ -53,38 +54,26 @@ def window_from_query(
     return bounds[0], bounds[1]
 
 
-async def read_calendars_for_slots(request: Request, caller: Caller) -> ExternalBusy | None:
-    """Preflight: the busy times of the event type's hosts' calendars for the window asked, read
-    before the request's transaction. A malformed query reads nothing (the endpoint says why)."""
-    params = request.query_params
-    try:
-        zone = booker_zone(params.get("timeZone"))
-        start, end = window_from_query(
-            params.get("startTime") or params.get("startDateTime"),
-            params.get("endTime") or params.get("endDateTime"),
-            zone,
-        )
-        raw_id = params.get("eventTypeId")
-        event_type_id = int(raw_id) if raw_id else None
-    except (ApiError, ValueError):
-        return None
-    async with request.app.state.sessions() as session:
-        try:
-            event_type, selected = await service.find_event_type_for_calendars(
-                session,
-                caller,
-                event_type_id=event_type_id,
-                usernames=params.getlist("usernameList"),
-                slug=params.get("eventTypeSlug"),
-            )
-        except ApiError:
-            return None
-        host_ids = await service.calendar_host_ids(session, event_type)
-        window = service.calendar_window(event_type, start, end)
+async def read_host_calendars(
+    request: Request,
+    session: AsyncSession,
+    found: service.SlotsEventType,
+    start: datetime,
+    end: datetime,
+) -> ExternalBusy:
+    """The busy times of the event type's hosts' calendars for the window asked.
+
+    Read in the request's session, not in a preflight of its own: the first query already said
+    whether anyone selected a calendar, and usually nobody did (nothing to read, no second
+    session, no second lookup of the event type). When someone did, the transaction those reads
+    began ends before any calendar server is asked, and the next query begins another."""
+    host_ids = await service.calendar_host_ids(session, found.event_type)
+    window = service.calendar_window(found.event_type, start, end)
     reader: CalendarBusyReader = request.app.state.calendar_busy
-    if not selected:
-        # Answered from the rows just read: no reader session, no cache, nothing to record.
+    if not found.calendars_selected:
         return reader.none_selected(host_ids, *window)
+    # Commit, not roll back: a rollback would expire the rows read, and they are used after.
+    await session.commit()
     return await reader.read(host_ids, *window, revalidate=False)
 
 
@@ -92,12 +81,11 @@ async def read_calendars_for_slots(request: Request, caller: Caller) -> External
     "/slots",
     summary="Bookable slots of an event type, grouped by the booker's local date",
     responses=ok(SlotsResponse),
-    dependencies=[before_transaction(read_calendars_for_slots)],
 )
 async def get_slots(
+    request: Request,
     session: DbSession,
     caller: CurrentCaller,
-    external: Prepared,
     startTime: str | None = None,
     endTime: str | None = None,
     startDateTime: Annotated[
@@ -119,12 +107,18 @@ async def get_slots(
         )
     zone = booker_zone(timeZone)
     start, end = window_from_query(startTime or startDateTime, endTime or endDateTime, zone)
-    slots = await service.available_slots(
+    service.check_window(start, end)
+    found = await service.find_slots_event_type(
         session,
         caller,
         event_type_id=eventTypeId,
         usernames=usernameList or [],
         slug=eventTypeSlug,
+    )
+    external = await read_host_calendars(request, session, found, start, end)
+    slots = await service.available_slots(
+        session,
+        found,
         query=service.SlotQuery(start, end, zone, duration, rescheduleUid),
         now=clock.now(),
         external=external,

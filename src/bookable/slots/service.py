@@ -92,9 +92,10 @@ def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     return query.where(_readable_by(caller.user_id))
 
 
-# What `_event_type_statement` reads beside the event type: nothing, the owner with their
-# schedules (one row per schedule row), or whether its hosts selected a calendar.
-EventTypeExtra = Literal["none", "owner", "calendars"]
+# What `_event_type_statement` reads beside the event type: nothing, or (for GET /slots) the
+# owner with their schedules (one row per schedule row) and whether its owner or hosts
+# selected a calendar.
+EventTypeExtra = Literal["none", "slots"]
 
 _SCHEDULE_COLUMNS = (
     Schedule.id,
@@ -113,11 +114,7 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
     building the expression and its cache key on every request. Parameters: ``event_type_id``
     or ``username`` and ``slug``; ``caller_id`` unless ``admin``."""
     query: Select[Any]
-    if extra == "owner":
-        # The owner (None for a team event type) and every schedule `host_schedule` would read
-        # for them: theirs and the event type's own.
-        query = select(EventType, User, *_SCHEDULE_COLUMNS)
-    elif extra == "calendars":
+    if extra == "slots":
         # A superset of `calendar_host_ids`' calendars: False means none to read.
         # Two levels down: event_types is correlated explicitly, or it would join afresh.
         hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
@@ -131,7 +128,9 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
             )
             .exists()
         )
-        query = select(EventType, selected)
+        # The owner (None for a team event type) and every schedule `host_schedule` would read
+        # for them: theirs and the event type's own.
+        query = select(EventType, User, selected, *_SCHEDULE_COLUMNS)
     else:
         query = select(EventType)
     # Slots need none of the event type's relationships: skip their extra queries.
@@ -142,10 +141,10 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
             EventType.slug == bindparam("slug"),
         )
     else:
-        if extra == "owner":
+        if extra == "slots":
             query = query.outerjoin(User, User.id == EventType.user_id)
         query = query.where(EventType.id == bindparam("event_type_id"))
-    if extra == "owner":
+    if extra == "slots":
         query = (
             query.outerjoin(
                 Schedule,
@@ -207,26 +206,31 @@ async def find_event_type(
     return event_type
 
 
-async def find_event_type_for_calendars(
+@dataclass(frozen=True, slots=True)
+class SlotsEventType:
+    """What GET /slots reads first, in one query: the event type, its owner (None for a team's),
+    the owner's schedule rows (as `choose_schedule` takes them), and whether its owner or hosts
+    selected a calendar (False: there is nothing to read for it)."""
+
+    event_type: EventType
+    owner: User | None
+    schedule_rows: Sequence[Any]
+    calendars_selected: bool
+
+
+async def find_slots_event_type(
     session: AsyncSession,
     caller: Caller,
     *,
     event_type_id: int | None,
     usernames: Sequence[str],
     slug: str | None,
-) -> tuple[EventType, bool]:
-    """`find_event_type`, and whether its owner or hosts selected a calendar (False: there is
-    nothing to read for it), in one query."""
+) -> SlotsEventType:
     rows = await _find_event_type_rows(
-        session,
-        caller,
-        event_type_id=event_type_id,
-        usernames=usernames,
-        slug=slug,
-        extra="calendars",
+        session, caller, event_type_id=event_type_id, usernames=usernames, slug=slug, extra="slots"
     )
-    event_type, selected = rows[0]
-    return event_type, bool(selected)
+    event_type, owner, selected = rows[0][:3]
+    return SlotsEventType(event_type, owner, [row[3:] for row in rows], bool(selected))
 
 
 def event_rules(event_type: EventType) -> EventRules:
@@ -362,7 +366,8 @@ async def _own_event_uids(
     ignore_booking_uid: str | None,
     external: ExternalBusy | None,
 ) -> frozenset[str]:
-    uids = {row[0] for row in rows} | {row[-1] for row in rows if row[-1]}
+    # Rows of `_busy_statement(identified=True)`: uid fifth, iCal UID last.
+    uids = {row[4] for row in rows} | {row[-1] for row in rows if row[-1]}
     if ignore_booking_uid:
         uids.add(ignore_booking_uid)
         if external is not None:
@@ -414,10 +419,16 @@ async def external_busy_times(
 
 
 @cache
-def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> CompoundSelect[Any]:
+def _busy_statement(
+    *, pending_blocks: bool, ignoring: bool, identified: bool
+) -> CompoundSelect[Any]:
     """The bookings that keep a host busy, built once per shape. Parameters: ``host_id``,
     ``host_email`` (lower case), ``busy_from``, ``busy_to``; ``event_type_id`` when PENDING
     bookings of the event type block too; ``ignore_uid`` for the booking being moved.
+
+    Rows: start, end, and the buffers of the booking's event type (0 without one); with
+    ``identified``, also its uid, event type id and iCal UID (needed for seats and to match
+    calendar events; thousands of strings read for nothing otherwise).
 
     Two branches, each once per booking: the host's own bookings (the (user_id, start_time)
     index, as a plain range read), and the bookings of others the host co-hosts or attends.
@@ -442,16 +453,16 @@ def _busy_statement(*, pending_blocks: bool, ignoring: bool) -> CompoundSelect[A
     )
 
     def branch(whose: ColumnElement[bool]) -> Select[Any]:
+        columns: list[ColumnElement[Any]] = [
+            Booking.start_time,
+            Booking.end_time,
+            func.coalesce(EventType.before_event_buffer, 0),
+            func.coalesce(EventType.after_event_buffer, 0),
+        ]
+        if identified:
+            columns += [Booking.uid, Booking.event_type_id, Booking.ical_uid]
         query = (
-            select(
-                Booking.uid,
-                Booking.start_time,
-                Booking.end_time,
-                Booking.event_type_id,
-                EventType.before_event_buffer,
-                EventType.after_event_buffer,
-                Booking.ical_uid,
-            )
+            select(*columns)
             .outerjoin(EventType, EventType.id == Booking.event_type_id)
             .where(
                 whose,
@@ -498,7 +509,14 @@ async def load_host_calendar(
     )
     # A seated slot waiting PENDING (priced, or to be confirmed) is still the slot seats join.
     pending_blocks = pending_blocks or bool(event_type.seats_per_time_slot)
-    query = _busy_statement(pending_blocks=pending_blocks, ignoring=bool(ignore_booking_uid))
+    seats = bool(event_type.seats_per_time_slot)
+    # Calendar events are matched against the host's bookings by uid: only when there are some.
+    match_events = external is not None and bool(external.busy.get(host.id))
+    query = _busy_statement(
+        pending_blocks=pending_blocks,
+        ignoring=bool(ignore_booking_uid),
+        identified=seats or match_events,
+    )
     params: dict[str, Any] = {
         "host_id": host.id,
         "host_email": host.email.lower(),
@@ -512,18 +530,23 @@ async def load_host_calendar(
     rows = (await session.execute(query, params)).all()
 
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
-    busy: list[BusyTime] = []
-    for uid, b_start, b_end, b_event_type, before, after, _ical_uid in rows:
-        if event_type.seats_per_time_slot and b_event_type == event_type.id:
-            seated_ids[uid] = (b_start, b_end)
-        else:
-            busy.append(BusyTime(b_start, b_end, before or 0, after or 0))
+    busy: list[BusyTime]
+    if seats:
+        busy = []
+        for b_start, b_end, before, after, uid, b_event_type, _ical_uid in rows:
+            if b_event_type == event_type.id:
+                seated_ids[uid] = (b_start, b_end)
+            else:
+                busy.append(BusyTime(b_start, b_end, before, after))
+    else:
+        # Start, end and buffers lead every row, whatever the shape.
+        busy = [BusyTime(row[0], row[1], row[2], row[3]) for row in rows]
 
     # The host's bookings read above, and the one being moved or confirmed, by uid and by
     # iCal UID (a rescheduled booking's event keeps the first booking's UID): only needed to
     # leave out calendar events that are these bookings, so only when there are events.
     own_uids: frozenset[str] = frozenset()
-    if external is not None and external.busy.get(host.id):
+    if match_events:
         own_uids = await _own_event_uids(session, rows, ignore_booking_uid, external)
     busy.extend(await external_busy_times(session, host.id, busy_from, busy_to, external, own_uids))
 
@@ -590,26 +613,14 @@ async def calendar_host_ids(session: AsyncSession, event_type: EventType) -> lis
 
 async def available_slots(
     session: AsyncSession,
-    caller: Caller,
+    found: SlotsEventType,
     *,
-    event_type_id: int | None,
-    usernames: Sequence[str],
-    slug: str | None,
     query: SlotQuery,
     now: datetime,
     external: ExternalBusy | None = None,
 ) -> list[Slot]:
-    check_window(query.start, query.end)
-    # The event type, its owner and their schedules in one round trip.
-    rows = await _find_event_type_rows(
-        session,
-        caller,
-        event_type_id=event_type_id,
-        usernames=usernames,
-        slug=slug,
-        extra="owner",
-    )
-    event_type, owner = rows[0][0], rows[0][1]
+    """The slots of ``found`` (`find_slots_event_type`) for the window asked."""
+    event_type, owner = found.event_type, found.owner
     check_duration(event_type, query.duration)
     request = SlotRequest(
         query.start, query.end, now, query.zone or ZoneInfo("UTC"), query.duration
@@ -635,7 +646,7 @@ async def available_slots(
         query.end,
         ignore_booking_uid=query.reschedule_uid,
         external=external,
-        schedule=choose_schedule([row[2:] for row in rows], event_type, owner),
+        schedule=choose_schedule(found.schedule_rows, event_type, owner),
     )
     return compute_slots(event_rules(event_type), calendar, request)
 
