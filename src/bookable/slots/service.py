@@ -92,10 +92,10 @@ def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
     return query.where(_readable_by(caller.user_id))
 
 
-# What `_event_type_statement` reads beside the event type: nothing, or (for GET /slots) the
-# owner with their schedules (one row per schedule row) and whether its owner or hosts
-# selected a calendar.
-EventTypeExtra = Literal["none", "slots"]
+# What `_event_type_statement` reads beside the event type: nothing; whether its owner or
+# hosts selected a calendar (a booking's calendar preflight); or (for GET /slots) that and the
+# owner with their schedules (one row per schedule row).
+EventTypeExtra = Literal["none", "calendars", "slots"]
 
 _SCHEDULE_COLUMNS = (
     Schedule.id,
@@ -114,7 +114,7 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
     building the expression and its cache key on every request. Parameters: ``event_type_id``
     or ``username`` and ``slug``; ``caller_id`` unless ``admin``."""
     query: Select[Any]
-    if extra == "slots":
+    if extra != "none":
         # A superset of `calendar_host_ids`' calendars: False means none to read.
         # Two levels down: event_types is correlated explicitly, or it would join afresh.
         hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
@@ -130,7 +130,10 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
         )
         # The owner (None for a team event type) and every schedule `host_schedule` would read
         # for them: theirs and the event type's own.
-        query = select(EventType, User, selected, *_SCHEDULE_COLUMNS)
+        if extra == "slots":
+            query = select(EventType, User, selected, *_SCHEDULE_COLUMNS)
+        else:
+            query = select(EventType, selected)
     else:
         query = select(EventType)
     # Slots need none of the event type's relationships: skip their extra queries.
@@ -204,6 +207,28 @@ async def find_event_type(
     )
     event_type: EventType = rows[0][0]
     return event_type
+
+
+async def find_event_type_for_calendars(
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    event_type_id: int | None,
+    usernames: Sequence[str],
+    slug: str | None,
+) -> tuple[EventType, bool]:
+    """`find_event_type`, and whether its owner or hosts selected a calendar (False: there is
+    nothing to read for it), in one query."""
+    rows = await _find_event_type_rows(
+        session,
+        caller,
+        event_type_id=event_type_id,
+        usernames=usernames,
+        slug=slug,
+        extra="calendars",
+    )
+    event_type, selected = rows[0]
+    return event_type, bool(selected)
 
 
 @dataclass(frozen=True, slots=True)
