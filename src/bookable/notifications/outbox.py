@@ -235,6 +235,9 @@ def sent_since(user_id: ColumnElement[int]) -> ScalarSelect[int]:
     )
 
 
+_INSERT_EMAILS = insert(OutboundEmail)  # built once, as `_SENT_SINCE`
+
+
 async def _sent_this_hour(
     session: AsyncSession, user_id: int | None, now: datetime, written: Written | None
 ) -> int:
@@ -340,7 +343,7 @@ async def mail_booking_change(
             sent += 1
     if rows:
         # One INSERT for all of them, and no ids read back (nothing here needs them).
-        await session.execute(insert(OutboundEmail), rows)
+        await session.execute(_INSERT_EMAILS, rows)
     if sent:
         await mark_written(session, "email")
     return sent
