@@ -540,6 +540,57 @@ async def booking_statements(kind: str, pg_url: str | None, tmp: Path) -> list[s
     return seen
 
 
+async def booking_cpu(
+    kind: str, pg_url: str | None, tmp: Path, count: int, profile: Path | None
+) -> dict[str, float]:
+    """CPU ms of this process per POST /v1/bookings, in process (httpx.ASGITransport, key cache
+    warm, dispatchers off, the hourly email limit raised so every email is written PENDING):
+    what a booking costs the server, without the client's socket or other processes' noise.
+    ``profile``: a cProfile of the measured bookings is written there."""
+    async with fresh_database(kind, pg_url, tmp) as url:
+        settings = Settings(
+            database_url=url, rate_limit="0", webhook_dispatcher="off",
+            email_max_per_host_per_hour=100_000_000,
+        )  # fmt: skip
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            host = await add_host(app.state.engine, "cpu")
+            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            free = slots(tomorrow + timedelta(days=1))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+
+                async def book() -> None:
+                    start, end = next(free)
+                    response = await client.post(
+                        "/v1/bookings",
+                        params={"apiKey": host.key},
+                        json={
+                            "eventTypeId": host.event_type_id, "startTime": _iso(start),
+                            "endTime": _iso(end), "name": "Guest",
+                            "email": "guest@example.com", "timeZone": "UTC",
+                        },
+                    )  # fmt: skip
+                    assert response.status_code == 200, response.text
+
+                for _ in range(max(count // 5, 20)):  # warm-up: key cache, statement caches
+                    await book()
+                profiler = None
+                if profile is not None:
+                    import cProfile
+
+                    profiler = cProfile.Profile()
+                    profiler.enable()
+                cpu, wall = time.process_time(), time.perf_counter()
+                for _ in range(count):
+                    await book()
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(str(profile))
+    return {"cpu_ms": cpu * 1000 / count, "wall_ms": wall * 1000 / count}
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -570,7 +621,9 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,100000", help="bookings for (b), ascending")
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", choices=["create", "list", "statements"], default=None)
+    parser.add_argument("--only", choices=["create", "list", "statements", "cpu"], default=None)
+    parser.add_argument("--count", type=int, default=150, help="bookings measured by cpu")
+    parser.add_argument("--profile", type=Path, help="cpu: write a cProfile per database here")
     parser.add_argument(
         "--dispatch", default="inline,worker",
         help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker does)",
@@ -603,6 +656,13 @@ async def main() -> None:
                 statements = await booking_statements(kind, pg_url, tmp)
                 print(f"\n# {kind}: {len(statements)} statements for one POST /v1/bookings")
                 print("\n".join(statements))
+            if args.only == "cpu":
+                profile = args.profile.with_suffix(f".{kind}.prof") if args.profile else None
+                cost = await booking_cpu(kind, pg_url, tmp, args.count, profile)
+                print(
+                    f"# {kind}: {cost['cpu_ms']:.2f} ms CPU, {cost['wall_ms']:.2f} ms wall per"
+                    f" POST /v1/bookings (in process, {args.count} bookings)"
+                )
             if args.only in (None, "create"):
                 creation += await bench_creation(
                     kind, pg_url, tmp, concurrency, args.duration, dispatch

@@ -726,3 +726,56 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
     assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1
     # No host selected a calendar: the preflight's event type query said so, nothing else asks.
     assert not [s for s in statements if "FROM selected_calendars JOIN" in s]
+
+
+async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_settings, alice, meet):
+    """A booking of a personal event type whose owner has no webhook and no destination
+    calendar asks for neither, and counts the owner's emails of the hour within the event type
+    query (`create._event_type_and_owner_statement`). Once a webhook of the event type exists,
+    the next booking is announced to it."""
+    from bookable.app import create_app
+    from bookable.models import WebhookEvent
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        engine = application.state.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            first = await post(http, alice, modern(meet, at(10)))
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+        assert first.status_code == 200, first.text
+        asked = [
+            s
+            for s in statements
+            if s.startswith(
+                ("SELECT webhooks.", "SELECT destination_calendars.", "SELECT count(outbound_")
+            )
+        ]
+        assert asked == []
+        hook = await http.post(
+            "/v1/webhooks",
+            params=alice.params,
+            json={
+                "subscriberUrl": "https://hooks.example.com/cal",
+                "eventTriggers": ["BOOKING_CREATED"],
+                "eventTypeId": meet,
+            },
+        )
+        assert hook.status_code == 200, hook.text
+        second = await post(http, alice, modern(meet, at(11)))
+        assert second.status_code == 200, second.text
+        async with application.state.sessions() as session:
+            triggers = list(
+                await session.scalars(
+                    select(WebhookEvent.trigger).where(
+                        WebhookEvent.booking_id.in_([first.json()["id"], second.json()["id"]])
+                    )
+                )
+            )
+        assert triggers == ["BOOKING_CREATED"]

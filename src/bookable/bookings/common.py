@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -42,6 +42,15 @@ class Written:
     users: dict[int, User]  # those of the hosts at hand (the organiser at least), by id
     attendees: list[Attendee]  # the booking's, in insertion (id) order
     new_ical_uid: bool  # no calendar or webhook event can refer to the booking's iCal UID yet
+    # What the transaction's event type query found already (`create.parse`), so that a
+    # booking nobody is told about costs no query: False only when no active webhook of the
+    # event type or its owner exists (a superset of `webhooks.outbox.subscribers`' rows), and
+    # when no destination calendar of the event type or the organiser exists (the hosts' are
+    # asked for otherwise, `calendars.writes.destinations_for`).
+    may_have_webhooks: bool = True
+    may_have_destinations: bool = True
+    # Emails sent in the last hour, by organiser id, counted by that same query (else read).
+    emails_this_hour: dict[int, int] = field(default_factory=dict)
 
 
 async def booking_attendees(

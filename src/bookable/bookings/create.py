@@ -9,7 +9,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload, selectinload
 
@@ -34,8 +34,18 @@ from bookable.core.auth import Caller
 from bookable.core.clock import clock
 from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validation_errors
 from bookable.core.schemas import is_db_id
-from bookable.models import Attendee, Booking, BookingStatus, EventType, Host, Payment, User
-from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    DestinationCalendar,
+    EventType,
+    Host,
+    Payment,
+    User,
+    Webhook,
+)
+from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change, sent_since
 from bookable.scheduling import Refusal
 from bookable.slots.service import (
     Team,
@@ -151,11 +161,28 @@ async def bookable_event_type(
 
 
 @cache
-def _event_type_and_owner_statement(*, admin: bool) -> Select[tuple[EventType, User]]:
+def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Select[Any]:
     """`_event_type_and_owner`'s query (`readable_event_types`' rule), built once per shape
-    (docs/architecture.md, "Hot paths"). Parameters: ``event_type_id``, ``caller_id``."""
+    (docs/architecture.md, "Hot paths"). Parameters: ``event_type_id``, ``caller_id``; with
+    ``count_emails``, ``emails_since``. Its other columns tell the outboxes what a personal
+    event type's booking would otherwise ask after the insert (`common.Written`): whether
+    an active webhook of the event type or its owner exists, whether a destination calendar
+    of either exists, and the owner's emails since ``emails_since``."""
+    hooked = exists().where(
+        Webhook.active.is_(True),
+        or_(Webhook.event_type_id == EventType.id, Webhook.user_id == EventType.user_id),
+    )
+    destined = exists().where(
+        or_(
+            DestinationCalendar.event_type_id == EventType.id,
+            DestinationCalendar.user_id == EventType.user_id,
+        )
+    )
+    columns: list[Any] = [EventType, User, hooked, destined]
+    if count_emails:
+        columns.append(sent_since(EventType.user_id))
     query = (
-        select(EventType, User)
+        select(*columns)
         .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
         .outerjoin(User, User.id == EventType.user_id)
         .where(EventType.id == bindparam("event_type_id"))
@@ -165,18 +192,35 @@ def _event_type_and_owner_statement(*, admin: bool) -> Select[tuple[EventType, U
     return query
 
 
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The event type the caller may book, its owner, and what its outboxes will need."""
+
+    event_type: EventType
+    owner: User | None
+    may_have_webhooks: bool
+    may_have_destinations: bool
+    owner_emails_this_hour: int | None  # None: not counted
+
+
 async def _event_type_and_owner(
-    session: AsyncSession, caller: Caller, event_type_id: int
-) -> tuple[EventType, User | None]:
-    """`bookable_event_type` and its owning user (None if gone) in one query."""
+    session: AsyncSession, caller: Caller, event_type_id: int, emails_since: datetime | None
+) -> _Found:
+    """`bookable_event_type` and its owning user (None if gone) in one query, with what
+    `_event_type_and_owner_statement` says of webhooks, calendars and emails."""
     params: dict[str, Any] = {"event_type_id": event_type_id}
     if not caller.is_admin:
         params["caller_id"] = caller.user_id
-    query = _event_type_and_owner_statement(admin=caller.is_admin)
+    if emails_since is not None:
+        params["emails_since"] = emails_since
+    query = _event_type_and_owner_statement(
+        admin=caller.is_admin, count_emails=emails_since is not None
+    )
     row = (await session.execute(query, params)).first() if is_db_id(event_type_id) else None
     if row is None:
         raise NotFound(f"Event type with id: {event_type_id} not found")
-    return row[0], row[1]
+    count = int(row[4] or 0) if emails_since is not None else None
+    return _Found(row[0], row[1], bool(row[2]), bool(row[3]), count)
 
 
 def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
@@ -223,6 +267,7 @@ class BookingRequest:
     booker: Booker
     start: datetime
     end: datetime
+    found: _Found  # the event type query's answers for the outboxes
 
     @property
     def blocked(self) -> tuple[datetime, datetime]:
@@ -259,7 +304,9 @@ async def create_booking(
     rescheduled booking is cancelled, or opened by another request meanwhile) is joined too.
     ``external``: the hosts' calendar busy times, read by the endpoint's preflight."""
     now = clock.now()
-    request = await parse(session, caller, body)
+    # The organiser's emails of the last hour are counted with the event type (one query).
+    emails_since = now - timedelta(hours=1) if mail is not None and mail.enabled else None
+    request = await parse(session, caller, body, emails_since=emails_since)
     event_type, previous = request.event_type, request.previous
     if request.owner is None and event_type.seats_per_time_slot and previous is None:
         joined = await _join_open_team_seat(session, request, body, now, external, mail)
@@ -302,12 +349,20 @@ async def create_booking(
     )
 
 
-async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> BookingRequest:
+async def parse(
+    session: AsyncSession,
+    caller: Caller,
+    body: BookingCreate,
+    *,
+    emails_since: datetime | None = None,
+) -> BookingRequest:
     """Step 1: the body read into an event type the caller may book, the booking it
-    reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing."""
-    event_type, owner = await _event_type_and_owner(
-        session, caller, event_type_id_of(body.event_type_id)
+    reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing.
+    ``emails_since``: count the owner's emails since then too (`Written.emails_this_hour`)."""
+    found = await _event_type_and_owner(
+        session, caller, event_type_id_of(body.event_type_id), emails_since
     )
+    event_type, owner = found.event_type, found.owner
     if event_type.team_id is not None:
         owner = None
     elif owner is None:
@@ -335,7 +390,7 @@ async def parse(session: AsyncSession, caller: Caller, body: BookingCreate) -> B
         )
     if event_type.seats_per_time_slot and event_type.recurring_event:
         raise BadRequest("recurring_event_seats_error")
-    return BookingRequest(event_type, owner, previous, booker, start, end)
+    return BookingRequest(event_type, owner, previous, booker, start, end, found)
 
 
 async def _rescheduled(
@@ -599,7 +654,11 @@ async def insert(
 
 def _written(request: BookingRequest, booking: Booking, placement: Placement) -> Written:
     """What announcing the booking just inserted needs and this transaction holds already."""
-    organizer = placement.organizer
+    organizer, found = placement.organizer, request.found
+    # The query's answers are about the event type's owner: they stand for a booking of a
+    # personal event type (its owner is the only host); a team's hosts are asked for.
+    personal = request.owner is not None and not placement.other_hosts
+    counted = personal and found.owner_emails_this_hour is not None
     return Written(
         event_type=request.event_type,
         host_ids=sorted({organizer.id, *placement.other_hosts}),
@@ -607,6 +666,9 @@ def _written(request: BookingRequest, booking: Booking, placement: Placement) ->
         attendees=sorted(booking.attendees, key=lambda attendee: attendee.id),
         # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
         new_ical_uid=request.previous is None,
+        may_have_webhooks=found.may_have_webhooks or not personal,
+        may_have_destinations=found.may_have_destinations or not personal,
+        emails_this_hour=({organizer.id: found.owner_emails_this_hour or 0} if counted else {}),
     )
 
 

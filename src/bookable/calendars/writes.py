@@ -181,7 +181,11 @@ async def plan_booking_event(
             for row in await session.scalars(select(CalendarEvent).where(CalendarEvent.uid == uid))
         }
     host_ids = written.host_ids if written is not None else await booking_host_ids(session, booking)
-    targets = await destinations_for(session, booking, host_ids)
+    targets = (
+        await destinations_for(session, booking, host_ids)
+        if written is None or written.may_have_destinations
+        else []
+    )
     if not targets and not any(row.wanted for row in existing.values()):
         return 0
     now = utcnow()

@@ -39,7 +39,7 @@ from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
@@ -220,9 +220,31 @@ _SENT_SINCE = select(func.count(OutboundEmail.id)).where(
 )
 
 
-async def _sent_this_hour(session: AsyncSession, user_id: int | None, now: datetime) -> int:
+def sent_since(user_id: ColumnElement[int]) -> ScalarSelect[int]:
+    """`_sent_this_hour`'s count as a column of another query (the booking's event type
+    query asks it for the owner). Parameter: ``emails_since``."""
+    return (
+        select(func.count(OutboundEmail.id))
+        .where(
+            OutboundEmail.user_id == user_id,
+            OutboundEmail.created_at
+            > bindparam("emails_since", type_=OutboundEmail.created_at.type),
+            OutboundEmail.status != EmailStatus.DROPPED,
+        )
+        .scalar_subquery()
+    )
+
+
+_INSERT_EMAILS = insert(OutboundEmail)  # built once, as `_SENT_SINCE`
+
+
+async def _sent_this_hour(
+    session: AsyncSession, user_id: int | None, now: datetime, written: Written | None
+) -> int:
     if user_id is None:
         return 0
+    if written is not None and user_id in written.emails_this_hour:
+        return written.emails_this_hour[user_id]
     count = await session.scalar(
         _SENT_SINCE, {"user_id": user_id, "since": now - timedelta(hours=1)}
     )
@@ -274,7 +296,9 @@ async def mail_booking_change(
         recipients += [(host_kind, hosts[h]) for h in ordered if h in hosts]
 
     now = utcnow()
-    room = policy.max_per_host_per_hour - await _sent_this_hour(session, booking.user_id, now)
+    room = policy.max_per_host_per_hour - await _sent_this_hour(
+        session, booking.user_id, now, written
+    )
     change_token = secrets.token_hex(6)
     change_key = f"{booking.uid}.{change_token}"  # the rows of this change share an invitation
     seen: set[tuple[MailKind, str]] = set()
@@ -319,7 +343,7 @@ async def mail_booking_change(
             sent += 1
     if rows:
         # One INSERT for all of them, and no ids read back (nothing here needs them).
-        await session.execute(insert(OutboundEmail), rows)
+        await session.execute(_INSERT_EMAILS, rows)
     if sent:
         await mark_written(session, "email")
     return sent

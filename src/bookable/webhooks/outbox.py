@@ -136,11 +136,15 @@ async def announce(
     ``no_show``: the (email, noShow) pairs changed (BOOKING_NO_SHOW_UPDATED); ``written``:
     what the transaction that has just inserted ``booking`` holds (`bookings.common.Written`).
     """
-    hooks = await subscribers(
-        session,
-        booking,
-        [trigger, *MEETING_TRIGGERS],
-        event_type=written.event_type if written is not None else None,
+    hooks = (
+        await subscribers(
+            session,
+            booking,
+            [trigger, *MEETING_TRIGGERS],
+            event_type=written.event_type if written is not None else None,
+        )
+        if written is None or written.may_have_webhooks
+        else []
     )
     wanting = [h for h in hooks if trigger in (h.event_triggers or [])]
     added = 0
