@@ -96,7 +96,7 @@ class WriteGate:
             yield
 
 
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit when the handler returns, roll back on any error."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     gate: WriteGate = request.app.state.write_gate
@@ -118,4 +118,4 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 # scope="function": the commit happens before the response is sent, so a failed commit
 # becomes an error response instead of a 200 for data that was never written.
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
