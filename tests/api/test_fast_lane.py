@@ -22,16 +22,22 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.utils import request_params_to_args
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, update
+from starlette.datastructures import QueryParams
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
 from bookable.core.auth import authenticate
 from bookable.core.errors import ApiError
+from bookable.core.fastlane import query_reader
 from bookable.core.logging import ACCESS_LOGGER, JsonLogFormatter
 from bookable.models import ApiKey, User, UserRole
 from bookable.settings import Settings
+from bookable.slots.endpoints import router as slots_router
 from tests.api.scheduling_seed import add_booking, add_event_type, add_schedule
 from tests.conftest import client_for
 
@@ -428,3 +434,16 @@ async def test_the_lane_serves_slots_without_the_router(pairs: Callable[..., Any
             response = await http.get(f"/v1/slots?{query}")
         assert response.status_code == 200, response.text
         assert ("router" in seen[0]) is routed
+
+
+QUERY_KEYS = [f.alias for f in slots_router.routes[0].dependant.query_params] + ["apiKey", "x"]
+QUERY_VALUES = ["", "1", "0", "-1", "1.0", "abc", "2027-03-01", "Europe/Berlin", "1441", " 7"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(QUERY_KEYS), st.sampled_from(QUERY_VALUES))))
+def test_the_lanes_query_reader_is_fastapis(pairs_of_query: list[tuple[str, str]]) -> None:
+    """Values and errors (their order included) as `request_params_to_args` gives them."""
+    fields = slots_router.routes[0].dependant.query_params
+    query = QueryParams(pairs_of_query)
+    assert query_reader(fields)(query) == request_params_to_args(fields, query)

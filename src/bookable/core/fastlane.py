@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi._compat import ModelField
 from fastapi.datastructures import DefaultPlaceholder
-from fastapi.dependencies.utils import request_params_to_args
+from fastapi.dependencies.utils import (
+    _get_param_aliases,
+    _get_param_model,
+    request_params_to_args,
+)
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, serialize_response
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bookable.core.auth import Caller, authenticate
@@ -54,6 +60,52 @@ class Lane:
 
     route: APIRoute
     handler: LaneHandler
+
+
+QueryReader = Callable[[QueryParams], tuple[dict[str, Any], list[Any]]]
+
+
+def query_reader(fields: Sequence[ModelField]) -> QueryReader:
+    """FastAPI's `request_params_to_args` for query ``fields``, the same values and errors,
+    without its per-field machinery (~7 µs a field, 74 µs for GET /slots' ten) where its
+    outcome is known: an optional parameter that is absent is its default (None), and a
+    present ``str | None`` one is the text itself (pydantic's str passes any text unchanged).
+    Every other present parameter goes through `request_params_to_args`, in the fields'
+    order, so errors come in the order FastAPI gives them."""
+    absent_is_none: set[str] = set()
+    plain_text: set[str] = set()
+    for field in fields:
+        info = field.field_info
+        if (
+            _get_param_aliases(field) == [(field.alias, field.alias)]
+            and field.alias == field.name
+            and _get_param_model(field) is None
+            and not info.is_required()
+            and field.default is None
+            and not info.validate_default
+        ):
+            absent_is_none.add(field.name)
+            if info.annotation == (str | None) and not info.metadata:  # no Json, no bound
+                plain_text.add(field.name)
+
+    def read(query: QueryParams) -> tuple[dict[str, Any], list[Any]]:
+        values: dict[str, Any] = {}
+        errors: list[Any] = []
+        for field in fields:
+            name = field.name
+            if name in absent_is_none:
+                if name not in query:
+                    values[name] = None
+                    continue
+                if name in plain_text:
+                    values[name] = query[name]
+                    continue
+            value, field_errors = request_params_to_args((field,), query)
+            values.update(value)
+            errors += field_errors
+        return values, errors
+
+    return read
 
 
 def endpoint_lane(route: APIRoute) -> Lane:
@@ -100,11 +152,11 @@ def endpoint_lane(route: APIRoute) -> Lane:
         raise ValueError(f"{route.path}: a lane takes no parameter but the query's")
     endpoint = route.endpoint
     request_name = dependant.request_param_name
-    query_fields = dependant.query_params
+    read_query = query_reader(dependant.query_params)
     response_field = route.response_field
 
     async def call(request: Request, caller: Caller, session: AsyncSession | None) -> Response:
-        values, errors = request_params_to_args(query_fields, request.query_params)
+        values, errors = read_query(request.query_params)
         if errors:
             raise RequestValidationError(errors)
         if request_name is not None:
