@@ -10,12 +10,15 @@ would do for that route and nothing more:
 1. put in the scope what routing puts there (``route``, ``endpoint``, ``path_params``): the
    metrics, the access line and the strict URL check read them;
 2. ``authenticate(request)``, the very dependency the v1 routes take (key, rate limit, URL check);
-3. the lane's handler, which answers a ``Response`` (for ``/me``: the endpoint itself);
+3. the lane's handler (`endpoint_lane`): the route's own endpoint, called with the query
+   parameters read as FastAPI reads them, the caller and, when it takes one, the request's
+   session (`core.db.request_session`, committed before the answer is sent), its result
+   serialized as FastAPI serializes it (``GET /v1/me``, ``GET /v1/slots``);
 4. an exception goes to the handler the app registered for its type (``ApiError`` -> its JSON
    error), exactly as Starlette's ExceptionMiddleware would; anything unhandled propagates to
    ``UnexpectedErrorMiddleware``, as it does from the router.
 
-Every other request (another method, a trailing slash, a path with parameters, a mounted root
+Every other request (another method, a trailing slash, a path not in the table, a mounted root
 path, FastAPI telemetry on, dependency overrides set) goes down the full stack untouched, before
 anything is spent. The FastAPI route stays: it is the OpenAPI entry and the answer for all of
 those.
