@@ -78,7 +78,10 @@ IDEMPOTENCY_PURGE_SECONDS = 600.0
 # Hot v1 routes the fast lane answers without FastAPI's per-request work (core/fastlane.py):
 # (router, method, path in the router). Their FastAPI routes stay, for OpenAPI and every case
 # the lane passes on.
-FAST_LANE_ROUTES: tuple[tuple[APIRouter, str, str], ...] = ((users_router, "GET", "/me"),)
+FAST_LANE_ROUTES: tuple[tuple[APIRouter, str, str], ...] = (
+    (users_router, "GET", "/me"),
+    (slots_router, "GET", "/slots"),
+)
 
 
 def include_v1(app: FastAPI) -> None:

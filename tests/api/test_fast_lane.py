@@ -22,16 +22,23 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.dependencies.utils import request_params_to_args
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete, update
+from starlette.datastructures import QueryParams
 
 from bookable.api_keys.service import issue_key
 from bookable.app import create_app
 from bookable.core.auth import authenticate
 from bookable.core.errors import ApiError
+from bookable.core.fastlane import query_reader
 from bookable.core.logging import ACCESS_LOGGER, JsonLogFormatter
 from bookable.models import ApiKey, User, UserRole
 from bookable.settings import Settings
+from bookable.slots.endpoints import router as slots_router
+from tests.api.scheduling_seed import add_booking, add_event_type, add_schedule
 from tests.conftest import client_for
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -297,3 +304,146 @@ async def test_json_access_lines_are_the_same(
         assert written[0] == written[1], url
         assert written[0]["route"] == "/v1/me"
         assert written[0]["user_id"] == (None if url.endswith("bad") else user_id)
+
+
+# GET /v1/slots: query parameters, the caller and the request's session, through the lane.
+SLOTS_NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+WINDOW = "startTime=2026-03-27&endTime=2026-03-30"
+
+
+async def slots_owner(pair: Pair, username: str) -> tuple[int, str, int]:
+    """A user with Berlin hours, a 30-minute event type and a booking in the window."""
+    user_id, _key_id, key = await add_user(pair.lane, username)
+    await add_schedule(pair.lane, user_id, "Europe/Berlin")
+    event_type_id = await add_event_type(pair.lane, user_id, length=30)
+    await add_booking(
+        pair.lane,
+        user_id,
+        datetime(2026, 3, 27, 10, 0, tzinfo=UTC),
+        datetime(2026, 3, 27, 11, 0, tzinfo=UTC),
+        event_type_id=event_type_id,
+    )
+    return user_id, key, event_type_id
+
+
+def slots_asks(key: str | None, event_type_id: int, username: str) -> list[str]:
+    """Query strings of GET /v1/slots: answers with slots, then every kind of refusal."""
+    auth = f"apiKey={key}&" if key is not None else ""
+    ask = f"{auth}eventTypeId={event_type_id}&{WINDOW}"
+    return [
+        ask,
+        f"{ask}&timeZone=Europe/Berlin",  # the window holds a DST change
+        f"{ask}&timeZone=Asia/Kolkata&duration=30",
+        f"{ask}&timeZone=%2B00:00",
+        f"{auth}usernameList={username}&eventTypeSlug=meet&{WINDOW}",
+        # Two usernames: a dynamic group event, refused.
+        f"{auth}usernameList={username}&usernameList=x&eventTypeSlug=meet&{WINDOW}",
+        f"{auth}eventTypeId={event_type_id}&startDateTime=2026-03-27T00:00:00Z"
+        "&endDateTime=2026-03-28T00:00:00Z",
+        f"{auth}{WINDOW}",  # no event type named
+        f"{auth}eventTypeId=abc&{WINDOW}",
+        f"{auth}eventTypeId=1.0&{WINDOW}",
+        f"{auth}eventTypeId={event_type_id}&eventTypeId={event_type_id}&{WINDOW}",
+        f"{auth}eventTypeId=99999999&{WINDOW}",
+        f"{auth}eventTypeId=99999999999999999999999&{WINDOW}",
+        f"{auth}usernameList=nobody&eventTypeSlug=meet&{WINDOW}",
+        f"{ask}&duration=abc",
+        f"{ask}&duration=0",
+        f"{ask}&duration=45",
+        f"{ask}&timeZone=Mars/Olympus",
+        f"{ask}&unknown=1&unknown=2",
+        f"{auth}eventTypeId={event_type_id}&endTime=2026-03-30",
+        f"{auth}eventTypeId={event_type_id}&startTime=next%20tuesday&endTime=2026-03-30",
+        f"{auth}eventTypeId={event_type_id}&startTime=2026-03-30&endTime=2026-03-27",
+        f"{auth}eventTypeId={event_type_id}&startTime=2026-01-01&endTime=2027-06-01",
+        f"{ask}&rescheduleUid=nothing-such",
+    ]
+
+
+async def assert_same_slots(pair: Pair, key: str | None, event_type_id: int, user: str) -> list:
+    statuses = []
+    for query in slots_asks(key, event_type_id, user):
+        for method, path, kwargs in (
+            ("GET", f"/v1/slots?{query}", {}),
+            ("GET", f"/slots?{query}", {"headers": {"Origin": ORIGIN}}),
+        ):
+            lane, plain = await both(pair, method, path, **kwargs)
+            assert lane == plain, (method, path)
+        statuses.append(lane[0])
+    for method, path in (("GET", "/v1/slots/"), ("HEAD", "/v1/slots"), ("POST", "/v1/slots")):
+        lane, plain = await both(pair, method, f"{path}?{slots_asks(key, event_type_id, user)[0]}")
+        assert lane == plain, (method, path)
+    return statuses
+
+
+async def test_slots_answers_and_refusals_are_the_same(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(clock=SLOTS_NOW)
+    _user_id, key, event_type_id = await slots_owner(pair, "alice")
+    statuses = await assert_same_slots(pair, key, event_type_id, "alice")
+    # An unknown parameter is let be (index 18), as FastAPI does.
+    expected = [200] * 5 + [400, 200] + [400] * 4 + [404] * 3 + [400] * 4 + [200]
+    assert statuses == expected + [400] * 4 + [200], statuses
+    first = (await pair.lane_http.get(f"/v1/slots?{slots_asks(key, event_type_id, 'a')[0]}")).json()
+    assert sum(len(day) for day in first["slots"].values()) > 20, first
+
+
+async def test_slots_of_another_user_and_without_a_good_key(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(clock=SLOTS_NOW)
+    _alice_id, _alice_key, alices = await slots_owner(pair, "alice")
+    _bob_id, bob_key_id, bob_key = await add_user(pair.lane, "bob")
+    # Bob sees none of Alice's event types, by id or by name.
+    statuses = await assert_same_slots(pair, bob_key, alices, "alice")
+    assert statuses[0] == statuses[4] == 404, statuses
+    for key in (None, "cal_" + "0" * 32):
+        assert set(await assert_same_slots(pair, key, alices, "alice")) == {401}
+    async with pair.lane.state.sessions() as session, session.begin():
+        await session.execute(update(User).where(User.username == "bob").values(locked=True))
+    for app in pair.apps:
+        await app.state.authenticator.revoke_cached()
+    assert set(await assert_same_slots(pair, bob_key, alices, "alice")) == {403}
+    assert bob_key_id
+
+
+async def test_slots_rate_limited(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(clock=SLOTS_NOW, rate_limit="2/minute")
+    _user_id, key, event_type_id = await slots_owner(pair, "alice")
+    statuses = []
+    for query in slots_asks(key, event_type_id, "alice")[:4]:
+        lane, plain = await both(pair, "GET", f"/v1/slots?{query}")
+        assert lane == plain
+        statuses.append(lane[0])
+    assert statuses == [200, 200, 429, 429]
+
+
+async def test_the_lane_serves_slots_without_the_router(pairs: Callable[..., Any]) -> None:
+    pair = await pairs(clock=SLOTS_NOW)
+    _user_id, key, event_type_id = await slots_owner(pair, "alice")
+    query = slots_asks(key, event_type_id, "alice")[0]
+    for app, routed in ((pair.lane, False), (pair.plain, True)):
+        seen: list[dict[str, Any]] = []
+
+        async def keeping_scope(
+            scope: Any, receive: Any, send: Any, app: Any = app, seen: list[Any] = seen
+        ) -> None:
+            seen.append(scope)
+            await app(scope, receive, send)
+
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=keeping_scope), base_url="http://bookable.test"
+        ) as http:
+            response = await http.get(f"/v1/slots?{query}")
+        assert response.status_code == 200, response.text
+        assert ("router" in seen[0]) is routed
+
+
+QUERY_KEYS = [f.alias for f in slots_router.routes[0].dependant.query_params] + ["apiKey", "x"]
+QUERY_VALUES = ["", "1", "0", "-1", "1.0", "abc", "2027-03-01", "Europe/Berlin", "1441", " 7"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(QUERY_KEYS), st.sampled_from(QUERY_VALUES))))
+def test_the_lanes_query_reader_is_fastapis(pairs_of_query: list[tuple[str, str]]) -> None:
+    """Values and errors (their order included) as `request_params_to_args` gives them."""
+    fields = slots_router.routes[0].dependant.query_params
+    query = QueryParams(pairs_of_query)
+    assert query_reader(fields)(query) == request_params_to_args(fields, query)

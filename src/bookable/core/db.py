@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -67,9 +68,20 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     # hide_parameters: SQL parameters (key hashes, webhook secrets, whatever a client sent) stay
     # out of exception text, so no traceback in a log can carry them.
-    return create_async_engine(
-        async_url(url), pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+    engine = create_async_engine(
+        async_url(url), pool_size=10, max_overflow=20, hide_parameters=True
     )
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # Instead of pool_pre_ping, whose ping is three round trips on asyncpg (BEGIN, a
+        # query, ROLLBACK; 0.25-0.4 ms of a 3.5 ms GET /slots): a connection the server closed
+        # (a restart, pg_terminate_backend, an idle timeout) is known closed to asyncpg as
+        # soon as the event loop has seen its socket close. The pool replaces it.
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
+
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -96,7 +108,7 @@ class WriteGate:
             yield
 
 
-async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: commit when the handler returns, roll back on any error."""
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
     gate: WriteGate = request.app.state.write_gate
@@ -118,4 +130,4 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 # scope="function": the commit happens before the response is sent, so a failed commit
 # becomes an error response instead of a 200 for data that was never written.
-DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
