@@ -68,8 +68,11 @@ def create_engine(url: str) -> AsyncEngine:
         return engine
     # hide_parameters: SQL parameters (key hashes, webhook secrets, whatever a client sent) stay
     # out of exception text, so no traceback in a log can carry them.
+    # pool_recycle: a connection older than half an hour is opened afresh at checkout (no round
+    # trip), so one a firewall or proxy dropped silently while idle (no socket close for the
+    # listener below to see) is not handed out for long.
     engine = create_async_engine(
-        async_url(url), pool_size=10, max_overflow=20, hide_parameters=True
+        async_url(url), pool_size=10, max_overflow=20, pool_recycle=1800, hide_parameters=True
     )
 
     @event.listens_for(engine.sync_engine, "checkout")
