@@ -493,12 +493,31 @@ async def bench_listing(
 # --- statements of one booking ------------------------------------------------------------------
 
 
+async def post_booking(
+    client: httpx.AsyncClient, host: Host, free: Iterator[tuple[datetime, datetime]]
+) -> None:
+    """POST /v1/bookings (seed body form) for the next free slot, in process; must be a 200."""
+    start, end = next(free)
+    response = await client.post(
+        "/v1/bookings",
+        params={"apiKey": host.key},
+        json={
+            "eventTypeId": host.event_type_id, "startTime": _iso(start), "endTime": _iso(end),
+            "name": "Guest", "email": "guest@example.com", "timeZone": "UTC",
+        },
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+
+
 async def booking_statements(kind: str, pg_url: str | None, tmp: Path) -> list[str]:
     """The SQL statements (first line of each) one POST /v1/bookings runs, in process, once a
     first booking has warmed the key cache: the round trips a booking costs."""
     async with fresh_database(kind, pg_url, tmp) as url:
         # No dispatchers: their polls would be counted too.
-        settings = Settings(database_url=url, rate_limit="0", webhook_dispatcher="off")
+        settings = Settings(
+            database_url=url, rate_limit="0", webhook_dispatcher="off",
+            encryption_key_file=tmp / "bookable.key",  # never the checkout's
+        )  # fmt: skip
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             engine: AsyncEngine = app.state.engine
@@ -517,17 +536,7 @@ async def booking_statements(kind: str, pg_url: str | None, tmp: Path) -> list[s
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
 
                 async def book() -> None:
-                    start, end = next(free)
-                    response = await client.post(
-                        "/v1/bookings",
-                        params={"apiKey": host.key},
-                        json={
-                            "eventTypeId": host.event_type_id, "startTime": _iso(start),
-                            "endTime": _iso(end), "name": "Guest",
-                            "email": "guest@example.com", "timeZone": "UTC",
-                        },
-                    )  # fmt: skip
-                    assert response.status_code == 200, response.text
+                    await post_booking(client, host, free)
 
                 await book()  # warm-up: the key cache
                 event.listen(engine.sync_engine, "before_cursor_execute", record)
@@ -550,7 +559,7 @@ async def booking_cpu(
     async with fresh_database(kind, pg_url, tmp) as url:
         settings = Settings(
             database_url=url, rate_limit="0", webhook_dispatcher="off",
-            email_max_per_host_per_hour=100_000_000,
+            email_max_per_host_per_hour=100_000_000, encryption_key_file=tmp / "bookable.key",
         )  # fmt: skip
         app = create_app(settings)
         async with app.router.lifespan_context(app):
@@ -561,17 +570,7 @@ async def booking_cpu(
             async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
 
                 async def book() -> None:
-                    start, end = next(free)
-                    response = await client.post(
-                        "/v1/bookings",
-                        params={"apiKey": host.key},
-                        json={
-                            "eventTypeId": host.event_type_id, "startTime": _iso(start),
-                            "endTime": _iso(end), "name": "Guest",
-                            "email": "guest@example.com", "timeZone": "UTC",
-                        },
-                    )  # fmt: skip
-                    assert response.status_code == 200, response.text
+                    await post_booking(client, host, free)
 
                 for _ in range(max(count // 5, 20)):  # warm-up: key cache, statement caches
                     await book()
