@@ -463,7 +463,9 @@ async def bench_listing(
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"db": kind, "sizes": {}}
     async with fresh_database(kind, pg_url, tmp) as url:
-        app = create_app(Settings(database_url=url, rate_limit="0"))
+        app = create_app(
+            Settings(database_url=url, rate_limit="0", encryption_key_file=tmp / "bookable.key")
+        )
         async with app.router.lifespan_context(app):
             engine: AsyncEngine = app.state.engine
             host = await add_host(engine, "lister")
