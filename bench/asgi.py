@@ -22,6 +22,7 @@ from pathlib import Path
 # As in bench/http.py: this folder must not hide the standard library's `http` package.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for floor_app, after the stdlib
 
 import argparse
 import asyncio
@@ -37,27 +38,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-FLOOR_USER = {
-    "id": 1, "username": "bench", "name": "Bench", "email": "bench@example.com",
-    "emailVerified": None, "bio": None, "avatarUrl": None, "timeZone": "UTC",
-    "weekStart": "Sunday", "endTime": 1440, "bufferTime": 0, "appTheme": None, "theme": None,
-    "defaultScheduleId": None, "locale": None, "timeFormat": 12, "hideBranding": False,
-    "brandColor": "#292929", "darkBrandColor": "#fafafa", "allowDynamicBooking": True,
-    "createdDate": "2026-01-01T00:00:00.000Z", "verified": False, "invitedTo": None,
-    "role": "ADMIN",
-}  # fmt: skip
+import floor_app
+
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
-
-
-def floor_app() -> App:
-    from starlette.applications import Starlette
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def me(_request: Any) -> JSONResponse:
-        return JSONResponse({"user": FLOOR_USER})
-
-    return Starlette(routes=[Route("/v1/me", me)])
 
 
 def scope_for(query: str) -> dict[str, Any]:
@@ -136,7 +119,7 @@ async def main() -> None:
     )  # fmt: skip
     # As served; without the keyword, so that older code (a base to compare with) runs too.
     app = create_app(settings, fast_lane=False) if opts.no_fast_lane else create_app(settings)
-    floor = floor_app()
+    floor = floor_app.app
     async with app.router.lifespan_context(app):
         async with app.state.sessions() as session, session.begin():
             tag = uuid.uuid4().hex[:8]

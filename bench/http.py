@@ -62,28 +62,6 @@ from _server import BOOKABLE, Rss, clean_env, format_rss, serving
 
 TARGET_RATIO = 0.5
 
-FLOOR_APP = """
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-USER = {
-    "id": 1, "username": "bench", "name": "Bench", "email": "bench@example.com",
-    "emailVerified": None, "bio": None, "avatarUrl": None, "timeZone": "UTC",
-    "weekStart": "Sunday", "endTime": 1440, "bufferTime": 0, "appTheme": None, "theme": None,
-    "defaultScheduleId": None, "locale": None, "timeFormat": 12, "hideBranding": False,
-    "brandColor": "#292929", "darkBrandColor": "#fafafa", "allowDynamicBooking": True,
-    "createdDate": "2026-01-01T00:00:00.000Z", "verified": False, "invitedTo": None,
-    "role": "ADMIN",
-}
-
-
-async def me(request):
-    return JSONResponse({"user": USER})
-
-
-app = Starlette(routes=[Route("/v1/me", me)])
-"""
 
 # The uvicorn options `bookable serve` passes (src/bookable/cli.py), spelled for the CLI; the
 # number of worker processes is added per row.
@@ -246,7 +224,9 @@ def measure(name: str, url: str, opts: Options) -> Result:
 
 
 def bench_floor(work: Path, opts: Options, workers: int = 1) -> Result:
-    (work / "bench_floor.py").write_text(FLOOR_APP)
+    # A copy beside the run's files: with bench/ as uvicorn's app dir, bench/http.py would
+    # stand in for the standard library's `http` package.
+    (work / "bench_floor.py").write_text(Path(__file__).with_name("floor_app.py").read_text())
     command = [
         sys.executable, "-m", "uvicorn", "bench_floor:app", "--app-dir", str(work),
         *UVICORN_OPTIONS, "--workers", str(workers),

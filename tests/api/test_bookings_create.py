@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -692,6 +694,22 @@ async def test_priced_event_type_requires_payment(app, client, alice):
     assert (await stored(app, data["id"])).status == BookingStatus.PENDING
 
 
+@contextmanager
+def recorded_statements(application: Any) -> Iterator[list[str]]:
+    """The SQL the app's engine runs inside the block, one line each."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    engine = application.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
 async def test_a_new_booking_is_announced_without_reading_it_back(make_settings, alice, meet):
     """Its webhook, calendar and email outbox rows are planned from what the request holds:
     once the booking is inserted, no query reads its attendees, hosts, event type or calendar
@@ -700,18 +718,9 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
     from bookable.app import create_app
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
     async with application.router.lifespan_context(application), client_for(application) as http:
-        engine = application.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with recorded_statements(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
     assert r.status_code == 200, r.text
     inserted = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO bookings"))
     read_back = [
@@ -737,18 +746,9 @@ async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_sett
     from bookable.models import WebhookEvent
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
     async with application.router.lifespan_context(application), client_for(application) as http:
-        engine = application.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        try:
+        with recorded_statements(application) as statements:
             first = await post(http, alice, modern(meet, at(10)))
-        finally:
-            event.remove(engine, "before_cursor_execute", record)
         assert first.status_code == 200, first.text
         asked = [
             s
