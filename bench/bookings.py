@@ -12,12 +12,14 @@ set (its tables are emptied!):
     the same rows (a booking + its attendee, the columns the service writes) inserted with
     SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
     database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
-    of each and the ratio HTTP/floor. Two deployments (--dispatch): `inline`, one `serve` that
+    of each and the ratio HTTP/floor. Deployments (--dispatch): `inline`, one `serve` that
     also sends the emails (renders them) as shipped; `worker`, `serve` with
-    BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends them. Every
-    booking's two emails are really sent (to .eml files; the hourly per-host limit is raised,
-    else the bench's one host would pass it after 100 bookings and its emails be dropped
-    unrendered); the emails still unsent when a run ends are printed.
+    BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends them; `noemail`,
+    one `serve` with BOOKABLE_EMAILS=off (no email is made: what the request path alone
+    costs, not a shipped default). Otherwise every booking's two emails are really sent (to
+    .eml files; the hourly per-host limit is raised, else the bench's one host would pass it
+    after 100 bookings and its emails be dropped unrendered); the emails still unsent when a
+    run ends are printed.
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -296,9 +298,9 @@ async def floor_rate(
 def deployment(
     url: str, log: Path, mode: str, mail_dir: Path
 ) -> Iterator[tuple[Running, dict[str, Rss | None]]]:
-    """`bookable serve` alone (``inline``: it sends the emails too) or beside one `bookable
-    worker` (``worker``). Yields the server and a dict filled with the RSS of each process
-    once the block ends."""
+    """`bookable serve` alone (``inline``: it sends the emails too; ``noemail``: emails off)
+    or beside one `bookable worker` (``worker``). Yields the server and a dict filled with the
+    RSS of each process once the block ends."""
     env = {
         "BOOKABLE_EMAIL_DIR": str(mail_dir),
         # The bench's one host makes two emails a booking; as shipped (200 an hour) it would
@@ -307,6 +309,8 @@ def deployment(
     }
     rss: dict[str, Rss | None] = {}
     workers: list[subprocess.Popen[bytes]] = []
+    if mode == "noemail":
+        env["BOOKABLE_EMAILS"] = "off"
     if mode == "worker":
         env["BOOKABLE_WEBHOOK_DISPATCHER"] = "off"
         workers.append(started([BOOKABLE, "worker"], bookable_env(url, **env), log))
@@ -627,12 +631,13 @@ async def main() -> None:
     parser.add_argument("--profile", type=Path, help="cpu: write a cProfile per database here")
     parser.add_argument(
         "--dispatch", default="inline,worker",
-        help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker does)",
+        help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker "
+        "does), noemail (BOOKABLE_EMAILS=off: the request path alone)",
     )  # fmt: skip
     args = parser.parse_args()
     dispatch = [d for d in args.dispatch.split(",") if d]
-    if not set(dispatch) <= {"inline", "worker"}:
-        parser.error("--dispatch: inline and/or worker")
+    if not set(dispatch) <= {"inline", "worker", "noemail"}:
+        parser.error("--dispatch: inline, worker and/or noemail")
     concurrency = [int(c) for c in args.clients.split(",")]
     sizes = sorted(int(s) for s in args.sizes.split(","))
     pg_url = None
