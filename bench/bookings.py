@@ -44,7 +44,6 @@ import itertools  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
-import secrets  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,6 +65,7 @@ from _server import (  # noqa: E402
     Rss,
     Running,
     bookable_env,
+    clean_env,
     format_rss,
     own_rss,
     rss_of_tree,
@@ -75,7 +75,7 @@ from _server import (  # noqa: E402
 )
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
-from bookable.core.db import WRITE_OPTION, create_engine, session_factory  # noqa: E402
+from bookable.core.db import create_engine, session_factory  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import (  # noqa: E402
     Attendee,
@@ -88,6 +88,7 @@ from bookable.models import (  # noqa: E402
 )
 from bookable.models.emails import EmailStatus, OutboundEmail  # noqa: E402
 from bookable.settings import Settings  # noqa: E402
+from write_floor_app import attendee_row, booking_row, insert_booking  # noqa: E402
 
 LENGTH = 5  # minutes: 287 slots a day on a 00:00-23:59 schedule
 SPREAD_DAYS = 365
@@ -146,39 +147,11 @@ def slots(first_day: datetime) -> Iterator[tuple[datetime, datetime]]:
             yield start, start + timedelta(minutes=LENGTH)
 
 
-def booking_row(host: Host, start: datetime, end: datetime, now: datetime) -> dict[str, Any]:
-    """The columns POST /v1/bookings writes for the seed body form (bookings/create.py)."""
-    uid = secrets.token_urlsafe(16)
-    return {
-        "uid": uid,
-        "user_id": host.user_id,
-        "user_primary_email": host.email,
-        "event_type_id": host.event_type_id,
-        "title": f"Bench between {host.name} and Guest",
-        "responses": {"name": "Guest", "email": "guest@example.com"},
-        "start_time": start,
-        "end_time": end,
-        "blocked_start": start,
-        "blocked_end": end,
-        "location": "",
-        "status": "ACCEPTED",
-        "paid": False,
-        "meta": {},
-        "ical_uid": f"{uid}@bookable",
-        "ical_sequence": 0,
-        "creation_source": "API_V1",
-        "created_at": now,
-    }
-
-
-def attendee_row(booking_id: int, email: str) -> dict[str, Any]:
-    return {
-        "booking_id": booking_id,
-        "email": email,
-        "name": "Guest",
-        "time_zone": "UTC",
-        "locale": "en",
-    }
+def host_booking_row(host: Host, start: datetime, end: datetime) -> dict[str, Any]:
+    return booking_row(
+        user_id=host.user_id, email=host.email, name=host.name,
+        event_type_id=host.event_type_id, start=start, end=end,
+    )  # fmt: skip
 
 
 async def reset_postgres(url: str) -> None:
@@ -274,20 +247,11 @@ async def floor_rate(
     duration: float,
 ) -> float:
     numbers = itertools.count()
-    options = {WRITE_OPTION: True}  # SQLite: BEGIN IMMEDIATE, as the server's writers
 
     async def one(_index: int) -> None:
         start, end = next(free)
-        row = booking_row(host, start, end, datetime.now(UTC))
-        async with engine.connect() as conn:
-            await conn.execution_options(**options)
-            async with conn.begin():
-                booking_id = (
-                    await conn.execute(insert(Booking).returning(Booking.id), row)
-                ).scalar_one()
-                await conn.execute(
-                    insert(Attendee), attendee_row(booking_id, f"guest{next(numbers)}@example.com")
-                )
+        row = host_booking_row(host, start, end)
+        await insert_booking(engine, row, f"guest{next(numbers)}@example.com")
 
     await run_for(min(1.0, duration / 4), clients, one)
     done, seconds = await run_for(duration, clients, one)
@@ -325,6 +289,25 @@ def deployment(
             stop(worker)
 
 
+@contextlib.contextmanager
+def bare_server(url: str, host: Host, tmp: Path) -> Iterator[Running]:
+    """uvicorn serving `write_floor_app` (the HTTP floor) for ``host``'s bookings, access log
+    on as bookable's."""
+    work = tmp / "bare"
+    work.mkdir(exist_ok=True)
+    # A copy: with bench/ as uvicorn's app dir, bench/http.py would shadow the stdlib's `http`.
+    (work / "bench_write_floor.py").write_text(
+        Path(__file__).with_name("write_floor_app.py").read_text()
+    )
+    env = clean_env(
+        FLOOR_DATABASE_URL=url, FLOOR_USER_ID=str(host.user_id), FLOOR_EMAIL=host.email,
+        FLOOR_NAME=host.name,
+    )  # fmt: skip
+    command = [sys.executable, "-m", "uvicorn", "bench_write_floor:app", "--app-dir", str(work)]
+    with serving(command, env, work / "uvicorn.log", probe="/ready") as server:
+        yield server
+
+
 async def unsent_emails(engine: AsyncEngine) -> int:
     """Emails written but not sent yet (the dispatcher's backlog at this instant)."""
     async with engine.connect() as conn:
@@ -345,11 +328,14 @@ async def bench_creation(
     results: list[dict[str, Any]] = []
     async with fresh_database(kind, pg_url, tmp) as url:
         engine = create_engine(url)
+        bare_http = contextlib.ExitStack()
         try:
             web, raw = await add_host(engine, "web"), await add_host(engine, "raw")
+            bare = await add_host(engine, "bare")
             tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             tomorrow += timedelta(days=1)
-            web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
+            web_slots, raw_slots, bare_slots = slots(tomorrow), slots(tomorrow), slots(tomorrow)
+            bare_base = bare_http.enter_context(bare_server(url, bare, tmp)).base_url
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
                 with deployment(url, log, mode, tmp / f"mail-{kind}-{mode}") as (server, rss):
@@ -359,14 +345,20 @@ async def bench_creation(
                         )
                         unsent = await unsent_emails(engine)
                         floor = await floor_rate(engine, raw, raw_slots, clients, duration)
+                        bare_rate, bare_statuses = await http_rate(
+                            bare_base, bare, bare_slots, clients, duration
+                        )
+                        if set(bare_statuses) != {200}:
+                            raise SystemExit(f"the HTTP floor answered {dict(bare_statuses)}")
                         results.append(
                             {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
-                             "floor": floor, "statuses": dict(statuses), "unsent": unsent,
-                             "rss": rss}
+                             "floor": floor, "bare": bare_rate, "statuses": dict(statuses),
+                             "unsent": unsent, "rss": rss}
                         )  # fmt: skip
                         print(
                             f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
-                            f"{dict(statuses)}, floor {floor:.1f}/s, emails unsent {unsent}",
+                            f"{dict(statuses)}, floor {floor:.1f}/s, HTTP floor {bare_rate:.1f}/s,"
+                            f" emails unsent {unsent}",
                             file=sys.stderr,
                         )
                 text_log = log.read_text(errors="replace")
@@ -376,6 +368,7 @@ async def bench_creation(
                         file=sys.stderr,
                     )
         finally:
+            bare_http.close()
             await engine.dispose()
     return results
 
@@ -385,14 +378,13 @@ async def bench_creation(
 
 async def bulk_bookings(engine: AsyncEngine, host: Host, first: int, last: int) -> None:
     """Bookings number first..last-1 of ``host``: 15 minutes every 30, one attendee each."""
-    now = datetime.now(UTC)
     chunk = 5000
     for low in range(first, last, chunk):
         numbers = range(low, min(low + chunk, last))
         rows = []
         for n in numbers:
             start = LIST_BASE + timedelta(minutes=30 * n)
-            rows.append({**booking_row(host, start, start + timedelta(minutes=15), now), "id": n})
+            rows.append({**host_booking_row(host, start, start + timedelta(minutes=15)), "id": n})
         async with engine.begin() as conn:
             await conn.execute(insert(Booking), rows)
             await conn.execute(
@@ -680,14 +672,15 @@ async def main() -> None:
         print(f"\n# (a) bookings created per second, {args.duration:g} s per run")
         print(
             f"{'db':<11}{'dispatch':>9}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}"
-            f"{'HTTP/floor':>12}{'unsent':>8}  statuses"
+            f"{'HTTP/floor':>12}{'bare/s':>9}{'bare/floor':>12}{'unsent':>8}  statuses"
         )
         for r in creation:
             print(
                 f"{r['db']:<11}{r['dispatch']:>9}{r['clients']:>8}{r['http']:>10.1f}"
-                f"{r['floor']:>10.1f}{r['http'] / r['floor']:>12.3f}{r['unsent']:>8}"
-                f"  {r['statuses']}"
+                f"{r['floor']:>10.1f}{r['http'] / r['floor']:>12.3f}{r['bare']:>9.1f}"
+                f"{r['bare'] / r['floor']:>12.3f}{r['unsent']:>8}  {r['statuses']}"
             )
+        print("# bare: the HTTP floor, the same two inserts behind a bare Starlette route")
         print("# unsent: emails still pending when the run ended (the dispatcher's backlog)")
         # One deployment per database and mode serves every client count: RSS after all.
         for r in {(r["db"], r["dispatch"]): r for r in creation}.values():
