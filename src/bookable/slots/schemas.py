@@ -43,25 +43,43 @@ def slots_body(
     # Slots come sorted: a day's list is looked up once per day, not once per slot (a day can
     # come back where a zone falls back across midnight; `setdefault` keeps its first place).
     day_key: Any = None
+    day_text = ""
     entries: list[str] = []
+    # A time's text is its day's ISO date and what follows it ("T09:30:00+01:00"), which
+    # depends only on the local time of day and the offset: written once per pair, not once
+    # per slot (`isoformat` on a zone-aware datetime was half of this function).
+    tails: dict[tuple[Any, Any], str] = {}
     for slot in slots:
         # One conversion serves both the text (in the booker's zone) and the day it groups by.
         local = slot.start.astimezone(grouping_zone)
-        if zone is None:
-            text = _utc_text(local)
-        else:
-            text = (local.replace(microsecond=0) if local.microsecond else local).isoformat()
-        if slot.booking_uid is None:
-            entry = '{"time":"' + text + '"}'
-        else:
-            attendees = _ANY_JSON.dump_json(slot.attendees).decode()
-            uid = _ANY_JSON.dump_json(slot.booking_uid).decode()
-            entry = f'{{"time":"{text}","attendees":{attendees},"bookingUid":{uid}}}'
         day = local.date()
         if day != day_key:
             day_key = day
-            entries = days.setdefault(day.isoformat(), [])
-        entries.append(entry)
+            day_text = day.isoformat()
+            entries = days.setdefault(day_text, [])
+        if zone is None:
+            if local.year < 1000:  # `format_instant` does not pad the year: no common prefix
+                text = _utc_text(local)
+            else:
+                key = (local.time(), None)
+                tail = tails.get(key)
+                if tail is None:
+                    tail = tails[key] = _utc_text(local)[10:]
+                text = day_text + tail
+        else:
+            if local.microsecond:
+                local = local.replace(microsecond=0)
+            key = (local.time(), local.utcoffset())
+            tail = tails.get(key)
+            if tail is None:
+                tail = tails[key] = local.isoformat()[10:]
+            text = day_text + tail
+        if slot.booking_uid is None:
+            entries.append('{"time":"' + text + '"}')
+        else:
+            attendees = _ANY_JSON.dump_json(slot.attendees).decode()
+            uid = _ANY_JSON.dump_json(slot.booking_uid).decode()
+            entries.append(f'{{"time":"{text}","attendees":{attendees},"bookingUid":{uid}}}')
     body = '{"slots":{' + ",".join(f'"{d}":[{",".join(e)}]' for d, e in days.items()) + "}"
     if calendar_errors:
         # Why a host offers nothing: a selected calendar could not be read (fail closed).
