@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy, calendar_problems
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
-from bookable.core.db import DbSession
+from bookable.core.db import DbSession, read_statement_by_statement
 from bookable.core.errors import BadRequest
 from bookable.core.openapi import ok
 from bookable.core.routing import CheckedRoute
@@ -108,6 +108,8 @@ async def get_slots(
     zone = booker_zone(timeZone)
     start, end = window_from_query(startTime or startDateTime, endTime or endDateTime, zone)
     service.check_window(start, end)
+    # Only reads (a calendar read happens after the commit, outside this session's work).
+    await read_statement_by_statement(session)
     found = await service.find_slots_event_type(
         session,
         caller,
