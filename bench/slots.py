@@ -9,7 +9,10 @@ BOOKABLE_BENCH_DATABASE_URL or BOOKABLE_TEST_DATABASE_URL is set) it prints, per
 - engine: compute_slots alone, on the loaded inputs;
 - db floor: the raw busy-bookings query alone (SQLAlchemy Core, rows fetched, nothing built);
 - GET /v1/me: the cheapest authenticated route through the same app (the framework floor);
-and a summary line per case: `slots_total/db_read_floor`, and total against GET /v1/me. Aims
+- render: the response body of the engine's slots alone (`slots_body`, in the zone asked);
+and a summary line per case: `slots_total/db_read_floor`, and total against GET /v1/me; then a
+lower bound per case: what every slots request must do at least (GET /v1/me's auth and framework,
+the db floor, the engine, the rendering), summed, and that sum against GET /v1/me. Aims
 (issue 15): total at most 2x the database read at 1,000 and 10,000 bookings, at most 3x GET
 /v1/me at 100; time grows no faster than linearly in N.
 
@@ -36,6 +39,7 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 from datetime import time as wall_time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
 
 import httpx  # noqa: E402
 from sqlalchemy import insert, select, text  # noqa: E402
@@ -47,6 +51,7 @@ from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import Availability, Base, Booking, EventType, Schedule, User  # noqa: E402
 from bookable.scheduling import SlotRequest, compute_slots  # noqa: E402
 from bookable.settings import Settings  # noqa: E402
+from bookable.slots.schemas import slots_body  # noqa: E402
 from bookable.slots.service import (  # noqa: E402
     calendar_window,
     event_rules,
@@ -56,6 +61,8 @@ from bookable.slots.service import (  # noqa: E402
 WINDOW_START = datetime(2027, 3, 1, tzinfo=UTC)
 WINDOW_END = WINDOW_START + timedelta(days=31)
 NOW = datetime(2027, 2, 1, tzinfo=UTC)
+# The booker's zone GET /slots is asked for (timeZone), also the rendering's.
+BOOKER_ZONE = "Europe/Berlin"
 
 
 async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
@@ -117,13 +124,14 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
             "eventTypeId": str(event_type_id),
             "startTime": WINDOW_START.date().isoformat(),
             "endTime": (WINDOW_END - timedelta(days=1)).date().isoformat(),
-            "timeZone": "Europe/Berlin",
+            "timeZone": BOOKER_ZONE,
         }
         totals: list[float] = []
         loads: list[float] = []
         engines: list[float] = []
         floors: list[float] = []
         mes: list[float] = []
+        renders: list[float] = []
         slot_count = 0
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
@@ -159,13 +167,16 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
                     session, event_type, user, WINDOW_START, WINDOW_END, external=external
                 )
                 loaded = time.perf_counter()
-                compute_slots(
+                slots = compute_slots(
                     rules, calendar, SlotRequest(WINDOW_START, WINDOW_END, NOW, calendar.zone)
                 )
                 done = time.perf_counter()
+                slots_body(slots, ZoneInfo(BOOKER_ZONE), [])
+                rendered = time.perf_counter()
                 if i >= 3:
                     loads.append(loaded - began)
                     engines.append(done - loaded)
+                    renders.append(rendered - done)
             floor_query = select(Booking.start_time, Booking.end_time).where(
                 Booking.user_id == user_id,
                 Booking.status == "ACCEPTED",
@@ -188,6 +199,7 @@ async def measure(url: str, label: str, bookings: int, repeat: int) -> dict[str,
         "engine": summary(engines),
         "floor": summary(floors),
         "me": summary(mes),
+        "render": summary(renders),
         "rss": rss,
     }
 
@@ -247,6 +259,18 @@ async def main() -> None:
             f"slots_total/db_read_floor {r['db']} N={r['n']}: {ratio:.2f} "
             f"(engine/db_read_floor {engine_vs_db:.2f}; "
             f"slots_total/in-process GET /v1/me {r['total'][0] / r['me'][0]:.2f})"
+        )
+    # The least a slots request can cost: authentication and the framework (GET /v1/me), the
+    # busy read (db floor), the engine and the rendering of its slots; medians, in ms. At
+    # N=100 it says whether slots_total/in-process GET /v1/me <= 3 is reachable at all.
+    for r in results:
+        me, floor, engine, render = (r[k][0] for k in ("me", "floor", "engine", "render"))
+        bound = me + floor + engine + render
+        print(
+            f"slots_lower_bound {r['db']} N={r['n']}: {bound:.2f} ms = GET /v1/me {me:.2f} "
+            f"+ db floor {floor:.2f} + engine {engine:.2f} + render {render:.2f} "
+            f"({r['slots']} slots); lower_bound/in-process GET /v1/me {bound / me:.2f} "
+            f"(slots_total/in-process GET /v1/me {r['total'][0] / me:.2f})"
         )
 
 

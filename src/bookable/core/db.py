@@ -131,6 +131,19 @@ async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await request.app.state.authenticator.revoke_cached()
 
 
+async def read_statement_by_statement(session: AsyncSession) -> None:
+    """For a request that only reads and has not used ``session`` yet: on PostgreSQL, run its
+    statements without BEGIN and COMMIT (asyncpg's autocommit), two round trips fewer.
+
+    The same answers: under READ COMMITTED (PostgreSQL's default; Bookable sets no other) each
+    statement of a transaction takes its own snapshot anyway, so statements outside one see
+    what they would have seen inside it; the bookings preflight reads the same way
+    (`bookings/calendars.py`). The pool resets the connection's level when it takes it back
+    (no round trip). SQLite keeps its transaction (`create_engine`'s listener issues BEGIN)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 # scope="function": the commit happens before the response is sent, so a failed commit
 # becomes an error response instead of a 200 for data that was never written.
 DbSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
