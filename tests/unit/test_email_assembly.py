@@ -26,7 +26,9 @@ from bookable.notifications.messages import (
     MailKind,
     Party,
     _context,
+    _folded,
     _templates,
+    _text_header,
     build_invitation,
     one_line,
     render_email,
@@ -184,3 +186,26 @@ def test_the_assembly_makes_the_email_packages_bytes(
     assert render_email(mail, kind, recipient, **options).message == expected
     # Again, with the invitation shared and the cached pieces warm.
     assert render_email(mail, kind, recipient, invitations=shared, **options).message == expected
+
+
+ASCII_WORDS = st.lists(
+    st.one_of(
+        st.text(
+            alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=9
+        ),
+        st.integers(1, 90).map(lambda n: "w" * n),
+        st.sampled_from(["=?", "=?utf-8?q?x?=", "é", "a\tb", "", "  "]),
+    ),
+    min_size=1,
+    max_size=30,
+).map(" ".join)
+
+
+@settings(derandomize=True, max_examples=2000, deadline=None)
+@given(name=st.sampled_from(["Subject", "Auto-Submitted", "X-Note"]), value=ASCII_WORDS)
+def test_plain_headers_fold_as_the_email_package_folds_them(name: str, value: str) -> None:
+    # Unstructured headers only: the Date is always format_datetime's (the other test).
+    value = one_line(value)
+    if not value:
+        return
+    assert _text_header(name, value) == _folded(name, value)

@@ -203,6 +203,8 @@ def _templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package: no stat() of each file at every render.
+        auto_reload=False,
     )
 
 
@@ -345,13 +347,26 @@ def _folded_text(name: str, value: str) -> str:
     return _folded(name, value)
 
 
-def _text_header(name: str, value: str, plain: re.Pattern[str] = _PLAIN_TEXT) -> str:
-    if (
-        len(name) + 2 + len(value) <= _MAX_LINE
-        and "=?" not in value
-        and plain.fullmatch(value) is not None
-    ):
-        return f"{name}: {value}\r\n"
+def _text_header(name: str, value: str) -> str:
+    """An unstructured header (Subject, Date...) as the package writes it."""
+    if "=?" not in value and _PLAIN_TEXT.fullmatch(value) is not None:
+        if len(name) + 2 + len(value) <= _MAX_LINE:
+            return f"{name}: {value}\r\n"
+        words = value.split(" ")
+        # The package's folding of plain ASCII words (_refold_parse_tree): as many words as
+        # fit on each line of 78, the next one on a continuation line after one space; a
+        # value that fits a line of its own is joined back to its name (_FOLDED_AT_NAME).
+        # A word too long for a line is encoded instead: left to the package.
+        if max(map(len, words)) + 1 < _MAX_LINE:
+            if len(value) + 1 <= _MAX_LINE:
+                return f"{name}: {value}\r\n"
+            lines = [f"{name}:"]
+            for word in words:
+                if len(lines[-1]) + 1 + len(word) <= _MAX_LINE:
+                    lines[-1] += f" {word}"
+                else:
+                    lines.append(f" {word}")
+            return _FOLDED_AT_NAME.sub(r"\1: ", "\r\n".join(lines) + "\r\n")
     return _folded_text(name, value) if name in ("From", "Auto-Submitted") else _folded(name, value)
 
 
