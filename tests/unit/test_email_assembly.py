@@ -209,3 +209,27 @@ def test_plain_headers_fold_as_the_email_package_folds_them(name: str, value: st
     if not value:
         return
     assert _text_header(name, value) == _folded(name, value)
+
+
+ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+MESSAGE_ID_WORDS = st.text(alphabet=ATEXT, min_size=1, max_size=30)
+
+
+@settings(derandomize=True, max_examples=1000, deadline=None)
+@given(
+    left=st.lists(MESSAGE_ID_WORDS, min_size=1, max_size=6),
+    right=st.lists(st.text(alphabet="abcXYZ019-", min_size=1, max_size=20), min_size=1, max_size=4),
+)
+def test_plain_message_ids_stay_on_one_line_at_any_length(
+    left: list[str], right: list[str]
+) -> None:
+    value = f"<{'.'.join(left)}@{'.'.join(right)}>"
+    mail = BookingMail(
+        booking_id=1, booking_uid="u", ical_uid="u@b", sequence=0, title="T",
+        start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 1, 1, tzinfo=UTC),
+        organizer=Party("O", "o@example.com", "UTC"), hosts=(), attendees=(),
+    )  # fmt: skip
+    rendered = render_email(
+        mail, MailKind.HOST_REQUEST, mail.organizer, sender="b@example.com", message_id=value
+    ).message
+    assert _folded("Message-ID", value) in rendered

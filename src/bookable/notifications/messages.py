@@ -456,7 +456,9 @@ def render_email(
     head.append(_text_header("Date", format_datetime(stamp)))
     bare_id = one_line(message_id).strip("<>")
     message_id_value = f"<{bare_id}>"
-    if len(message_id_value) + 12 <= _MAX_LINE and _PLAIN_MESSAGE_ID.fullmatch(message_id_value):
+    # A plain id stays on the line of its name whatever its length (the package does not
+    # break a msg-id; one that only fits a line of its own is joined back, _FOLDED_AT_NAME).
+    if "=?" not in message_id_value and _PLAIN_MESSAGE_ID.fullmatch(message_id_value):
         head.append(f"Message-ID: {message_id_value}\r\n")
     else:
         head.append(_folded("Message-ID", message_id_value))
