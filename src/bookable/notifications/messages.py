@@ -342,9 +342,9 @@ _FOLDED_AT_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\r\n[ \t]+", re.MULTILIN
 
 
 @cache
-def _folded_text(name: str, value: str) -> str:
-    # Cached: the From and the Auto-Submitted are the same in every message.
-    return _folded(name, value)
+def _folded_sender(sender: str) -> str:
+    # Cached: the From is a setting, the same in every message.
+    return _folded("From", sender)
 
 
 def _text_header(name: str, value: str) -> str:
@@ -367,14 +367,15 @@ def _text_header(name: str, value: str) -> str:
                 else:
                     lines.append(f" {word}")
             return _FOLDED_AT_NAME.sub(r"\1: ", "\r\n".join(lines) + "\r\n")
-    return _folded_text(name, value) if name in ("From", "Auto-Submitted") else _folded(name, value)
+    return _folded(name, value)
 
 
 def _address_header(name: str, party: Party) -> str:
     display = one_line(party.name)
     if _PLAIN_ADDR.fullmatch(party.email) is not None and "=?" not in display:
         value = f"{display} <{party.email}>" if display else party.email
-        if (not display or _PLAIN_NAME.fullmatch(display)) and len(name) + 2 + len(value) <= 78:
+        fits = len(name) + 2 + len(value) <= _MAX_LINE
+        if fits and (not display or _PLAIN_NAME.fullmatch(display)):
             return f"{name}: {value}\r\n"
     return _folded(name, _address(party))
 
@@ -389,7 +390,7 @@ def _sender_header(sender: str) -> str:
     ) or (not bracket and _PLAIN_ADDR.fullmatch(sender) is not None)
     if plain and "=?" not in sender and len(sender) + 6 <= _MAX_LINE:
         return f"From: {sender}\r\n"
-    return _folded_text("From", sender)
+    return _folded_sender(sender)
 
 
 def _quoted_printable(text: str) -> str:
