@@ -44,6 +44,7 @@ import itertools  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
+import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -588,6 +589,158 @@ async def booking_cpu(
     return {"cpu_ms": cpu * 1000 / count, "wall_ms": wall * 1000 / count}
 
 
+# --- the email dispatcher's work per email -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[str]:
+    """A real SMTP server (aiosmtpd, accepting and dropping every message) on a free loopback
+    port, in a process of its own so that its CPU is not counted as the dispatcher's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
+         "-c", "aiosmtpd.handlers.Sink"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("aiosmtpd did not start")
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def email_cpu(
+    kind: str, pg_url: str | None, tmp: Path, count: int, rounds: int, profile: Path | None
+) -> list[dict[str, Any]]:
+    """CPU ms of this process per booking email for the email dispatcher's whole work on it:
+    claim, render from the stored facts, send, record (the rendered message stored). The rows
+    are those ``count`` bookings made in process (two emails each, host and attendee); each
+    round puts them back to their first attempt (PENDING, no message) and runs the dispatcher
+    (`run_once`, batches of 20, as its concurrency) until none is left, once per transport: a
+    real SMTP server (aiosmtpd in another process) and the .eml folder. Shares: rendering
+    (`render`, the CPU of its thread), the claim and the record transactions; "send" is the
+    rest (the transport and its threads, the event loop). ``profile``: a cProfile of the SMTP
+    rounds (it inflates what it profiles: shares only)."""
+    from bookable.core.dispatch import DispatcherConfig
+    from bookable.notifications.dispatcher import EmailDispatcher, email_dispatcher_config
+
+    class Timed(EmailDispatcher):
+        """The dispatcher, its parts timed (CPU of this process)."""
+
+        parts: Counter[str]
+
+        def render(self, job: Any) -> str:
+            # This thread's CPU alone: the .eml transport's writer threads run meanwhile.
+            started = time.thread_time()
+            try:
+                return super().render(job)
+            finally:
+                self.parts["render"] += time.thread_time() - started
+
+        async def exchange(self, outcomes: list[Any], limit: int) -> list[Any]:
+            started = time.process_time()
+            try:
+                return await super().exchange(outcomes, limit)
+            finally:
+                self.parts["store" if outcomes else "claim"] += time.process_time() - started
+
+    results: list[dict[str, Any]] = []
+    async with fresh_database(kind, pg_url, tmp) as url:
+        settings = Settings(
+            database_url=url, rate_limit="0", webhook_dispatcher="off",
+            email_max_per_host_per_hour=100_000_000, encryption_key_file=tmp / "bookable.key",
+        )  # fmt: skip
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            engine: AsyncEngine = app.state.engine
+            host = await add_host(engine, "mail")
+            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            free = slots(tomorrow + timedelta(days=1))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+                for _ in range(count):
+                    await post_booking(client, host, free)
+        sessions = session_factory(engine := create_engine(url))
+        rows = OutboundEmail.__table__
+        try:
+            async with engine.connect() as conn:
+                emails = int(
+                    (await conn.execute(select(func.count()).select_from(rows))).scalar_one()
+                )
+            with smtp_sink() as smtp_url:
+                targets = {
+                    "smtp": settings.model_copy(update={"smtp_url": smtp_url}),
+                    "eml": settings.model_copy(update={"email_dir": tmp / f"eml-{kind}"}),
+                }
+                profiler = None
+                for round_ in range(rounds + 1):  # round 0 warms up (templates, connections)
+                    for name, target in targets.items():
+                        async with engine.begin() as conn:
+                            await conn.execute(
+                                rows.update().values(
+                                    status=EmailStatus.PENDING.value, message=None, attempts=0,
+                                    locked_until=None, sent_at=None, last_error=None,
+                                    next_attempt_at=datetime.now(UTC) - timedelta(minutes=1),
+                                )
+                            )  # fmt: skip
+                        config = email_dispatcher_config(target)
+                        config = DispatcherConfig(
+                            timeout=config.timeout, max_attempts=config.max_attempts,
+                            retry_delays=config.retry_delays, lease=config.lease,
+                            batch_size=20, concurrency=20,
+                        )  # fmt: skip
+                        dispatcher = Timed(sessions, target, config=config)
+                        dispatcher.parts = Counter()
+                        if profile is not None and round_ > 0 and name == "smtp":
+                            import cProfile
+
+                            profiler = profiler or cProfile.Profile()
+                            profiler.enable()
+                        cpu, wall = time.process_time(), time.perf_counter()
+                        done = 0
+                        while handled := await dispatcher.run_once():
+                            done += handled
+                        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                        if profiler is not None:
+                            profiler.disable()
+                        await dispatcher.aclose()
+                        async with engine.connect() as conn:
+                            sent = (
+                                await conn.execute(
+                                    select(func.count()).select_from(rows)
+                                    .where(rows.c.status == EmailStatus.SENT.value)
+                                )
+                            ).scalar_one()  # fmt: skip
+                        assert done == emails == sent, (done, emails, sent)
+                        if round_ == 0:
+                            continue
+                        parts = {k: v * 1000 / emails for k, v in dispatcher.parts.items()}
+                        total = cpu * 1000 / emails
+                        results.append(
+                            {
+                                "db": kind, "transport": name, "round": round_,
+                                "emails": emails, "cpu_ms": total, "wall_ms": wall * 1000 / emails,
+                                "render_ms": parts.get("render", 0.0),
+                                "claim_ms": parts.get("claim", 0.0),
+                                "store_ms": parts.get("store", 0.0),
+                                "send_ms": total - sum(parts.values()),
+                            }
+                        )  # fmt: skip
+                if profiler is not None and profile is not None:
+                    profiler.dump_stats(str(profile))
+        finally:
+            await engine.dispose()
+    return results
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -618,9 +771,16 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,100000", help="bookings for (b), ascending")
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--only", choices=["create", "list", "statements", "cpu"], default=None)
-    parser.add_argument("--count", type=int, default=150, help="bookings measured by cpu")
-    parser.add_argument("--profile", type=Path, help="cpu: write a cProfile per database here")
+    parser.add_argument(
+        "--only", choices=["create", "list", "statements", "cpu", "emails"], default=None
+    )
+    parser.add_argument(
+        "--count", type=int, default=None, help="bookings measured by cpu (150) or emails (100)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="emails: rounds per transport")
+    parser.add_argument(
+        "--profile", type=Path, help="cpu, emails: write a cProfile per database here"
+    )
     parser.add_argument(
         "--dispatch", default="inline,worker",
         help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker "
@@ -656,11 +816,23 @@ async def main() -> None:
                 print("\n".join(statements))
             if args.only == "cpu":
                 profile = args.profile.with_suffix(f".{kind}.prof") if args.profile else None
-                cost = await booking_cpu(kind, pg_url, tmp, args.count, profile)
+                count = args.count or 150
+                cost = await booking_cpu(kind, pg_url, tmp, count, profile)
                 print(
                     f"# {kind}: {cost['cpu_ms']:.2f} ms CPU, {cost['wall_ms']:.2f} ms wall per"
-                    f" POST /v1/bookings (in process, {args.count} bookings)"
+                    f" POST /v1/bookings (in process, {count} bookings)"
                 )
+            if args.only == "emails":
+                profile = args.profile.with_suffix(f".{kind}.prof") if args.profile else None
+                count = args.count or 100
+                for r in await email_cpu(kind, pg_url, tmp, count, args.rounds, profile):
+                    print(
+                        f"# {kind:<10} {r['transport']:<4} round {r['round']}: "
+                        f"{r['cpu_ms']:.2f} ms CPU per email ({r['wall_ms']:.2f} ms wall): "
+                        f"render {r['render_ms']:.2f} ({r['render_ms'] / r['cpu_ms']:.0%}), "
+                        f"claim {r['claim_ms']:.2f}, store {r['store_ms']:.2f}, "
+                        f"send {r['send_ms']:.2f}  [{r['emails']} emails]"
+                    )
             if args.only in (None, "create"):
                 creation += await bench_creation(
                     kind, pg_url, tmp, concurrency, args.duration, dispatch

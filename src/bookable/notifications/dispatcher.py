@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bookable.calendars.ical import ItipMethod
@@ -47,6 +47,21 @@ log = logging.getLogger("bookable.emails")
 ROWS: Table = cast(Table, OutboundEmail.__table__)
 ERROR_CHARS = 1000  # how much of a failure's reason is kept
 SHARED_INVITATIONS = 256  # changes whose invitations are kept for their other rows
+
+# A sent row: SENT, even if the lease ran out meanwhile (the server has it). Built once.
+_SENT = (
+    update(ROWS)
+    .where(ROWS.c.id == bindparam("b_id"), ROWS.c.status == EmailStatus.PENDING.value)
+    .values(
+        status=EmailStatus.SENT.value,
+        attempts=bindparam("b_attempts"),
+        sent_at=bindparam("b_sent_at"),
+        last_error=None,
+        locked_until=None,
+    )
+)
+# ... and the message its attempt rendered, so that nothing renders it again.
+_SENT_RENDERED = _SENT.values(message=bindparam("b_message"))
 
 
 def email_dispatcher_config(settings: Settings) -> DispatcherConfig:
@@ -177,26 +192,30 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         self, session: AsyncSession, outcomes: list[EmailOutcome], now: datetime
     ) -> None:
         pending = ROWS.c.status == EmailStatus.PENDING.value
+        # The sent rows in one executemany per shape (with or without the message this attempt
+        # rendered), not one UPDATE each: with asyncpg a batch is one round trip.
+        sent: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         for outcome in outcomes:
+            if outcome.ok:
+                job = outcome.job
+                row = {
+                    "b_id": job.event_id,
+                    "b_attempts": job.attempts + 1,
+                    "b_sent_at": outcome.finished_at or now,
+                }
+                if job.rendered:
+                    row["b_message"] = job.message
+                sent[job.rendered].append(row)
+        for rendered, rows in sent.items():
+            if rows:
+                await session.execute(_SENT_RENDERED if rendered else _SENT, rows)
+        for outcome in outcomes:
+            if outcome.ok:
+                continue
             job = outcome.job
             made = job.attempts + 1
             # The message this attempt rendered, so that a retry sends the same bytes.
             rendered = {"message": job.message} if job.rendered else {}
-            if outcome.ok:
-                # Even if the lease ran out meanwhile: the server has it.
-                await session.execute(
-                    update(ROWS)
-                    .where(ROWS.c.id == job.event_id, pending)
-                    .values(
-                        status=EmailStatus.SENT.value,
-                        attempts=made,
-                        sent_at=outcome.finished_at or now,
-                        last_error=None,
-                        locked_until=None,
-                        **rendered,
-                    )
-                )
-                continue
             values: dict[str, Any] = {
                 "attempts": made,
                 "last_error": (outcome.error or "failed")[:ERROR_CHARS],

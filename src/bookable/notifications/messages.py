@@ -12,17 +12,18 @@ zone. Everything a booker typed that lands in a header (names, the title) goes t
 
 from __future__ import annotations
 
+import binascii
 import enum
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from email import quoprimime
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -202,6 +203,8 @@ def _templates() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # The templates ship with the package: no stat() of each file at every render.
+        auto_reload=False,
     )
 
 
@@ -304,6 +307,124 @@ def _address(party: Party) -> Address:
     return Address(display_name=one_line(party.name), addr_spec=party.email)
 
 
+# --- the message's text --------------------------------------------------------------------------
+#
+# The message is written here as the email package wrote it (EmailMessage under the SMTP policy,
+# flattened with as_bytes), without building it: the package's header registry, MIME assembly and
+# generator were ~75 % of rendering. Every piece is what the package makes of the same input:
+# the bodies go through the very encoders `set_content` calls, the MIME skeleton (part headers,
+# boundaries, blank lines) is the package's for this one structure, and a header the package
+# would fold, encode or quote differently from "Name: value" is folded by the package itself.
+# tests/unit/test_email_golden.py pins the bytes.
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")  # the generator's line ends (email.generator.NLCRE)
+_MAX_LINE = SMTP.max_line_length  # 78
+# Values the header registry writes back unchanged on one line: printable ASCII words with
+# single spaces, no encoded-word opener ("=?" is decoded by its parser), no quoting needed.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*")
+_PLAIN_NAME = re.compile(rf"{_ATOM}(?: {_ATOM})*")
+_PLAIN_ADDR = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+_PLAIN_MESSAGE_ID = re.compile(rf"<{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*>")
+
+
+def _folded(name: str, value: str | Address) -> str:
+    """The header as the email package writes it under SMTP (fold, encoded words, quoting)."""
+    header = SMTP.header_store_parse(name, value)[1]
+    line = SMTP.fold_binary(name, header).decode("ascii")
+    # A value that fits a line of its own but not after its name is moved whole to a
+    # continuation line ("Subject:\r\n Confirmed: ..."), which Python's own parser reads back
+    # with a leading space. Joined again the line stays far below SMTP's 998 octets.
+    return _FOLDED_AT_NAME.sub(r"\1: ", line)
+
+
+_FOLDED_AT_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\r\n[ \t]+", re.MULTILINE)
+
+
+@cache
+def _folded_sender(sender: str) -> str:
+    # Cached: the From is a setting, the same in every message.
+    return _folded("From", sender)
+
+
+def _text_header(name: str, value: str) -> str:
+    """An unstructured header (Subject, Date...) as the package writes it."""
+    if "=?" not in value and _PLAIN_TEXT.fullmatch(value) is not None:
+        if len(name) + 2 + len(value) <= _MAX_LINE:
+            return f"{name}: {value}\r\n"
+        words = value.split(" ")
+        # The package's folding of plain ASCII words (_refold_parse_tree): as many words as
+        # fit on each line of 78, the next one on a continuation line after one space; a
+        # value that fits a line of its own is joined back to its name (_FOLDED_AT_NAME).
+        # A word too long for a line is encoded instead: left to the package.
+        if max(map(len, words)) + 1 < _MAX_LINE:
+            if len(value) + 1 <= _MAX_LINE:
+                return f"{name}: {value}\r\n"
+            lines = [f"{name}:"]
+            for word in words:
+                if len(lines[-1]) + 1 + len(word) <= _MAX_LINE:
+                    lines[-1] += f" {word}"
+                else:
+                    lines.append(f" {word}")
+            return _FOLDED_AT_NAME.sub(r"\1: ", "\r\n".join(lines) + "\r\n")
+    return _folded(name, value)
+
+
+def _address_header(name: str, party: Party) -> str:
+    display = one_line(party.name)
+    if _PLAIN_ADDR.fullmatch(party.email) is not None and "=?" not in display:
+        value = f"{display} <{party.email}>" if display else party.email
+        fits = len(name) + 2 + len(value) <= _MAX_LINE
+        if fits and (not display or _PLAIN_NAME.fullmatch(display)):
+            return f"{name}: {value}\r\n"
+    return _folded(name, _address(party))
+
+
+def _sender_header(sender: str) -> str:
+    display, bracket, rest = sender.rpartition(" <")
+    plain = (
+        bracket
+        and rest.endswith(">")
+        and _PLAIN_NAME.fullmatch(display) is not None
+        and _PLAIN_ADDR.fullmatch(rest[:-1]) is not None
+    ) or (not bracket and _PLAIN_ADDR.fullmatch(sender) is not None)
+    if plain and "=?" not in sender and len(sender) + 6 <= _MAX_LINE:
+        return f"From: {sender}\r\n"
+    return _folded_sender(sender)
+
+
+def _quoted_printable(text: str) -> str:
+    """``text`` as `set_content(cte="quoted-printable")` encodes it (contentmanager's
+    _encode_text) and the generator writes it (CRLF line ends)."""
+    lines = text.encode("utf-8").splitlines()
+    data = quoprimime.body_encode((b"\n".join(lines) + b"\n").decode("latin-1"), _MAX_LINE)
+    return _NEWLINES.sub("\r\n", data)
+
+
+@lru_cache(maxsize=32)
+def _base64(data: bytes) -> str:
+    """``data`` as `set_content(cte="base64")` encodes it, CRLF line ends; cached: the
+    invitation is the same in both of its parts and in every message of its change."""
+    step = _MAX_LINE // 4 * 3
+    return "".join(
+        binascii.b2a_base64(data[i : i + step]).decode("ascii").replace("\n", "\r\n")
+        for i in range(0, len(data), step)
+    )
+
+
+def _boundary_line(kind: str, boundary: str) -> str:
+    # What the package writes for each; the longer one is folded before its parameter.
+    line = f'Content-Type: multipart/{kind}; boundary="{boundary}"\r\n'
+    if len(line) - 2 > _MAX_LINE:
+        line = f'Content-Type: multipart/{kind};\r\n boundary="{boundary}"\r\n'
+    return line
+
+
+_TEXT_PART = (
+    'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+)
+
+
 def render_email(
     mail: BookingMail,
     kind: MailKind,
@@ -325,24 +446,26 @@ def render_email(
     html = environment.get_template(f"{kind.value}.html").render(context)
     subject = subject_for(mail, kind, recipient)
 
-    message = EmailMessage(policy=SMTP)
-    message["From"] = one_line(sender)
-    message["To"] = _address(recipient)
+    head = [_sender_header(one_line(sender)), _address_header("To", recipient)]
     # Answers reach a person: the organiser for attendees, the booker for hosts.
     reply_to = mail.attendees[0] if kind.to_host and mail.attendees else None
     if not kind.to_host:
         reply_to = mail.organizer
     if reply_to is not None and reply_to.email.lower() != recipient.email.lower():
-        message["Reply-To"] = _address(reply_to)
-    message["Subject"] = subject
-    message["Date"] = format_datetime(stamp)
+        head.append(_address_header("Reply-To", reply_to))
+    head.append(_text_header("Subject", subject))
+    head.append(_text_header("Date", format_datetime(stamp)))
     bare_id = one_line(message_id).strip("<>")
-    message["Message-ID"] = f"<{bare_id}>"
-    message["Auto-Submitted"] = "auto-generated"
+    message_id_value = f"<{bare_id}>"
+    # A plain id stays on the line of its name whatever its length (the package does not
+    # break a msg-id; one that only fits a line of its own is joined back, _FOLDED_AT_NAME).
+    if "=?" not in message_id_value and _PLAIN_MESSAGE_ID.fullmatch(message_id_value):
+        head.append(f"Message-ID: {message_id_value}\r\n")
+    else:
+        head.append(_folded("Message-ID", message_id_value))
+    head.append(_text_header("Auto-Submitted", "auto-generated"))
+    head.append("MIME-Version: 1.0\r\n")
 
-    # Quoted-printable and base64 keep the stored message 7-bit, so it is sent byte for byte.
-    message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     method = kind.method
     invitation = None
     if method is not None:
@@ -351,44 +474,51 @@ def render_email(
             invitation = build_invitation(mail, kind, stamp=stamp)
             if invitations is not None and invitation is not None:
                 invitations[method] = invitation
-    if method is not None and invitation is not None:
-        # Outlook and Gmail read the invitation from the alternative whose method= matches
-        # METHOD; Apple Mail and others from the attachment. Base64 keeps its CRLFs exact.
-        message.add_alternative(
-            invitation,
-            maintype="text",
-            subtype="calendar",
-            cte="base64",
-            params={"method": method.value, "charset": "UTF-8"},
-        )
-        message.add_attachment(
-            invitation,
-            maintype="application",
-            subtype="ics",
-            cte="base64",
-            filename="invite.ics",
-            params={"name": "invite.ics"},
-        )
-    # The email package gives each part made by add_alternative/add_attachment its own
-    # MIME-Version; RFC 2045 wants it once, at the top. Boundaries from the message id, not
-    # random: rendering the same facts again (a retry after a crash) makes the same bytes.
-    # "=_" cannot occur in quoted-printable or base64 text, so no part can hold a boundary.
+    # Boundaries from the message id, not random: rendering the same facts again (a retry
+    # after a crash) makes the same bytes. "=_" cannot occur in quoted-printable or base64
+    # text, so no part can hold a boundary. Numbered as the parts are walked.
     digest = hashlib.sha256(bare_id.encode()).hexdigest()[:32]
-    for number, part in enumerate(message.walk()):
-        if part is not message:
-            del part["MIME-Version"]
-        if part.is_multipart():
-            part.set_boundary(f"=_{digest}.{number}")
-    wire = message.as_bytes(policy=SMTP).decode("ascii")
-    head, body = wire.split("\r\n\r\n", 1)
-    # A value that fits a line of its own but not after its name is moved whole to a
-    # continuation line ("Subject:\r\n Confirmed: ..."), which Python's own parser reads back
-    # with a leading space. Joined again the line stays far below SMTP's 998 octets.
-    head = _FOLDED_AT_NAME.sub(r"\1: ", head)
-    return RenderedEmail(subject=subject, message=f"{head}\r\n\r\n{body}")
-
-
-_FOLDED_AT_NAME = re.compile(r"^([A-Za-z][A-Za-z0-9-]*):\r\n[ \t]+", re.MULTILINE)
+    # Quoted-printable and base64 keep the message 7-bit, so it is sent byte for byte.
+    # Outlook and Gmail read the invitation from the alternative whose method= matches
+    # METHOD; Apple Mail and others from the attachment. Base64 keeps its CRLFs exact.
+    if method is not None and invitation is not None:
+        mixed, alternative = f"=_{digest}.0", f"=_{digest}.1"
+        calendar = _base64(invitation)
+        body = [
+            _boundary_line("mixed", mixed),
+            f"\r\n--{mixed}\r\n",
+            _boundary_line("alternative", alternative),
+            f"\r\n--{alternative}\r\n",
+            _TEXT_PART.format("plain"),
+            _quoted_printable(text),
+            f"\r\n--{alternative}\r\n",
+            _TEXT_PART.format("html"),
+            _quoted_printable(html),
+            f"\r\n--{alternative}\r\n",
+            "Content-Transfer-Encoding: base64\r\n",
+            f'Content-Type: text/calendar; method="{method.value}"; charset="UTF-8"\r\n\r\n',
+            calendar,
+            f"\r\n--{alternative}--\r\n",
+            f"\r\n--{mixed}\r\n",
+            "Content-Transfer-Encoding: base64\r\n",
+            'Content-Disposition: attachment; filename="invite.ics"\r\n',
+            'Content-Type: application/ics; name="invite.ics"\r\n\r\n',
+            calendar,
+            f"\r\n--{mixed}--\r\n",
+        ]
+    else:
+        alternative = f"=_{digest}.0"
+        body = [
+            _boundary_line("alternative", alternative),
+            f"\r\n--{alternative}\r\n",
+            _TEXT_PART.format("plain"),
+            _quoted_printable(text),
+            f"\r\n--{alternative}\r\n",
+            _TEXT_PART.format("html"),
+            _quoted_printable(html),
+            f"\r\n--{alternative}--\r\n",
+        ]
+    return RenderedEmail(subject=subject, message="".join(head) + "".join(body))
 
 
 # --- stored facts: what the outbox row keeps, rendered by the dispatcher --------------------------
