@@ -722,7 +722,8 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
         with recorded_statements(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
-    inserted = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO bookings"))
+    # PostgreSQL: the booking and its attendees in one statement (WITH ... INSERT INTO bookings).
+    inserted = next(i for i, s in enumerate(statements) if "INSERT INTO bookings" in s)
     read_back = [
         s
         for s in statements[inserted:]
@@ -733,8 +734,28 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
     assert sum(s.startswith("INSERT INTO outbound_emails") for s in statements) == 1
     assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
     assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1
-    # No host selected a calendar: the preflight's event type query said so, nothing else asks.
+    # No host selected a calendar: the event type query said so, nothing else asks.
     assert not [s for s in statements if "FROM selected_calendars JOIN" in s]
+
+
+async def test_a_booking_is_six_statements(make_settings, alice, meet):
+    """The round trips of a booking of a personal event type nobody selected a calendar for
+    (the key cache warm): its event type query (with the owner, the flags and the owner's
+    schedules), the day locks (PostgreSQL) or BEGIN IMMEDIATE (SQLite), the busy bookings, the
+    booking with its attendee (one statement on PostgreSQL, two on SQLite), its emails and the
+    NOTIFY (PostgreSQL). No preflight, no second event type query, no schedule query."""
+    from bookable.app import create_app
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        warm = await post(http, alice, modern(meet, at(9)))
+        assert warm.status_code == 200, warm.text
+        with recorded_statements(application) as statements:
+            r = await post(http, alice, modern(meet, at(10)))
+    assert r.status_code == 200, r.text
+    assert len(statements) == 6, "\n".join(s[:80] for s in statements)
+    assert sum(" FROM event_types" in s for s in statements) == 1
+    assert not [s for s in statements if s.startswith("SELECT schedules.")]
 
 
 async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_settings, alice, meet):

@@ -375,9 +375,7 @@ async def create_booking(
 
     booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
     payment = _payment(event_type) if requires_payment else None
-    if payment is not None:
-        booking.payments.append(payment)
-    joined_booking = await insert(session, request, body, booking, placement)
+    joined_booking = await insert(session, request, body, booking, placement, payment)
     if joined_booking is not None:
         return await _seat_taken(session, request, joined_booking, host, previous, mail)
     written = _written(request, booking, placement)
@@ -684,10 +682,12 @@ async def insert(
     body: BookingCreate,
     booking: Booking,
     placement: Placement,
+    payment: Payment | None,
 ) -> Booking | None:
     """Step 5: write the booking and its other hosts (`insert_booking`, guarded against
-    overlaps); a rescheduled paid booking's payments move to it. Returns the seated booking
-    joined instead, when another request opened this seated slot a moment ago."""
+    overlaps), then its ``payment``; a rescheduled paid booking's payments move to it. Returns
+    the seated booking joined instead, when another request opened this seated slot a moment
+    ago."""
     event_type = request.event_type
     try:
         await insert_booking(
@@ -705,9 +705,13 @@ async def insert(
             if joined is not None:
                 return joined
         raise
+    # Added once the booking is the session's (`insert_booking`): the flush writes them.
+    if payment is not None:
+        booking.payments.append(payment)
     if request.previous is not None and request.carried_paid:
         for moved in [p for p in request.previous.payments if p.success]:
             booking.payments.append(moved)
+    if booking.payments:
         await session.flush()
     return None
 
