@@ -722,7 +722,8 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
         with recorded_statements(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
-    inserted = next(i for i, s in enumerate(statements) if s.startswith("INSERT INTO bookings"))
+    # PostgreSQL: the booking and its attendees in one statement (WITH ... INSERT INTO bookings).
+    inserted = next(i for i, s in enumerate(statements) if "INSERT INTO bookings" in s)
     read_back = [
         s
         for s in statements[inserted:]
@@ -730,11 +731,35 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
         if s.startswith("SELECT") and f" FROM {table} " in f"{s} "
     ]
     assert read_back == []
-    assert sum(s.startswith("INSERT INTO outbound_emails") for s in statements) == 1
+    # PostgreSQL: WITH written AS (INSERT INTO outbound_emails ...) SELECT pg_notify(...).
+    assert sum("INSERT INTO outbound_emails" in s for s in statements) == 1
     assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
     assert sum("pg_advisory_xact_lock" in s for s in statements) <= 1
-    # No host selected a calendar: the preflight's event type query said so, nothing else asks.
+    # No host selected a calendar: the event type query said so, nothing else asks.
     assert not [s for s in statements if "FROM selected_calendars JOIN" in s]
+
+
+async def test_a_booking_is_five_statements_on_postgresql_six_on_sqlite(make_settings, alice, meet):
+    """The round trips of a booking of a personal event type nobody selected a calendar for
+    (the key cache warm; COMMIT not counted): its event type query (with the owner, the flags
+    and the owner's schedules), the day locks (PostgreSQL) or BEGIN IMMEDIATE (SQLite), the
+    busy bookings, the booking with its attendee (one statement on PostgreSQL, two on SQLite),
+    its emails (with the NOTIFY on PostgreSQL). No preflight, no second event type query, no
+    schedule query, no NOTIFY of its own (9 statements on both before issue 15's round 4)."""
+    from bookable.app import create_app
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        warm = await post(http, alice, modern(meet, at(9)))
+        assert warm.status_code == 200, warm.text
+        with recorded_statements(application) as statements:
+            r = await post(http, alice, modern(meet, at(10)))
+    assert r.status_code == 200, r.text
+    expected = 5 if application.state.engine.dialect.name == "postgresql" else 6
+    assert len(statements) == expected, "\n".join(s[:80] for s in statements)
+    assert not [s for s in statements if s.startswith("SELECT pg_notify")]
+    assert sum(" FROM event_types" in s for s in statements) == 1
+    assert not [s for s in statements if s.startswith("SELECT schedules.")]
 
 
 async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_settings, alice, meet):

@@ -88,6 +88,60 @@ async def test_a_busy_time_is_refused_a_free_one_booked(
     assert booked.status_code == 200, booked.text
 
 
+async def test_a_selected_calendar_is_read_outside_the_transaction_and_write_turn(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount
+) -> None:
+    """The booking's first query finds a selected calendar: the transaction is left before
+    anything is written, the calendar read with no transaction open and, on SQLite, the write
+    turn free for others; then the booking is made in a new transaction, its Idempotency-Key
+    claimed there (a replay answers the same booking)."""
+    event_type = await hosted_event_type(app, alice)
+    await busy_calendar(client, alice, radicale)
+    reader = app.state.calendar_busy
+    gate_lock = app.state.write_gate._lock
+    seen: list[bool] = []
+    real_read = reader.read
+
+    async def read(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gate_lock is None or not gate_lock.locked())
+        return await real_read(*args, **kwargs)
+
+    reader.read = read
+    try:
+        headers = {"Idempotency-Key": "calendar-read-once"}
+        first = await try_booking(client, alice, event_type, TUESDAY_10)
+        assert first.status_code == 200, first.text
+        again = await client.post(
+            "/v1/bookings",
+            params=alice.params,
+            headers=headers,
+            json={
+                "eventTypeId": event_type,
+                "start": TUESDAY_11,
+                "timeZone": "Europe/Paris",
+                "responses": {"name": "Guest", "email": "guest@example.com"},
+            },
+        )
+        assert again.status_code == 200, again.text
+        replay = await client.post(
+            "/v1/bookings",
+            params=alice.params,
+            headers=headers,
+            json={
+                "eventTypeId": event_type,
+                "start": TUESDAY_11,
+                "timeZone": "Europe/Paris",
+                "responses": {"name": "Guest", "email": "guest@example.com"},
+            },
+        )
+    finally:
+        del reader.read
+    assert replay.status_code == 200, replay.text
+    assert replay.headers.get("Idempotency-Replayed") == "true"
+    assert replay.json()["id"] == again.json()["id"]
+    assert seen == [True, True]
+
+
 async def test_an_unreadable_calendar_refuses_with_its_reason(
     make_settings: Callable[..., Settings], alice: Account, private_radicale: RadicaleServer
 ) -> None:

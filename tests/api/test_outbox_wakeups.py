@@ -80,6 +80,59 @@ async def test_other_processes_learn_which_outbox_was_written(
         await listener.close()
 
 
+async def test_an_outbox_insert_carries_its_notify_sent_on_commit_only(
+    app: FastAPI, database_url: str, woken: Counter[str]
+) -> None:
+    """`insert_written`: the rows and, the first time in a transaction, the wake-up (on
+    PostgreSQL a NOTIFY within the INSERT's statement); delivered at the commit, once, and not
+    at all after a rollback; ``wake=False`` wakes nobody."""
+    from sqlalchemy import func, select
+
+    from bookable.core.clock import utcnow
+    from bookable.core.dispatch import insert_written
+    from bookable.models import EmailStatus, OutboundEmail
+
+    now = utcnow()
+
+    def rows(tag: str) -> list[dict[str, Any]]:
+        return [
+            {"booking_id": 1, "user_id": None, "kind": "attendee.confirmed", "recipient": "a@x.org",
+             "message_id": f"{tag}.{n}@test", "subject": "s", "facts": {}, "message": None,
+             "status": EmailStatus.PENDING, "attempts": 0, "next_attempt_at": now,
+             "last_error": None, "created_at": now}
+            for n in range(2)
+        ]  # fmt: skip
+
+    table = OutboundEmail.__table__
+    postgres = database_url.startswith("postgresql")
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url) if postgres else None
+    try:
+        if listener is not None:
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+        async with app.state.sessions() as session:
+            async with session.begin():
+                await insert_written(session, "email", table, rows("a"), wake=True)
+                await insert_written(session, "email", table, rows("b"), wake=True)
+                await asyncio.sleep(0.1)
+                assert payloads.empty()  # not before the commit
+            async with session.begin():
+                await insert_written(session, "email", table, rows("c"), wake=True)
+                await session.rollback()
+            async with session.begin():
+                await insert_written(session, "email", table, rows("d"), wake=False)
+            count = await session.scalar(select(func.count(OutboundEmail.id)))
+        assert count == 6  # a, b and d
+        assert woken == {"email": 1}
+        if listener is not None:
+            assert await asyncio.wait_for(payloads.get(), 5) == "email"
+            await asyncio.sleep(0.1)
+            assert payloads.empty()
+    finally:
+        if listener is not None:
+            await listener.close()
+
+
 async def test_a_dispatcher_wakes_for_its_own_outbox_or_an_unnamed_notify(app: FastAPI) -> None:
     dispatcher: Any = Dispatcher(app.state.sessions, DispatcherConfig())
     for payload, wakes in (("calendar", False), ("email", False), ("webhook", True), ("", True)):

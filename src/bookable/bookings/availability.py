@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.calendars.busy import ExternalBusy
 from bookable.models import EventType, User
 from bookable.scheduling import (
+    AvailabilityRule,
     Refusal,
     SchedulingKind,
     TeamCheck,
@@ -35,14 +37,17 @@ async def host_refusal(
     *,
     ignore_uid: str | None,
     external: ExternalBusy | None = None,
+    schedule: tuple[ZoneInfo, tuple[AvailabilityRule, ...]] | None = None,
 ) -> Refusal | None:
     """Why ``host`` cannot take a booking of ``event_type`` from ``start`` to ``end``, or None
     if they can. ``ignore_uid``: the booking being rescheduled or confirmed, which does not
-    block itself."""
+    block itself. ``schedule``: the host's (`slots.service.choose_schedule`), when read
+    already."""
     length = _minutes(start, end)
     calendar = await load_host_calendar(
-        session, event_type, host, start, end, ignore_booking_uid=ignore_uid, external=external
-    )
+        session, event_type, host, start, end,
+        ignore_booking_uid=ignore_uid, external=external, schedule=schedule,
+    )  # fmt: skip
     refusal = check_booking(event_rules(event_type), calendar, start, length, now)
     return explained(refusal, external, [host.id])
 

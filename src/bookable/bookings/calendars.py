@@ -1,81 +1,64 @@
-"""The hosts' calendars, read before a booking write's transaction (`core.preflight`).
+"""The hosts' calendars, read outside a booking write's transaction.
 
 A booking must not land on a time a host's selected calendar marks busy, and the calendar
-servers must not be asked while the booking's transaction and day locks are held. So the
-endpoints of POST /bookings and POST /bookings/{id}/confirm read the calendars first, here, with
-the same access rules and the same window (`slots.service.calendar_window`) the transaction will
-use, and always revalidated (a cached read is used only if the server says the calendar did not
-change). A body or booking that cannot be read reads nothing: the transaction then answers the
-4xx, and a host with selected calendars that were not read is unavailable (fail closed).
+servers must not be asked while the booking's transaction, day locks or SQLite's write turn are
+held. POST /bookings/{id}/confirm reads them first, in a preflight (`core.preflight`), with the
+same access rules and the same window (`slots.service.calendar_window`) the transaction will use.
+POST /bookings reads them only when someone selected one: its transaction's first query says so
+(most event types have none, and then nothing more is asked), and the transaction is left,
+before it has written anything, to read them (`with_host_calendars`), as GET /slots does. Reads
+are always revalidated (a cached read is used only if the server says the calendar did not
+change), and a host with selected calendars that were not read is unavailable (fail closed).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar
 
 from fastapi import Request
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids, get_booking
-from bookable.bookings.create import booking_times, event_type_id_of
-from bookable.bookings.schemas import BookingCreate
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.core.auth import Caller
+from bookable.core.db import WriteGate
 from bookable.core.errors import ApiError
+from bookable.core.retry import begin_again, retry_transaction
 from bookable.models import EventType
-from bookable.slots.service import (
-    calendar_host_ids,
-    calendar_window,
-    find_event_type_for_calendars,
-)
+from bookable.slots.service import calendar_window
+
+T = TypeVar("T")
 
 
-@contextlib.asynccontextmanager
-async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for the preflight's reads. PostgreSQL: on an AUTOCOMMIT connection, so they
-    are not wrapped in BEGIN and ROLLBACK (two round trips fewer per booking; a statement reads
-    one snapshot anyway, and the transaction checks again what it uses, `ExternalBusy.covers`).
-    SQLite opens its transactions itself (`core.db`): its sessions are used as they are."""
-    engine: AsyncEngine = request.app.state.engine
-    if engine.dialect.name != "postgresql":
-        async with request.app.state.sessions() as session:
-            yield session
-        return
-    async with engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        async with AsyncSession(bind=connection) as session:
-            yield session
+class CalendarsToRead(Exception):
+    """Raised by a booking's transaction before it writes anything: these hosts' selected
+    calendars must be read for [start, end), outside the transaction."""
+
+    def __init__(self, host_ids: list[int], start: datetime, end: datetime) -> None:
+        super().__init__(host_ids)
+        self.host_ids, self.start, self.end = host_ids, start, end
 
 
-async def calendars_for_new_booking(request: Request, caller: Caller) -> ExternalBusy | None:
-    """POST /bookings: every host the event type may occupy, around the time asked."""
+async def with_host_calendars(
+    request: Request,
+    session: AsyncSession,
+    work: Callable[[ExternalBusy | None], Awaitable[T]],
+) -> T:
+    """Run ``work(None)`` in the request's transaction (`retry_transaction`). Should it raise
+    `CalendarsToRead`, roll back (nothing was written), let SQLite's next writer go while the
+    calendars are read, then begin again and run ``work`` with what they said."""
     try:
-        body = BookingCreate.model_validate(await request.json())
-    except (ValueError, ValidationError, ApiError):
-        return None
-    async with _read_session(request) as session:
-        try:
-            # The event type the caller may book (`bookable_event_type`'s rule), and whether
-            # any of its hosts selected a calendar, in one query.
-            event_type, selected = await find_event_type_for_calendars(
-                session,
-                caller,
-                event_type_id=event_type_id_of(body.event_type_id),
-                usernames=(),
-                slug=None,
-            )
-            start, end = booking_times(body, event_type.length)
-        except ApiError:
-            return None
-        host_ids = await calendar_host_ids(session, event_type)
-        window = calendar_window(event_type, start, end)
-    reader: CalendarBusyReader = request.app.state.calendar_busy
-    if not selected:
-        # Nothing to read: no reader session, no query for calendars that are not there.
-        return reader.none_selected(host_ids, *window)
-    return await reader.read(host_ids, *window, revalidate=True)
+        return await retry_transaction(session, lambda: work(None))
+    except CalendarsToRead as needed:
+        await session.rollback()
+        gate: WriteGate = request.app.state.write_gate
+        reader: CalendarBusyReader = request.app.state.calendar_busy
+        async with gate.stepped_out():
+            external = await reader.read(needed.host_ids, needed.start, needed.end, revalidate=True)
+        await begin_again(session)
+        return await retry_transaction(session, lambda: work(external))
 
 
 async def calendars_for_confirmation(request: Request, caller: Caller) -> ExternalBusy | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -15,6 +16,7 @@ from sqlalchemy.orm import raiseload, selectinload
 
 from bookable.bookings.access import readable
 from bookable.bookings.availability import host_refusal, team_check
+from bookable.bookings.calendars import CalendarsToRead
 from bookable.bookings.common import BookingRefused, Written, new_uid
 from bookable.bookings.locks import lock_host_time, lock_hosts_time
 from bookable.bookings.placement import Placement, place_team_booking
@@ -28,7 +30,7 @@ from bookable.bookings.schemas import (
 )
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
 from bookable.bookings.writes import insert_booking
-from bookable.calendars.busy import ExternalBusy
+from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
@@ -36,12 +38,15 @@ from bookable.core.errors import BadRequest, Forbidden, NotFound, format_validat
 from bookable.core.schemas import is_db_id
 from bookable.models import (
     Attendee,
+    Availability,
     Booking,
     BookingStatus,
     DestinationCalendar,
     EventType,
     Host,
     Payment,
+    Schedule,
+    SelectedCalendar,
     User,
     Webhook,
 )
@@ -51,6 +56,9 @@ from bookable.slots.service import (
     Team,
     _readable_by,
     allowed_durations,
+    calendar_host_ids,
+    calendar_window,
+    choose_schedule,
     readable_event_types,
 )
 from bookable.webhooks.outbox import announce_new_booking
@@ -160,6 +168,18 @@ async def bookable_event_type(
     return event_type
 
 
+# The owner's schedule rows as `slots.service.choose_schedule` takes them.
+_SCHEDULE_COLUMNS = (
+    Schedule.id,
+    Schedule.user_id,
+    Schedule.time_zone,
+    Availability.days,
+    Availability.start_time,
+    Availability.end_time,
+    Availability.date,
+)
+
+
 @cache
 def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Select[Any]:
     """`_event_type_and_owner`'s query (`readable_event_types`' rule), built once per shape
@@ -167,7 +187,11 @@ def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Selec
     ``count_emails``, ``emails_since``. Its other columns tell the outboxes what a personal
     event type's booking would otherwise ask after the insert (`common.Written`): whether
     an active webhook of the event type or its owner exists, whether a destination calendar
-    of either exists, and the owner's emails since ``emails_since``."""
+    of either exists, and the owner's emails since ``emails_since``; and what the
+    availability check would otherwise ask: whether the owner or a host selected a calendar
+    (as `slots.service.find_event_type_for_calendars`), and the owner's schedules with their
+    rows (one row each, as GET /slots reads them; schedules are not under the day locks, so
+    reading them before the locks changes nothing)."""
     hooked = exists().where(
         Webhook.active.is_(True),
         or_(Webhook.event_type_id == EventType.id, Webhook.user_id == EventType.user_id),
@@ -178,14 +202,25 @@ def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Selec
             DestinationCalendar.user_id == EventType.user_id,
         )
     )
-    columns: list[Any] = [EventType, User, hooked, destined]
+    # Two levels down: event_types is correlated explicitly, or it would join afresh.
+    hosts = select(Host.user_id).where(Host.event_type_id == EventType.id).correlate(EventType)
+    selected = exists().where(
+        or_(SelectedCalendar.user_id == EventType.user_id, SelectedCalendar.user_id.in_(hosts))
+    )
+    columns: list[Any] = [EventType, User, hooked, destined, selected]
     if count_emails:
         columns.append(sent_since(EventType.user_id))
     query = (
-        select(*columns)
+        select(*columns, *_SCHEDULE_COLUMNS)
         .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
         .outerjoin(User, User.id == EventType.user_id)
+        .outerjoin(
+            Schedule,
+            or_(Schedule.user_id == EventType.user_id, Schedule.id == EventType.schedule_id),
+        )
+        .outerjoin(Availability, Availability.schedule_id == Schedule.id)
         .where(EventType.id == bindparam("event_type_id"))
+        .order_by(Schedule.id, Availability.id)
     )
     if not admin:
         query = query.where(_readable_by(bindparam("caller_id")))
@@ -201,6 +236,8 @@ class _Found:
     may_have_webhooks: bool
     may_have_destinations: bool
     owner_emails_this_hour: int | None  # None: not counted
+    calendars_selected: bool  # False: no owner's or host's calendar to read
+    schedule_rows: Sequence[Any]  # the owner's schedules, for `choose_schedule`
 
 
 async def _event_type_and_owner(
@@ -216,11 +253,14 @@ async def _event_type_and_owner(
     query = _event_type_and_owner_statement(
         admin=caller.is_admin, count_emails=emails_since is not None
     )
-    row = (await session.execute(query, params)).first() if is_db_id(event_type_id) else None
-    if row is None:
+    rows = (await session.execute(query, params)).all() if is_db_id(event_type_id) else []
+    if not rows:
         raise NotFound(f"Event type with id: {event_type_id} not found")
-    count = int(row[4] or 0) if emails_since is not None else None
-    return _Found(row[0], row[1], bool(row[2]), bool(row[3]), count)
+    row = rows[0]
+    counted = emails_since is not None
+    count = int(row[5] or 0) if counted else None
+    schedule_rows = [r[5 + counted :] for r in rows]
+    return _Found(row[0], row[1], bool(row[2]), bool(row[3]), count, bool(row[4]), schedule_rows)
 
 
 def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
@@ -295,6 +335,7 @@ async def create_booking(
     session: AsyncSession,
     caller: Caller,
     body: BookingCreate,
+    calendars: CalendarBusyReader,
     external: ExternalBusy | None = None,
     *,
     mail: MailPolicy | None = None,
@@ -302,11 +343,14 @@ async def create_booking(
     """POST /bookings as its steps: parse, lock, check, place, insert, announce. An open seat of
     a team's seated slot is joined instead of placed; a seated slot found open later (after the
     rescheduled booking is cancelled, or opened by another request meanwhile) is joined too.
-    ``external``: the hosts' calendar busy times, read by the endpoint's preflight."""
+    ``external``: the hosts' calendar busy times, read outside the transaction when a first
+    run raised `CalendarsToRead` (`calendars.with_host_calendars`); None on a first run."""
     now = clock.now()
     # The organiser's emails of the last hour are counted with the event type (one query).
     emails_since = now - timedelta(hours=1) if mail is not None and mail.enabled else None
     request = await parse(session, caller, body, emails_since=emails_since)
+    if external is None:
+        external = await _no_calendar_to_read(session, request, calendars)
     event_type, previous = request.event_type, request.previous
     if request.owner is None and event_type.seats_per_time_slot and previous is None:
         joined = await _join_open_team_seat(session, request, body, now, external, mail)
@@ -331,9 +375,7 @@ async def create_booking(
 
     booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
     payment = _payment(event_type) if requires_payment else None
-    if payment is not None:
-        booking.payments.append(payment)
-    joined_booking = await insert(session, request, body, booking, placement)
+    joined_booking = await insert(session, request, body, booking, placement, payment)
     if joined_booking is not None:
         return await _seat_taken(session, request, joined_booking, host, previous, mail)
     written = _written(request, booking, placement)
@@ -347,6 +389,20 @@ async def create_booking(
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
+
+
+async def _no_calendar_to_read(
+    session: AsyncSession, request: BookingRequest, calendars: CalendarBusyReader
+) -> ExternalBusy:
+    """What the hosts' calendars say when the event type query found none selected (most
+    event types): nothing, known without asking. Otherwise `CalendarsToRead` leaves the
+    transaction (nothing is written yet), so that the calendar servers are asked outside it."""
+    event_type = request.event_type
+    host_ids = await calendar_host_ids(session, event_type)
+    window = calendar_window(event_type, request.start, request.end)
+    if request.found.calendars_selected:
+        raise CalendarsToRead(host_ids, *window)
+    return calendars.none_selected(host_ids, *window)
 
 
 async def parse(
@@ -476,9 +532,11 @@ async def check(
     read before the transaction; a host whose calendar could not be read is unavailable)."""
     ignore_uid = request.previous.uid if request.previous else None
     if request.owner is not None:
+        # The owner's schedules came with the event type (`_event_type_and_owner_statement`).
+        schedule = choose_schedule(request.found.schedule_rows, request.event_type, request.owner)
         refusal = await host_refusal(
             session, request.event_type, request.owner, request.start, request.end, now,
-            ignore_uid=ignore_uid, external=external,
+            ignore_uid=ignore_uid, external=external, schedule=schedule,
         )  # fmt: skip
         if refusal is not None:
             raise BookingRefused(refusal)
@@ -624,10 +682,12 @@ async def insert(
     body: BookingCreate,
     booking: Booking,
     placement: Placement,
+    payment: Payment | None,
 ) -> Booking | None:
     """Step 5: write the booking and its other hosts (`insert_booking`, guarded against
-    overlaps); a rescheduled paid booking's payments move to it. Returns the seated booking
-    joined instead, when another request opened this seated slot a moment ago."""
+    overlaps), then its ``payment``; a rescheduled paid booking's payments move to it. Returns
+    the seated booking joined instead, when another request opened this seated slot a moment
+    ago."""
     event_type = request.event_type
     try:
         await insert_booking(
@@ -645,9 +705,13 @@ async def insert(
             if joined is not None:
                 return joined
         raise
+    # Added once the booking is the session's (`insert_booking`): the flush writes them.
+    if payment is not None:
+        booking.payments.append(payment)
     if request.previous is not None and request.carried_paid:
         for moved in [p for p in request.previous.payments if p.success]:
             booking.payments.append(moved)
+    if booking.payments:
         await session.flush()
     return None
 

@@ -12,7 +12,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from bookable.bookings import access, create, lifecycle, listing
-from bookable.bookings.calendars import calendars_for_confirmation, calendars_for_new_booking
+from bookable.bookings.calendars import calendars_for_confirmation, with_host_calendars
 from bookable.bookings.metrics import CountedBookingRoute
 from bookable.bookings.schemas import (
     AttendeeOut,
@@ -31,6 +31,7 @@ from bookable.bookings.schemas import (
     NoShowBody,
     NoShowOut,
 )
+from bookable.calendars.busy import CalendarBusyReader
 from bookable.calendars.writes import booking_calendar_events
 from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
@@ -252,13 +253,15 @@ async def list_bookings(
     "/bookings",
     summary="Book a slot (modern, legacy and seed body forms)",
     responses=ok(BookingCreatedOut),
-    dependencies=[before_transaction(calendars_for_new_booking)],
 )
 async def create_booking(
-    session: DbSession, caller: CurrentCaller, body: BookingCreate, external: Prepared, mail: Mail
+    request: Request, session: DbSession, caller: CurrentCaller, body: BookingCreate, mail: Mail
 ) -> dict[str, Any]:
-    created = await retry_transaction(
-        session, lambda: create.create_booking(session, caller, body, external, mail=mail)
+    reader: CalendarBusyReader = request.app.state.calendar_busy
+    created = await with_host_calendars(
+        request,
+        session,
+        lambda external: create.create_booking(session, caller, body, reader, external, mail=mail),
     )
     return created_json(created)
 

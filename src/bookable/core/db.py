@@ -101,14 +101,39 @@ class WriteGate:
 
     def __init__(self, enabled: bool) -> None:
         self._lock = asyncio.Lock() if enabled else None
+        self._holder: object | None = None  # the turn that holds the lock
 
     @contextlib.asynccontextmanager
     async def turn(self, writing: bool) -> AsyncIterator[None]:
         if self._lock is None or not writing:
             yield
             return
-        async with self._lock:
+        holder = object()
+        await self._lock.acquire()
+        self._holder = holder
+        try:
             yield
+        finally:
+            # Not held if cancelled while queueing again in `stepped_out`.
+            if self._holder is holder:
+                self._holder = None
+                self._lock.release()
+
+    @contextlib.asynccontextmanager
+    async def stepped_out(self) -> AsyncIterator[None]:
+        """Inside the current turn, outside any transaction: let the next writers go while
+        this one waits on something else (a calendar server), then queue again."""
+        holder = self._holder
+        if self._lock is None or holder is None:
+            yield
+            return
+        self._holder = None
+        self._lock.release()
+        try:
+            yield
+        finally:
+            await self._lock.acquire()
+            self._holder = holder
 
 
 async def request_session(request: Request) -> AsyncIterator[AsyncSession]:

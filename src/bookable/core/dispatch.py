@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -39,7 +40,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from sqlalchemy import Table, event, or_, select, text, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    bindparam,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
@@ -103,15 +116,59 @@ async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
     """Remember to wake this process's dispatcher of ``outbox`` after the commit; on
     PostgreSQL also NOTIFY, which the server sends on commit only, to the dispatchers of
     other processes. Once per outbox and transaction."""
-    written: set[str] = session.info.setdefault(_WRITTEN, set())
-    if outbox in written:
-        return
-    written.add(outbox)
-    if session.get_bind().dialect.name == "postgresql":
+    if _newly_marked(session, outbox) and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_notify(:channel, :outbox)"),
             {"channel": NOTIFY_CHANNEL, "outbox": outbox},
         )
+
+
+def _newly_marked(session: AsyncSession, outbox: OutboxName) -> bool:
+    written: set[str] = session.info.setdefault(_WRITTEN, set())
+    if outbox in written:
+        return False
+    written.add(outbox)
+    return True
+
+
+async def insert_written(
+    session: AsyncSession,
+    outbox: OutboxName,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    wake: bool,
+) -> None:
+    """INSERT ``rows`` (same keys each) into ``outbox``'s ``table`` in one round trip and, with
+    ``wake``, `mark_written`: on PostgreSQL the NOTIFY rides on the INSERT's statement (one
+    round trip fewer; still sent on commit only, and PostgreSQL sends a transaction's
+    identical notifications once)."""
+    if not (wake and _newly_marked(session, outbox)):
+        await session.execute(_insert(table), rows)
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(_insert(table), rows)
+        return
+    await session.flush()  # as `session.execute` would: pending changes first
+    connection = await session.connection()
+    statement = _notifying_insert(table, tuple(rows[0]))
+    extra = {"notify_channel": NOTIFY_CHANNEL, "notify_payload": outbox}
+    await connection.execute(statement, [{**row, **extra} for row in rows])
+
+
+@functools.cache
+def _insert(table: Table) -> Insert:
+    return insert(table)
+
+
+@functools.cache
+def _notifying_insert(table: Table, columns: tuple[str, ...]) -> Select[Any]:
+    """``WITH written AS (INSERT INTO table ...) SELECT pg_notify(...)``, built once per shape;
+    run once per row (asyncpg pipelines them: one round trip)."""
+    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    written = insert(table).values(values).cte("written")
+    notify = func.pg_notify(bindparam("notify_channel"), bindparam("notify_payload"))
+    return select(notify).add_cte(written)
 
 
 # --- the dispatcher -------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ None when the request is malformed, and the endpoint's usual validation answers 
 A read-only route whose first query already tells whether a remote call is needed may skip the
 preflight (its own session and a second lookup) and instead commit the request's transaction
 before the call: GET /slots does (`slots.endpoints.read_host_calendars`), since most hosts
-select no calendar.
+select no calendar. A writing route may do the same if it leaves its transaction before writing
+anything: POST /bookings rolls back, steps out of SQLite's write turn (`WriteGate.stepped_out`),
+reads, and begins again (`bookings.calendars.with_host_calendars`).
 """
 
 from __future__ import annotations

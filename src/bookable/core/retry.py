@@ -74,10 +74,11 @@ async def retry_transaction(
             log.info("transaction aborted (%s), attempt %d of %d", reason, attempt, attempts)
         await asyncio.sleep(random.uniform(0, backoff_seconds * 2 ** (attempt - 1)))
         attempt += 1
-        await _begin_again(session)
+        await begin_again(session)
 
 
-async def _begin_again(session: AsyncSession) -> None:
-    """The new transaction as the request's session dependency began the first one."""
+async def begin_again(session: AsyncSession) -> None:
+    """The new transaction as the request's session dependency began the first one (after a
+    rollback: a retry here, or a booking that left its transaction to read calendars)."""
     await session.connection(execution_options={WRITE_OPTION: True})
     await reclaim_idempotency_key(session)

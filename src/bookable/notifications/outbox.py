@@ -39,13 +39,13 @@ from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, ScalarSelect, bindparam, func, insert, select
+from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import Written, booking_attendees
 from bookable.core.clock import utcnow
-from bookable.core.dispatch import mark_written
+from bookable.core.dispatch import insert_written
 from bookable.models import (
     Attendee,
     Booking,
@@ -235,7 +235,7 @@ def sent_since(user_id: ColumnElement[int]) -> ScalarSelect[int]:
     )
 
 
-_INSERT_EMAILS = insert(OutboundEmail)  # built once, as `_SENT_SINCE`
+_EMAILS: Table = OutboundEmail.__table__  # type: ignore[assignment]
 
 
 async def _sent_this_hour(
@@ -342,10 +342,9 @@ async def mail_booking_change(
             room -= 1
             sent += 1
     if rows:
-        # One INSERT for all of them, and no ids read back (nothing here needs them).
-        await session.execute(_INSERT_EMAILS, rows)
-    if sent:
-        await mark_written(session, "email")
+        # One INSERT for all of them, no ids read back (nothing here needs them); the wake-up
+        # of the email dispatchers rides on it (`insert_written`).
+        await insert_written(session, "email", _EMAILS, rows, wake=sent > 0)
     return sent
 
 
