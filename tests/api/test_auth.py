@@ -19,6 +19,7 @@ from bookable.core.clock import clock
 from bookable.models import ApiKey, User
 from bookable.settings import Settings
 from tests.conftest import Account, client_for
+from tests.statements import recorded_statements
 
 NOT_VALID = {"error": "Your API key is not valid."}
 EXPIRED = {"error": "This API key is expired."}
@@ -385,21 +386,9 @@ async def test_expiry_follows_the_server_clock(
 async def test_concurrent_requests_with_a_cold_cache_look_the_key_up_once(app, client, alice):
     import asyncio
 
-    from sqlalchemy import event
-
-    lookups = 0
-
-    def count(conn, cursor, statement, *args):
-        nonlocal lookups
-        if "FROM api_keys" in statement:
-            lookups += 1
-
-    event.listen(app.state.engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with recorded_statements(app) as statements:
         responses = await asyncio.gather(
             *(client.get("/v1/me", params=alice.params) for _ in range(20))
         )
-    finally:
-        event.remove(app.state.engine.sync_engine, "before_cursor_execute", count)
     assert {r.status_code for r in responses} == {200}
-    assert lookups == 1
+    assert sum("FROM api_keys" in statement for statement in statements) == 1

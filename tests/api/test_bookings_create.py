@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from bookable.models import Booking, BookingStatus, Payment
 from tests.conftest import client_for
+from tests.statements import recorded_statements
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
@@ -692,22 +691,6 @@ async def test_priced_event_type_requires_payment(app, client, alice):
         )
         assert row.booking_id == data["id"]
     assert (await stored(app, data["id"])).status == BookingStatus.PENDING
-
-
-@contextmanager
-def recorded_statements(application: Any) -> Iterator[list[str]]:
-    """The SQL the app's engine runs inside the block, one line each."""
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = application.state.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 async def test_a_new_booking_is_announced_without_reading_it_back(make_settings, alice, meet):

@@ -383,13 +383,10 @@ async def test_slots_of_a_host_without_calendars_take_two_queries_on_one_connect
 
     from bookable.app import create_app
     from tests.conftest import client_for
+    from tests.statements import recorded_statements
 
     application = create_app(make_settings(clock=NOW, webhook_dispatcher="off"))
-    statements: list[str] = []
     checkouts: list[object] = []
-
-    def record(_conn, _cursor, statement, *_args) -> None:
-        statements.append(" ".join(statement.split()))
 
     def checkout(*_args) -> None:
         checkouts.append(_args)
@@ -400,14 +397,13 @@ async def test_slots_of_a_host_without_calendars_take_two_queries_on_one_connect
         params = {"eventTypeId": event_type, "startTime": "2026-12-01", "endTime": "2026-12-01"}
         warm = await slots(http, alice, **params)  # the key's cache is filled
         assert warm.status_code == 200, warm.text
-        engine = application.state.engine.sync_engine
-        event.listen(engine, "before_cursor_execute", record)
-        event.listen(engine.pool, "checkout", checkout)
+        pool = application.state.engine.sync_engine.pool
+        event.listen(pool, "checkout", checkout)
         try:
-            r = await slots(http, alice, **params)
+            with recorded_statements(application) as statements:
+                r = await slots(http, alice, **params)
         finally:
-            event.remove(engine, "before_cursor_execute", record)
-            event.remove(engine.pool, "checkout", checkout)
+            event.remove(pool, "checkout", checkout)
     assert r.status_code == 200, r.text
     assert len(r.json()["slots"]["2026-12-01"]) == 16
     queries = [s for s in statements if s.upper().startswith(("SELECT", "WITH"))]

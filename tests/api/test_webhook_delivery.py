@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select, text
 
 from bookable.app import create_app
@@ -41,6 +40,7 @@ from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from bookable.webhooks.payloads import FACTS_BATCH, js_json, load_facts, meeting_body
 from bookable.webhooks.triggers import WebhookTrigger
 from tests.conftest import Account, client_for
+from tests.statements import recorded_statements
 from tests.webhook_receiver import Receiver, receiving
 
 from .scheduling_seed import add_event_type, add_schedule
@@ -816,19 +816,10 @@ async def test_a_new_hook_plans_meeting_events_for_many_bookings(app, client, al
                 )
             session.add(booking)
     expected = {n for n in range(count) if n % 11}
-    statements: list[str] = []
-
-    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = app.state.engine.sync_engine
-    sa_event.listen(engine, "before_cursor_execute", _count)
-    try:
+    with recorded_statements(app) as statements:
         made = await hook(
             client, alice, "http://127.0.0.1:9/later", ["MEETING_STARTED", "MEETING_ENDED"]
         )
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", _count)
     # The bookings' rows are read in a few batched queries, not a few queries per booking
     # (other statements on the engine are the running dispatcher's polls and the inserts).
     reads = Counter(
