@@ -508,16 +508,22 @@ async def post_booking(
     assert response.status_code == 200, response.text
 
 
+def in_process_settings(url: str, tmp: Path) -> Settings:
+    """The app of the in-process measures: no rate limit; no dispatchers in the app (their
+    polls would be counted too; --only emails runs its own); the hourly email limit raised so
+    every booking's emails are written PENDING; the encryption key file in the temporary
+    folder, never the checkout's."""
+    return Settings(
+        database_url=url, rate_limit="0", webhook_dispatcher="off",
+        email_max_per_host_per_hour=100_000_000, encryption_key_file=tmp / "bookable.key",
+    )  # fmt: skip
+
+
 async def booking_statements(kind: str, pg_url: str | None, tmp: Path) -> list[str]:
     """The SQL statements (first line of each) one POST /v1/bookings runs, in process, once a
     first booking has warmed the key cache: the round trips a booking costs."""
     async with fresh_database(kind, pg_url, tmp) as url:
-        # No dispatchers: their polls would be counted too.
-        settings = Settings(
-            database_url=url, rate_limit="0", webhook_dispatcher="off",
-            encryption_key_file=tmp / "bookable.key",  # never the checkout's
-        )  # fmt: skip
-        app = create_app(settings)
+        app = create_app(in_process_settings(url, tmp))
         async with app.router.lifespan_context(app):
             engine: AsyncEngine = app.state.engine
             host = await add_host(engine, "counted")
@@ -556,11 +562,7 @@ async def booking_cpu(
     what a booking costs the server, without the client's socket or other processes' noise.
     ``profile``: a cProfile of the measured bookings is written there."""
     async with fresh_database(kind, pg_url, tmp) as url:
-        settings = Settings(
-            database_url=url, rate_limit="0", webhook_dispatcher="off",
-            email_max_per_host_per_hour=100_000_000, encryption_key_file=tmp / "bookable.key",
-        )  # fmt: skip
-        app = create_app(settings)
+        app = create_app(in_process_settings(url, tmp))
         async with app.router.lifespan_context(app):
             host = await add_host(app.state.engine, "cpu")
             tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -654,10 +656,7 @@ async def email_cpu(
 
     results: list[dict[str, Any]] = []
     async with fresh_database(kind, pg_url, tmp) as url:
-        settings = Settings(
-            database_url=url, rate_limit="0", webhook_dispatcher="off",
-            email_max_per_host_per_hour=100_000_000, encryption_key_file=tmp / "bookable.key",
-        )  # fmt: skip
+        settings = in_process_settings(url, tmp)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             engine: AsyncEngine = app.state.engine

@@ -111,29 +111,15 @@ async def test_a_selected_calendar_is_read_outside_the_transaction_and_write_tur
         headers = {"Idempotency-Key": "calendar-read-once"}
         first = await try_booking(client, alice, event_type, TUESDAY_10)
         assert first.status_code == 200, first.text
-        again = await client.post(
-            "/v1/bookings",
-            params=alice.params,
-            headers=headers,
-            json={
-                "eventTypeId": event_type,
-                "start": TUESDAY_11,
-                "timeZone": "Europe/Paris",
-                "responses": {"name": "Guest", "email": "guest@example.com"},
-            },
-        )
+        body = {
+            "eventTypeId": event_type,
+            "start": TUESDAY_11,
+            "timeZone": "Europe/Paris",
+            "responses": {"name": "Guest", "email": "guest@example.com"},
+        }
+        again = await client.post("/v1/bookings", params=alice.params, headers=headers, json=body)
         assert again.status_code == 200, again.text
-        replay = await client.post(
-            "/v1/bookings",
-            params=alice.params,
-            headers=headers,
-            json={
-                "eventTypeId": event_type,
-                "start": TUESDAY_11,
-                "timeZone": "Europe/Paris",
-                "responses": {"name": "Guest", "email": "guest@example.com"},
-            },
-        )
+        replay = await client.post("/v1/bookings", params=alice.params, headers=headers, json=body)
     finally:
         del reader.read
     assert replay.status_code == 200, replay.text

@@ -53,6 +53,7 @@ from bookable.models import (
 from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change, sent_since
 from bookable.scheduling import Refusal
 from bookable.slots.service import (
+    SCHEDULE_COLUMNS,
     Team,
     _readable_by,
     allowed_durations,
@@ -168,18 +169,6 @@ async def bookable_event_type(
     return event_type
 
 
-# The owner's schedule rows as `slots.service.choose_schedule` takes them.
-_SCHEDULE_COLUMNS = (
-    Schedule.id,
-    Schedule.user_id,
-    Schedule.time_zone,
-    Availability.days,
-    Availability.start_time,
-    Availability.end_time,
-    Availability.date,
-)
-
-
 @cache
 def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Select[Any]:
     """`_event_type_and_owner`'s query (`readable_event_types`' rule), built once per shape
@@ -211,7 +200,7 @@ def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Selec
     if count_emails:
         columns.append(sent_since(EventType.user_id))
     query = (
-        select(*columns, *_SCHEDULE_COLUMNS)
+        select(*columns, *SCHEDULE_COLUMNS)
         .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
         .outerjoin(User, User.id == EventType.user_id)
         .outerjoin(

@@ -97,7 +97,8 @@ def readable_event_types(caller: Caller) -> Select[tuple[EventType]]:
 # owner with their schedules (one row per schedule row).
 EventTypeExtra = Literal["none", "calendars", "slots"]
 
-_SCHEDULE_COLUMNS = (
+# A schedule row as `choose_schedule` takes it (GET /slots and POST /bookings read them).
+SCHEDULE_COLUMNS = (
     Schedule.id,
     Schedule.user_id,
     Schedule.time_zone,
@@ -131,7 +132,7 @@ def _event_type_statement(*, admin: bool, by_slug: bool, extra: EventTypeExtra) 
         # The owner (None for a team event type) and every schedule `host_schedule` would read
         # for them: theirs and the event type's own.
         if extra == "slots":
-            query = select(EventType, User, selected, *_SCHEDULE_COLUMNS)
+            query = select(EventType, User, selected, *SCHEDULE_COLUMNS)
         else:
             query = select(EventType, selected)
     else:
@@ -321,7 +322,7 @@ def check_window(
 
 # Every schedule of some owners (``owners``) or chosen by id (``named``), with its rows.
 _SCHEDULES = (
-    select(*_SCHEDULE_COLUMNS)
+    select(*SCHEDULE_COLUMNS)
     .outerjoin(Availability, Availability.schedule_id == Schedule.id)
     .where(
         or_(
