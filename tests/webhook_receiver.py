@@ -100,11 +100,14 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            if len(body) < length:
+                # The sender died mid-request (a SIGKILLed worker): no delivery was made, and
+                # nobody is left to answer.
+                self.close_connection = True
+                return
             record = Received(
-                self.path,
-                {k.lower(): v for k, v in self.headers.items()},
-                self.rfile.read(length),
-                time.monotonic(),
+                self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
             )
             key = receiver.key(record) if receiver.key else None
             with receiver.lock:
