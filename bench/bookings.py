@@ -291,9 +291,10 @@ def deployment(
 
 
 @contextlib.contextmanager
-def bare_server(url: str, host: Host, tmp: Path) -> Iterator[Running]:
-    """uvicorn serving `write_floor_app` (the HTTP floor) for ``host``'s bookings, access log
-    on as bookable's."""
+def bare_server(url: str, host: Host, lean: Host, tmp: Path) -> Iterator[Running]:
+    """uvicorn serving `write_floor_app`, access log on as bookable's: the HTTP floor for
+    ``host``'s bookings at ``/v1/bookings``, the lean floor for ``lean``'s (with its key) at
+    ``/lean/v1/bookings``."""
     work = tmp / "bare"
     work.mkdir(exist_ok=True)
     # A copy: with bench/ as uvicorn's app dir, bench/http.py would shadow the stdlib's `http`.
@@ -302,7 +303,7 @@ def bare_server(url: str, host: Host, tmp: Path) -> Iterator[Running]:
     )
     env = clean_env(
         FLOOR_DATABASE_URL=url, FLOOR_USER_ID=str(host.user_id), FLOOR_EMAIL=host.email,
-        FLOOR_NAME=host.name,
+        FLOOR_NAME=host.name, FLOOR_LEAN_KEY=lean.key, FLOOR_LEAN_USER_ID=str(lean.user_id),
     )  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "bench_write_floor:app", "--app-dir", str(work)]
     with serving(command, env, work / "uvicorn.log", probe="/ready") as server:
@@ -332,11 +333,12 @@ async def bench_creation(
         bare_http = contextlib.ExitStack()
         try:
             web, raw = await add_host(engine, "web"), await add_host(engine, "raw")
-            bare = await add_host(engine, "bare")
+            bare, lean = await add_host(engine, "bare"), await add_host(engine, "lean")
             tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             tomorrow += timedelta(days=1)
-            web_slots, raw_slots, bare_slots = slots(tomorrow), slots(tomorrow), slots(tomorrow)
-            bare_base = bare_http.enter_context(bare_server(url, bare, tmp)).base_url
+            web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
+            bare_slots, lean_slots = slots(tomorrow), slots(tomorrow)
+            bare_base = bare_http.enter_context(bare_server(url, bare, lean, tmp)).base_url
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
                 with deployment(url, log, mode, tmp / f"mail-{kind}-{mode}") as (server, rss):
@@ -349,17 +351,21 @@ async def bench_creation(
                         bare_rate, bare_statuses = await http_rate(
                             bare_base, bare, bare_slots, clients, duration
                         )
-                        if set(bare_statuses) != {200}:
-                            raise SystemExit(f"the HTTP floor answered {dict(bare_statuses)}")
+                        lean_rate, lean_statuses = await http_rate(
+                            f"{bare_base}/lean", lean, lean_slots, clients, duration
+                        )
+                        for name, answered in (("HTTP", bare_statuses), ("lean", lean_statuses)):
+                            if set(answered) != {200}:
+                                raise SystemExit(f"the {name} floor answered {dict(answered)}")
                         results.append(
                             {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
-                             "floor": floor, "bare": bare_rate, "statuses": dict(statuses),
-                             "unsent": unsent, "rss": rss}
+                             "floor": floor, "bare": bare_rate, "lean": lean_rate,
+                             "statuses": dict(statuses), "unsent": unsent, "rss": rss}
                         )  # fmt: skip
                         print(
                             f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
                             f"{dict(statuses)}, floor {floor:.1f}/s, HTTP floor {bare_rate:.1f}/s,"
-                            f" emails unsent {unsent}",
+                            f" lean floor {lean_rate:.1f}/s, emails unsent {unsent}",
                             file=sys.stderr,
                         )
                 text_log = log.read_text(errors="replace")
@@ -843,15 +849,21 @@ async def main() -> None:
         print(f"\n# (a) bookings created per second, {args.duration:g} s per run")
         print(
             f"{'db':<11}{'dispatch':>9}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}"
-            f"{'HTTP/floor':>12}{'bare/s':>9}{'bare/floor':>12}{'unsent':>8}  statuses"
+            f"{'HTTP/floor':>12}{'bare/s':>9}{'bare/floor':>12}{'lean/s':>9}{'lean/floor':>12}"
+            f"{'unsent':>8}  statuses"
         )
         for r in creation:
             print(
                 f"{r['db']:<11}{r['dispatch']:>9}{r['clients']:>8}{r['http']:>10.1f}"
                 f"{r['floor']:>10.1f}{r['http'] / r['floor']:>12.3f}{r['bare']:>9.1f}"
-                f"{r['bare'] / r['floor']:>12.3f}{r['unsent']:>8}  {r['statuses']}"
+                f"{r['bare'] / r['floor']:>12.3f}{r['lean']:>9.1f}{r['lean'] / r['floor']:>12.3f}"
+                f"{r['unsent']:>8}  {r['statuses']}"
             )
         print("# bare: the HTTP floor, the same two inserts behind a bare Starlette route")
+        print(
+            "# lean: the least a correct booking does (key, event type, lock, overlap check,"
+            " booking, attendee, two email rows, answer) behind the same bare route"
+        )
         print("# unsent: emails still pending when the run ended (the dispatcher's backlog)")
         # One deployment per database and mode serves every client count: RSS after all.
         for r in {(r["db"], r["dispatch"]): r for r in creation}.values():

@@ -5,30 +5,45 @@ with SQLAlchemy Core in one transaction on bookable's engine (SQLite: BEGIN IMME
 server's writers). `bench/bookings.py` runs it directly (the raw floor) and, through ``app``, a
 bare Starlette route that reads the seed body form, does only that and answers the new id (the
 HTTP floor: what any Python HTTP server pays to take a booking and store it, with nothing else
-a booking needs: no key, no checks, no outbox). Served by uvicorn from a copy of this file
+a booking needs: no key, no checks, no outbox) and, through ``lean_book``, the least a *correct*
+booking does, written as directly as Python allows (the lean floor): the key, the event type and
+its owner, the host's lock, the overlap check, the booking, its attendee and its two email rows in
+one transaction, and an answer; no framework, no ORM objects, no validation beyond the fields
+used. Served by uvicorn from a copy of this file
 (bench/http.py would stand in for the standard library's `http` if bench/ were the app dir),
 configured by FLOOR_* environment variables.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, func, insert, inspect, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bookable.core.auth import hash_secret
 from bookable.core.db import WRITE_OPTION, create_engine
-from bookable.models import Attendee, Booking
+from bookable.models import (
+    Attendee,
+    Booking,
+    BookingStatus,
+    EmailStatus,
+    EventType,
+    OutboundEmail,
+    User,
+)
 
 
 def booking_row(
@@ -97,6 +112,195 @@ async def book(request: Request) -> Response:
     return JSONResponse({"booking": {"id": booking_id, "uid": row["uid"]}})
 
 
+# --- the lean floor: the least a correct booking does ---------------------------------------------
+
+_BOOKINGS, _ATTENDEES, _EMAILS = Booking.__table__, Attendee.__table__, OutboundEmail.__table__
+_BUSY = (BookingStatus.ACCEPTED, BookingStatus.PENDING)
+_EMAIL_KINDS = ("attendee.confirmed", "host.confirmed")
+
+
+def _event_type_query(postgres: bool) -> Select[Any]:
+    columns = [
+        EventType.id, EventType.user_id, EventType.length, EventType.title,
+        EventType.minimum_booking_notice, User.email, User.name, User.time_zone,
+    ]  # fmt: skip
+    if postgres:
+        # The host's day lock in the event type's own statement (bookable takes it in a second
+        # one): the busy read after it is a new statement, whose snapshot (READ COMMITTED) sees
+        # every booking committed before the lock was granted.
+        day = bindparam("day")
+        columns.append(func.pg_advisory_xact_lock(EventType.user_id, day).label("locked"))
+    return (
+        select(*columns)
+        .join(User, User.id == EventType.user_id)
+        .where(EventType.id == bindparam("event_type_id"))
+    )
+
+
+_OVERLAP = (
+    select(_BOOKINGS.c.id)
+    .where(
+        _BOOKINGS.c.user_id == bindparam("host"),
+        _BOOKINGS.c.status.in_(_BUSY),
+        _BOOKINGS.c.blocked_start < bindparam("end"),
+        _BOOKINGS.c.blocked_end > bindparam("start"),
+    )
+    .limit(1)
+)
+
+
+def _params(model: Any, keys: list[str], prefix: str = "") -> dict[str, Any]:
+    """Column name -> bind parameter named ``prefix`` + the attribute key (``meta`` is the
+    column ``metadata``)."""
+    columns = inspect(model).columns
+    return {columns[key].name: bindparam(prefix + key, type_=columns[key].type) for key in keys}
+
+
+def _with_defaults(model: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the scalar defaults of the columns it leaves out: an INSERT inside a CTE
+    gets no Python-side defaults from SQLAlchemy (bookable's writes fill them the same way)."""
+    filled = dict(row)
+    for key, column in inspect(model).columns.items():
+        default = column.default
+        if key not in filled and default is not None and default.is_scalar:
+            filled[key] = default.arg
+    return filled
+
+
+@functools.cache
+def _all_in_one(
+    booking_columns: tuple[str, ...],
+    attendee_columns: tuple[str, ...],
+    email_columns: tuple[str, ...],
+) -> Select[Any]:
+    """PostgreSQL: the booking, its attendee and both email rows in one statement (built once)."""
+    new = (
+        insert(_BOOKINGS)
+        .values(_params(Booking, list(booking_columns)))
+        .returning(_BOOKINGS.c.id)
+        .cte("new_booking")
+    )
+    written = [new]
+    values = _params(Attendee, list(attendee_columns), "a_")
+    chosen = select(new.c.id, *values.values())
+    written.append(
+        insert(_ATTENDEES).from_select(["booking_id", *values], chosen).cte("new_attendee")
+    )
+    for index in range(len(_EMAIL_KINDS)):
+        values = _params(OutboundEmail, list(email_columns), f"e{index}_")
+        chosen = select(new.c.id, *values.values())
+        written.append(
+            insert(_EMAILS).from_select(["booking_id", *values], chosen).cte(f"email{index}")
+        )
+    query = select(new.c.id)
+    for cte in written[1:]:
+        query = query.add_cte(cte)
+    return query
+
+
+def _email_row(
+    booking_id: int, user_id: int, recipient: str, uid: str, facts: dict[str, Any], index: int
+) -> dict[str, Any]:
+    """An email row as the booking writes it, but already SENT: nothing sends the lean floor's
+    emails (bookable's rows are PENDING and wake a dispatcher; sending is not the floor's)."""
+    now = datetime.now(UTC)
+    kind = _EMAIL_KINDS[index]
+    return {
+        "booking_id": booking_id, "user_id": user_id, "kind": kind, "recipient": recipient,
+        "message_id": f"{uid}.{kind}.{secrets.token_hex(6)}.{index}@bookable",
+        "subject": f"Confirmed: {facts.get('title', '')}", "facts": facts, "message": None,
+        "status": EmailStatus.SENT, "attempts": 1, "next_attempt_at": now, "sent_at": now,
+        "created_at": now,
+    }  # fmt: skip
+
+
+async def _lean_unit(conn: AsyncConnection, body: dict[str, Any], caller: int) -> Response:
+    postgres = conn.dialect.name == "postgresql"
+    start = datetime.fromisoformat(body["startTime"])
+    end = datetime.fromisoformat(body["endTime"])
+    event_type_id = int(body["eventTypeId"])
+    found = (
+        await conn.execute(
+            _event_type_query(postgres),
+            {"event_type_id": event_type_id, "day": start.toordinal()},
+        )
+    ).first()
+    if found is None or found.user_id != caller:
+        return JSONResponse({"message": "Event type not found"}, status_code=404)
+    if end - start != timedelta(minutes=found.length):
+        return JSONResponse({"message": "Invalid event length"}, status_code=400)
+    taken = await conn.scalar(_OVERLAP, {"host": caller, "start": start, "end": end})
+    if taken is not None:
+        return JSONResponse({"message": "Booking already exists"}, status_code=409)
+    row = booking_row(
+        user_id=caller, email=found.email, name=found.name, event_type_id=event_type_id,
+        start=start, end=end,
+    )  # fmt: skip
+    guest = {"name": body["name"], "email": body["email"], "time_zone": body["timeZone"]}
+    facts = {
+        "title": row["title"], "start": body["startTime"], "end": body["endTime"],
+        "host": {"name": found.name, "email": found.email, "time_zone": found.time_zone},
+        "attendees": [guest], "location": "", "uid": row["uid"],
+    }  # fmt: skip
+    attendee = {**attendee_row(0, guest["email"]), "name": guest["name"]}
+    recipients = (guest["email"], found.email)
+    if postgres:
+        row = _with_defaults(Booking, row)
+        attendee = _with_defaults(Attendee, attendee)
+        params = dict(row)
+        attendee.pop("booking_id")
+        params.update({f"a_{k}": v for k, v in attendee.items()})
+        for index, recipient in enumerate(recipients):
+            email = _with_defaults(
+                OutboundEmail, _email_row(0, caller, recipient, row["uid"], facts, index)
+            )
+            email.pop("booking_id")
+            params.update({f"e{index}_{k}": v for k, v in email.items()})
+        statement = _all_in_one(tuple(row), tuple(attendee), tuple(email))
+        booking_id = await conn.scalar(statement, params)
+    else:
+        booking_id = await conn.scalar(insert(_BOOKINGS).returning(_BOOKINGS.c.id), row)
+        await conn.execute(insert(_ATTENDEES), {**attendee, "booking_id": booking_id})
+        emails = [
+            _email_row(booking_id, caller, recipient, row["uid"], facts, index)
+            for index, recipient in enumerate(recipients)
+        ]
+        await conn.execute(insert(_EMAILS), emails)
+    return JSONResponse(
+        {
+            "booking": {
+                "id": booking_id, "uid": row["uid"], "userId": caller,
+                "eventTypeId": event_type_id, "title": row["title"], "description": None,
+                "startTime": body["startTime"], "endTime": body["endTime"],
+                "attendees": [{"name": guest["name"], "email": guest["email"],
+                               "timeZone": guest["time_zone"], "locale": "en"}],
+                "status": "ACCEPTED", "location": "", "metadata": {},
+                "responses": {"name": guest["name"], "email": guest["email"]},
+                "paid": False, "fromReschedule": None, "recurringEventId": None,
+            }
+        }
+    )  # fmt: skip
+
+
+async def lean_book(request: Request) -> Response:
+    # bookable keeps a cache of the keys it verified: a hash and a dict lookup.
+    digest = hash_secret(request.query_params.get("apiKey", "").removeprefix("cal_"))
+    caller = _keys.get(digest)
+    if caller is None:
+        return JSONResponse({"message": "Your API key is not valid."}, status_code=401)
+    body = json.loads(await request.body())
+    async with _engine["db"].connect() as conn:
+        await conn.execution_options(**{WRITE_OPTION: True})
+        async with conn.begin() as transaction:
+            response = await _lean_unit(conn, body, caller)
+            if response.status_code != 200:
+                await transaction.rollback()
+    return response
+
+
+_keys: dict[str, int] = {}
+
+
 async def ready(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -104,6 +308,8 @@ async def ready(_request: Request) -> Response:
 @asynccontextmanager
 async def lifespan(_app: Starlette) -> AsyncIterator[None]:
     _engine["db"] = create_engine(os.environ["FLOOR_DATABASE_URL"])
+    if key := os.environ.get("FLOOR_LEAN_KEY"):
+        _keys[hash_secret(key.removeprefix("cal_"))] = int(os.environ["FLOOR_LEAN_USER_ID"])
     try:
         yield
     finally:
@@ -111,6 +317,10 @@ async def lifespan(_app: Starlette) -> AsyncIterator[None]:
 
 
 app = Starlette(
-    routes=[Route("/v1/bookings", book, methods=["POST"]), Route("/ready", ready)],
+    routes=[
+        Route("/v1/bookings", book, methods=["POST"]),
+        Route("/lean/v1/bookings", lean_book, methods=["POST"]),
+        Route("/ready", ready),
+    ],
     lifespan=lifespan,
 )
