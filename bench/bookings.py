@@ -41,6 +41,7 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import itertools  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
@@ -58,7 +59,7 @@ from datetime import time as wall_time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
-from sqlalchemy import event, func, insert, select, text  # noqa: E402
+from sqlalchemy import event, func, insert, select, text, update  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from _server import (  # noqa: E402
@@ -291,10 +292,14 @@ def deployment(
 
 
 @contextlib.contextmanager
-def bare_server(url: str, host: Host, lean: Host, tmp: Path) -> Iterator[Running]:
+def bare_server(
+    url: str, host: Host, lean: Host, lean_emails: list[dict[str, Any]], tmp: Path
+) -> Iterator[Running]:
     """uvicorn serving `write_floor_app`, access log on as bookable's: the HTTP floor for
     ``host``'s bookings at ``/v1/bookings``, the lean floor for ``lean``'s (with its key) at
-    ``/lean/v1/bookings``."""
+    ``/lean/v1/bookings`` (email rows written as sent) and ``/lean-sending/v1/bookings`` (email
+    rows PENDING: the deployment's dispatcher sends them), its email rows shaped as
+    ``lean_emails``."""
     work = tmp / "bare"
     work.mkdir(exist_ok=True)
     # A copy: with bench/ as uvicorn's app dir, bench/http.py would shadow the stdlib's `http`.
@@ -304,10 +309,48 @@ def bare_server(url: str, host: Host, lean: Host, tmp: Path) -> Iterator[Running
     env = clean_env(
         FLOOR_DATABASE_URL=url, FLOOR_USER_ID=str(host.user_id), FLOOR_EMAIL=host.email,
         FLOOR_NAME=host.name, FLOOR_LEAN_KEY=lean.key, FLOOR_LEAN_USER_ID=str(lean.user_id),
+        FLOOR_LEAN_EMAILS=json.dumps(lean_emails),
     )  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "bench_write_floor:app", "--app-dir", str(work)]
     with serving(command, env, work / "uvicorn.log", probe="/ready") as server:
         yield server
+
+
+async def booking_email_rows(url: str, host: Host, tmp: Path) -> list[dict[str, Any]]:
+    """Kind, subject, recipient and facts of the email rows one real booking of ``host`` writes
+    (made in process, a year ahead; the rows are then marked sent): what the lean floor's
+    email rows copy, so that a dispatcher renders and sends them as it would bookable's."""
+    app = create_app(in_process_settings(url, tmp))
+    async with app.router.lifespan_context(app):
+        engine: AsyncEngine = app.state.engine
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            far = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            await post_booking(client, host, slots(far + timedelta(days=SPREAD_DAYS + 30)))
+        async with engine.begin() as conn:
+            written = OutboundEmail.user_id == host.user_id
+            rows = (
+                await conn.execute(
+                    select(
+                        OutboundEmail.kind, OutboundEmail.subject, OutboundEmail.recipient,
+                        OutboundEmail.facts,
+                    ).where(written).order_by(OutboundEmail.id)
+                )
+            ).all()  # fmt: skip
+            sent = {"status": EmailStatus.SENT, "sent_at": datetime.now(UTC)}
+            await conn.execute(update(OutboundEmail).where(written).values(sent))
+    if len(rows) != 2:
+        raise SystemExit(f"a booking wrote {len(rows)} email rows, not 2")
+    return [row._asdict() for row in rows]
+
+
+async def failed_email(engine: AsyncEngine) -> str | None:
+    """The last error of an email that did not go out, if any: a bench whose emails fail
+    measures less work than it claims."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            select(OutboundEmail.last_error).where(OutboundEmail.last_error.is_not(None)).limit(1)
+        )
 
 
 async def unsent_emails(engine: AsyncEngine) -> int:
@@ -338,7 +381,9 @@ async def bench_creation(
             tomorrow += timedelta(days=1)
             web_slots, raw_slots = slots(tomorrow), slots(tomorrow)
             bare_slots, lean_slots = slots(tomorrow), slots(tomorrow)
-            bare_base = bare_http.enter_context(bare_server(url, bare, lean, tmp)).base_url
+            lean_emails = await booking_email_rows(url, lean, tmp)
+            floors = bare_server(url, bare, lean, lean_emails, tmp)
+            bare_base = bare_http.enter_context(floors).base_url
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
                 with deployment(url, log, mode, tmp / f"mail-{kind}-{mode}") as (server, rss):
@@ -351,23 +396,30 @@ async def bench_creation(
                         bare_rate, bare_statuses = await http_rate(
                             bare_base, bare, bare_slots, clients, duration
                         )
+                        # The lean floor's emails are sent by this deployment's dispatcher, if
+                        # it sends any.
+                        lean_path = "/lean" if mode == "noemail" else "/lean-sending"
                         lean_rate, lean_statuses = await http_rate(
-                            f"{bare_base}/lean", lean, lean_slots, clients, duration
+                            bare_base + lean_path, lean, lean_slots, clients, duration
                         )
+                        lean_unsent = await unsent_emails(engine)
                         for name, answered in (("HTTP", bare_statuses), ("lean", lean_statuses)):
                             if set(answered) != {200}:
                                 raise SystemExit(f"the {name} floor answered {dict(answered)}")
                         results.append(
                             {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
                              "floor": floor, "bare": bare_rate, "lean": lean_rate,
-                             "statuses": dict(statuses), "unsent": unsent, "rss": rss}
+                             "statuses": dict(statuses), "unsent": unsent,
+                             "lean_unsent": lean_unsent, "rss": rss}
                         )  # fmt: skip
                         print(
                             f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
                             f"{dict(statuses)}, floor {floor:.1f}/s, HTTP floor {bare_rate:.1f}/s,"
-                            f" lean floor {lean_rate:.1f}/s, emails unsent {unsent}",
+                            f" lean floor {lean_rate:.1f}/s, unsent {unsent} (lean {lean_unsent})",
                             file=sys.stderr,
                         )
+                if (error := await failed_email(engine)) is not None:
+                    raise SystemExit(f"# {kind} {mode}: an email failed: {error}")
                 text_log = log.read_text(errors="replace")
                 if "Traceback" in text_log:
                     print(
@@ -850,21 +902,25 @@ async def main() -> None:
         print(
             f"{'db':<11}{'dispatch':>9}{'clients':>8}{'HTTP/s':>10}{'floor/s':>10}"
             f"{'HTTP/floor':>12}{'bare/s':>9}{'bare/floor':>12}{'lean/s':>9}{'lean/floor':>12}"
-            f"{'unsent':>8}  statuses"
+            f"{'unsent':>8}{'lean unsent':>12}  statuses"
         )
         for r in creation:
             print(
                 f"{r['db']:<11}{r['dispatch']:>9}{r['clients']:>8}{r['http']:>10.1f}"
                 f"{r['floor']:>10.1f}{r['http'] / r['floor']:>12.3f}{r['bare']:>9.1f}"
                 f"{r['bare'] / r['floor']:>12.3f}{r['lean']:>9.1f}{r['lean'] / r['floor']:>12.3f}"
-                f"{r['unsent']:>8}  {r['statuses']}"
+                f"{r['unsent']:>8}{r['lean_unsent']:>12}  {r['statuses']}"
             )
         print("# bare: the HTTP floor, the same two inserts behind a bare Starlette route")
         print(
             "# lean: the least a correct booking does (key, event type, lock, overlap check,"
             " booking, attendee, two email rows, answer) behind the same bare route"
         )
-        print("# unsent: emails still pending when the run ended (the dispatcher's backlog)")
+        print(
+            "# unsent: emails still pending when the run ended (the dispatcher's backlog); lean"
+            " unsent: the same after the lean floor's run (its emails are sent by the"
+            " deployment's dispatcher, but for noemail's)"
+        )
         # One deployment per database and mode serves every client count: RSS after all.
         for r in {(r["db"], r["dispatch"]): r for r in creation}.values():
             sizes = ", ".join(f"{name} {format_rss(size)}" for name, size in r["rss"].items())

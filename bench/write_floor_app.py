@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from bookable.core.auth import hash_secret
 from bookable.core.db import WRITE_OPTION, create_engine
+from bookable.core.dispatch import NOTIFY_CHANNEL
 from bookable.models import (
     Attendee,
     Booking,
@@ -116,7 +117,8 @@ async def book(request: Request) -> Response:
 
 _BOOKINGS, _ATTENDEES, _EMAILS = Booking.__table__, Attendee.__table__, OutboundEmail.__table__
 _BUSY = (BookingStatus.ACCEPTED, BookingStatus.PENDING)
-_EMAIL_KINDS = ("attendee.confirmed", "host.confirmed")
+# The email rows a real booking of the lean host writes ({kind, subject, recipient, facts} each).
+_templates: list[dict[str, Any]] = []
 
 
 def _event_type_query(postgres: bool) -> Select[Any]:
@@ -172,8 +174,12 @@ def _all_in_one(
     booking_columns: tuple[str, ...],
     attendee_columns: tuple[str, ...],
     email_columns: tuple[str, ...],
+    emails: int,
+    notify: bool,
 ) -> Select[Any]:
-    """PostgreSQL: the booking, its attendee and both email rows in one statement (built once)."""
+    """PostgreSQL: the booking, its attendee and its email rows in one statement (built once);
+    with ``notify``, the NOTIFY that wakes the email dispatchers rides on it, as on bookable's
+    email INSERT."""
     new = (
         insert(_BOOKINGS)
         .values(_params(Booking, list(booking_columns)))
@@ -186,35 +192,49 @@ def _all_in_one(
     written.append(
         insert(_ATTENDEES).from_select(["booking_id", *values], chosen).cte("new_attendee")
     )
-    for index in range(len(_EMAIL_KINDS)):
+    for index in range(emails):
         values = _params(OutboundEmail, list(email_columns), f"e{index}_")
         chosen = select(new.c.id, *values.values())
         written.append(
             insert(_EMAILS).from_select(["booking_id", *values], chosen).cte(f"email{index}")
         )
     query = select(new.c.id)
+    if notify:
+        query = query.add_columns(
+            func.pg_notify(bindparam("notify_channel"), bindparam("notify_payload"))
+        )
     for cte in written[1:]:
         query = query.add_cte(cte)
     return query
 
 
 def _email_row(
-    booking_id: int, user_id: int, recipient: str, uid: str, facts: dict[str, Any], index: int
+    booking_id: int, user_id: int, uid: str, index: int, guest: str, *, send: bool
 ) -> dict[str, Any]:
-    """An email row as the booking writes it, but already SENT: nothing sends the lean floor's
-    emails (bookable's rows are PENDING and wake a dispatcher; sending is not the floor's)."""
+    """The ``index``th email row of a new booking: kind, subject and facts as a real booking of
+    the same host writes them (FLOOR_LEAN_EMAILS, taken by the bench from one), with the
+    recipient, its own message id and invitation (``change``). ``send``: PENDING, for the
+    deployment's dispatcher to send as it sends bookable's; otherwise written as already sent
+    (nothing sends them)."""
+    template = _templates[index]
     now = datetime.now(UTC)
-    kind = _EMAIL_KINDS[index]
+    token = secrets.token_hex(6)
+    kind = template["kind"]
+    recipient = guest if kind.startswith("attendee") else template["recipient"]
+    facts = {**template["facts"], "change": f"{uid}.{token}"}
     return {
         "booking_id": booking_id, "user_id": user_id, "kind": kind, "recipient": recipient,
-        "message_id": f"{uid}.{kind}.{secrets.token_hex(6)}.{index}@bookable",
-        "subject": f"Confirmed: {facts.get('title', '')}", "facts": facts, "message": None,
-        "status": EmailStatus.SENT, "attempts": 1, "next_attempt_at": now, "sent_at": now,
-        "created_at": now,
+        "message_id": f"{uid}.{kind}.{token}.{index}@bookable", "subject": template["subject"],
+        "facts": facts, "message": None,
+        "status": EmailStatus.PENDING if send else EmailStatus.SENT,
+        "attempts": 0 if send else 1, "next_attempt_at": now,
+        "sent_at": None if send else now, "created_at": now,
     }  # fmt: skip
 
 
-async def _lean_unit(conn: AsyncConnection, body: dict[str, Any], caller: int) -> Response:
+async def _lean_unit(
+    conn: AsyncConnection, body: dict[str, Any], caller: int, *, send: bool
+) -> Response:
     postgres = conn.dialect.name == "postgresql"
     start = datetime.fromisoformat(body["startTime"])
     end = datetime.fromisoformat(body["endTime"])
@@ -237,33 +257,27 @@ async def _lean_unit(conn: AsyncConnection, body: dict[str, Any], caller: int) -
         start=start, end=end,
     )  # fmt: skip
     guest = {"name": body["name"], "email": body["email"], "time_zone": body["timeZone"]}
-    facts = {
-        "title": row["title"], "start": body["startTime"], "end": body["endTime"],
-        "host": {"name": found.name, "email": found.email, "time_zone": found.time_zone},
-        "attendees": [guest], "location": "", "uid": row["uid"],
-    }  # fmt: skip
     attendee = {**attendee_row(0, guest["email"]), "name": guest["name"]}
-    recipients = (guest["email"], found.email)
     if postgres:
         row = _with_defaults(Booking, row)
         attendee = _with_defaults(Attendee, attendee)
         params = dict(row)
         attendee.pop("booking_id")
         params.update({f"a_{k}": v for k, v in attendee.items()})
-        for index, recipient in enumerate(recipients):
-            email = _with_defaults(
-                OutboundEmail, _email_row(0, caller, recipient, row["uid"], facts, index)
-            )
+        for index in range(len(_templates)):
+            email = _email_row(0, caller, row["uid"], index, guest["email"], send=send)
+            email = _with_defaults(OutboundEmail, email)
             email.pop("booking_id")
             params.update({f"e{index}_{k}": v for k, v in email.items()})
-        statement = _all_in_one(tuple(row), tuple(attendee), tuple(email))
-        booking_id = await conn.scalar(statement, params)
+        params.update(notify_channel=NOTIFY_CHANNEL, notify_payload="email")
+        shape = (tuple(row), tuple(attendee), tuple(email), len(_templates), send)
+        booking_id = await conn.scalar(_all_in_one(*shape), params)
     else:
         booking_id = await conn.scalar(insert(_BOOKINGS).returning(_BOOKINGS.c.id), row)
         await conn.execute(insert(_ATTENDEES), {**attendee, "booking_id": booking_id})
         emails = [
-            _email_row(booking_id, caller, recipient, row["uid"], facts, index)
-            for index, recipient in enumerate(recipients)
+            _email_row(booking_id, caller, row["uid"], index, guest["email"], send=send)
+            for index in range(len(_templates))
         ]
         await conn.execute(insert(_EMAILS), emails)
     return JSONResponse(
@@ -283,6 +297,14 @@ async def _lean_unit(conn: AsyncConnection, body: dict[str, Any], caller: int) -
 
 
 async def lean_book(request: Request) -> Response:
+    return await _lean_book(request, send=False)
+
+
+async def lean_book_sending(request: Request) -> Response:
+    return await _lean_book(request, send=True)
+
+
+async def _lean_book(request: Request, *, send: bool) -> Response:
     # bookable keeps a cache of the keys it verified: a hash and a dict lookup.
     digest = hash_secret(request.query_params.get("apiKey", "").removeprefix("cal_"))
     caller = _keys.get(digest)
@@ -292,7 +314,7 @@ async def lean_book(request: Request) -> Response:
     async with _engine["db"].connect() as conn:
         await conn.execution_options(**{WRITE_OPTION: True})
         async with conn.begin() as transaction:
-            response = await _lean_unit(conn, body, caller)
+            response = await _lean_unit(conn, body, caller, send=send)
             if response.status_code != 200:
                 await transaction.rollback()
     return response
@@ -310,6 +332,7 @@ async def lifespan(_app: Starlette) -> AsyncIterator[None]:
     _engine["db"] = create_engine(os.environ["FLOOR_DATABASE_URL"])
     if key := os.environ.get("FLOOR_LEAN_KEY"):
         _keys[hash_secret(key.removeprefix("cal_"))] = int(os.environ["FLOOR_LEAN_USER_ID"])
+        _templates[:] = json.loads(os.environ["FLOOR_LEAN_EMAILS"])
     try:
         yield
     finally:
@@ -320,6 +343,7 @@ app = Starlette(
     routes=[
         Route("/v1/bookings", book, methods=["POST"]),
         Route("/lean/v1/bookings", lean_book, methods=["POST"]),
+        Route("/lean-sending/v1/bookings", lean_book_sending, methods=["POST"]),
         Route("/ready", ready),
     ],
     lifespan=lifespan,
