@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bookable.core.db import create_engine, is_sqlite
@@ -46,3 +48,44 @@ async def test_the_lookup_is_answered_through_its_index(database_url: str, index
     finally:
         await engine.dispose()
     assert index in plan, plan
+
+
+async def test_slots_first_query_reads_the_busy_bookings_through_the_host_index(
+    database_url: str,
+) -> None:
+    """GET /slots' one statement finds the host by a subquery (`_slots_statement`): the
+    bookings it reads are still a range of the (user_id, start_time) index, not a scan."""
+    from datetime import UTC, datetime
+
+    from bookable.slots.service import _slots_statement
+
+    sqlite = is_sqlite(database_url)
+    plans: list[str] = []
+
+    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+        # The statement as the driver gets it, parameters processed, explained first.
+        cursor.execute(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters)
+        plans.append("\n".join(str(row[-1] if sqlite else row[0]) for row in cursor.fetchall()))
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            if not sqlite:
+                await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            statement = _slots_statement(
+                admin=False, by_slug=False, ignoring=False, dialect=conn.dialect.name
+            )
+            event.listen(conn.sync_connection, "before_cursor_execute", explain)
+            await conn.execute(
+                statement,
+                {
+                    "event_type_id": 1,
+                    "caller_id": 1,
+                    "busy_from": datetime(2027, 3, 1, tzinfo=UTC),
+                    "busy_to": datetime(2027, 4, 1, tzinfo=UTC),
+                },
+            )
+    finally:
+        await engine.dispose()
+    assert len(plans) == 1
+    assert "ix_bookings_user_id_start_time" in plans[0], plans[0]

@@ -373,12 +373,12 @@ async def test_only_the_event_types_own_hosts_decide_whether_calendars_are_read(
     assert flags == [False, True]
 
 
-async def test_slots_of_a_host_without_calendars_take_two_queries_on_one_connection(
+async def test_slots_of_a_host_without_calendars_take_one_query_on_one_connection(
     make_settings, alice
 ):
     """No preflight session, no calendar query, no second lookup of the event type: one query
-    reads the event type, its owner, their schedules and whether anyone selected a calendar,
-    one the busy bookings, on the request's one connection."""
+    reads the event type, its owner, their schedules, whether anyone selected a calendar and
+    the busy bookings, on the request's one connection."""
     from sqlalchemy import event
 
     from bookable.app import create_app
@@ -407,6 +407,84 @@ async def test_slots_of_a_host_without_calendars_take_two_queries_on_one_connect
     assert r.status_code == 200, r.text
     assert len(r.json()["slots"]["2026-12-01"]) == 16
     queries = [s for s in statements if s.upper().startswith(("SELECT", "WITH"))]
-    assert len(queries) == 2, queries
+    assert len(queries) == 1, queries
     assert "selected_calendars" in queries[0]
+    assert "FROM bookings" in queries[0]
     assert len(checkouts) == 1
+
+
+@pytest.mark.parametrize("by_slug", [False, True])
+@pytest.mark.parametrize("reschedule", [False, True])
+async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
+    app, alice, bob, by_slug, reschedule
+):
+    """`find_slots_event_type`'s busy times (read with the event type, as aggregates) are those
+    `load_host_calendar` reads with its own query: own bookings with their event types'
+    buffers, bookings the host attends (e-mail in another case), not cancelled, pending,
+    foreign or out-of-span ones, nor the booking being moved."""
+    from bookable.core.auth import Caller
+    from bookable.models import User, UserRole
+    from bookable.scheduling import BusyTime
+    from bookable.slots.service import find_slots_event_type, load_host_calendar
+
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    buffered = await add_event_type(
+        app, alice.id, slug="buffered", before_event_buffer=10, after_event_buffer=5
+    )
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    moved = await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour)
+    await add_booking(app, alice.id, day + 11 * hour, day + 12 * hour, event_type_id=buffered)
+    await add_booking(
+        app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email.upper()]
+    )
+    await add_booking(app, bob.id, day + 15 * hour, day + 16 * hour)
+    for status in (BookingStatus.CANCELLED, BookingStatus.PENDING):
+        await add_booking(app, alice.id, day + 16 * hour, day + 17 * hour, status=status)
+    await add_booking(app, alice.id, day + 30 * 24 * hour, day + 30 * 24 * hour + hour)
+    await add_booking(app, alice.id, day - 3 * 24 * hour, day - 3 * 24 * hour + hour)
+
+    caller = Caller(user_id=alice.id, role=UserRole.USER, key_id="test", user=User(id=alice.id))
+    start, end = day, day + 24 * hour
+    ignore = moved if reschedule else None
+    lookup = (
+        {"event_type_id": None, "usernames": ["ALICE"], "slug": "meet"}
+        if by_slug
+        else {"event_type_id": event_type, "usernames": [], "slug": None}
+    )
+    async with app.state.sessions() as session:
+        found = await find_slots_event_type(
+            session, caller, **lookup, window=(start, end), ignore_booking_uid=ignore
+        )
+        assert found.busy_read is not None and found.owner is not None
+        assert found.busy_read.answers(
+            found.owner, start - 2 * 24 * hour, end + 2 * 24 * hour, ignore
+        )
+        asked = await load_host_calendar(
+            session, found.event_type, found.owner, start, end, ignore_booking_uid=ignore
+        )
+    expected = [
+        BusyTime(day + 11 * hour, day + 12 * hour, 10, 5),
+        BusyTime(day + 13 * hour, day + 14 * hour),
+    ]
+    if not reschedule:
+        expected.insert(0, BusyTime(day + 9 * hour, day + 10 * hour))
+    assert sorted(found.busy_read.busy) == sorted(asked.busy) == expected
+
+
+async def test_a_busy_read_answers_only_what_it_was_read_for():
+    """`BusyRead.answers`: another host, an e-mail the database lower-cased otherwise than
+    Python, another span or another booking left out: `load_host_calendar` asks again."""
+    from bookable.models import User
+    from bookable.slots.service import BusyRead
+
+    start, end = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)
+    read = BusyRead(7, "éva@example.com", start, end, None, ())
+    host = User(id=7, email="Éva@example.com")
+    assert read.answers(host, start, end, None)
+    assert read.answers(host, start, end, "")
+    assert not read.answers(User(id=8, email="Éva@example.com"), start, end, None)
+    assert not BusyRead(7, "Éva@example.com", start, end, None, ()).answers(host, start, end, None)
+    assert not read.answers(host, start - timedelta(days=1), end, None)
+    assert not read.answers(host, start, end, "uid")

@@ -116,6 +116,8 @@ async def get_slots(
         event_type_id=eventTypeId,
         usernames=usernameList or [],
         slug=eventTypeSlug,
+        window=(start, end),
+        ignore_booking_uid=rescheduleUid,
     )
     external = await read_host_calendars(request, session, found, start, end)
     slots = await service.available_slots(
