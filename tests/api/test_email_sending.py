@@ -414,3 +414,23 @@ async def test_the_dispatcher_keeps_its_connection_and_closes_it_at_stop(
     assert sorted(mail.recipients for mail in smtp_server.messages) == [
         (f"p{number}@example.com",) for number in (1, 2, 3, 5)
     ]
+
+
+async def test_a_sent_email_is_recorded_with_the_next_claim(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """No write transaction of its own for an outcome while nothing waits for a slot: the
+    next commit's claim records it (or the next poll; here far away), and the stop does."""
+    slow_poll = {**FAST, "webhook_poll_interval": 60.0}
+    async with running(make_settings(**slow_poll, smtp_url=smtp_server.smtp_url)) as app:
+        first = await add_email(app, "p1@example.com", 1)
+        await smtp_server.wait_for(1)
+        await asyncio.sleep(0.3)
+        assert (await row(app, first)).status == EmailStatus.PENDING  # sent, not recorded yet
+        second = await add_email(app, "p2@example.com", 2)
+        recorded = await until(app, first, lambda r: r.status == EmailStatus.SENT)
+        await smtp_server.wait_for(2)
+    assert recorded.attempts == 1 and recorded.locked_until is None
+    async with running(make_settings(**{**FAST, "emails": "off"})) as app:
+        assert (await row(app, second)).status == EmailStatus.SENT  # recorded at the stop
+    assert len(smtp_server.messages) == 2
