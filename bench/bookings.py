@@ -17,9 +17,9 @@ set (its tables are emptied!):
     BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends them; `noemail`,
     one `serve` with BOOKABLE_EMAILS=off (no email is made: what the request path alone
     costs, not a shipped default). Otherwise every booking's two emails are really sent (to
-    .eml files; the hourly per-host limit is raised, else the bench's one host would pass it
-    after 100 bookings and its emails be dropped unrendered); the emails still unsent when a
-    run ends are printed.
+    .eml files, or with --mail smtp to an aiosmtpd process; the hourly per-host limit is
+    raised, else the bench's one host would pass it after 100 bookings and its emails be
+    dropped unrendered); the emails still unsent when a run ends are printed.
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -262,13 +262,15 @@ async def floor_rate(
 
 @contextlib.contextmanager
 def deployment(
-    url: str, log: Path, mode: str, mail_dir: Path
+    url: str, log: Path, mode: str, mail_dir: Path, smtp_url: str | None = None
 ) -> Iterator[tuple[Running, dict[str, Rss | None]]]:
     """`bookable serve` alone (``inline``: it sends the emails too; ``noemail``: emails off)
     or beside one `bookable worker` (``worker``). Yields the server and a dict filled with the
-    RSS of each process once the block ends."""
+    RSS of each process once the block ends. Emails go to .eml files in ``mail_dir``, or to
+    ``smtp_url``."""
     env = {
         "BOOKABLE_EMAIL_DIR": str(mail_dir),
+        **({"BOOKABLE_SMTP_URL": smtp_url} if smtp_url else {}),
         # The bench's one host makes two emails a booking; as shipped (200 an hour) it would
         # pass the limit after 100 bookings and the rest would be dropped, never rendered.
         "BOOKABLE_EMAIL_MAX_PER_HOST_PER_HOUR": "100000000",
@@ -369,6 +371,7 @@ async def bench_creation(
     concurrency: list[int],
     duration: float,
     dispatch: list[str],
+    smtp_url: str | None = None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with fresh_database(kind, pg_url, tmp) as url:
@@ -386,7 +389,8 @@ async def bench_creation(
             bare_base = bare_http.enter_context(floors).base_url
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
-                with deployment(url, log, mode, tmp / f"mail-{kind}-{mode}") as (server, rss):
+                mail_dir = tmp / f"mail-{kind}-{mode}"
+                with deployment(url, log, mode, mail_dir, smtp_url) as (server, rss):
                     for clients in concurrency:
                         rate, statuses = await http_rate(
                             server.base_url, web, web_slots, clients, duration
@@ -843,6 +847,11 @@ async def main() -> None:
         help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker "
         "does), noemail (BOOKABLE_EMAILS=off: the request path alone)",
     )  # fmt: skip
+    parser.add_argument(
+        "--mail", choices=["eml", "smtp"], default="eml",
+        help="(a)'s emails: .eml files (as before), or a real SMTP server (aiosmtpd, another "
+        "process, dropping them)",
+    )  # fmt: skip
     args = parser.parse_args()
     dispatch = [d for d in args.dispatch.split(",") if d]
     if not set(dispatch) <= {"inline", "worker", "noemail"}:
@@ -891,9 +900,11 @@ async def main() -> None:
                         f"send {r['send_ms']:.2f}  [{r['emails']} emails]"
                     )
             if args.only in (None, "create"):
-                creation += await bench_creation(
-                    kind, pg_url, tmp, concurrency, args.duration, dispatch
-                )
+                with contextlib.ExitStack() as sink:
+                    smtp_url = sink.enter_context(smtp_sink()) if args.mail == "smtp" else None
+                    creation += await bench_creation(
+                        kind, pg_url, tmp, concurrency, args.duration, dispatch, smtp_url
+                    )
             if args.only in (None, "list"):
                 listing.append(await bench_listing(kind, pg_url, tmp, sizes, args.repeat))
 

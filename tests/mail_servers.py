@@ -32,7 +32,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from tests.calendar_servers import free_port
 
 HOST = "127.0.0.1"
-Stage = Literal["rcpt", "data"]
+Stage = Literal["mail", "rcpt", "data"]
 Security = Literal["plain", "starttls", "tls"]
 
 
@@ -58,6 +58,21 @@ class _Refusal:
 class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
+
+    async def handle_MAIL(
+        self,
+        _server: SMTP,
+        _session: Session,
+        envelope: Envelope,
+        address: str,
+        options: list[str],
+    ) -> str:
+        refusal = self.server._refusal("mail")
+        if refusal is not None:
+            return refusal
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,
@@ -92,6 +107,39 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
+class _CountingSmtp(SMTP):
+    """aiosmtpd's session, known to its server while connected (to count and to drop)."""
+
+    def __init__(self, server: SmtpServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bookable_server = server
+        self.greeted = False
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        # Counted at the first EHLO: the controller's own check at start never says one.
+        if not self.greeted:
+            self.greeted = True
+            self.bookable_server._greeted()
+        await super().smtp_EHLO(hostname)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.bookable_server._connected(self, transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.bookable_server._disconnected(self)
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    def __init__(self, server: SmtpServer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bookable_server = server
+
+    def factory(self) -> SMTP:
+        return _CountingSmtp(self.bookable_server, self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
     """See the module docstring. Thread-safe: the server runs in aiosmtpd's thread."""
 
@@ -112,6 +160,8 @@ class SmtpServer:
         self.logins_refused = 0
         self._holding = threading.Event()
         self._controller: Controller | None = None
+        self.connections = 0  # clients' connections (those that said EHLO) since the start
+        self._open: dict[SMTP, asyncio.BaseTransport] = {}
 
     # --- controlling it -------------------------------------------------------------------------
 
@@ -135,7 +185,7 @@ class SmtpServer:
                 kwargs.update(tls_context=context, require_starttls=True)
         if self.login is not None:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
-        controller = Controller(_Handler(self), hostname=HOST, port=self.port, **kwargs)
+        controller = _Controller(self, _Handler(self), hostname=HOST, port=self.port, **kwargs)
         controller.start()
         self._controller = controller
 
@@ -147,10 +197,33 @@ class SmtpServer:
             controller.stop()
 
     def refuse_next(self, count: int, code: int = 451, *, stage: Stage = "rcpt") -> None:
-        """Answer the next ``count`` messages with ``code`` at RCPT TO or at DATA."""
-        text = "Try again later" if code < 500 else "No such user here"
+        """Answer the next ``count`` messages with ``code`` at MAIL FROM, RCPT TO or DATA."""
+        text = {421: "Closing the channel"}.get(code) or (
+            "Try again later" if code < 500 else "No such user here"
+        )
         with self._lock:
             self._refusals.append(_Refusal(count, f"{code} {text}", stage))
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side (as an idle timeout does)."""
+        controller = self._controller
+        assert controller is not None and controller.loop is not None
+        with self._lock:
+            transports = list(self._open.values())
+        done = threading.Event()
+
+        def close() -> None:
+            for transport in transports:
+                transport.close()
+            done.set()
+
+        controller.loop.call_soon_threadsafe(close)
+        assert done.wait(5)
 
     def hold(self) -> None:
         """Keep messages that arrive, but hold the answer to DATA until `release`."""
@@ -193,6 +266,18 @@ class SmtpServer:
                 self.refused += 1
                 return refusal.reply
         return None
+
+    def _connected(self, session: SMTP, transport: asyncio.BaseTransport) -> None:
+        with self._lock:
+            self._open[session] = transport
+
+    def _greeted(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def _disconnected(self, session: SMTP) -> None:
+        with self._lock:
+            self._open.pop(session, None)
 
     def _keep(self, mail: ReceivedMail) -> None:
         with self._lock:

@@ -388,3 +388,49 @@ async def test_a_message_rendered_again_after_a_stop_is_the_same_message(
     assert first.raw == second.raw
     assert sent.message is not None
     assert second.raw.replace(b"\r\n", b"\n") == sent.message.encode().replace(b"\r\n", b"\n")
+
+
+async def test_the_dispatcher_keeps_its_connection_and_closes_it_at_stop(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    async with running(make_settings(**FAST, smtp_url=smtp_server.smtp_url)) as app:
+        one_by_one = []
+        for number in range(1, 4):
+            one_by_one.append(await add_email(app, f"p{number}@example.com", number))
+            await until(app, one_by_one[-1], lambda r: r.status == EmailStatus.SENT)
+        assert smtp_server.connections == 1  # one connection for the three
+        smtp_server.drop_connections()  # as a server's idle timeout would
+        smtp_server.refuse_next(1, 550, stage="rcpt")
+        refused = await add_email(app, "nobody@example.com", 4)
+        failed = await until(app, refused, lambda r: r.status == EmailStatus.FAILED)
+        after = await add_email(app, "p5@example.com", 5)
+        await until(app, after, lambda r: r.status == EmailStatus.SENT)
+        assert smtp_server.connections == 2 and smtp_server.open_connections == 1
+    deadline = time.monotonic() + 5  # the server's thread sees the close a moment later
+    while smtp_server.open_connections:  # closed with the dispatcher
+        assert time.monotonic() < deadline, "a connection stayed open after the stop"
+        await asyncio.sleep(0.01)
+    assert failed.attempts == 1 and failed.last_error is not None and "550" in failed.last_error
+    assert sorted(mail.recipients for mail in smtp_server.messages) == [
+        (f"p{number}@example.com",) for number in (1, 2, 3, 5)
+    ]
+
+
+async def test_a_sent_email_is_recorded_with_the_next_claim(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """No write transaction of its own for an outcome while nothing waits for a slot: the
+    next commit's claim records it (or the next poll; here far away), and the stop does."""
+    slow_poll = {**FAST, "webhook_poll_interval": 60.0}
+    async with running(make_settings(**slow_poll, smtp_url=smtp_server.smtp_url)) as app:
+        first = await add_email(app, "p1@example.com", 1)
+        await smtp_server.wait_for(1)
+        await asyncio.sleep(0.3)
+        assert (await row(app, first)).status == EmailStatus.PENDING  # sent, not recorded yet
+        second = await add_email(app, "p2@example.com", 2)
+        recorded = await until(app, first, lambda r: r.status == EmailStatus.SENT)
+        await smtp_server.wait_for(2)
+    assert recorded.attempts == 1 and recorded.locked_until is None
+    async with running(make_settings(**{**FAST, "emails": "off"})) as app:
+        assert (await row(app, second)).status == EmailStatus.SENT  # recorded at the stop
+    assert len(smtp_server.messages) == 2

@@ -3,11 +3,14 @@ SMTP URL setting. No database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -260,3 +263,171 @@ async def test_an_unwritable_folder_is_a_mail_error(tmp_path: Path) -> None:
         await FolderTransport(blocker / "mail").send(
             message(), sender="b@x.test", recipient="a@x.test", message_id="1"
         )
+
+
+# --- SMTP: connections kept between messages -------------------------------------------------
+
+
+async def send_to(transport: SmtpTransport, number: int) -> None:
+    await transport.send(
+        message(f"<m{number}@bookable.test>", f"message {number}"),
+        sender="b@x.test",
+        recipient=f"r{number}@x.test",
+        message_id=f"m{number}",
+    )
+
+
+def arrived(server: SmtpServer) -> list[str]:
+    return sorted(mail.message_id for mail in server.messages)
+
+
+def ids(*numbers: int) -> list[str]:
+    return sorted(f"<m{number}@bookable.test>" for number in numbers)
+
+
+@pytest.mark.parametrize("security", ["plain", "starttls", "tls"])
+async def test_one_connection_carries_a_batch_and_the_next(
+    make_smtp_server: object, security: str
+) -> None:
+    server: SmtpServer = make_smtp_server(security=security, login=("bookable", SECRET))  # type: ignore[operator]
+    transport = smtp(server)
+    for number in range(10):
+        await send_to(transport, number)
+    assert transport.connections_opened == 1 and server.connections == 1
+    # Sent at once: as many connections as messages in flight, kept for the next batch.
+    await asyncio.gather(*(send_to(transport, number) for number in range(10, 14)))
+    await asyncio.gather(*(send_to(transport, number) for number in range(14, 18)))
+    assert transport.connections_opened == server.connections <= 4
+    assert arrived(server) == ids(*range(18))
+    assert all(
+        mail.recipients == (f"r{int(mail.message_id[2:-15])}@x.test",) for mail in server.messages
+    )
+    await transport.aclose()
+    await wait_until(lambda: server.open_connections == 0)
+
+
+async def wait_until(condition: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_connection_the_server_dropped_is_opened_again(smtp_server: SmtpServer) -> None:
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    smtp_server.drop_connections()
+    await send_to(transport, 2)  # the kept connection is found closed: a fresh one
+    assert transport.connections_opened == 2
+    await asyncio.gather(*(send_to(transport, number) for number in (3, 4)))
+    smtp_server.drop_connections()
+    await asyncio.gather(*(send_to(transport, number) for number in (5, 6, 7)))
+    assert arrived(smtp_server) == ids(*range(1, 8))
+    await transport.aclose()
+
+
+async def test_a_connection_dropped_unnoticed_is_opened_again(smtp_server: SmtpServer) -> None:
+    """The server's close has not reached the client yet: MAIL meets a lost connection."""
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    [(client, _sent, _since)] = transport._free
+    assert client.transport is not None
+    client.transport.pause_reading()  # the client does not see the close until it reads
+    smtp_server.drop_connections()
+    await wait_until(lambda: smtp_server.open_connections == 0)
+    client.transport.resume_reading()  # read at the loop's next turn: after MAIL is written
+    assert client.is_connected
+    await send_to(transport, 2)
+    assert arrived(smtp_server) == ids(1, 2) and transport.connections_opened == 2
+    await transport.aclose()
+
+
+async def test_a_421_at_mail_on_a_kept_connection_opens_another(smtp_server: SmtpServer) -> None:
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    smtp_server.refuse_next(1, 421, stage="mail")  # as a server closing an idle session
+    await send_to(transport, 2)
+    assert arrived(smtp_server) == ids(1, 2) and transport.connections_opened == 2
+    # On a fresh connection a 421 is what it always was: a failure to retry later.
+    await transport.aclose()
+    smtp_server.refuse_next(1, 421, stage="mail")
+    with pytest.raises(MailError) as raised:
+        await send_to(transport, 3)
+    assert not raised.value.permanent and "421" in raised.value.message
+    await send_to(transport, 4)
+    assert arrived(smtp_server) == ids(1, 2, 4)
+
+
+@pytest.mark.parametrize(("stage", "code"), [("rcpt", 421), ("data", 421), ("mail", 451)])
+async def test_a_4xx_mid_batch_is_retryable_and_the_others_go(
+    smtp_server: SmtpServer, stage: str, code: int
+) -> None:
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    smtp_server.refuse_next(1, code, stage=stage)  # type: ignore[arg-type]
+    with pytest.raises(MailError) as raised:
+        await send_to(transport, 2)
+    assert not raised.value.permanent and str(code) in raised.value.message
+    await send_to(transport, 3)
+    assert arrived(smtp_server) == ids(1, 3)
+
+
+async def test_a_recipient_refused_mid_batch_loses_and_doubles_nothing(
+    smtp_server: SmtpServer,
+) -> None:
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    smtp_server.refuse_next(1, 550, stage="rcpt")
+    with pytest.raises(MailError) as refused:
+        await send_to(transport, 2)
+    assert refused.value.permanent and "recipient" in refused.value.message
+    smtp_server.refuse_next(1, 554, stage="data")
+    with pytest.raises(MailError) as data_refused:
+        await send_to(transport, 3)
+    assert data_refused.value.permanent and "message" in data_refused.value.message
+    for number in (4, 5):
+        await send_to(transport, number)
+    # RSET after each refusal: the next envelopes hold their own recipient alone.
+    assert arrived(smtp_server) == ids(1, 4, 5)
+    assert [mail.recipients for mail in smtp_server.messages] == [
+        ("r1@x.test",),
+        ("r4@x.test",),
+        ("r5@x.test",),
+    ]
+    assert transport.connections_opened == 1
+    await transport.aclose()
+
+
+async def test_kept_connections_close_when_idle_and_at_aclose(smtp_server: SmtpServer) -> None:
+    transport = SmtpTransport(parse_smtp_url(smtp_server.smtp_url), 10.0, idle_seconds=0.2)
+    await asyncio.gather(*(send_to(transport, number) for number in range(3)))
+    assert smtp_server.open_connections == 3
+    await wait_until(lambda: smtp_server.open_connections == 0)
+    await send_to(transport, 3)
+    assert transport.connections_opened == 4 and smtp_server.open_connections == 1
+    await transport.aclose()
+    await wait_until(lambda: smtp_server.open_connections == 0)
+    assert arrived(smtp_server) == ids(0, 1, 2, 3)
+
+
+async def test_a_connection_is_renewed_after_its_messages(smtp_server: SmtpServer) -> None:
+    target = parse_smtp_url(smtp_server.smtp_url)
+    transport = SmtpTransport(target, 10.0, messages_per_connection=3)
+    for number in range(7):
+        await send_to(transport, number)
+    assert transport.connections_opened == 3
+    await transport.aclose()
+
+
+async def test_a_send_cut_short_closes_its_connection(smtp_server: SmtpServer) -> None:
+    transport = smtp(smtp_server)
+    await send_to(transport, 1)
+    smtp_server.hold()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await send_to(transport, 2)  # the message arrived; its answer did not
+    assert transport._free == []  # not kept: its answer is still on the way
+    smtp_server.release()
+    await send_to(transport, 3)
+    assert arrived(smtp_server) == ids(1, 2, 3) and transport.connections_opened == 2
+    await transport.aclose()

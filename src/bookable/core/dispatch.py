@@ -13,7 +13,11 @@ network call:
    SQLite the UPDATE itself is the claim (writers are serialised).
 2. **Act** (no transaction): the subclass's `deliver`, bounded by its timeout.
 3. **Record**: the subclass's `_write`, in the transaction of the next claim (one write per
-   cycle, not two: on SQLite every write queues behind the API's own writers).
+   cycle, not two: on SQLite every write queues behind the API's own writers). A finished
+   attempt does not start that transaction by itself unless the last claim was cut short by
+   the free slots (rows may be waiting): it is recorded with the claim the next commit's wake
+   brings, or at the next poll, at most ``poll_interval`` later (a lease is far longer). A
+   booking's emails then cost one write transaction in the dispatcher, not two.
 
 A process that dies between 1 and 3 leaves the row claimed until the lease runs out; then any
 dispatcher claims it again: every row is carried out at least once, across SIGKILL. A lease is
@@ -276,6 +280,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         self._task: asyncio.Task[None] | None = None
         self._results: list[OutcomeT] = []  # finished attempts not written yet
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._claims_cut = False  # the last claim took all the free slots allowed: rows may wait
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -435,6 +440,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
                 task = asyncio.create_task(self._deliver_and_keep(job))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
+            self._claims_cut = len(claimed) == wanted < self.config.batch_size
             if claimed and len(claimed) == wanted:
                 continue  # probably more due: claim again while there are free slots
             with contextlib.suppress(TimeoutError):
@@ -452,9 +458,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        # Write and claim again once half the slots are free: one transaction for many rows,
-        # not one per delivery (on SQLite every write queues behind the API's writers).
-        if len(self._in_flight) <= self.config.concurrency // 2:
+        # Rows may be waiting for slots: write and claim again once half the slots are free
+        # (one transaction for many rows, not one per delivery). Otherwise the outcome waits
+        # for the next wake or poll: a transaction of its own for it would be a second write
+        # per booking (on SQLite every write queues behind the API's writers).
+        if self._claims_cut and len(self._in_flight) <= self.config.concurrency // 2:
             self._wakeup.set()
 
     async def _deliver_and_keep(self, job: JobT) -> None:

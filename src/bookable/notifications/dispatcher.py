@@ -122,6 +122,10 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         # Invitations by change (`stored_facts`' "change"): built once for all its rows.
         self._invitations: dict[str, dict[ItipMethod, bytes]] = {}
 
+    async def _close(self) -> None:
+        # The SMTP connections kept between messages are closed with the dispatcher.
+        await self.transport.aclose()
+
     # --- 1. claim ---------------------------------------------------------------------------
 
     def _claimed_columns(self) -> list[Any]:
