@@ -230,7 +230,7 @@ def endpoint_lane(route: APIRoute) -> Lane:
     (path or cookie parameters, a form, other dependencies) is FastAPI's to parse.
 
     Per request, in FastAPI's order: the body is read and parsed (before the key is looked at:
-    a body that is not JSON is a 422 even without a key), `authenticate` runs (the routers'
+    a body that is not JSON is refused even without a key), `authenticate` runs (the routers'
     dependency), then the route's dependencies in their order (the session opens when first
     needed; it commits after the answer is built, before it is sent, and rolls back on any
     error), then the query and header parameters are read with FastAPI's own
