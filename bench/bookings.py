@@ -653,6 +653,42 @@ async def booking_cpu(
     return {"cpu_ms": cpu * 1000 / count, "wall_ms": wall * 1000 / count}
 
 
+async def booking_cpu_lane(
+    kind: str, pg_url: str | None, tmp: Path, count: int, rounds: int
+) -> list[tuple[float, float]]:
+    """CPU ms of this process per POST /v1/bookings answered by the fast lane and by FastAPI's
+    route, in process, interleaved: two apps (``create_app(fast_lane=...)``) on one database,
+    ``count`` bookings each per round, the lane's batch then FastAPI's, ``rounds`` times (as
+    `booking_cpu`: key caches warm, dispatchers off). One (lane, FastAPI) pair per round."""
+    async with fresh_database(kind, pg_url, tmp) as url, contextlib.AsyncExitStack() as stack:
+        clients = []
+        for fast_lane in (True, False):
+            app = create_app(in_process_settings(url, tmp), fast_lane=fast_lane)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            transport = httpx.ASGITransport(app=app)
+            clients.append(
+                await stack.enter_async_context(
+                    httpx.AsyncClient(transport=transport, base_url="http://bench")
+                )
+            )
+        host = await add_host(app.state.engine, "lane")
+        tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        free = slots(tomorrow + timedelta(days=1))
+        for client in clients:  # warm-up: key caches, statement caches
+            for _ in range(max(count // 5, 20)):
+                await post_booking(client, host, free)
+        pairs = []
+        for _ in range(rounds):
+            costs = []
+            for client in clients:
+                cpu = time.process_time()
+                for _ in range(count):
+                    await post_booking(client, host, free)
+                costs.append((time.process_time() - cpu) * 1000 / count)
+            pairs.append((costs[0], costs[1]))
+    return pairs
+
+
 # --- the email dispatcher's work per email -----------------------------------------------------
 
 
@@ -833,12 +869,14 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
-        "--only", choices=["create", "list", "statements", "cpu", "emails"], default=None
+        "--only", choices=["create", "list", "statements", "cpu", "lane", "emails"], default=None
     )
     parser.add_argument(
         "--count", type=int, default=None, help="bookings measured by cpu (150) or emails (100)"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="emails: rounds per transport")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="emails: rounds per transport; lane: batches"
+    )
     parser.add_argument(
         "--profile", type=Path, help="cpu, emails: write a cProfile per database here"
     )
@@ -888,6 +926,13 @@ async def main() -> None:
                     f"# {kind}: {cost['cpu_ms']:.2f} ms CPU, {cost['wall_ms']:.2f} ms wall per"
                     f" POST /v1/bookings (in process, {count} bookings)"
                 )
+            if args.only == "lane":
+                count = args.count or 50
+                for lane, plain in await booking_cpu_lane(kind, pg_url, tmp, count, args.rounds):
+                    print(
+                        f"# {kind}: fast lane {lane:.2f}, FastAPI {plain:.2f} ms CPU per POST"
+                        f" /v1/bookings ({count} each, in process; lane/FastAPI {lane / plain:.2f})"
+                    )
             if args.only == "emails":
                 profile = args.profile.with_suffix(f".{kind}.prof") if args.profile else None
                 count = args.count or 100

@@ -81,6 +81,7 @@ IDEMPOTENCY_PURGE_SECONDS = 600.0
 FAST_LANE_ROUTES: tuple[tuple[APIRouter, str, str], ...] = (
     (users_router, "GET", "/me"),
     (slots_router, "GET", "/slots"),
+    (bookings_router, "POST", "/bookings"),
 )
 
 

@@ -787,3 +787,42 @@ async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_sett
                 )
             )
         assert triggers == ["BOOKING_CREATED"]
+
+
+async def test_the_answer_is_written_as_the_wire_models_dump_it(app, client, alice, meet):
+    """`booking_row_json` and `full_attendee_json` write what `BookingRow` and
+    `FullAttendeeOut` dump (keys in the same order), for bookings of every body form, one
+    rescheduled (cancelled, `rescheduled` set, `updatedAt` set) and its successor."""
+    from bookable.bookings.endpoints import booking_row_json, full_attendee_json
+    from bookable.bookings.schemas import BookingRow, FullAttendeeOut
+
+    legacy = {
+        "eventTypeId": meet, "start": at(12), "timeZone": "America/New_York", "language": "en",
+        "metadata": {"source": "crm", "n": "1.5"}, "name": "Leo",
+        "email": "leo@example.com", "guests": ["friend@example.com"], "notes": "n\u00f6tes",
+        "customInputs": [{"label": "Company", "value": "Acme"}, {"label": "Size", "value": 12}],
+    }  # fmt: skip
+    seed = {
+        "eventTypeId": meet, "startTime": at(15), "endTime": at(15, 30), "name": "Andre",
+        "email": "andre@example.com", "timeZone": "America/Chicago",
+    }  # fmt: skip
+    made = []
+    with_guest = modern(meet, at(10))
+    with_guest["responses"]["guests"] = ["g@example.com"]
+    for body in (with_guest, legacy, seed):
+        r = await post(client, alice, body)
+        assert r.status_code == 200, r.text
+        made.append(r.json())
+    moved = await post(client, alice, modern(meet, at(16), rescheduleUid=made[0]["uid"]))
+    assert moved.status_code == 200, moved.text
+    ids = [m["id"] for m in made] + [moved.json()["id"]]
+    for booking_id in ids:
+        booking = await stored(app, booking_id)
+        model = BookingRow.model_validate(booking).model_dump(mode="json", by_alias=True)
+        assert list(booking_row_json(booking).items()) == list(model.items())
+        for attendee in booking.attendees:
+            model = FullAttendeeOut.model_validate(attendee).model_dump(mode="json", by_alias=True)
+            assert list(full_attendee_json(attendee).items()) == list(model.items())
+    first = await stored(app, ids[0])
+    assert first.status == BookingStatus.CANCELLED and first.rescheduled
+    assert first.updated_at is not None

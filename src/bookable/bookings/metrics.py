@@ -3,9 +3,6 @@ fixed set (Cal.com's refusal codes grouped; the HTTP status for the rest)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
-
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import Counter
@@ -13,6 +10,7 @@ from pydantic import ValidationError
 
 from bookable.core.errors import ApiError
 from bookable.core.idempotency import REPLAYED_HEADER, IdempotentRoute
+from bookable.core.routing import RouteHandler
 
 BOOKINGS_CREATED = Counter(
     "bookable_bookings_created",
@@ -62,8 +60,8 @@ class CountedBookingRoute(IdempotentRoute):
     is inside (authentication and its rate limit, body validation, the committed
     transaction), so a 200 is a booking that was written."""
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    def wrap_handler(self, handler: RouteHandler) -> RouteHandler:
+        handler = super().wrap_handler(handler)
         # By name: FastAPI builds the route again where the router is included (under /v1).
         if self.name != "create_booking" or "POST" not in self.methods:
             return handler

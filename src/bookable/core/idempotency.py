@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
@@ -36,7 +36,7 @@ from bookable.core.auth import CurrentCaller
 from bookable.core.clock import clock
 from bookable.core.db import DbSession
 from bookable.core.errors import BadRequest, Conflict
-from bookable.core.routing import CheckedRoute
+from bookable.core.routing import CheckedRoute, RouteHandler
 from bookable.models import IdempotencyKey
 
 log = logging.getLogger("bookable.idempotency")
@@ -244,8 +244,8 @@ class IdempotentRoute(CheckedRoute):
             ]
         super().__init__(path, endpoint, **kwargs)
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    def wrap_handler(self, handler: RouteHandler) -> RouteHandler:
+        handler = super().wrap_handler(handler)
 
         async def idempotent_handler(request: Request) -> Response:
             try:

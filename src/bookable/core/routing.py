@@ -79,12 +79,19 @@ class CheckedRequest(Request):
         return self._json
 
 
+RouteHandler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
 class CheckedRoute(APIRoute):
-    """An APIRoute whose handler reads the body through ``CheckedRequest``."""
+    """An APIRoute whose handler reads the body through ``CheckedRequest``.
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    What a route class adds around FastAPI's handler is `wrap_handler`, so that the fast lane
+    (`core/fastlane.py`) puts the very same wrappers around its own handler."""
 
+    def get_route_handler(self) -> RouteHandler:
+        return self.wrap_handler(super().get_route_handler())
+
+    def wrap_handler(self, handler: RouteHandler) -> RouteHandler:
         async def checked_handler(request: Request) -> Response:
             return await handler(CheckedRequest(request.scope, request.receive))
 
