@@ -7,9 +7,10 @@ bare Starlette route that reads the seed body form, does only that and answers t
 HTTP floor: what any Python HTTP server pays to take a booking and store it, with nothing else
 a booking needs: no key, no checks, no outbox) and, through ``lean_book``, the least a *correct*
 booking does, written as directly as Python allows (the lean floor): the key, the event type and
-its owner, the host's lock, the overlap check, the booking, its attendee and its two email rows in
-one transaction, and an answer; no framework, no ORM objects, no validation beyond the fields
-used. Served by uvicorn from a copy of this file
+its owner, the host's lock, the overlap check, the booking, its attendee and (``lean_book_sending``)
+its two email rows in one transaction, and an answer; no framework, no ORM objects, no validation
+beyond the fields used (``lean_book`` writes no email rows: bookable with its emails off). Served
+by uvicorn from a copy of this file
 (bench/http.py would stand in for the standard library's `http` if bench/ were the app dir),
 configured by FLOOR_* environment variables.
 """
@@ -121,6 +122,7 @@ _BUSY = (BookingStatus.ACCEPTED, BookingStatus.PENDING)
 _templates: list[dict[str, Any]] = []
 
 
+@functools.cache
 def _event_type_query(postgres: bool) -> Select[Any]:
     columns = [
         EventType.id, EventType.user_id, EventType.length, EventType.title,
@@ -158,15 +160,20 @@ def _params(model: Any, keys: list[str], prefix: str = "") -> dict[str, Any]:
     return {columns[key].name: bindparam(prefix + key, type_=columns[key].type) for key in keys}
 
 
+@functools.cache
+def _defaults(model: Any) -> dict[str, Any]:
+    """The scalar defaults of ``model``'s columns: an INSERT inside a CTE gets no Python-side
+    defaults from SQLAlchemy (bookable's writes fill them the same way)."""
+    columns = inspect(model).columns.items()
+    return {
+        key: column.default.arg
+        for key, column in columns
+        if column.default is not None and column.default.is_scalar
+    }
+
+
 def _with_defaults(model: Any, row: dict[str, Any]) -> dict[str, Any]:
-    """``row`` with the scalar defaults of the columns it leaves out: an INSERT inside a CTE
-    gets no Python-side defaults from SQLAlchemy (bookable's writes fill them the same way)."""
-    filled = dict(row)
-    for key, column in inspect(model).columns.items():
-        default = column.default
-        if key not in filled and default is not None and default.is_scalar:
-            filled[key] = default.arg
-    return filled
+    return {**_defaults(model), **row}
 
 
 @functools.cache
@@ -208,14 +215,11 @@ def _all_in_one(
     return query
 
 
-def _email_row(
-    booking_id: int, user_id: int, uid: str, index: int, guest: str, *, send: bool
-) -> dict[str, Any]:
+def _email_row(booking_id: int, user_id: int, uid: str, index: int, guest: str) -> dict[str, Any]:
     """The ``index``th email row of a new booking: kind, subject and facts as a real booking of
     the same host writes them (FLOOR_LEAN_EMAILS, taken by the bench from one), with the
-    recipient, its own message id and invitation (``change``). ``send``: PENDING, for the
-    deployment's dispatcher to send as it sends bookable's; otherwise written as already sent
-    (nothing sends them)."""
+    recipient, its own message id and invitation (``change``); PENDING, for the deployment's
+    dispatcher to send as it sends bookable's."""
     template = _templates[index]
     now = datetime.now(UTC)
     token = secrets.token_hex(6)
@@ -226,9 +230,8 @@ def _email_row(
         "booking_id": booking_id, "user_id": user_id, "kind": kind, "recipient": recipient,
         "message_id": f"{uid}.{kind}.{token}.{index}@bookable", "subject": template["subject"],
         "facts": facts, "message": None,
-        "status": EmailStatus.PENDING if send else EmailStatus.SENT,
-        "attempts": 0 if send else 1, "next_attempt_at": now,
-        "sent_at": None if send else now, "created_at": now,
+        "status": EmailStatus.PENDING, "attempts": 0, "next_attempt_at": now,
+        "created_at": now,
     }  # fmt: skip
 
 
@@ -264,22 +267,25 @@ async def _lean_unit(
         params = dict(row)
         attendee.pop("booking_id")
         params.update({f"a_{k}": v for k, v in attendee.items()})
-        for index in range(len(_templates)):
-            email = _email_row(0, caller, row["uid"], index, guest["email"], send=send)
+        emails = len(_templates) if send else 0
+        email: dict[str, Any] = {}
+        for index in range(emails):
+            email = _email_row(0, caller, row["uid"], index, guest["email"])
             email = _with_defaults(OutboundEmail, email)
             email.pop("booking_id")
             params.update({f"e{index}_{k}": v for k, v in email.items()})
         params.update(notify_channel=NOTIFY_CHANNEL, notify_payload="email")
-        shape = (tuple(row), tuple(attendee), tuple(email), len(_templates), send)
+        shape = (tuple(row), tuple(attendee), tuple(email), emails, send)
         booking_id = await conn.scalar(_all_in_one(*shape), params)
     else:
         booking_id = await conn.scalar(insert(_BOOKINGS).returning(_BOOKINGS.c.id), row)
         await conn.execute(insert(_ATTENDEES), {**attendee, "booking_id": booking_id})
-        emails = [
-            _email_row(booking_id, caller, row["uid"], index, guest["email"], send=send)
-            for index in range(len(_templates))
-        ]
-        await conn.execute(insert(_EMAILS), emails)
+        if send:
+            rows = [
+                _email_row(booking_id, caller, row["uid"], index, guest["email"])
+                for index in range(len(_templates))
+            ]
+            await conn.execute(insert(_EMAILS), rows)
     return JSONResponse(
         {
             "booking": {
