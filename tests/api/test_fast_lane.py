@@ -194,6 +194,17 @@ async def test_rate_limited(pairs: Callable[..., Any]) -> None:
     assert (await assert_same(pair, key))[0] == 429
 
 
+def keeping_scopes(app: Any, seen: list[dict[str, Any]]) -> Any:
+    """``app``, keeping the scope of each request it serves in ``seen`` (as the app left it:
+    what routing, or the lane, put in it)."""
+
+    async def keeping_scope(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await app(scope, receive, send)
+
+    return keeping_scope
+
+
 async def test_the_lane_serves_me_without_the_router(pairs: Callable[..., Any]) -> None:
     """Starlette's router marks each scope it handles (``scope["router"]``): a lane answer has
     no such mark, a hand-off (a trailing slash) has."""
@@ -206,15 +217,9 @@ async def test_the_lane_serves_me_without_the_router(pairs: Callable[..., Any]) 
         (pair.plain, "/v1/me", True),
     ):
         seen: list[dict[str, Any]] = []
-
-        async def keeping_scope(
-            scope: Any, receive: Any, send: Any, app: Any = app, seen: list[Any] = seen
-        ) -> None:
-            seen.append(scope)
-            await app(scope, receive, send)
-
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=keeping_scope), base_url="http://bookable.test"
+            transport=httpx.ASGITransport(app=keeping_scopes(app, seen)),
+            base_url="http://bookable.test",
         ) as http:
             response = await http.get(path, params={"apiKey": key})
         assert response.status_code in (200, 307), response.text
@@ -422,15 +427,9 @@ async def test_the_lane_serves_slots_without_the_router(pairs: Callable[..., Any
     query = slots_asks(key, event_type_id, "alice")[0]
     for app, routed in ((pair.lane, False), (pair.plain, True)):
         seen: list[dict[str, Any]] = []
-
-        async def keeping_scope(
-            scope: Any, receive: Any, send: Any, app: Any = app, seen: list[Any] = seen
-        ) -> None:
-            seen.append(scope)
-            await app(scope, receive, send)
-
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=keeping_scope), base_url="http://bookable.test"
+            transport=httpx.ASGITransport(app=keeping_scopes(app, seen)),
+            base_url="http://bookable.test",
         ) as http:
             response = await http.get(f"/v1/slots?{query}")
         assert response.status_code == 200, response.text
@@ -751,15 +750,9 @@ async def test_the_lane_serves_bookings_without_the_router(pairs: Callable[..., 
         (pair.plain, "/v1/bookings", 12, True),
     ):
         seen: list[dict[str, Any]] = []
-
-        async def keeping_scope(
-            scope: Any, receive: Any, send: Any, app: Any = app, seen: list[Any] = seen
-        ) -> None:
-            seen.append(scope)
-            await app(scope, receive, send)
-
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=keeping_scope), base_url="http://bookable.test"
+            transport=httpx.ASGITransport(app=keeping_scopes(app, seen)),
+            base_url="http://bookable.test",
         ) as http:
             response = await http.post(
                 f"{path}?apiKey={key}", json=booking_bodies(event_type_id, hour)[0]
