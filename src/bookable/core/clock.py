@@ -10,6 +10,9 @@ class Clock:
         if frozen_at is not None and frozen_at.tzinfo is None:
             raise ValueError("a frozen clock needs an instant with a time zone")
         self._frozen_at = frozen_at.astimezone(UTC) if frozen_at else None
+        # Counts the freezes: a clock frozen again at the same instant starts over from it
+        # (`RunningClock` tells the two apart by this, not by the instant).
+        self.freezes = 0
 
     @property
     def frozen(self) -> bool:
@@ -20,6 +23,7 @@ class Clock:
 
     def freeze(self, instant: datetime | None) -> None:
         self._frozen_at = instant.astimezone(UTC) if instant else None
+        self.freezes += 1
 
 
 clock = Clock()

@@ -244,15 +244,18 @@ class RunningClock:
 
     def __init__(self, base: Clock = clock) -> None:
         self._base = base
-        self._anchor: tuple[datetime, float] | None = None
+        self._anchor: tuple[datetime, int, float] | None = None
 
     def now(self) -> datetime:
         current = self._base.now()
         if not self._base.frozen:
             return current
-        if self._anchor is None or self._anchor[0] != current:
-            self._anchor = (current, time.monotonic())
-        return current + timedelta(seconds=time.monotonic() - self._anchor[1])
+        # Anchored on the freeze, not only its instant: frozen again at the same instant (a
+        # new app in the same process), time starts over from it.
+        freeze = (current, self._base.freezes)
+        if self._anchor is None or self._anchor[:2] != freeze:
+            self._anchor = (*freeze, time.monotonic())
+        return current + timedelta(seconds=time.monotonic() - self._anchor[2])
 
 
 class OutboxDispatcher(Generic[JobT, OutcomeT]):
