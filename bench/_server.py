@@ -78,6 +78,40 @@ def _vm_rss_kib(pid: int) -> int | None:
     return None  # a zombie has no memory line
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu_of_tree(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its live descendants; 0 where
+    /proc cannot tell. Differences of two readings give a run's CPU per process."""
+    return sum(s for p in (pid, *_descendants(pid)) if (s := _cpu_seconds(p)) is not None)
+
+
+def database_server_cpu() -> float:
+    """CPU seconds used so far by the live processes named ``postgres`` (the local server's
+    backends: one per pooled connection, so a run's difference is its database work)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                named = (entry / "comm").read_text().strip() == "postgres"
+            except OSError:
+                continue
+            if named and (seconds := _cpu_seconds(int(entry.name))) is not None:
+                total += seconds
+    return total
+
+
 def _descendants(pid: int) -> list[int]:
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

@@ -68,6 +68,8 @@ from _server import (  # noqa: E402
     Running,
     bookable_env,
     clean_env,
+    cpu_of_tree,
+    database_server_cpu,
     format_rss,
     own_rss,
     rss_of_tree,
@@ -204,9 +206,26 @@ async def run_for(duration: float, clients: int, one: Any) -> tuple[int, float]:
     return sum(counts), time.perf_counter() - began
 
 
+def cpu_reading(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process tree, of the database server and of this
+    process (the clients)."""
+    reading = {name: cpu_of_tree(pid) for name, pid in processes.items()}
+    reading["db"] = database_server_cpu()
+    reading["client"] = time.process_time()
+    return reading
+
+
 async def http_rate(
-    base: str, host: Host, free: Iterator[tuple[datetime, datetime]], clients: int, duration: float
+    base: str,
+    host: Host,
+    free: Iterator[tuple[datetime, datetime]],
+    clients: int,
+    duration: float,
+    cpu: tuple[dict[str, int], dict[str, float]] | None = None,
 ) -> tuple[float, Counter[int]]:
+    """Bookings per second over ``duration`` s after a warm-up. ``cpu``: (name -> pid of the
+    processes to watch, a dict filled with each one's CPU ms per booking over the timed run,
+    with "db" for the database server and "client" for this process)."""
     statuses: Counter[int] = Counter()
     numbers = itertools.count()
     http = [
@@ -234,7 +253,11 @@ async def http_rate(
     try:
         await run_for(min(1.0, duration / 4), clients, one)  # warm-up: connections, key cache
         statuses.clear()
+        before = cpu_reading(cpu[0]) if cpu else {}
         done, seconds = await run_for(duration, clients, one)
+        if cpu:
+            after = cpu_reading(cpu[0])
+            cpu[1].update({name: (after[name] - before[name]) * 1000 / done for name in after})
     finally:
         for client in http:
             await client.aclose()
@@ -263,11 +286,11 @@ async def floor_rate(
 @contextlib.contextmanager
 def deployment(
     url: str, log: Path, mode: str, mail_dir: Path, smtp_url: str | None = None
-) -> Iterator[tuple[Running, dict[str, Rss | None]]]:
+) -> Iterator[tuple[Running, dict[str, Rss | None], dict[str, int]]]:
     """`bookable serve` alone (``inline``: it sends the emails too; ``noemail``: emails off)
-    or beside one `bookable worker` (``worker``). Yields the server and a dict filled with the
-    RSS of each process once the block ends. Emails go to .eml files in ``mail_dir``, or to
-    ``smtp_url``."""
+    or beside one `bookable worker` (``worker``). Yields the server, a dict filled with the
+    RSS of each process once the block ends, and the processes' pids by name. Emails go to
+    .eml files in ``mail_dir``, or to ``smtp_url``."""
     env = {
         "BOOKABLE_EMAIL_DIR": str(mail_dir),
         **({"BOOKABLE_SMTP_URL": smtp_url} if smtp_url else {}),
@@ -284,7 +307,10 @@ def deployment(
         workers.append(started([BOOKABLE, "worker"], bookable_env(url, **env), log))
     try:
         with serving([BOOKABLE, "serve"], bookable_env(url, **env), log, others=workers) as server:
-            yield server, rss
+            pids = {"serve": server.process.pid}
+            if workers:
+                pids["worker"] = workers[0].pid
+            yield server, rss, pids
             rss["serve"] = rss_of_tree(server.process.pid)
             for worker in workers:
                 rss["worker"] = rss_of_tree(worker.pid)
@@ -386,14 +412,16 @@ async def bench_creation(
             bare_slots, lean_slots = slots(tomorrow), slots(tomorrow)
             lean_emails = await booking_email_rows(url, lean, tmp)
             floors = bare_server(url, bare, lean, lean_emails, tmp)
-            bare_base = bare_http.enter_context(floors).base_url
+            bare_floor = bare_http.enter_context(floors)
+            bare_base = bare_floor.base_url
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
                 mail_dir = tmp / f"mail-{kind}-{mode}"
-                with deployment(url, log, mode, mail_dir, smtp_url) as (server, rss):
+                with deployment(url, log, mode, mail_dir, smtp_url) as (server, rss, pids):
                     for clients in concurrency:
+                        cpu: dict[str, float] = {}
                         rate, statuses = await http_rate(
-                            server.base_url, web, web_slots, clients, duration
+                            server.base_url, web, web_slots, clients, duration, (pids, cpu)
                         )
                         unsent = await unsent_emails(engine)
                         floor = await floor_rate(engine, raw, raw_slots, clients, duration)
@@ -403,9 +431,12 @@ async def bench_creation(
                         # The lean floor's emails are sent by this deployment's dispatcher, if
                         # it sends any.
                         lean_path = "/lean" if mode == "noemail" else "/lean-sending"
+                        lean_cpu: dict[str, float] = {}
+                        lean_pids = {"lean": bare_floor.process.pid, **pids}
                         lean_rate, lean_statuses = await http_rate(
-                            bare_base + lean_path, lean, lean_slots, clients, duration
-                        )
+                            bare_base + lean_path, lean, lean_slots, clients, duration,
+                            (lean_pids, lean_cpu),
+                        )  # fmt: skip
                         lean_unsent = await unsent_emails(engine)
                         for name, answered in (("HTTP", bare_statuses), ("lean", lean_statuses)):
                             if set(answered) != {200}:
@@ -414,7 +445,8 @@ async def bench_creation(
                             {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
                              "floor": floor, "bare": bare_rate, "lean": lean_rate,
                              "statuses": dict(statuses), "unsent": unsent,
-                             "lean_unsent": lean_unsent, "rss": rss}
+                             "lean_unsent": lean_unsent, "rss": rss, "cpu": cpu,
+                             "lean_cpu": lean_cpu}
                         )  # fmt: skip
                         print(
                             f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
@@ -977,6 +1009,19 @@ async def main() -> None:
             " unsent: the same after the lean floor's run (its emails are sent by the"
             " deployment's dispatcher, but for noemail's)"
         )
+        print(
+            "\n# CPU ms per booking over each timed run, by process (serve, worker: bookable's;"
+            " lean: the lean floor's app; db: the database server's processes, PostgreSQL"
+            " only; client: the bench's clients)"
+        )
+        for r in creation:
+            for label, cpu in (("bookable", r["cpu"]), ("lean", r["lean_cpu"])):
+                shares = "  ".join(
+                    f"{name} {ms:.2f}"
+                    for name, ms in cpu.items()
+                    if not (name == "db" and r["db"] == "sqlite")
+                )
+                print(f"# {r['db']:<11}{r['dispatch']:>8}{r['clients']:>3} {label:<9} {shares}")
         # One deployment per database and mode serves every client count: RSS after all.
         for r in {(r["db"], r["dispatch"]): r for r in creation}.values():
             sizes = ", ".join(f"{name} {format_rss(size)}" for name, size in r["rss"].items())
