@@ -416,12 +416,47 @@ async def test_the_dispatcher_keeps_its_connection_and_closes_it_at_stop(
     ]
 
 
+async def test_wakes_soon_after_a_claim_are_gathered_into_one_claim(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """Under load one claim takes the rows of many commits (`core.dispatch`, gathering): the
+    first email after a quiet spell goes at once; emails committed soon after that claim wait
+    until ``gather`` has passed since it, then go together. Load only delays, so the bounds
+    below hold on a slow machine: the first is sent before the gather ends (it did not wait),
+    the others no sooner than a gather after the first commit (the claim came after it)."""
+    gather = 3.0
+    settings = make_settings(
+        **{**FAST, "webhook_poll_interval": 60.0, "webhook_gather_seconds": gather},
+        smtp_url=smtp_server.smtp_url,
+    )
+    async with running(settings) as app:
+        await asyncio.sleep(0.5)  # the start's own claims (and PostgreSQL's LISTEN) are over
+        committed = time.monotonic()
+        await add_email(app, "p1@example.com", 1)
+        await smtp_server.wait_for(1)
+        first_sent = time.monotonic() - committed
+        await add_email(app, "p2@example.com", 2)
+        await add_email(app, "p3@example.com", 3)
+        await smtp_server.wait_for(3)
+        others_sent = time.monotonic() - committed
+    assert first_sent < gather
+    assert others_sent >= gather
+    # The two gathered go out concurrently: in either order.
+    assert sorted(mail.recipients for mail in smtp_server.messages) == [
+        ("p1@example.com",),
+        ("p2@example.com",),
+        ("p3@example.com",),
+    ]
+
+
 async def test_a_sent_email_is_recorded_with_the_next_claim(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:
     """No write transaction of its own for an outcome while nothing waits for a slot: the
-    next commit's claim records it (or the next poll; here far away), and the stop does."""
-    slow_poll = {**FAST, "webhook_poll_interval": 60.0}
+    next commit's claim records it (or the next poll; here far away), and the stop does.
+    Without gathering: a wake soon after a claim (on PostgreSQL the LISTEN's first one) would
+    otherwise claim 0.1 s later, and record the sent email then."""
+    slow_poll = {**FAST, "webhook_poll_interval": 60.0, "webhook_gather_seconds": 0}
     async with running(make_settings(**slow_poll, smtp_url=smtp_server.smtp_url)) as app:
         first = await add_email(app, "p1@example.com", 1)
         await smtp_server.wait_for(1)

@@ -29,6 +29,13 @@ those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, 
 the outbox's name) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
 every ``poll_interval``. (Waking every dispatcher on every commit cost a booking that only
 sends emails two needless claim transactions, in the webhook and calendar dispatchers.)
+
+Under load, wake-ups are gathered: a dispatcher woken less than ``gather`` after its last
+claim waits out the rest before claiming again, so one claim takes the rows of every commit
+since. Claimed one commit at a time, a booking's two emails cost the dispatcher ~2x the CPU
+of the same emails claimed in batches (a claim transaction, its jobs query and a record per
+commit; on one machine that CPU is taken from the requests). A first row after a quiet spell
+is claimed at once; under load a row waits at most ``gather`` (0.1 s by default) longer.
 """
 
 from __future__ import annotations
@@ -187,6 +194,7 @@ class DispatcherConfig:
     retry_delays: tuple[float, ...] = (10, 30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400)
     jitter: float = 0.2
     poll_interval: float = 1.0
+    gather: float = 0.0  # see the module docstring; the settings' default is 0.1 s
     lease: float = 60.0
     batch_size: int = 100
     concurrency: int = 20
@@ -200,6 +208,7 @@ class DispatcherConfig:
             retry_delays=settings.webhook_retry_delay_seconds,
             jitter=settings.webhook_retry_jitter,
             poll_interval=settings.webhook_poll_interval,
+            gather=settings.webhook_gather_seconds,
             lease=settings.webhook_lease_seconds,
             batch_size=settings.webhook_batch_size,
             concurrency=settings.webhook_concurrency,
@@ -217,14 +226,15 @@ class DispatcherConfig:
         allow_private_targets: bool = True,
     ) -> DispatcherConfig:
         """Another outbox's config: its own timeout and retry schedule; the webhook settings'
-        jitter, poll interval, batch and concurrency; a lease of at least 3 x its timeout, so
-        no row is worked on by two dispatchers at once."""
+        jitter, poll interval, gathering, batch and concurrency; a lease of at least 3 x its
+        timeout, so no row is worked on by two dispatchers at once."""
         return cls(
             timeout=timeout,
             max_attempts=max_attempts,
             retry_delays=retry_delays,
             jitter=settings.webhook_retry_jitter,
             poll_interval=settings.webhook_poll_interval,
+            gather=settings.webhook_gather_seconds,
             lease=max(settings.webhook_lease_seconds, 3 * timeout),
             batch_size=settings.webhook_batch_size,
             concurrency=settings.webhook_concurrency,
@@ -284,6 +294,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         self._results: list[OutcomeT] = []  # finished attempts not written yet
         self._in_flight: set[asyncio.Task[None]] = set()
         self._claims_cut = False  # the last claim took all the free slots allowed: rows may wait
+        self._last_claim = -float("inf")  # time.monotonic() of the last claim that took rows
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -439,6 +450,8 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             except Exception:
                 # Never let the loop die: delivery would stop until a restart.
                 log.exception("%s dispatcher: unexpected error; going on", self.name)
+            if claimed:
+                self._last_claim = time.monotonic()
             for job in claimed:
                 task = asyncio.create_task(self._deliver_and_keep(job))
                 self._in_flight.add(task)
@@ -449,6 +462,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.poll_interval):
                     await self._wakeup.wait()
+            await self._gather()
         if self._in_flight:
             _done, pending = await asyncio.wait(self._in_flight, timeout=STOP_GRACE)
             for task in pending:
@@ -458,6 +472,15 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             await self.exchange(self._take_results(), 0)
         except (DBAPIError, OSError) as error:  # the leases run out; the events go out again
             log.warning("%s dispatcher: recording the last attempts failed: %s", self.name, error)
+
+    async def _gather(self) -> None:
+        """Woken soon after the last claim (under load): let the commits of the rest of
+        ``gather`` come too, for one claim (the module docstring). A stop cuts it short."""
+        wait = self.config.gather - (time.monotonic() - self._last_claim)
+        if wait > 0 and self._wakeup.is_set() and not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._stop_requested.wait()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
