@@ -420,8 +420,9 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
 ):
     """`find_slots_event_type`'s busy times (read with the event type, as aggregates) are those
     `load_host_calendar` reads with its own query: own bookings with their event types'
-    buffers, bookings the host attends (e-mail in another case), not cancelled, pending,
-    foreign or out-of-span ones, nor the booking being moved."""
+    buffers (none, both, another user's after only), bookings the host attends (e-mail in
+    another case), not cancelled, pending, foreign or out-of-span ones, nor the booking being
+    moved."""
     from bookable.core.auth import Caller
     from bookable.models import User, UserRole
     from bookable.scheduling import BusyTime
@@ -436,8 +437,15 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     hour = timedelta(hours=1)
     moved = await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour)
     await add_booking(app, alice.id, day + 11 * hour, day + 12 * hour, event_type_id=buffered)
+    # Another user's event type with a buffer after only: its buffers are read too.
+    bobs = await add_event_type(app, bob.id, slug="bobs", after_event_buffer=20)
     await add_booking(
-        app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email.upper()]
+        app,
+        bob.id,
+        day + 13 * hour,
+        day + 14 * hour,
+        attendees=[alice.email.upper()],
+        event_type_id=bobs,
     )
     await add_booking(app, bob.id, day + 15 * hour, day + 16 * hour)
     for status in (BookingStatus.CANCELLED, BookingStatus.PENDING):
@@ -466,7 +474,7 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
         )
     expected = [
         BusyTime(day + 11 * hour, day + 12 * hour, 10, 5),
-        BusyTime(day + 13 * hour, day + 14 * hour),
+        BusyTime(day + 13 * hour, day + 14 * hour, 0, 20),
     ]
     if not reschedule:
         expected.insert(0, BusyTime(day + 9 * hour, day + 10 * hour))
