@@ -448,6 +448,9 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
         event_type_id=bobs,
     )
     await add_booking(app, bob.id, day + 15 * hour, day + 16 * hour)
+    # Instants with fractions of a second (read as text on both databases) keep them.
+    half, odd = timedelta(microseconds=500_000), timedelta(minutes=20, microseconds=123_456)
+    await add_booking(app, alice.id, day + 17 * hour + half, day + 17 * hour + odd)
     for status in (BookingStatus.CANCELLED, BookingStatus.PENDING):
         await add_booking(app, alice.id, day + 16 * hour, day + 17 * hour, status=status)
     await add_booking(app, alice.id, day + 30 * 24 * hour, day + 30 * 24 * hour + hour)
@@ -475,6 +478,7 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     expected = [
         BusyTime(day + 11 * hour, day + 12 * hour, 10, 5),
         BusyTime(day + 13 * hour, day + 14 * hour, 0, 20),
+        BusyTime(day + 17 * hour + half, day + 17 * hour + odd),
     ]
     if not reschedule:
         expected.insert(0, BusyTime(day + 9 * hour, day + 10 * hour))

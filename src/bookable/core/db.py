@@ -83,6 +83,9 @@ def create_engine(url: str) -> AsyncEngine:
         pool_recycle=1800,
         pool_use_lifo=True,
         hide_parameters=True,
+        # Instants cast to text come out as ISO (GET /slots reads busy times so: `_slots_statement`)
+        # whatever the server's default; set in the startup packet, no round trip.
+        connect_args={"server_settings": {"DateStyle": "ISO, MDY"}},
     )
 
     @event.listens_for(engine.sync_engine, "checkout")
