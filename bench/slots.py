@@ -109,7 +109,14 @@ async def seed(app: Any, bookings: int) -> tuple[int, str, int]:
         ]
         for chunk in range(0, len(rows), 2000):
             await session.execute(insert(Booking), rows[chunk : chunk + 2000])
-        return user.id, clear, event_type.id
+        ids = user.id, clear, event_type.id
+    if app.state.engine.dialect.name == "postgresql":
+        # The statistics autovacuum gathers within a minute of such a change on a server: without
+        # them the planner takes the fresh tables for a few pages and scans bookings whole for
+        # the bookings a host co-hosts or attends (0.25-0.4 ms at 1,000; 0.04 ms with them).
+        async with app.state.engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+    return ids
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
