@@ -485,6 +485,34 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     assert sorted(found.busy_read.busy) == sorted(asked.busy) == expected
 
 
+async def test_postgresql_connections_give_instants_as_iso_text(database_url):
+    """GET /slots reads PostgreSQL's busy instants as text (`_slots_statement`), whose form
+    follows the session's DateStyle: the engine's connections ask for ISO at start-up, so the
+    text is what `datetime.fromisoformat` reads, fractions of a second included."""
+    from sqlalchemy import text
+
+    from bookable.core.db import create_engine, is_sqlite
+
+    if is_sqlite(database_url):
+        pytest.skip("SQLite stores instants as ISO text already")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            style = (await conn.execute(text("SHOW DateStyle"))).scalar_one()
+            wall = (
+                await conn.execute(
+                    text(
+                        "SELECT CAST(timezone('UTC', TIMESTAMPTZ '2027-03-01 10:00:00.5+01')"
+                        " AS TEXT)"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert style == "ISO, MDY"
+    assert datetime.fromisoformat(wall + "+00:00") == datetime(2027, 3, 1, 9, 0, 0, 500_000, UTC)
+
+
 async def test_a_busy_read_answers_only_what_it_was_read_for():
     """`BusyRead.answers`: another host, an e-mail the database lower-cased otherwise than
     Python, another span or another booking left out: `load_host_calendar` asks again."""
