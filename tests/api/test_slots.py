@@ -420,8 +420,9 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
 ):
     """`find_slots_event_type`'s busy times (read with the event type, as aggregates) are those
     `load_host_calendar` reads with its own query: own bookings with their event types'
-    buffers, bookings the host attends (e-mail in another case), not cancelled, pending,
-    foreign or out-of-span ones, nor the booking being moved."""
+    buffers (none, both, another user's after only), bookings the host attends (e-mail in
+    another case), not cancelled, pending, foreign or out-of-span ones, nor the booking being
+    moved."""
     from bookable.core.auth import Caller
     from bookable.models import User, UserRole
     from bookable.scheduling import BusyTime
@@ -436,10 +437,20 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     hour = timedelta(hours=1)
     moved = await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour)
     await add_booking(app, alice.id, day + 11 * hour, day + 12 * hour, event_type_id=buffered)
+    # Another user's event type with a buffer after only: its buffers are read too.
+    bobs = await add_event_type(app, bob.id, slug="bobs", after_event_buffer=20)
     await add_booking(
-        app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email.upper()]
+        app,
+        bob.id,
+        day + 13 * hour,
+        day + 14 * hour,
+        attendees=[alice.email.upper()],
+        event_type_id=bobs,
     )
     await add_booking(app, bob.id, day + 15 * hour, day + 16 * hour)
+    # Instants with fractions of a second (read as text on both databases) keep them.
+    half, odd = timedelta(microseconds=500_000), timedelta(minutes=20, microseconds=123_456)
+    await add_booking(app, alice.id, day + 17 * hour + half, day + 17 * hour + odd)
     for status in (BookingStatus.CANCELLED, BookingStatus.PENDING):
         await add_booking(app, alice.id, day + 16 * hour, day + 17 * hour, status=status)
     await add_booking(app, alice.id, day + 30 * 24 * hour, day + 30 * 24 * hour + hour)
@@ -466,11 +477,40 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
         )
     expected = [
         BusyTime(day + 11 * hour, day + 12 * hour, 10, 5),
-        BusyTime(day + 13 * hour, day + 14 * hour),
+        BusyTime(day + 13 * hour, day + 14 * hour, 0, 20),
+        BusyTime(day + 17 * hour + half, day + 17 * hour + odd),
     ]
     if not reschedule:
         expected.insert(0, BusyTime(day + 9 * hour, day + 10 * hour))
     assert sorted(found.busy_read.busy) == sorted(asked.busy) == expected
+
+
+async def test_postgresql_connections_give_instants_as_iso_text(database_url):
+    """GET /slots reads PostgreSQL's busy instants as text (`_slots_statement`), whose form
+    follows the session's DateStyle: the engine's connections ask for ISO at start-up, so the
+    text is what `datetime.fromisoformat` reads, fractions of a second included."""
+    from sqlalchemy import text
+
+    from bookable.core.db import create_engine, is_sqlite
+
+    if is_sqlite(database_url):
+        pytest.skip("SQLite stores instants as ISO text already")
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            style = (await conn.execute(text("SHOW DateStyle"))).scalar_one()
+            wall = (
+                await conn.execute(
+                    text(
+                        "SELECT CAST(timezone('UTC', TIMESTAMPTZ '2027-03-01 10:00:00.5+01')"
+                        " AS TEXT)"
+                    )
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert style == "ISO, MDY"
+    assert datetime.fromisoformat(wall + "+00:00") == datetime(2027, 3, 1, 9, 0, 0, 500_000, UTC)
 
 
 async def test_a_busy_read_answers_only_what_it_was_read_for():
