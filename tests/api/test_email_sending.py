@@ -449,6 +449,41 @@ async def test_wakes_soon_after_a_claim_are_gathered_into_one_claim(
     ]
 
 
+async def test_a_backlog_is_not_held_back_by_gathering(
+    make_settings: Callable[..., Settings], smtp_server: SmtpServer
+) -> None:
+    """More rows than the free slots: each claim that takes all it may is followed at once by
+    the next when slots free up; waiting out a gather there would cap sending at
+    ``concurrency`` emails per gather (2 per 5 s here: 15 s for six)."""
+    gather = 5.0
+    settings = make_settings(
+        **{**FAST, "webhook_gather_seconds": gather, "webhook_concurrency": 2},
+        smtp_url=smtp_server.smtp_url,
+    )
+    async with running(settings) as app:
+        await asyncio.sleep(0.5)  # the start's own claims (and PostgreSQL's LISTEN) are over
+        committed = time.monotonic()
+        async with app.state.sessions() as session, session.begin():
+            for number in range(1, 7):
+                message_id = f"<booking-1.confirmed.{number}@bookable.test>"
+                recipient = f"p{number}@example.com"
+                session.add(
+                    OutboundEmail(
+                        booking_id=1,
+                        user_id=1,
+                        kind="attendee.confirmed",
+                        recipient=recipient,
+                        message_id=message_id,
+                        subject="Your meeting",
+                        message=rfc5322(message_id, recipient),
+                    )
+                )
+        app.state.email_dispatcher.wake()
+        await smtp_server.wait_for(6)
+        sent = time.monotonic() - committed
+    assert sent < gather
+
+
 async def test_a_sent_email_is_recorded_with_the_next_claim(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:

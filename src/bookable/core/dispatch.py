@@ -475,9 +475,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
 
     async def _gather(self) -> None:
         """Woken soon after the last claim (under load): let the commits of the rest of
-        ``gather`` come too, for one claim (the module docstring). A stop cuts it short."""
+        ``gather`` come too, for one claim (the module docstring). Not when the last claim
+        took all it was allowed (rows may be waiting for slots: waiting would cap the rate
+        at ``concurrency`` rows per ``gather``). A stop cuts it short."""
         wait = self.config.gather - (time.monotonic() - self._last_claim)
-        if wait > 0 and self._wakeup.is_set() and not self._stopping:
+        if wait > 0 and self._wakeup.is_set() and not self._claims_cut and not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._stop_requested.wait()
