@@ -67,22 +67,31 @@ async def running(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
-async def add_email(app: FastAPI, recipient: str, number: int = 1) -> int:
+def email_row(recipient: str, number: int = 1) -> OutboundEmail:
     message_id = f"<booking-1.confirmed.{number}@bookable.test>"
+    return OutboundEmail(
+        booking_id=1,
+        user_id=1,
+        kind="attendee.confirmed",
+        recipient=recipient,
+        message_id=message_id,
+        subject="Your meeting",
+        message=rfc5322(message_id, recipient),
+    )
+
+
+async def add_emails(app: FastAPI, *rows: OutboundEmail) -> list[int]:
+    """``rows`` in one transaction, then the dispatcher woken; their ids."""
     async with app.state.sessions() as session, session.begin():
-        row = OutboundEmail(
-            booking_id=1,
-            user_id=1,
-            kind="attendee.confirmed",
-            recipient=recipient,
-            message_id=message_id,
-            subject="Your meeting",
-            message=rfc5322(message_id, recipient),
-        )
-        session.add(row)
+        session.add_all(rows)
         await session.flush()
-        row_id = row.id
+        ids = [row.id for row in rows]
     app.state.email_dispatcher.wake()  # the lead's outbox calls mark_written; a wake does here
+    return ids
+
+
+async def add_email(app: FastAPI, recipient: str, number: int = 1) -> int:
+    (row_id,) = await add_emails(app, email_row(recipient, number))
     return row_id
 
 
@@ -416,6 +425,15 @@ async def test_the_dispatcher_keeps_its_connection_and_closes_it_at_stop(
     ]
 
 
+@asynccontextmanager
+async def gathering(settings: Settings) -> AsyncIterator[FastAPI]:
+    """A running app whose start-up claims (and PostgreSQL's LISTEN) are over: the next row
+    committed comes after a quiet spell."""
+    async with running(settings) as app:
+        await asyncio.sleep(0.5)
+        yield app
+
+
 async def test_wakes_soon_after_a_claim_are_gathered_into_one_claim(
     make_settings: Callable[..., Settings], smtp_server: SmtpServer
 ) -> None:
@@ -425,12 +443,8 @@ async def test_wakes_soon_after_a_claim_are_gathered_into_one_claim(
     below hold on a slow machine: the first is sent before the gather ends (it did not wait),
     the others no sooner than a gather after the first commit (the claim came after it)."""
     gather = 3.0
-    settings = make_settings(
-        **{**FAST, "webhook_poll_interval": 60.0, "webhook_gather_seconds": gather},
-        smtp_url=smtp_server.smtp_url,
-    )
-    async with running(settings) as app:
-        await asyncio.sleep(0.5)  # the start's own claims (and PostgreSQL's LISTEN) are over
+    slow_poll = {**FAST, "webhook_poll_interval": 60.0, "webhook_gather_seconds": gather}
+    async with gathering(make_settings(**slow_poll, smtp_url=smtp_server.smtp_url)) as app:
         committed = time.monotonic()
         await add_email(app, "p1@example.com", 1)
         await smtp_server.wait_for(1)
@@ -443,9 +457,7 @@ async def test_wakes_soon_after_a_claim_are_gathered_into_one_claim(
     assert others_sent >= gather
     # The two gathered go out concurrently: in either order.
     assert sorted(mail.recipients for mail in smtp_server.messages) == [
-        ("p1@example.com",),
-        ("p2@example.com",),
-        ("p3@example.com",),
+        (f"p{number}@example.com",) for number in (1, 2, 3)
     ]
 
 
@@ -456,29 +468,10 @@ async def test_a_backlog_is_not_held_back_by_gathering(
     the next when slots free up; waiting out a gather there would cap sending at
     ``concurrency`` emails per gather (2 per 5 s here: 15 s for six)."""
     gather = 5.0
-    settings = make_settings(
-        **{**FAST, "webhook_gather_seconds": gather, "webhook_concurrency": 2},
-        smtp_url=smtp_server.smtp_url,
-    )
-    async with running(settings) as app:
-        await asyncio.sleep(0.5)  # the start's own claims (and PostgreSQL's LISTEN) are over
+    narrow = {**FAST, "webhook_gather_seconds": gather, "webhook_concurrency": 2}
+    async with gathering(make_settings(**narrow, smtp_url=smtp_server.smtp_url)) as app:
         committed = time.monotonic()
-        async with app.state.sessions() as session, session.begin():
-            for number in range(1, 7):
-                message_id = f"<booking-1.confirmed.{number}@bookable.test>"
-                recipient = f"p{number}@example.com"
-                session.add(
-                    OutboundEmail(
-                        booking_id=1,
-                        user_id=1,
-                        kind="attendee.confirmed",
-                        recipient=recipient,
-                        message_id=message_id,
-                        subject="Your meeting",
-                        message=rfc5322(message_id, recipient),
-                    )
-                )
-        app.state.email_dispatcher.wake()
+        await add_emails(app, *(email_row(f"p{n}@example.com", n) for n in range(1, 7)))
         await smtp_server.wait_for(6)
         sent = time.monotonic() - committed
     assert sent < gather
