@@ -36,11 +36,22 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
 
 
 async def kill_subscriber(redis_url: str, shared: SharedEpoch) -> None:
-    """CLIENT KILL the instance's subscription connection (found by its own client name)."""
+    """CLIENT KILL the instance's subscription connection (found by its own client name),
+    once it is subscribed and its connection is on the server. Once, under load, the lookup
+    found no connection (cause not pinned down; one that fits: the subscription had dropped by
+    itself, no pong within the silence limit, and was about to subscribe again), so the kill
+    waits for both instead of looking once."""
+    await wait_until(lambda: shared.pushed is not None, "not subscribed")
     client = Redis.from_url(redis_url)
     try:
-        ids = [c["id"] for c in await client.client_list() if c.get("name") == shared.client_name]
-        assert ids, "the subscriber's connection is not on the server"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not (
+            ids := [
+                c["id"] for c in await client.client_list() if c.get("name") == shared.client_name
+            ]
+        ):
+            assert time.monotonic() < deadline, "the subscriber's connection is not on the server"
+            await asyncio.sleep(0.01)
         for client_id in ids:
             await client.client_kill_filter(_id=client_id)
     finally:
