@@ -900,6 +900,7 @@ async def main() -> None:
     parser.add_argument("--sizes", default="1000,100000", help="bookings for (b), ascending")
     parser.add_argument("--repeat", type=int, default=60, help="list requests per size")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument(
         "--only", choices=["create", "list", "statements", "cpu", "lane", "emails"], default=None
     )
@@ -933,7 +934,7 @@ async def main() -> None:
         pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
             "BOOKABLE_TEST_DATABASE_URL"
         )
-    kinds = ["sqlite"] + (["postgresql"] if pg_url else [])
+    kinds = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if pg_url else [])
     header = describe()
     if pg_url:
         header += f", PostgreSQL {await postgres_version(pg_url)}"

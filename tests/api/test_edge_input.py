@@ -268,6 +268,77 @@ async def test_locks_per_host_are_bounded_whatever_the_span(app: FastAPI) -> Non
     assert held == [2, LOCKED_DAYS_MAX + 1, 1]
 
 
+_HELD_ADVISORY = text(
+    "SELECT classid, objid, mode FROM pg_locks WHERE locktype = 'advisory' "
+    "AND pid = pg_backend_pid() ORDER BY classid, objid, mode"
+)
+
+
+async def test_the_event_type_query_takes_the_locks_lock_host_time_takes(
+    app: FastAPI, alice: Account
+) -> None:
+    """POST /bookings' event type query takes the owner's day locks itself on PostgreSQL
+    (`locks.EVENT_TYPE_LOCK_COLUMN`): the same keys in the same modes as `lock_host_time` for
+    the time the booking blocks (buffers across midnight on either side, no end given, a
+    week, beyond LOCKED_DAYS_MAX, decades of buffer, before 1970), and none for a team's
+    event type or one the caller may not book."""
+    from bookable.bookings.create import _event_type_and_owner_statement
+    from bookable.bookings.locks import event_type_lock_params
+    from bookable.models import Team
+
+    async with app.state.sessions() as session:
+        if (await session.connection()).dialect.name != "postgresql":
+            pytest.skip("advisory locks are PostgreSQL's")
+    day = datetime(2026, 1, 6, tzinfo=UTC)
+    cases: list[tuple[dict[str, Any], datetime, datetime | None]] = [
+        ({}, day + timedelta(hours=10), day + timedelta(hours=10, minutes=30)),
+        ({}, day + timedelta(hours=10), None),
+        ({}, day + timedelta(hours=23, minutes=30), day + timedelta(days=1)),
+        ({"before_event_buffer": 15}, day + timedelta(minutes=10), None),
+        ({"after_event_buffer": 1}, day + timedelta(hours=23, minutes=29), None),
+        ({"length": 60 * 24 * 6}, day + timedelta(hours=1), None),
+        ({"length": 60 * 24 * LOCKED_DAYS_MAX}, day + timedelta(hours=1), None),
+        ({"before_event_buffer": 40 * 365 * 24 * 60}, day, None),
+        ({}, datetime(1969, 12, 31, 23, 45, tzinfo=UTC), datetime(1970, 1, 1, 0, 15, tzinfo=UTC)),
+    ]
+    statement = _event_type_and_owner_statement(admin=False, count_emails=False, lock=True)
+    for index, (fields, start, end) in enumerate(cases):
+        event_type_id = await hosted_event_type(app, alice, f"lock-{index}", **fields)
+        params = {"event_type_id": event_type_id, "caller_id": alice.id}
+        async with app.state.sessions() as session, session.begin():
+            rows = (
+                await session.execute(statement, {**params, **event_type_lock_params(start, end)})
+            ).all()
+            taken = (await session.execute(_HELD_ADVISORY)).all()
+        event_type = rows[0][0]
+        blocked_end = (end or start + timedelta(minutes=event_type.length)) + timedelta(
+            minutes=event_type.after_event_buffer or 0
+        )
+        blocked_start = start - timedelta(minutes=event_type.before_event_buffer or 0)
+        async with app.state.sessions() as session, session.begin():
+            await lock_host_time(session, alice.id, blocked_start, blocked_end)
+            expected = (await session.execute(_HELD_ADVISORY)).all()
+        assert taken == expected, (fields, start, end)
+        assert rows[0][5] == len(expected)
+
+    async with app.state.sessions() as session, session.begin():
+        team = Team(name="Lockers", slug="lockers")
+        session.add(team)
+        await session.flush()
+        team_id = team.id
+    team_type = await hosted_event_type(app, alice, "lock-team", team_id=team_id)
+    mine = await hosted_event_type(app, alice, "lock-mine")
+    for event_type_id, caller_id in ((team_type, alice.id), (mine, alice.id + 1000)):
+        params = {"event_type_id": event_type_id, "caller_id": caller_id}
+        async with app.state.sessions() as session, session.begin():
+            rows = (
+                await session.execute(statement, {**params, **event_type_lock_params(day, None)})
+            ).all()
+            taken = (await session.execute(_HELD_ADVISORY)).all()
+        assert taken == []
+        assert all(row[5] == 0 for row in rows)
+
+
 # --- 5. ids beyond the database's range --------------------------------------------------------
 
 

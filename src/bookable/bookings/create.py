@@ -18,7 +18,12 @@ from bookable.bookings.access import readable
 from bookable.bookings.availability import host_refusal, team_check
 from bookable.bookings.calendars import CalendarsToRead
 from bookable.bookings.common import BookingRefused, Written, new_uid
-from bookable.bookings.locks import lock_host_time, lock_hosts_time
+from bookable.bookings.locks import (
+    EVENT_TYPE_LOCK_COLUMN,
+    event_type_lock_params,
+    lock_host_time,
+    lock_hosts_time,
+)
 from bookable.bookings.placement import Placement, place_team_booking
 from bookable.bookings.schemas import (
     LEGACY_FIELDS,
@@ -124,7 +129,8 @@ def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
-def booking_times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
+def given_times(body: BookingCreate) -> tuple[datetime, datetime | None, str]:
+    """The body's start and end (None: not given) in UTC, and the end's field name."""
     start_text, start_field = (
         (body.start, "start") if body.start else (body.start_time, "startTime")
     )
@@ -136,8 +142,12 @@ def booking_times(body: BookingCreate, length: int) -> tuple[datetime, datetime]
         end = parse_instant(end_text, end_field) if end_text else None
     except ValueError as error:
         raise BadRequest(str(error)) from None
-    start = start.astimezone(UTC)
-    end = end.astimezone(UTC) if end else start + timedelta(minutes=length)
+    return start.astimezone(UTC), end.astimezone(UTC) if end else None, end_field
+
+
+def booking_times(body: BookingCreate, length: int) -> tuple[datetime, datetime]:
+    start, given_end, end_field = given_times(body)
+    end = given_end or start + timedelta(minutes=length)
     if end <= start:
         raise BadRequest(f"custom in '{end_field}': must be after the start")
     if end - start > MAX_BOOKING_LENGTH:
@@ -170,17 +180,25 @@ async def bookable_event_type(
 
 
 @cache
-def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Select[Any]:
+def _event_type_and_owner_statement(
+    *, admin: bool, count_emails: bool, lock: bool = False
+) -> Select[Any]:
     """`_event_type_and_owner`'s query (`readable_event_types`' rule), built once per shape
     (docs/architecture.md, "Hot paths"). Parameters: ``event_type_id``, ``caller_id``; with
-    ``count_emails``, ``emails_since``. Its other columns tell the outboxes what a personal
-    event type's booking would otherwise ask after the insert (`common.Written`): whether
-    an active webhook of the event type or its owner exists, whether a destination calendar
-    of either exists, and the owner's emails since ``emails_since``; and what the
-    availability check would otherwise ask: whether the owner or a host selected a calendar
-    (as `slots.service.find_event_type_for_calendars`), and the owner's schedules with their
-    rows (one row each, as GET /slots reads them; schedules are not under the day locks, so
-    reading them before the locks changes nothing)."""
+    ``count_emails``, ``emails_since``; with ``lock`` (PostgreSQL), the day locks of a personal
+    event type's owner are taken by the statement itself (`locks.EVENT_TYPE_LOCK_COLUMN`, its
+    ``lock_*`` parameters): one round trip fewer than `lock`. Its other columns tell the
+    outboxes what a personal event type's booking would otherwise ask after the insert
+    (`common.Written`): whether an active webhook of the event type or its owner exists,
+    whether a destination calendar of either exists, and the owner's emails since
+    ``emails_since``; and what the availability check would otherwise ask: whether the owner
+    or a host selected a calendar (as `slots.service.find_event_type_for_calendars`), and the
+    owner's schedules with their rows (one row each, as GET /slots reads them; schedules are
+    not under the day locks, so reading them before the locks changes nothing; the busy read
+    is the next statement, whose snapshot sees every booking committed before the locks).
+    With ``lock``, a caller's team event type takes no lock here (its hosts' are taken by
+    `lock`) and neither does a reschedule (not asked: the rescheduled booking's row lock comes
+    first, as before)."""
     hooked = exists().where(
         Webhook.active.is_(True),
         or_(Webhook.event_type_id == EventType.id, Webhook.user_id == EventType.user_id),
@@ -199,6 +217,8 @@ def _event_type_and_owner_statement(*, admin: bool, count_emails: bool) -> Selec
     columns: list[Any] = [EventType, User, hooked, destined, selected]
     if count_emails:
         columns.append(sent_since(EventType.user_id))
+    if lock:
+        columns.append(EVENT_TYPE_LOCK_COLUMN)
     query = (
         select(*columns, *SCHEDULE_COLUMNS)
         .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
@@ -227,20 +247,28 @@ class _Found:
     owner_emails_this_hour: int | None  # None: not counted
     calendars_selected: bool  # False: no owner's or host's calendar to read
     schedule_rows: Sequence[Any]  # the owner's schedules, for `choose_schedule`
+    locked: bool = False  # the owner's day locks for the body's times are held (`lock`)
 
 
 async def _event_type_and_owner(
-    session: AsyncSession, caller: Caller, event_type_id: int, emails_since: datetime | None
+    session: AsyncSession,
+    caller: Caller,
+    event_type_id: int,
+    emails_since: datetime | None,
+    lock_times: tuple[datetime, datetime | None] | None = None,
 ) -> _Found:
     """`bookable_event_type` and its owning user (None if gone) in one query, with what
-    `_event_type_and_owner_statement` says of webhooks, calendars and emails."""
+    `_event_type_and_owner_statement` says of webhooks, calendars and emails. ``lock_times``
+    (PostgreSQL): the body's start and end (`given_times`), whose day locks the query takes."""
     params: dict[str, Any] = {"event_type_id": event_type_id}
     if not caller.is_admin:
         params["caller_id"] = caller.user_id
     if emails_since is not None:
         params["emails_since"] = emails_since
+    if lock_times is not None:
+        params.update(event_type_lock_params(*lock_times))
     query = _event_type_and_owner_statement(
-        admin=caller.is_admin, count_emails=emails_since is not None
+        admin=caller.is_admin, count_emails=emails_since is not None, lock=lock_times is not None
     )
     rows = (await session.execute(query, params)).all() if is_db_id(event_type_id) else []
     if not rows:
@@ -248,8 +276,27 @@ async def _event_type_and_owner(
     row = rows[0]
     counted = emails_since is not None
     count = int(row[5] or 0) if counted else None
-    schedule_rows = [r[5 + counted :] for r in rows]
-    return _Found(row[0], row[1], bool(row[2]), bool(row[3]), count, bool(row[4]), schedule_rows)
+    locking = lock_times is not None
+    locked = locking and bool(row[5 + counted])
+    schedule_rows = [r[5 + counted + locking :] for r in rows]
+    return _Found(
+        row[0], row[1], bool(row[2]), bool(row[3]), count, bool(row[4]), schedule_rows, locked
+    )
+
+
+def _lock_times(
+    session: AsyncSession, body: BookingCreate
+) -> tuple[datetime, datetime | None] | None:
+    """The times whose day locks the event type query may take (PostgreSQL), or None: other
+    databases; a reschedule (its booking's row is locked first, as before); times that do not
+    parse (the error is raised where it was, after the event type's own checks)."""
+    if body.reschedule_uid or session.get_bind().dialect.name != "postgresql":
+        return None
+    try:
+        start, end, _field = given_times(body)
+    except BadRequest:
+        return None
+    return start, end
 
 
 def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
@@ -405,7 +452,11 @@ async def parse(
     reschedules, the booker and the times, each judged (a 4xx naming the field). Writes nothing.
     ``emails_since``: count the owner's emails since then too (`Written.emails_this_hour`)."""
     found = await _event_type_and_owner(
-        session, caller, event_type_id_of(body.event_type_id), emails_since
+        session,
+        caller,
+        event_type_id_of(body.event_type_id),
+        emails_since,
+        _lock_times(session, body),
     )
     event_type, owner = found.event_type, found.owner
     if event_type.team_id is not None:
@@ -502,7 +553,8 @@ async def lock(session: AsyncSession, request: BookingRequest) -> None:
     """Step 2: take the hosts' day locks (PostgreSQL, see `lock_host_time`) before their
     calendars are read, so that checking and inserting are one step per host and day."""
     if request.owner is not None:
-        await lock_host_time(session, request.owner.id, *request.blocked)
+        if not request.found.locked:  # taken by the event type query already
+            await lock_host_time(session, request.owner.id, *request.blocked)
         return
     host_ids = await session.scalars(
         select(Host.user_id).where(Host.event_type_id == request.event_type.id)

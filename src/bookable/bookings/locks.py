@@ -35,6 +35,52 @@ _LOCK_HOSTS_CALENDARS = text(
     "ORDER BY host) AS keys"
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# `lock_host_time` as a column of a statement that reads `event_types` (POST /bookings' event
+# type query, PostgreSQL): one round trip fewer per booking. The host is the row's personal
+# owner (`event_types.user_id`; no lock for a team's event type) and the time is what the
+# booking will block: ``lock_start_us`` and ``lock_end_us`` (microseconds since 1970; NULL: no
+# end given, the event type's length) widened by the row's buffers, as `BookingRequest.blocked`.
+# Same keys, same order and same rule as `lock_hosts_time` (`locked_days`, LOCKED_DAYS_MAX);
+# the subquery's order is the order the locks are taken in. Its value: how many keys it took.
+# Evaluated after the row passed the WHERE (an event type the caller may not book locks nothing),
+# once per row the statement returns: taking a held lock again does not wait.
+EVENT_TYPE_LOCK_COLUMN = text(
+    "(SELECT count(*) FROM ("
+    "SELECT CASE WHEN keys.day = CAST(:lock_whole AS integer) AND NOT keys.wide "
+    "THEN pg_advisory_xact_lock_shared(keys.host, keys.day) "
+    "ELSE pg_advisory_xact_lock(keys.host, keys.day) END "
+    "FROM (SELECT span.host, span.wide, days.day "
+    "FROM (SELECT bounds.host, bounds.first, greatest(bounds.first, bounds.last) AS last, "
+    "greatest(bounds.first, bounds.last) - bounds.first + 1 "
+    "> CAST(:lock_max_days AS integer) AS wide "
+    "FROM (SELECT instants.host, "
+    "CAST(floor(instants.s / 86400000000.0) AS integer) AS first, "
+    "CAST(floor(instants.e / 86400000000.0) AS integer) AS last "
+    "FROM (SELECT event_types.user_id AS host, "
+    "CAST(:lock_start_us AS bigint) "
+    "- coalesce(event_types.before_event_buffer, 0) * CAST(60000000 AS bigint) AS s, "
+    "coalesce(CAST(:lock_end_us AS bigint), "
+    "CAST(:lock_start_us AS bigint) + event_types.length * CAST(60000000 AS bigint)) "
+    "+ coalesce(event_types.after_event_buffer, 0) * CAST(60000000 AS bigint) - 1 AS e "
+    "WHERE event_types.team_id IS NULL AND event_types.user_id IS NOT NULL) AS instants"
+    ") AS bounds) AS span "
+    "CROSS JOIN LATERAL (SELECT CAST(:lock_whole AS integer) AS day UNION ALL "
+    "SELECT generate_series(span.first, span.last) WHERE NOT span.wide) AS days "
+    "ORDER BY days.day) AS keys) AS taken)"
+)
+
+
+def event_type_lock_params(start: datetime, end: datetime | None) -> dict[str, int | None]:
+    """`EVENT_TYPE_LOCK_COLUMN`'s parameters for a booking from ``start`` to ``end`` (None:
+    the event type's length), both before the buffers."""
+    return {
+        "lock_whole": _WHOLE_CALENDAR,
+        "lock_max_days": LOCKED_DAYS_MAX,
+        "lock_start_us": (start - _EPOCH) // _MICROSECOND,
+        "lock_end_us": None if end is None else (end - _EPOCH) // _MICROSECOND,
+    }
 
 
 async def lock_host_days(session: AsyncSession, booking: Booking) -> None:
