@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -67,21 +68,14 @@ async def test_the_hourly_email_count_never_reads_the_table_on_sqlite(database_u
     assert "USING COVERING INDEX ix_outbound_emails_user_id_created_at_status" in plan, plan
 
 
-async def test_slots_first_query_reads_the_busy_bookings_through_the_host_index(
-    database_url: str,
-) -> None:
-    """GET /slots' one statement finds the host by a subquery (`_slots_statement`): the
-    bookings it reads are still a range of the (user_id, start_time) index, not a scan."""
-    from datetime import UTC, datetime
-
-    from bookable.slots.service import _slots_statement
-
+async def _explained(database_url: str, statement: Any, params: dict[str, Any]) -> str:
+    """The plan of ``statement`` as the driver gets it (parameters processed), on empty tables
+    with PostgreSQL's sequential scans off (an empty table is cheapest to scan)."""
     sqlite = is_sqlite(database_url)
     plans: list[str] = []
 
-    def explain(_conn: Any, cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
-        # The statement as the driver gets it, parameters processed, explained first.
-        cursor.execute(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters)
+    def explain(_conn: Any, cursor: Any, sql: str, parameters: Any, *_rest: Any) -> None:
+        cursor.execute(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + sql, parameters)
         plans.append("\n".join(str(row[-1] if sqlite else row[0]) for row in cursor.fetchall()))
 
     engine = create_engine(database_url)
@@ -89,20 +83,57 @@ async def test_slots_first_query_reads_the_busy_bookings_through_the_host_index(
         async with engine.begin() as conn:
             if not sqlite:
                 await conn.execute(text("SET LOCAL enable_seqscan = off"))
-            statement = _slots_statement(
-                admin=False, by_slug=False, ignoring=False, dialect=conn.dialect.name
-            )
             event.listen(conn.sync_connection, "before_cursor_execute", explain)
-            await conn.execute(
-                statement,
-                {
-                    "event_type_id": 1,
-                    "caller_id": 1,
-                    "busy_from": datetime(2027, 3, 1, tzinfo=UTC),
-                    "busy_to": datetime(2027, 4, 1, tzinfo=UTC),
-                },
-            )
+            await conn.execute(statement, params)
     finally:
         await engine.dispose()
     assert len(plans) == 1
-    assert "ix_bookings_user_id_start_time" in plans[0], plans[0]
+    return plans[0]
+
+
+def _busy_span() -> dict[str, Any]:
+    from bookable.slots.service import busy_span_params
+
+    return busy_span_params(datetime(2027, 3, 1, tzinfo=UTC), datetime(2027, 4, 1, tzinfo=UTC))
+
+
+def _assert_busy_reads_are_bounded(plan: str, sqlite: bool) -> None:
+    """The host's own bookings are a range of (user_id, start_time) bounded on both sides (from
+    the longest booking before the span: not their whole history), and the longer ones come
+    from their partial index."""
+    if sqlite:
+        bounded = "ix_bookings_user_id_start_time (user_id=? AND start_time>? AND start_time<?)"
+        assert bounded in plan, plan
+    else:
+        assert any(
+            "Index Cond: ((user_id = " in line and "start_time >=" in line
+            for line in plan.splitlines()
+        ), plan
+    assert "ix_bookings_user_id_longer_than_allowed" in plan, plan
+
+
+async def test_slots_first_query_reads_the_busy_bookings_through_the_host_index(
+    database_url: str,
+) -> None:
+    """GET /slots' one statement finds the host by a subquery (`_slots_statement`): the
+    bookings it reads are still a range of the (user_id, start_time) index, not a scan."""
+    from bookable.slots.service import _slots_statement
+
+    sqlite = is_sqlite(database_url)
+    dialect = "sqlite" if sqlite else "postgresql"
+    statement = _slots_statement(admin=False, by_slug=False, ignoring=False, dialect=dialect)
+    params = {"event_type_id": 1, "caller_id": 1, **_busy_span()}
+    _assert_busy_reads_are_bounded(await _explained(database_url, statement, params), sqlite)
+
+
+async def test_the_busy_read_of_a_booking_is_bounded_below(database_url: str) -> None:
+    """POST /bookings' busy read (`_busy_statement`, its widest shape)."""
+    from bookable.slots.service import _busy_statement
+
+    statement = _busy_statement(pending_blocks=True, ignoring=True, identified=True)
+    params = {
+        "host_id": 1, "host_email": "a@example.com", "event_type_id": 1, "ignore_uid": "x",
+        **_busy_span(),
+    }  # fmt: skip
+    plan = await _explained(database_url, statement, params)
+    _assert_busy_reads_are_bounded(plan, is_sqlite(database_url))

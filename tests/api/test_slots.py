@@ -227,6 +227,30 @@ async def test_buffers_widen_busy_time(app, client, alice):
     assert {"11:00", "13:00"} <= times
 
 
+async def test_long_bookings_block_wherever_they_started(app, client, alice, bob):
+    """The busy read starts 31 days (the longest a booking may last) before the span: one of
+    exactly that length still blocks its last hours. A longer one (stored before the limit; here
+    straight into the table) blocks every day it covers, read through its own index."""
+    week = [([0, 1, 2, 3, 4, 5, 6], time(9), time(17))]
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    second_day = {f"02 {hour}" for hour in range(9, 17)}
+    for host, start, end, free in (
+        # 31 days, until 12:00 on the 1st: its afternoon is free.
+        (alice, day + timedelta(hours=12, days=-31), day + timedelta(hours=12),
+         {f"01 {hour}" for hour in range(12, 17)} | second_day),
+        # 60 days, until the 2nd began.
+        (bob, day - timedelta(days=59), day + timedelta(days=1), second_day),
+    ):  # fmt: skip
+        await add_schedule(app, host.id, "UTC", week)
+        event_type = await add_event_type(app, host.id, length=60)
+        await add_booking(app, host.id, start, end)
+        r = await slots(
+            client, host, eventTypeId=event_type, startTime="2026-12-01", endTime="2026-12-02"
+        )
+        assert r.status_code == 200, r.text
+        assert {t.strftime("%d %-H") for t in instants(r.json())} == free
+
+
 async def test_minimum_notice_counts_from_the_frozen_clock(app, client, alice):
     await add_schedule(app, alice.id, "UTC", [([0, 1, 2, 3, 4, 5, 6], time(9), time(17))])
     event_type = await add_event_type(app, alice.id, minimum_booking_notice=120)

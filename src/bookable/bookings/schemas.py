@@ -27,6 +27,7 @@ from pydantic.json_schema import SkipJsonSchema
 from bookable.core.schemas import MAX_TEXT, DbId, JsonObject, StrictInput, WireDateTime, WireModel
 from bookable.core.timezones import TimeZoneName, canonical_time_zone
 from bookable.models import BookingStatus
+from bookable.models.bookings import MAX_BOOKING_DAYS
 
 LEGACY_FIELDS = ("name", "email", "location", "guests", "notes", "smsReminderNumber")
 # Instants a booking may have: far enough from the ends of Python's datetime range for every
@@ -35,9 +36,9 @@ EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 OUT_OF_RANGE = "must lie between the years 1000 and 9000"
 # The longest a booking may last (end minus start). Event types last at most a day; a PATCH may
-# stretch a booking, but not over months or years.
-MAX_BOOKING_LENGTH = timedelta(days=31)
-TOO_LONG = "a booking may last at most 31 days"
+# stretch a booking, but not over months or years. Busy reads rely on it (`MAX_BOOKING_DAYS`).
+MAX_BOOKING_LENGTH = timedelta(days=MAX_BOOKING_DAYS)
+TOO_LONG = f"a booking may last at most {MAX_BOOKING_DAYS} days"
 
 
 def in_range(value: datetime) -> bool:

@@ -19,7 +19,11 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+from sqlalchemy.types import NullType
 
 from bookable.core.clock import utcnow
 from bookable.models.base import Base, UTCDateTime
@@ -33,6 +37,33 @@ class BookingStatus(enum.StrEnum):
     AWAITING_HOST = "AWAITING_HOST"
 
 
+# The longest a booking may last (every write since 0.1.0 refuses longer ones). A busy read
+# bounds a host's bookings below by it: one overlapping a span starts at most this long before it.
+MAX_BOOKING_DAYS = 31
+# Bookings longer than that (written before the limit existed), for the partial index that keeps
+# them findable; SQLite stores instants as text, hence julianday (deterministic: no 'now').
+# ``{t}``: the table's name and a dot in a query, nothing in the index.
+_LONGER_THAN_ALLOWED = {
+    "postgresql": f"{{t}}end_time - {{t}}start_time > interval '{MAX_BOOKING_DAYS} days'",
+    "sqlite": f"julianday({{t}}end_time) - julianday({{t}}start_time) > {MAX_BOOKING_DAYS}",
+}
+
+
+class LongerThanAllowed(ColumnElement[bool]):
+    """A booking longer than MAX_BOOKING_DAYS, in the words of the partial index
+    ``ix_bookings_user_id_longer_than_allowed``: a query must say it this way (literals, no
+    parameters), or neither database proves that the index holds the rows asked for."""
+
+    inherit_cache = True
+    # Not Boolean: SQLite's dialect would append "= 1", and the words would no longer match.
+    type = NullType()
+
+
+@compiles(LongerThanAllowed)
+def _compile_longer_than_allowed(_element: Any, compiler: SQLCompiler, **_kw: Any) -> str:
+    return _LONGER_THAN_ALLOWED[compiler.dialect.name].format(t="bookings.")
+
+
 class Booking(Base):
     __tablename__ = "bookings"
     __table_args__ = (
@@ -40,6 +71,14 @@ class Booking(Base):
         Index("ix_bookings_user_id_start_time", "user_id", "start_time", "id"),
         Index("ix_bookings_start_time_id", "start_time", "id"),
         Index("ix_bookings_recurring_event_id", "recurring_event_id"),
+        # Nearly always empty: the busy reads' last branch (slots/service.py `_busy_branches`).
+        Index(
+            "ix_bookings_user_id_longer_than_allowed",
+            "user_id",
+            "start_time",
+            postgresql_where=text(_LONGER_THAN_ALLOWED["postgresql"].format(t="")),
+            sqlite_where=text(_LONGER_THAN_ALLOWED["sqlite"].format(t="")),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -54,6 +54,7 @@ from bookable.models import (
     SelectedCalendar,
     User,
 )
+from bookable.models.bookings import MAX_BOOKING_DAYS, LongerThanAllowed
 from bookable.scheduling import (
     AvailabilityRule,
     BookingWindow,
@@ -188,7 +189,8 @@ async def _find_event_type_rows(
     def statement(by_slug: bool) -> Select[Any]:
         if busy is None:
             return _event_type_statement(admin=caller.is_admin, by_slug=by_slug, extra=extra)
-        dialect, params["busy_from"], params["busy_to"], ignore_uid = busy
+        dialect, busy_from, busy_to, ignore_uid = busy
+        params.update(busy_span_params(busy_from, busy_to))
         if ignore_uid:
             params["ignore_uid"] = ignore_uid
         return _slots_statement(
@@ -490,21 +492,32 @@ async def external_busy_times(
     return [BusyTime(busy_from, busy_to, source=UNREADABLE_CALENDAR)]
 
 
+def busy_span_params(busy_from: datetime, busy_to: datetime) -> dict[str, datetime]:
+    """The parameters of `_busy_branches` for the span [busy_from, busy_to)."""
+    return {
+        "busy_from": busy_from,
+        "busy_to": busy_to,
+        "busy_earliest_start": busy_from - _LONGEST_BOOKING,
+    }
+
+
+# A booking overlapping a span starts at most this long before it (every write refuses longer
+# ones; older ones are read through their own index): the host's own bookings are a bounded
+# range of the (user_id, start_time) index, not every booking they ever had.
+_LONGEST_BOOKING = timedelta(days=MAX_BOOKING_DAYS)
+
+
 @cache
 def _busy_statement(
     *, pending_blocks: bool, ignoring: bool, identified: bool
 ) -> CompoundSelect[Any]:
     """The bookings that keep a host busy, built once per shape. Parameters: ``host_id``,
-    ``host_email`` (lower case), ``busy_from``, ``busy_to``; ``event_type_id`` when PENDING
+    ``host_email`` (lower case), those of `busy_span_params`; ``event_type_id`` when PENDING
     bookings of the event type block too; ``ignore_uid`` for the booking being moved.
 
     Rows: start, end, and the buffers of the booking's event type (0 without one); with
     ``identified``, also its uid, event type id and iCal UID (needed for seats and to match
-    calendar events; thousands of strings read for nothing otherwise).
-
-    Two branches, each once per booking: the host's own bookings (the (user_id, start_time)
-    index, as a plain range read), and the bookings of others the host co-hosts or attends.
-    One OR over all three made both databases scan every booking."""
+    calendar events; thousands of strings read for nothing otherwise)."""
     return _busy_branches(
         bindparam("host_id"),
         bindparam("host_email"),
@@ -525,7 +538,13 @@ def _busy_branches(
 ) -> CompoundSelect[Any]:
     """`_busy_statement` for a host given as SQL expressions (bind parameters, or the scalar
     subqueries of `_slots_statement`). Without ``buffers``, each row has the booking's event
-    type id third instead of the two buffers, and no join (`_slots_statement` maps them)."""
+    type id third instead of the two buffers, and no join (`_slots_statement` maps them).
+
+    Three branches, each row in one only: the host's own bookings starting at most the longest
+    booking before the span (a range of the (user_id, start_time) index); their own older
+    bookings longer than that, from before the limit (a partial index, nearly always empty);
+    the bookings of others the host co-hosts or attends. One OR over them made both databases
+    scan every booking."""
     status_blocks: ColumnElement[bool] = Booking.status == BookingStatus.ACCEPTED
     if pending_blocks:
         status_blocks = or_(
@@ -544,7 +563,7 @@ def _busy_branches(
         select(Attendee.booking_id).where(func.lower(Attendee.email) == host_email),
     )
 
-    def branch(whose: ColumnElement[bool]) -> Select[Any]:
+    def branch(*whose: ColumnElement[bool]) -> Select[Any]:
         columns: list[ColumnElement[Any]] = [Booking.start_time, Booking.end_time]
         if buffers:
             columns += [
@@ -559,7 +578,7 @@ def _busy_branches(
         if buffers:
             query = query.outerjoin(EventType, EventType.id == Booking.event_type_id)
         query = query.where(
-            whose,
+            *whose,
             status_blocks,
             Booking.start_time < bindparam("busy_to"),
             Booking.end_time > bindparam("busy_from"),
@@ -568,9 +587,11 @@ def _busy_branches(
             query = query.where(Booking.uid != bindparam("ignore_uid"))
         return query
 
+    earliest = bindparam("busy_earliest_start")
     return union_all(
-        branch(Booking.user_id == host_id),
-        branch(and_(Booking.user_id.is_distinct_from(host_id), Booking.id.in_(shared))),
+        branch(Booking.user_id == host_id, Booking.start_time >= earliest),
+        branch(Booking.user_id == host_id, LongerThanAllowed(), Booking.start_time < earliest),
+        branch(Booking.user_id.is_distinct_from(host_id), Booking.id.in_(shared)),
     )
 
 
@@ -805,8 +826,7 @@ async def load_host_calendar(
         params: dict[str, Any] = {
             "host_id": host.id,
             "host_email": host.email.lower(),
-            "busy_from": busy_from,
-            "busy_to": busy_to,
+            **busy_span_params(busy_from, busy_to),
         }
         if pending_blocks:
             params["event_type_id"] = event_type.id
