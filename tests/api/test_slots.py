@@ -552,3 +552,25 @@ async def test_a_busy_read_answers_only_what_it_was_read_for():
     assert not BusyRead(7, "Éva@example.com", start, end, None, ()).answers(host, start, end, None)
     assert not read.answers(host, start - timedelta(days=1), end, None)
     assert not read.answers(host, start, end, "uid")
+
+
+def test_the_busy_reads_are_compiled_once():
+    """Every shape of GET /slots' statement and of the busy read has a SQL cache key: one
+    without (a construct SQLAlchemy cannot key, `LongerThanAllowed` once) is compiled afresh on
+    every execution, ~9-12 ms a request."""
+    from itertools import product
+
+    from bookable.slots.service import _busy_statement, _slots_statement
+
+    for admin, by_slug, ignoring, dialect in product(
+        (False, True), (False, True), (False, True), ("sqlite", "postgresql")
+    ):
+        statement = _slots_statement(
+            admin=admin, by_slug=by_slug, ignoring=ignoring, dialect=dialect
+        )
+        assert statement._generate_cache_key() is not None
+    for pending_blocks, ignoring, identified in product((False, True), repeat=3):
+        statement = _busy_statement(
+            pending_blocks=pending_blocks, ignoring=ignoring, identified=identified
+        )
+        assert statement._generate_cache_key() is not None
