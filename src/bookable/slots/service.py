@@ -114,7 +114,8 @@ class EventTypeSettings:
     """What the slots path reads of an event type, under `EventType`'s attribute names, so
     either serves it (`AnyEventType`). GET /slots reads these columns and builds no ORM entity:
     entities need the session's ORM execution path, and with them the event type's other
-    columns (JSON ones parsed): ~0.5 ms of a 5 ms request on PostgreSQL (`bench/README.md`)."""
+    columns (JSON ones parsed): ~0.4 ms of a 5-6 ms request on either database (`bench/README.md`,
+    round 7)."""
 
     id: int
     user_id: int | None
