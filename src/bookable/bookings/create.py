@@ -34,7 +34,7 @@ from bookable.bookings.schemas import (
     parse_instant,
 )
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
-from bookable.bookings.writes import insert_booking
+from bookable.bookings.writes import insert_booking, unwritten_booking
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
@@ -666,7 +666,7 @@ def _new_booking(
         responses["guests"] = booker.guests
     if booker.notes:
         responses["notes"] = booker.notes
-    booking = Booking(
+    values = dict(
         uid=uid,
         user_id=host.id,
         user_primary_email=host.email,
@@ -696,26 +696,22 @@ def _new_booking(
         rescheduled_by=body.rescheduled_by if previous else None,
         creation_source="API_V1",
         created_at=now,
-        attendees=[],
-        payments=[],
-        references=[],
     )
-    booking.attendees.append(
-        Attendee(
-            email=booker.email,
-            name=booker.name,
-            time_zone=body.time_zone,
-            locale=body.language or "en",
-            phone_number=booker.phone_number,
-        )
-    )
-    for guest in booker.guests:
-        booking.attendees.append(
-            Attendee(
-                email=guest, name=guest, time_zone=body.time_zone, locale=body.language or "en"
-            )
-        )
-    return booking
+    locale = body.language or "en"
+    attendees = [
+        {
+            "email": booker.email,
+            "name": booker.name,
+            "time_zone": body.time_zone,
+            "locale": locale,
+            "phone_number": booker.phone_number,
+        },
+        *(
+            {"email": guest, "name": guest, "time_zone": body.time_zone, "locale": locale}
+            for guest in booker.guests
+        ),
+    ]
+    return unwritten_booking(values, attendees)
 
 
 def _payment(event_type: EventType) -> Payment:

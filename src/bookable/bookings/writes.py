@@ -28,6 +28,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import BookingRefused
@@ -255,6 +256,29 @@ async def _insert_rows(
                 for user_id in other_hosts
             ],
         )
+
+
+def unwritten_booking(values: dict[str, Any], attendees: list[dict[str, Any]]) -> Booking:
+    """A new booking holding ``values`` (its attribute values) and its ``attendees`` (theirs,
+    in order), with no payment and no reference, for `insert_booking`. Built with no change
+    history (~20 µs against the constructors' ~100): the rows are written with Core, not the
+    unit of work, and `_loaded` then makes them the session's as if read back."""
+    booking = _BOOKING_INSTANCE()
+    booking.__dict__.update(values)
+    rows = []
+    for attendee_values in attendees:
+        attendee = _ATTENDEE_INSTANCE()
+        attendee.__dict__.update(attendee_values)
+        set_committed_value(attendee, "booking", booking)
+        rows.append(attendee)
+    set_committed_value(booking, "attendees", rows)
+    set_committed_value(booking, "payments", [])
+    set_committed_value(booking, "references", [])
+    return booking
+
+
+_BOOKING_INSTANCE = Booking.__mapper__.class_manager.new_instance
+_ATTENDEE_INSTANCE = Attendee.__mapper__.class_manager.new_instance
 
 
 def _loaded(session: AsyncSession, booking: Booking) -> None:
