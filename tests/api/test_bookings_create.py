@@ -722,14 +722,17 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
     assert not [s for s in statements if "FROM selected_calendars JOIN" in s]
 
 
-async def test_a_booking_is_four_statements_on_postgresql_six_on_sqlite(make_settings, alice, meet):
+async def test_a_booking_is_three_statements_on_postgresql_six_on_sqlite(
+    make_settings, alice, meet
+):
     """The round trips of a booking of a personal event type nobody selected a calendar for
     (the key cache warm; COMMIT not counted): BEGIN IMMEDIATE (SQLite), its event type query
     (with the owner, the flags, the owner's schedules and, on PostgreSQL, the owner's day
-    locks), the busy bookings, the booking with its attendee (one statement on PostgreSQL, two
-    on SQLite), its emails (with the NOTIFY on PostgreSQL). No preflight, no second event type
-    query, no schedule query, no NOTIFY of its own (9 statements on both before issue 15's
-    round 4; the locks were a statement of their own until round 6)."""
+    locks), the busy bookings, the booking with its attendee and (PostgreSQL) its emails and
+    the NOTIFY in one statement (SQLite: the booking, its attendee, its emails). No preflight,
+    no second event type query, no schedule query, no NOTIFY of its own (9 statements on both
+    before issue 15's round 4; the locks were a statement of their own until round 6, the
+    emails until round 7)."""
     from bookable.app import create_app
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
@@ -740,12 +743,93 @@ async def test_a_booking_is_four_statements_on_postgresql_six_on_sqlite(make_set
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
     postgres = application.state.engine.dialect.name == "postgresql"
-    assert len(statements) == (4 if postgres else 6), "\n".join(s[:80] for s in statements)
+    assert len(statements) == (3 if postgres else 6), "\n".join(s[:80] for s in statements)
     if postgres:
         assert "pg_advisory_xact_lock" in statements[0]
+        assert "INSERT INTO outbound_emails" in statements[2]
+        assert "pg_notify" in statements[2]
     assert not [s for s in statements if s.startswith("SELECT pg_notify")]
     assert sum(" FROM event_types" in s for s in statements) == 1
     assert not [s for s in statements if s.startswith("SELECT schedules.")]
+
+
+async def email_rows(app, booking_id: int) -> list[dict[str, Any]]:
+    """Every column of the booking's email rows but the id, the facts as their stored text."""
+    from sqlalchemy import Text, cast
+
+    from bookable.models import OutboundEmail
+
+    table = OutboundEmail.__table__
+    columns = [
+        cast(c, Text).label(c.key) if c.key == "facts" else c for c in table.c if c.key != "id"
+    ]
+    async with app.state.sessions() as session:
+        rows = await session.execute(
+            select(*columns).where(table.c.booking_id == booking_id).order_by(table.c.id)
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+async def test_emails_written_with_the_booking_are_those_mail_booking_change_writes(
+    make_settings, alice, meet
+):
+    """PostgreSQL writes a new booking's email rows in the booking's own statement, planned
+    before its id exists (`outbox.new_booking_emails`): every column, the facts' JSON text
+    byte for byte, is what `mail_booking_change` writes for the inserted booking (the change's
+    random token aside). With a guest, notes, another answer, names outside ASCII (escaped in
+    the JSON) and the host's hourly limit reached (the last row DROPPED)."""
+    from sqlalchemy import update
+
+    from bookable.app import create_app
+    from bookable.models import OutboundEmail
+    from bookable.notifications.outbox import Change, mail_booking_change
+
+    application = create_app(
+        make_settings(
+            clock=NOW, emails="on", webhook_dispatcher="off", email_max_per_host_per_hour=2
+        )
+    )
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        body = modern(meet, at(10))
+        body["responses"] = {
+            "name": "Zoë Bökér",
+            "email": "zoe@example.com",
+            "guests": ["gus@example.com"],
+            "notes": "Bring the plans ✓",
+            "topic": "Ünïcode",
+        }
+        r = await post(http, alice, body)
+        assert r.status_code == 200, r.text
+        booking_id = r.json()["id"]
+        written = await email_rows(application, booking_id)
+        async with application.state.sessions() as session, session.begin():
+            # Out of the hour's count, so that the rows below meet the same limit.
+            await session.execute(update(OutboundEmail).values(status="DROPPED"))
+            booking = await session.get(Booking, booking_id)
+            assert booking is not None
+            policy = application.state.mail_policy
+            await mail_booking_change(session, policy, Change.CREATED, booking)
+        again = (await email_rows(application, booking_id))[len(written) :]
+
+    def token(rows: list[dict[str, Any]]) -> str:
+        return str(rows[0]["message_id"]).partition("@")[0].split(".")[-2]  # uid.kind.TOKEN.n
+
+    def untokened(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        mark = token(rows)
+        return [
+            {k: v.replace(mark, "TOKEN") if isinstance(v, str) else v for k, v in row.items()}
+            for row in rows
+        ]
+
+    assert [(row["kind"], row["recipient"], row["status"]) for row in written] == [
+        ("attendee.confirmed", "zoe@example.com", "PENDING"),
+        ("attendee.confirmed", "gus@example.com", "PENDING"),
+        ("host.new", "alice@example.com", "DROPPED"),
+    ]
+    assert token(written) != token(again)
+    assert untokened(written) == untokened(again)
+    assert f'"booking_id": {booking_id},' in written[0]["facts"]
+    assert "\\u00eb" in written[0]["facts"]  # ë, as json.dumps escapes it
 
 
 async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_settings, alice, meet):

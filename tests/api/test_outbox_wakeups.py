@@ -139,3 +139,37 @@ async def test_a_dispatcher_wakes_for_its_own_outbox_or_an_unnamed_notify(app: F
         dispatcher._wakeup.clear()
         dispatcher._notified(None, 0, NOTIFY_CHANNEL, payload)
         assert dispatcher._wakeup.is_set() is wakes, payload
+
+
+async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
+    make_settings: Any, database_url: str, alice: Any, woken: Counter[str]
+) -> None:
+    """A new booking's emails ride on its INSERT statement on PostgreSQL, with their NOTIFY
+    (`bookings.writes._insert_rows`): the email dispatchers of this process and of others are
+    woken once, at the commit, and no other outbox's (nobody subscribed to anything else)."""
+    from bookable.app import create_app
+    from tests.api.scheduling_seed import add_event_type, add_schedule
+    from tests.api.test_bookings_create import NOW, at, modern, post
+    from tests.conftest import client_for
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    postgres = database_url.startswith("postgresql")
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url) if postgres else None
+    try:
+        if listener is not None:
+            await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+        async with application.router.lifespan_context(application):
+            await add_schedule(application, alice.id, "UTC")
+            meet = await add_event_type(application, alice.id)
+            async with client_for(application) as http:
+                r = await post(http, alice, modern(meet, at(10)))
+            assert r.status_code == 200, r.text
+        assert woken == {"email": 1}
+        if listener is not None:
+            assert await asyncio.wait_for(payloads.get(), 5) == "email"
+            await asyncio.sleep(0.1)
+            assert payloads.empty()
+    finally:
+        if listener is not None:
+            await listener.close()

@@ -34,7 +34,7 @@ from bookable.bookings.schemas import (
     parse_instant,
 )
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
-from bookable.bookings.writes import insert_booking
+from bookable.bookings.writes import insert_booking, unwritten_booking
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
@@ -55,7 +55,14 @@ from bookable.models import (
     User,
     Webhook,
 )
-from bookable.notifications.outbox import Change, MailPolicy, mail_booking_change, sent_since
+from bookable.notifications.outbox import (
+    Change,
+    MailPolicy,
+    NewBookingEmails,
+    mail_booking_change,
+    new_booking_emails,
+    sent_since,
+)
 from bookable.scheduling import Refusal
 from bookable.slots.service import (
     SCHEDULE_COLUMNS,
@@ -411,17 +418,24 @@ async def create_booking(
 
     booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
     payment = _payment(event_type) if requires_payment else None
-    joined_booking = await insert(session, request, body, booking, placement, payment)
+    written = _written(request, booking, placement)
+    mailed_with_insert = _mailed_with_insert(session, request, placement)
+    emails = (
+        await new_booking_emails(session, mail, booking, written) if mailed_with_insert else None
+    )
+    joined_booking = await insert(session, request, body, booking, placement, payment, emails)
     if joined_booking is not None:
         return await _seat_taken(session, request, joined_booking, host, previous, mail)
-    written = _written(request, booking, placement)
     await announce_new_booking(
         session, booking, previous=previous, payment=payment, written=written
     )
     # The new booking keeps the rescheduled one's iCal UID: its calendar events move with it.
     await plan_booking_event(session, booking, written=written)
-    change = Change.RESCHEDULED if previous is not None else Change.CREATED
-    await mail_booking_change(session, mail, change, booking, previous=previous, written=written)
+    if not mailed_with_insert:
+        change = Change.RESCHEDULED if previous is not None else Change.CREATED
+        await mail_booking_change(
+            session, mail, change, booking, previous=previous, written=written
+        )
     return Created(
         booking, host, payment, previous, joined_seat=False, lucky_users=list(placement.lucky)
     )
@@ -652,7 +666,7 @@ def _new_booking(
         responses["guests"] = booker.guests
     if booker.notes:
         responses["notes"] = booker.notes
-    booking = Booking(
+    values = dict(
         uid=uid,
         user_id=host.id,
         user_primary_email=host.email,
@@ -682,26 +696,22 @@ def _new_booking(
         rescheduled_by=body.rescheduled_by if previous else None,
         creation_source="API_V1",
         created_at=now,
-        attendees=[],
-        payments=[],
-        references=[],
     )
-    booking.attendees.append(
-        Attendee(
-            email=booker.email,
-            name=booker.name,
-            time_zone=body.time_zone,
-            locale=body.language or "en",
-            phone_number=booker.phone_number,
-        )
-    )
-    for guest in booker.guests:
-        booking.attendees.append(
-            Attendee(
-                email=guest, name=guest, time_zone=body.time_zone, locale=body.language or "en"
-            )
-        )
-    return booking
+    locale = body.language or "en"
+    attendees = [
+        {
+            "email": booker.email,
+            "name": booker.name,
+            "time_zone": body.time_zone,
+            "locale": locale,
+            "phone_number": booker.phone_number,
+        },
+        *(
+            {"email": guest, "name": guest, "time_zone": body.time_zone, "locale": locale}
+            for guest in booker.guests
+        ),
+    ]
+    return unwritten_booking(values, attendees)
 
 
 def _payment(event_type: EventType) -> Payment:
@@ -724,11 +734,12 @@ async def insert(
     booking: Booking,
     placement: Placement,
     payment: Payment | None,
+    emails: NewBookingEmails | None = None,
 ) -> Booking | None:
     """Step 5: write the booking and its other hosts (`insert_booking`, guarded against
-    overlaps), then its ``payment``; a rescheduled paid booking's payments move to it. Returns
-    the seated booking joined instead, when another request opened this seated slot a moment
-    ago."""
+    overlaps), with ``emails`` (`_mailed_with_insert`), then its ``payment``; a rescheduled
+    paid booking's payments move to it. Returns the seated booking joined instead, when
+    another request opened this seated slot a moment ago."""
     event_type = request.event_type
     try:
         await insert_booking(
@@ -736,6 +747,7 @@ async def insert(
             booking,
             placement.other_hosts,
             recoverable=bool(event_type.seats_per_time_slot),
+            emails=emails,
         )
     except BookingRefused:
         if event_type.seats_per_time_slot:
@@ -757,8 +769,27 @@ async def insert(
     return None
 
 
+def _mailed_with_insert(
+    session: AsyncSession, request: BookingRequest, placement: Placement
+) -> bool:
+    """Whether the booking's emails are planned before it is inserted and written by its own
+    statement (PostgreSQL: one round trip fewer): a new booking of a personal event type,
+    whose owner's emails of the hour the event type query counted (emails on). Not a
+    reschedule (it cancels the booking it replaces first), nor a seated slot's (its insert
+    may become joining a seat, whose emails differ), nor a team's."""
+    return (
+        request.owner is not None
+        and not placement.other_hosts
+        and request.previous is None
+        and not request.event_type.seats_per_time_slot
+        and request.found.owner_emails_this_hour is not None
+        and session.get_bind().dialect.name == "postgresql"
+    )
+
+
 def _written(request: BookingRequest, booking: Booking, placement: Placement) -> Written:
-    """What announcing the booking just inserted needs and this transaction holds already."""
+    """What announcing the booking about to be inserted needs and this transaction holds
+    already (its attendees' ids are theirs once it is inserted)."""
     organizer, found = placement.organizer, request.found
     # The query's answers are about the event type's owner: they stand for a booking of a
     # personal event type (its owner is the only host); a team's hosts are asked for.
@@ -768,7 +799,8 @@ def _written(request: BookingRequest, booking: Booking, placement: Placement) ->
         event_type=request.event_type,
         host_ids=sorted({organizer.id, *placement.other_hosts}),
         users={organizer.id: organizer},
-        attendees=sorted(booking.attendees, key=lambda attendee: attendee.id),
+        # Inserted in this order, so their ids ascend in it (`writes._insert_rows`).
+        attendees=list(booking.attendees),
         # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
         new_ical_uid=request.previous is None,
         may_have_webhooks=found.may_have_webhooks or not personal,

@@ -53,12 +53,14 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy import (
     Insert,
+    ScalarSelect,
     Select,
     Table,
     bindparam,
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -165,6 +167,21 @@ async def insert_written(
     statement = _notifying_insert(table, tuple(rows[0]))
     extra = {"notify_channel": NOTIFY_CHANNEL, "notify_payload": outbox}
     await connection.execute(statement, [{**row, **extra} for row in rows])
+
+
+def marked_written(session: AsyncSession, outbox: OutboxName) -> bool:
+    """`mark_written`'s mark for a statement that writes ``outbox``'s rows within a larger one
+    (PostgreSQL): True when it must carry the NOTIFY (`notify_column`), the first time in the
+    transaction."""
+    return _newly_marked(session, outbox)
+
+
+@functools.cache
+def notify_column(outbox: OutboxName) -> ScalarSelect[Any]:
+    """``(SELECT pg_notify(channel, outbox))``: a column that makes the statement carrying it
+    send `mark_written`'s NOTIFY (once per statement, delivered on commit only)."""
+    notify = func.pg_notify(literal(NOTIFY_CHANNEL), literal(outbox))
+    return select(notify).scalar_subquery()
 
 
 @functools.cache

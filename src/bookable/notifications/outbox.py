@@ -30,6 +30,7 @@ so a runaway script cannot turn the server into a mailer.
 from __future__ import annotations
 
 import enum
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -268,8 +269,80 @@ async def mail_booking_change(
     attendee(s) concerned (a given-up seat's rows may be deleted already); ``written``: what
     the transaction that has just inserted ``booking`` holds (fewer queries). Returns how many
     emails will be sent."""
+    rows, sent = await _email_rows(
+        session,
+        policy,
+        change,
+        booking,
+        previous=previous,
+        moved_from=moved_from,
+        attendees=attendees,
+        written=written,
+    )
+    if rows:
+        # One INSERT for all of them, no ids read back (nothing here needs them); the wake-up
+        # of the email dispatchers rides on it (`insert_written`).
+        await insert_written(session, "email", _EMAILS, rows, wake=sent > 0)
+    return sent
+
+
+# A row's facts begin with its booking's id (`messages.stored_facts` puts "mail" first,
+# `mail_facts` "booking_id" first): a statement that inserts a booking and its emails together
+# writes the new id between this head and the rest of each row's text (`NewBookingEmails`).
+FACTS_HEAD = '{"mail": {"booking_id": '
+
+
+@dataclass(frozen=True, slots=True)
+class NewBookingEmails:
+    """The email rows of a new booking planned before it is inserted, for the statement that
+    inserts it (`bookings.writes`, PostgreSQL). ``rows``: every column but ``booking_id`` (the
+    statement's new id) and ``facts``, whose JSON text is `FACTS_HEAD`, the booking's id, then
+    the row's ``facts_tails`` entry: byte for byte what `mail_booking_change` writes."""
+
+    rows: list[dict[str, Any]]
+    facts_tails: list[str]
+    wake: bool  # one is PENDING: wake the email dispatchers (`insert_written`'s ``wake``)
+
+
+async def new_booking_emails(
+    session: AsyncSession, policy: MailPolicy | None, booking: Booking, written: Written
+) -> NewBookingEmails | None:
+    """The rows `mail_booking_change` would add for ``booking``, a new booking (`CREATED`)
+    that is not inserted yet (no id), planned from ``written`` alone (no query when it holds
+    the organiser and their emails of the hour). None: no email."""
+    rows, sent = await _email_rows(session, policy, Change.CREATED, booking, written=written)
+    if not rows:
+        return None
+    tails = [_facts_after_booking_id(row.pop("facts")) for row in rows]
+    for row in rows:
+        del row["booking_id"]
+    return NewBookingEmails(rows, tails, wake=sent > 0)
+
+
+def _facts_after_booking_id(facts: dict[str, Any]) -> str:
+    """``facts`` as the JSON column writes it (SQLAlchemy's default serializer, `json.dumps`),
+    after `FACTS_HEAD` and the booking id."""
+    text = json.dumps(facts)
+    head = FACTS_HEAD + json.dumps(facts["mail"]["booking_id"])
+    if not text.startswith(head):
+        raise ValueError("an email row's facts no longer begin with the booking id")
+    return text[len(head) :]
+
+
+async def _email_rows(
+    session: AsyncSession,
+    policy: MailPolicy | None,
+    change: Change,
+    booking: Booking,
+    *,
+    previous: Booking | None = None,
+    moved_from: tuple[datetime, datetime] | None = None,
+    attendees: Iterable[Attendee] | None = None,
+    written: Written | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """`mail_booking_change`'s rows (each column by key) and how many of them are PENDING."""
     if policy is None or not policy.enabled:
-        return 0
+        return [], 0
     attendee_kind, host_kind = kinds_for(change, booking)
     meta: dict[str, Any] | None = None
     if written is not None and written.event_type.id == booking.event_type_id:
@@ -283,7 +356,7 @@ async def mail_booking_change(
     if host_kind is not None and _silenced(meta, host_kind, "host"):
         host_kind = None
     if attendee_kind is None and host_kind is None:
-        return 0
+        return [], 0
 
     host_ids = written.host_ids if written is not None else await booking_host_ids(session, booking)
     mail, hosts, booked = await _facts(session, booking, host_ids, previous, moved_from, written)
@@ -341,11 +414,7 @@ async def mail_booking_change(
         if status is EmailStatus.PENDING:
             room -= 1
             sent += 1
-    if rows:
-        # One INSERT for all of them, no ids read back (nothing here needs them); the wake-up
-        # of the email dispatchers rides on it (`insert_written`).
-        await insert_written(session, "email", _EMAILS, rows, wake=sent > 0)
-    return sent
+    return rows, sent
 
 
 async def booking_emails(session: AsyncSession, booking: Booking) -> list[OutboundEmail]:
