@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,30 @@ from bookable.models import User
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 
 pytestmark = pytest.mark.without_dispatchers
+
+
+@asynccontextmanager
+async def notifications(database_url: str) -> AsyncIterator[asyncio.Queue[str]]:
+    """The payloads of NOTIFYs on the dispatchers' channel, as another process gets them
+    (PostgreSQL; on SQLite nothing ever arrives)."""
+    payloads: asyncio.Queue[str] = asyncio.Queue()
+    if not database_url.startswith("postgresql"):
+        yield payloads
+        return
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+        yield payloads
+    finally:
+        await listener.close()
+
+
+async def assert_one_email_notify(database_url: str, payloads: asyncio.Queue[str]) -> None:
+    """Other processes' email dispatchers were woken once (PostgreSQL), and nothing else."""
+    if database_url.startswith("postgresql"):
+        assert await asyncio.wait_for(payloads.get(), 5) == "email"
+    await asyncio.sleep(0.1)
+    assert payloads.empty()
 
 
 @pytest.fixture
@@ -65,10 +90,7 @@ async def test_other_processes_learn_which_outbox_was_written(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("NOTIFY is PostgreSQL's")
-    payloads: asyncio.Queue[str] = asyncio.Queue()
-    listener = await asyncpg.connect(database_url)
-    try:
-        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+    async with notifications(database_url) as payloads:
         async with app.state.sessions() as session, session.begin():
             await mark_written(session, "email")
             await mark_written(session, "calendar")
@@ -76,8 +98,6 @@ async def test_other_processes_learn_which_outbox_was_written(
         assert received == {"email", "calendar"}
         await asyncio.sleep(0.1)
         assert payloads.empty()  # one NOTIFY per outbox, not per call
-    finally:
-        await listener.close()
 
 
 async def test_an_outbox_insert_carries_its_notify_sent_on_commit_only(
@@ -104,12 +124,7 @@ async def test_an_outbox_insert_carries_its_notify_sent_on_commit_only(
         ]  # fmt: skip
 
     table = OutboundEmail.__table__
-    postgres = database_url.startswith("postgresql")
-    payloads: asyncio.Queue[str] = asyncio.Queue()
-    listener = await asyncpg.connect(database_url) if postgres else None
-    try:
-        if listener is not None:
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+    async with notifications(database_url) as payloads:
         async with app.state.sessions() as session:
             async with session.begin():
                 await insert_written(session, "email", table, rows("a"), wake=True)
@@ -124,13 +139,7 @@ async def test_an_outbox_insert_carries_its_notify_sent_on_commit_only(
             count = await session.scalar(select(func.count(OutboundEmail.id)))
         assert count == 6  # a, b and d
         assert woken == {"email": 1}
-        if listener is not None:
-            assert await asyncio.wait_for(payloads.get(), 5) == "email"
-            await asyncio.sleep(0.1)
-            assert payloads.empty()
-    finally:
-        if listener is not None:
-            await listener.close()
+        await assert_one_email_notify(database_url, payloads)
 
 
 async def test_a_dispatcher_wakes_for_its_own_outbox_or_an_unnamed_notify(app: FastAPI) -> None:
@@ -153,12 +162,7 @@ async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
     from tests.conftest import client_for
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
-    postgres = database_url.startswith("postgresql")
-    payloads: asyncio.Queue[str] = asyncio.Queue()
-    listener = await asyncpg.connect(database_url) if postgres else None
-    try:
-        if listener is not None:
-            await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+    async with notifications(database_url) as payloads:
         async with application.router.lifespan_context(application):
             await add_schedule(application, alice.id, "UTC")
             meet = await add_event_type(application, alice.id)
@@ -166,10 +170,4 @@ async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
                 r = await post(http, alice, modern(meet, at(10)))
             assert r.status_code == 200, r.text
         assert woken == {"email": 1}
-        if listener is not None:
-            assert await asyncio.wait_for(payloads.get(), 5) == "email"
-            await asyncio.sleep(0.1)
-            assert payloads.empty()
-    finally:
-        if listener is not None:
-            await listener.close()
+        await assert_one_email_notify(database_url, payloads)

@@ -75,7 +75,7 @@ class Booking(Base):
         Index("ix_bookings_user_id_start_time", "user_id", "start_time", "id"),
         Index("ix_bookings_start_time_id", "start_time", "id"),
         Index("ix_bookings_recurring_event_id", "recurring_event_id"),
-        # Nearly always empty: the busy reads' last branch (slots/service.py `_busy_branches`).
+        # Nearly always empty: the busy reads' second branch (slots/service.py `_busy_branches`).
         Index(
             "ix_bookings_user_id_longer_than_allowed",
             "user_id",
