@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from _client import KeepAlive
 from _server import BOOKABLE, Rss, clean_env, format_rss, serving
 
 TARGET_RATIO = 0.5
@@ -147,30 +148,19 @@ async def _python_load(url: str, connections: int, duration: float) -> Result:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    request = f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
     latencies: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + duration
 
     async def worker() -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection(host, port)
-        try:
+        async with KeepAlive(host, port) as client:
             while time.perf_counter() < stop_at:
                 started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
+                status, _body = await client.request("GET", target)
                 latencies.append(time.perf_counter() - started)
-                if not head.startswith(b"HTTP/1.1 2"):
+                if not 200 <= status < 300:
                     errors += 1
-        finally:
-            writer.close()
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
