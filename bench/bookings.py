@@ -9,7 +9,8 @@ set (its tables are emptied!):
     `bookable serve` process (BOOKABLE_RATE_LIMIT=0, access log on as shipped). Every request is
     POST /v1/bookings for a distinct free slot of a 5-minute event type open 24/7 (seed body
     form), of one of WEB_HOSTS hosts in turn (each with its own key), each client on its own
-    keep-alive connection; every answer must be a 200. The floor:
+    keep-alive connection (bench/_client.py: raw HTTP/1.1, not httpx, whose CPU per request
+    was half the server's); every answer must be a 200. The floor:
     the same rows (a booking + its attendee, the columns the service writes) inserted with
     SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
     database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
