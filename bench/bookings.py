@@ -37,6 +37,11 @@ from pathlib import Path
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
+# The in-process runs (--only cpu, lane, list) go through httpx's ASGI transport, which imports
+# sniffio on every request to ask whether it runs under trio; it is not installed, and the
+# failed import walks sys.path each time (~0.25 ms a booking, counted as the booking's CPU). A
+# None entry fails it at once (as bench/slots.py); an installed sniffio is left as it is.
+sys.modules.setdefault("sniffio", None)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
