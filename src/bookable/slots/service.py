@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from sqlalchemy.orm import aliased, raiseload
 
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
+from bookable.core.db import DriverStatement, autocommit_driver_connection
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.schemas import is_db_id
 from bookable.models import (
@@ -252,6 +253,10 @@ async def _find_event_type_rows(
         )
 
     async def read(query: Select[Any]) -> Sequence[Any]:
+        if busy is not None and (driver := autocommit_driver_connection(session)) is not None:
+            # GET /slots on PostgreSQL, statement by statement: asyncpg runs it itself.
+            dialect = session.bind.dialect
+            return await _driver_statement(query, dialect).fetch(driver, params)
         if extra == "slots":
             # Columns only, no ORM entity: on the session's connection, past the session's
             # ORM execution path (~0.3 ms a request, `EventTypeSettings`).
@@ -789,6 +794,12 @@ def _slots_statement(*, admin: bool, by_slug: bool, ignoring: bool, dialect: str
     return query.join(busy_times, true()).add_columns(
         *(case((first_row, column)).label(column.name) for column in busy_times.c)
     )
+
+
+@lru_cache(maxsize=64)
+def _driver_statement(statement: Select[Any], dialect: Any) -> DriverStatement:
+    """`_slots_statement`'s shapes compiled for asyncpg, once per shape and engine."""
+    return DriverStatement(statement, dialect)
 
 
 @dataclass(frozen=True, slots=True)
