@@ -518,6 +518,45 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     assert sorted(found.busy_read.busy) == sorted(asked.busy) == expected
 
 
+async def test_bookings_without_buffers_are_read_as_plain_pairs(app, alice, bob):
+    """When no booking read has buffers (the usual case), the first statement's busy times are
+    `(start, end)` pairs (`BusyRead.unbuffered`), the calendar takes them as they are, and they
+    are the times `load_host_calendar`'s own query reads."""
+    from bookable.core.auth import Caller
+    from bookable.models import User, UserRole
+    from bookable.scheduling import BusyTime
+    from bookable.slots.service import find_slots_event_type, load_host_calendar
+
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour, event_type_id=event_type)
+    await add_booking(app, alice.id, day + 11 * hour, day + 11.5 * hour)
+    await add_booking(app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email])
+    caller = Caller(user_id=alice.id, role=UserRole.USER, key_id="test", user=User(id=alice.id))
+    start, end = day, day + 24 * hour
+    async with app.state.sessions() as session:
+        found = await find_slots_event_type(
+            session, caller, event_type_id=event_type, usernames=[], slug=None,
+            window=(start, end),
+        )  # fmt: skip
+        assert found.busy_read is not None and found.owner is not None
+        given = await load_host_calendar(
+            session, found.event_type, found.owner, start, end, busy_read=found.busy_read
+        )
+        asked = await load_host_calendar(session, found.event_type, found.owner, start, end)
+    pairs = [
+        (day + 9 * hour, day + 10 * hour),
+        (day + 11 * hour, day + 11.5 * hour),
+        (day + 13 * hour, day + 14 * hour),
+    ]
+    assert found.busy_read.busy == ()
+    assert sorted(found.busy_read.unbuffered) == pairs
+    assert (given.busy, given.unbuffered) == ((), found.busy_read.unbuffered)
+    assert sorted(asked.busy) == [BusyTime(*pair) for pair in pairs]
+
+
 @pytest.mark.parametrize("admin", [False, True])
 @pytest.mark.parametrize("by_slug", [False, True])
 @pytest.mark.parametrize("ignoring", [False, True])
