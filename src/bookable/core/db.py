@@ -207,7 +207,7 @@ class DriverStatement:
     same SQL, the same parameters processed as SQLAlchemy processes them, the same values out
     (its result processors applied), without SQLAlchemy's execution around it (the compiled
     cache lookup, the execution context, the adapter's greenlet hops, the result object):
-    ~0.3 ms of GET /slots (`bench/README.md`, round 8).
+    ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
 
     For a statement run on every request of a hot path only; everything else goes through the
     session. Parameters are the statement's bind parameters without values, by name."""
