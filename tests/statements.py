@@ -24,3 +24,31 @@ def recorded_statements(application: Any) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def recorded_driver_statements(application: Any) -> Iterator[list[str]]:
+    """On PostgreSQL, the SQL asyncpg itself runs on the connections the app's pool hands out
+    inside the block, whoever sent it (SQLAlchemy or `DriverStatement`, which SQLAlchemy's
+    events do not see), each on one line. SQLAlchemy's adapter begins and commits transactions
+    through asyncpg too, so BEGIN and COMMIT show here. Nothing on SQLite."""
+    statements: list[str] = []
+    watched: list[Any] = []
+
+    def record(query: Any) -> None:
+        statements.append(" ".join(query.query.split()))
+
+    def checkout(dbapi_connection: Any, *_args: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if hasattr(driver, "add_query_logger") and driver not in watched:
+            driver.add_query_logger(record)
+            watched.append(driver)
+
+    pool = application.state.engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield statements
+    finally:
+        event.remove(pool, "checkout", checkout)
+        for driver in watched:
+            driver.remove_query_logger(record)

@@ -407,7 +407,7 @@ async def test_slots_of_a_host_without_calendars_take_one_query_on_one_connectio
 
     from bookable.app import create_app
     from tests.conftest import client_for
-    from tests.statements import recorded_statements
+    from tests.statements import recorded_driver_statements, recorded_statements
 
     application = create_app(make_settings(clock=NOW, webhook_dispatcher="off"))
     checkouts: list[object] = []
@@ -424,12 +424,21 @@ async def test_slots_of_a_host_without_calendars_take_one_query_on_one_connectio
         pool = application.state.engine.sync_engine.pool
         event.listen(pool, "checkout", checkout)
         try:
-            with recorded_statements(application) as statements:
+            with (
+                recorded_statements(application) as statements,
+                recorded_driver_statements(application) as driver_statements,
+            ):
                 r = await slots(http, alice, **params)
         finally:
             event.remove(pool, "checkout", checkout)
     assert r.status_code == 200, r.text
     assert len(r.json()["slots"]["2026-12-01"]) == 16
+    if application.state.engine.dialect.name == "postgresql":
+        # asyncpg runs it itself (`DriverStatement`), past SQLAlchemy's execution, in
+        # AUTOCOMMIT: no BEGIN, no COMMIT.
+        assert statements == []
+        statements = driver_statements
+        assert len(statements) == 1, statements
     queries = [s for s in statements if s.upper().startswith(("SELECT", "WITH"))]
     assert len(queries) == 1, queries
     assert "selected_calendars" in queries[0]
@@ -507,6 +516,143 @@ async def test_the_first_query_reads_the_busy_times_the_busy_query_reads(
     if not reschedule:
         expected.insert(0, BusyTime(day + 9 * hour, day + 10 * hour))
     assert sorted(found.busy_read.busy) == sorted(asked.busy) == expected
+
+
+async def test_bookings_without_buffers_are_read_as_plain_pairs(app, alice, bob):
+    """When no booking read has buffers (the usual case), the first statement's busy times are
+    `(start, end)` pairs (`BusyRead.unbuffered`), the calendar takes them as they are, and they
+    are the times `load_host_calendar`'s own query reads."""
+    from bookable.core.auth import Caller
+    from bookable.models import User, UserRole
+    from bookable.scheduling import BusyTime
+    from bookable.slots.service import find_slots_event_type, load_host_calendar
+
+    await add_schedule(app, alice.id, "UTC")
+    event_type = await add_event_type(app, alice.id)
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour, event_type_id=event_type)
+    await add_booking(app, alice.id, day + 11 * hour, day + 11.5 * hour)
+    await add_booking(app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email])
+    caller = Caller(user_id=alice.id, role=UserRole.USER, key_id="test", user=User(id=alice.id))
+    start, end = day, day + 24 * hour
+    async with app.state.sessions() as session:
+        found = await find_slots_event_type(
+            session, caller, event_type_id=event_type, usernames=[], slug=None,
+            window=(start, end),
+        )  # fmt: skip
+        assert found.busy_read is not None and found.owner is not None
+        given = await load_host_calendar(
+            session, found.event_type, found.owner, start, end, busy_read=found.busy_read
+        )
+        asked = await load_host_calendar(session, found.event_type, found.owner, start, end)
+    pairs = [
+        (day + 9 * hour, day + 10 * hour),
+        (day + 11 * hour, day + 11.5 * hour),
+        (day + 13 * hour, day + 14 * hour),
+    ]
+    assert found.busy_read.busy == ()
+    assert sorted(found.busy_read.unbuffered) == pairs
+    assert (given.busy, given.unbuffered) == ((), found.busy_read.unbuffered)
+    assert sorted(asked.busy) == [BusyTime(*pair) for pair in pairs]
+
+
+@pytest.mark.parametrize("admin", [False, True])
+@pytest.mark.parametrize("by_slug", [False, True])
+@pytest.mark.parametrize("ignoring", [False, True])
+async def test_the_driver_reads_what_sqlalchemy_reads(app, alice, bob, admin, by_slug, ignoring):
+    """GET /slots' statement run by asyncpg itself (`DriverStatement`: parameters bound and
+    processed, literals, result processors) gives the rows SQLAlchemy's execution gives, value
+    for value and type for type: dates of the booking window, JSON settings, buffers and ids
+    as arrays, the busy instants as text, in every shape."""
+    from bookable.core.db import DriverStatement
+    from bookable.slots.service import _slots_statement, busy_span_params
+
+    if app.state.engine.dialect.name != "postgresql":
+        pytest.skip("asyncpg only: SQLite is read through SQLAlchemy")
+    await add_schedule(app, alice.id, "Europe/Berlin")
+    day = datetime(2026, 12, 1, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    event_type = await add_event_type(
+        app, alice.id,
+        period_type="RANGE", period_start_date=day, period_end_date=day + 30 * 24 * hour,
+        meta={"multipleDuration": [30, 60]}, booking_limits={"PER_DAY": 2},
+        before_event_buffer=5,
+    )  # fmt: skip
+    buffered = await add_event_type(app, alice.id, slug="buffered", after_event_buffer=15)
+    moved = await add_booking(app, alice.id, day + 9 * hour, day + 10 * hour)
+    await add_booking(app, alice.id, day + 11 * hour, day + 12 * hour, event_type_id=buffered)
+    await add_booking(
+        app, bob.id, day + 13 * hour, day + 14 * hour, attendees=[alice.email.upper()]
+    )
+    params = {
+        "event_type_id": event_type, "username": "alice", "slug": "meet",
+        **busy_span_params(day, day + 24 * hour),
+    }  # fmt: skip
+    if not admin:
+        params["caller_id"] = alice.id
+    if ignoring:
+        params["ignore_uid"] = moved
+    statement = _slots_statement(
+        admin=admin, by_slug=by_slug, ignoring=ignoring, dialect="postgresql"
+    )
+    async with app.state.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        expected = [tuple(row) for row in (await conn.execute(statement, params)).all()]
+        driver = (await conn.get_raw_connection()).driver_connection
+        driven = await DriverStatement(statement, app.state.engine.dialect).fetch(driver, params)
+    assert len(expected) == 1
+    assert [tuple(row) for row in driven] == expected
+    assert [list(map(type, row)) for row in driven] == [list(map(type, expected[0]))]
+    first = expected[0]
+    assert first[-6] is not None and first[-3] is not None  # busy times and buffers were read
+
+
+async def test_a_driver_statement_processes_values_as_sqlalchemy_does(database_url):
+    """`DriverStatement` binds the caller's parameters and the statement's literals through
+    their types' bind processors, in SQLAlchemy's positional order, and hands back values
+    through the result processors: a TypeDecorator's work on the way in and out is kept."""
+    from typing import Any
+
+    from sqlalchemy import Integer, String, TypeDecorator, bindparam, literal, select, type_coerce
+
+    from bookable.core.db import DriverStatement, create_engine, is_sqlite
+    from bookable.models.base import UTCDateTime
+
+    if is_sqlite(database_url):
+        pytest.skip("asyncpg only")
+
+    class Tagged(TypeDecorator[str]):
+        impl = String()
+        cache_ok = True
+
+        def process_bind_param(self, value: Any, dialect: Any) -> Any:
+            return f"in:{value}"
+
+        def process_result_value(self, value: Any, dialect: Any) -> Any:
+            return f"{value}:out"
+
+    statement = select(
+        type_coerce(bindparam("word", type_=Tagged()), Tagged()).label("word"),
+        literal("lit", Tagged()).label("literal"),
+        (bindparam("number", type_=Integer()) + literal(1)).label("number"),
+        type_coerce(bindparam("instant", type_=UTCDateTime()), UTCDateTime()).label("instant"),
+    )
+    engine = create_engine(database_url)
+    instant = datetime(2027, 3, 1, 10, tzinfo=ZoneInfo("Europe/Berlin"))
+    params = {"word": "w", "number": 41, "instant": instant}
+    try:
+        async with engine.connect() as conn:
+            expected = [tuple(row) for row in (await conn.execute(statement, params)).all()]
+            driver = (await conn.get_raw_connection()).driver_connection
+            driven = DriverStatement(statement, engine.dialect)
+            assert [tuple(row) for row in await driven.fetch(driver, params)] == expected
+            with pytest.raises(ValueError, match="naive"):
+                await driven.fetch(driver, {**params, "instant": instant.replace(tzinfo=None)})
+    finally:
+        await engine.dispose()
+    assert expected == [("in:w:out", "in:lit:out", 42, instant)]
+    assert expected[0][-1].tzinfo is UTC
 
 
 async def test_postgresql_connections_give_instants_as_iso_text(database_url):

@@ -19,10 +19,13 @@ from bookable.scheduling import (
     EventRules,
     HostCalendar,
     PeriodType,
+    SchedulingKind,
     SeatedBooking,
     Slot,
     SlotRequest,
+    TeamHost,
     compute_slots,
+    compute_team_slots,
     working_ranges,
 )
 from bookable.scheduling.intervals import Interval
@@ -350,3 +353,25 @@ def test_the_instants_offered_do_not_depend_on_the_window_asked(
     for slot in whole[:5]:
         alone = compute_slots(event, host, replace(request, start=slot.start, end=slot.end))
         assert alone == [slot]
+
+
+@given(scenarios(), st.data())
+def test_unbuffered_busy_times_block_as_their_busy_times_do(
+    scenario: Scenario, data: st.DataObject
+) -> None:
+    """`HostCalendar.unbuffered` (GET /slots' bookings without buffers, as plain pairs) blocks
+    exactly as the same times as `BusyTime`s in ``busy``, beside buffered ones and under the
+    queried event's own buffers, for teams too."""
+    event, host, request = scenario.event, scenario.host, scenario.request
+    plain = [
+        BusyTime(b.start, b.end) for b in data.draw(st.lists(busy_times(request.start), max_size=8))
+    ]
+    as_busy = replace(host, busy=(*host.busy, *plain))
+    as_pairs = replace(host, unbuffered=tuple((b.start, b.end) for b in plain))
+    assert compute_slots(event, as_pairs, request) == compute_slots(event, as_busy, request)
+    for kind in SchedulingKind:
+        hosts = [TeamHost(1, as_busy, fixed=True), TeamHost(2, scenario.host, fixed=False)]
+        paired = [TeamHost(1, as_pairs, fixed=True), TeamHost(2, scenario.host, fixed=False)]
+        assert compute_team_slots(event, paired, kind, request) == compute_team_slots(
+            event, hosts, kind, request
+        )

@@ -220,6 +220,23 @@ def test_event_before_buffer_keeps_slots_away_from_an_earlier_booking() -> None:
     assert times(slots) == ["09:00", "09:30", "11:00", "11:30"]
 
 
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (EventRules(length=30), ["09:00", "09:30", "10:30", "11:00", "11:30"]),
+        (EventRules(length=30, after_event_buffer=15), ["09:00", "10:30", "11:00", "11:30"]),
+        (EventRules(length=30, before_event_buffer=15), ["09:00", "09:30", "11:00", "11:30"]),
+    ],
+)
+def test_unbuffered_busy_pairs_block_like_busy_times(event: EventRules, expected: list) -> None:
+    """`HostCalendar.unbuffered` (GET /slots' bookings without buffers, plain pairs) blocks as
+    the same `BusyTime` does, widened by the queried event's buffers."""
+    pair = (at("2026-01-12T10:00"), at("2026-01-12T10:30"))
+    as_pair = compute_slots(event, host(unbuffered=(pair,)), day("2026-01-12"))
+    assert times(as_pair) == expected
+    assert as_pair == compute_slots(event, host(busy=(BusyTime(*pair),)), day("2026-01-12"))
+
+
 def test_event_buffers_do_not_widen_in_the_wrong_direction() -> None:
     """The queried event's before buffer does not matter for a booking after the slot, nor its
     after buffer for a booking before it."""

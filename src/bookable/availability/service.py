@@ -215,6 +215,7 @@ async def _availability_of(
     override_ranges = working_ranges(overrides, calendar.zone, start, end) if overrides else []
     busy = sorted(
         [(b.start, b.end, b.source) for b in calendar.busy]
+        + [(start, end, None) for start, end in calendar.unbuffered]
         + [(s.start, s.end, None) for s in calendar.seated],
         key=lambda entry: (entry[0], entry[1]),
     )

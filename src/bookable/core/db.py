@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement
 
 from bookable.core.auth import identity_changed
 
@@ -186,6 +187,79 @@ async def read_statement_by_statement(session: AsyncSession) -> None:
 
 # The connection `read_statement_by_statement` put in AUTOCOMMIT, in the session's info.
 _AUTOCOMMIT_CONNECTION = "bookable.autocommit_connection"
+
+
+def autocommit_driver_connection(session: AsyncSession) -> Any | None:
+    """asyncpg's own connection under the AUTOCOMMIT connection `read_statement_by_statement`
+    gave ``session``, while the session still holds it; else None (SQLite, a session that
+    reads in a transaction, or one whose connection a commit released).
+
+    A statement run on it directly (`DriverStatement`) is what SQLAlchemy would send there: in
+    AUTOCOMMIT SQLAlchemy's asyncpg adapter begins no transaction either."""
+    connection = session.info.get(_AUTOCOMMIT_CONNECTION)
+    if connection is None or connection.closed or connection.invalidated:
+        return None
+    return connection.sync_connection.connection.driver_connection
+
+
+class DriverStatement:
+    """A Core statement compiled once for a PostgreSQL dialect, run by asyncpg itself: the
+    same SQL, the same parameters processed as SQLAlchemy processes them, the same values out
+    (its result processors applied), without SQLAlchemy's execution around it (the compiled
+    cache lookup, the execution context, the adapter's greenlet hops, the result object):
+    ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
+
+    For a statement run on every request of a hot path only; everything else goes through the
+    session. Parameters are the statement's bind parameters without values, by name."""
+
+    __slots__ = ("_arguments", "_results", "sql")
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.positiontup is None:
+            raise ValueError("DriverStatement needs a dialect with positional parameters")
+        self.sql = compiled.string
+        literal_values = compiled.construct_params(_check=False)
+        processors = compiled._bind_processors
+        unescaped = {escaped: name for name, escaped in compiled.escaped_bind_names.items()}
+        # Per position: (the caller's parameter name, its processor) or (None, the value).
+        arguments: list[tuple[str | None, Any]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[unescaped.get(name, name)]
+            processor = processors.get(name)
+            if bind.required:
+                arguments.append((bind.key, processor))
+            else:
+                value = literal_values[name]
+                arguments.append((None, processor(value) if processor else value))
+        self._arguments = tuple(arguments)
+        results = tuple(
+            (position, processor)
+            for position, column in enumerate(compiled._result_columns)
+            if (processor := column.type._cached_result_processor(dialect, None)) is not None
+        )
+        self._results: tuple[tuple[int, Callable[[Any], Any]], ...] = results
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for name, given in self._arguments:
+            if name is None:
+                out.append(given)
+            else:
+                out.append(params[name] if given is None else given(params[name]))
+        return out
+
+    async def fetch(self, driver: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        records = await driver.fetch(self.sql, *self.arguments(params))
+        if not self._results:
+            return records  # type: ignore[no-any-return]
+        rows: list[Sequence[Any]] = []
+        for record in records:
+            row = list(record)
+            for position, processor in self._results:
+                row[position] = processor(row[position])
+            rows.append(tuple(row))
+        return rows
 
 
 def _committed_statement_by_statement(session: AsyncSession) -> bool:

@@ -97,6 +97,12 @@ class HostCalendar:
     ``zone`` is the schedule's zone: working hours, the slot grid, limits and the booking window
     are all reckoned in it. ``counted`` are the accepted bookings of this event type that booking
     and duration limits count. ``week_start`` is 0 = Sunday … 6 = Saturday.
+
+    ``unbuffered`` are more busy times, bookings without buffers of their own, as plain
+    ``(start, end)`` tuples: each blocks exactly as ``BusyTime(start, end)`` in ``busy`` would.
+    GET /slots reads its host's bookings so (`slots.service.BusyRead`): hundreds of them per
+    request, built and taken by the engine without a named tuple each. Whoever lists a host's
+    busy times reads both.
     """
 
     zone: ZoneInfo
@@ -105,6 +111,7 @@ class HostCalendar:
     seated: tuple[SeatedBooking, ...] = ()
     counted: tuple[BusyTime, ...] = ()
     week_start: int = 0
+    unbuffered: tuple[tuple[datetime, datetime], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

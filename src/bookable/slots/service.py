@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from sqlalchemy.orm import aliased, raiseload
 
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
+from bookable.core.db import DriverStatement, autocommit_driver_connection
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.schemas import is_db_id
 from bookable.models import (
@@ -252,6 +253,10 @@ async def _find_event_type_rows(
         )
 
     async def read(query: Select[Any]) -> Sequence[Any]:
+        if busy is not None and (driver := autocommit_driver_connection(session)) is not None:
+            # GET /slots on PostgreSQL, statement by statement: asyncpg runs it itself.
+            dialect = session.bind.dialect
+            return await _driver_statement(query, dialect).fetch(driver, params)
         if extra == "slots":
             # Columns only, no ORM entity: on the session's connection, past the session's
             # ORM execution path (~0.3 ms a request, `EventTypeSettings`).
@@ -791,6 +796,12 @@ def _slots_statement(*, admin: bool, by_slug: bool, ignoring: bool, dialect: str
     )
 
 
+@lru_cache(maxsize=64)
+def _driver_statement(statement: Select[Any], dialect: Any) -> DriverStatement:
+    """`_slots_statement`'s shapes compiled for asyncpg, once per shape and engine."""
+    return DriverStatement(statement, dialect)
+
+
 @dataclass(frozen=True, slots=True)
 class BusyRead:
     """The busy bookings `_slots_statement` read beside the event type: the host it found and
@@ -806,6 +817,9 @@ class BusyRead:
     busy_to: datetime
     ignore_uid: str | None
     busy: tuple[BusyTime, ...]
+    # When no booking read has buffers (the usual case): all of them, as `HostCalendar`
+    # takes them (`busy` is then empty).
+    unbuffered: tuple[tuple[datetime, datetime], ...] = ()
 
     def answers(
         self, host: AnyHost, busy_from: datetime, busy_to: datetime, ignore_uid: str | None
@@ -826,6 +840,7 @@ def _busy_read(
     """`BusyRead` from the first row's `_slots_statement` columns (its last eight)."""
     host_id, host_email, starts, ends, type_ids, buffer_ids, befores, afters = row[-8:]
     busy: tuple[BusyTime, ...] = ()
+    unbuffered: tuple[tuple[datetime, datetime], ...] = ()
     if starts is not None:  # else no booking in the span (an aggregate of no rows is NULL)
         # UTC instants as ISO text with their offset, on both databases.
         instant = datetime.fromisoformat
@@ -836,18 +851,20 @@ def _busy_read(
             if buffer_ids is not None:
                 buffer_ids = buffer_ids.split(",")
                 befores, afters = map(int, befores.split(",")), map(int, afters.split(","))
-        befores_of: Any = repeat(0)
-        afters_of: Any = repeat(0)
-        if buffer_ids is not None:  # else no event type read has a buffer (the usual case)
+        if buffer_ids is None:  # no event type read has a buffer (the usual case)
+            # Plain (start, end) pairs, built by zip in C: no named tuple per booking, and the
+            # engine takes them as they are (`HostCalendar.unbuffered`).
+            unbuffered = tuple(zip(starts, ends, strict=True))
+        else:
             buffers = dict(zip(buffer_ids, zip(befores, afters, strict=True), strict=True))
             pairs = [buffers.get(type_id, _NO_BUFFERS) for type_id in type_ids]
             befores_of = [pair[0] for pair in pairs]
             afters_of = [pair[1] for pair in pairs]
-        # Every field given, through tuple.__new__ itself: the named tuple's generated
-        # __new__ is a Python call per booking, ~3x the time (565 bookings: ~0.3 ms).
-        fields = zip(starts, ends, befores_of, afters_of, repeat(None), strict=False)
-        busy = tuple(map(tuple.__new__, repeat(BusyTime), fields))
-    return BusyRead(host_id, host_email, busy_from, busy_to, ignore or None, busy)
+            # Every field given, through tuple.__new__ itself: the named tuple's generated
+            # __new__ is a Python call per booking, ~3x the time (565 bookings: ~0.3 ms).
+            fields = zip(starts, ends, befores_of, afters_of, repeat(None), strict=False)
+            busy = tuple(map(tuple.__new__, repeat(BusyTime), fields))
+    return BusyRead(host_id, host_email, busy_from, busy_to, ignore or None, busy, unbuffered)
 
 
 async def load_host_calendar(
@@ -886,6 +903,7 @@ async def load_host_calendar(
     identified = seats or match_events
     seated_ids: dict[str, tuple[datetime, datetime]] = {}
     busy: list[BusyTime]
+    unbuffered: tuple[tuple[datetime, datetime], ...] = ()
     rows: Sequence[Any] = ()
     if (
         busy_read is not None
@@ -893,6 +911,7 @@ async def load_host_calendar(
         and busy_read.answers(host, busy_from, busy_to, ignore_booking_uid)
     ):
         busy = list(busy_read.busy)
+        unbuffered = busy_read.unbuffered
     else:
         query = _busy_statement(
             pending_blocks=pending_blocks,
@@ -965,6 +984,7 @@ async def load_host_calendar(
         seated=tuple(seated),
         counted=tuple(counted),
         week_start=week_start,
+        unbuffered=unbuffered,
     )
 
 
