@@ -88,7 +88,7 @@ from bookable.webhooks.outbox import announce_new_booking
 def booker_from(body: BookingCreate) -> Booker:
     """The attendee, from `responses` (modern) or top-level fields (legacy and seed forms)."""
     legacy_present = [
-        field for field in LEGACY_FIELDS if getattr(body, _snake(field)) not in (None, "", [])
+        field for field, name in _LEGACY_ATTRIBUTES if getattr(body, name) not in (None, "", [])
     ]
     if body.responses is not None:
         if legacy_present:
@@ -142,6 +142,10 @@ def booker_from(body: BookingCreate) -> Booker:
 
 def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
+
+
+# Each legacy field's wire name and `BookingCreate` attribute, converted once (not per booking).
+_LEGACY_ATTRIBUTES = tuple((field, _snake(field)) for field in LEGACY_FIELDS)
 
 
 def given_times(body: BookingCreate) -> tuple[datetime, datetime | None, str]:
