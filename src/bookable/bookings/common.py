@@ -61,8 +61,8 @@ class Organizer(HostSettings):
 # The columns of `BookedEventType` and `Organizer`, in their fields' order.
 BOOKED_EVENT_TYPE = tuple(getattr(EventType, f.name) for f in fields(BookedEventType))
 ORGANIZER = tuple(getattr(User, f.name) for f in fields(Organizer))
-# A booking's event type and organiser: plain columns for a personal event type's booking, ORM
-# rows where other paths read them (a team's hosts, a booking's webhook facts).
+# A booking's event type and organiser: POST /bookings' plain columns (the organiser only for a
+# personal event type: a team's come from `load_team` as `User` rows), ORM rows elsewhere.
 AnyBookedEventType = EventType | BookedEventType
 AnyOrganizer = User | Organizer
 
