@@ -23,6 +23,7 @@ from bookable.models import BookingReference, DestinationCalendar, User
 from bookable.settings import Settings
 from tests.api.booking_helpers import NOW, TUESDAY_10, TUESDAY_11, book, hosted_event_type
 from tests.api.calendar_helpers import connect_caldav
+from tests.api.scheduling_seed import add_event_type
 from tests.api.test_calendar_bookings import try_booking
 from tests.api.test_calendar_busy import select_calendar
 from tests.api.test_team_scheduling import Crew, hours, post_booking, team_event_type
@@ -255,6 +256,31 @@ async def test_the_event_types_destination_wins_over_the_organisers(
     assert row["externalCalendarId"] == for_event_type
     assert len(radicale.events(for_event_type)) == 1
     assert radicale.events(personal) == []
+
+
+async def test_an_event_types_hidden_notes_stay_out_of_its_bookings_events(
+    app: FastAPI, client: httpx.AsyncClient, alice: Account, radicale: RadicaleAccount
+) -> None:
+    """An event type's "hide notes in calendar" (`hideCalendarNotes`) leaves a new booking's
+    notes out of its calendar event; another event type of the host keeps them. POST /bookings
+    reads the flag with the event type's other columns (`common.BookedEventType`), not with a
+    query of its own: a column left out of that read would show the notes (or fail the
+    booking)."""
+    hidden = await hosted_event_type(app, alice, "hidden", hide_calendar_notes=True)
+    shown = await add_event_type(app, alice.id, "shown")
+    calendar = await connected_destination(app, client, alice, radicale)
+    descriptions = {}
+    for event_type, start in ((hidden, TUESDAY_10), (shown, TUESDAY_11)):
+        notes = {"name": "Guest", "email": "guest@example.com", "notes": "Bring the contract"}
+        response = await try_booking(client, alice, event_type, start, responses=notes)
+        assert response.status_code == 200, response.text
+        booking = response.json()
+        assert booking["description"] == "Bring the contract"
+        await settled(client, alice, booking["id"], until="WRITTEN")
+        [event] = [e for e in radicale.events(calendar) if str(e["UID"]) == booking["iCalUID"]]
+        descriptions[event_type] = event.get("DESCRIPTION")
+    assert descriptions[hidden] is None
+    assert str(descriptions[shown]) == "Bring the contract"
 
 
 async def test_the_bookings_own_event_never_blocks_its_move(

@@ -282,7 +282,11 @@ async def test_the_event_type_query_takes_the_locks_lock_host_time_takes(
     the time the booking blocks (buffers across midnight on either side, no end given, a
     week, beyond LOCKED_DAYS_MAX, decades of buffer, before 1970), and none for a team's
     event type or one the caller may not book."""
-    from bookable.bookings.create import _event_type_and_owner_statement
+    from bookable.bookings.create import (
+        _event_type_and_owner_statement,
+        found_from_rows,
+        locks_taken_at,
+    )
     from bookable.bookings.locks import event_type_lock_params
     from bookable.models import Team
 
@@ -310,7 +314,7 @@ async def test_the_event_type_query_takes_the_locks_lock_host_time_takes(
                 await session.execute(statement, {**params, **event_type_lock_params(start, end)})
             ).all()
             taken = (await session.execute(_HELD_ADVISORY)).all()
-        event_type = rows[0][0]
+        event_type = found_from_rows(rows, counted=False, locking=True).event_type
         blocked_end = (end or start + timedelta(minutes=event_type.length)) + timedelta(
             minutes=event_type.after_event_buffer or 0
         )
@@ -319,7 +323,7 @@ async def test_the_event_type_query_takes_the_locks_lock_host_time_takes(
             await lock_host_time(session, alice.id, blocked_start, blocked_end)
             expected = (await session.execute(_HELD_ADVISORY)).all()
         assert taken == expected, (fields, start, end)
-        assert rows[0][5] == len(expected)
+        assert rows[0][locks_taken_at(counted=False)] == len(expected)
 
     async with app.state.sessions() as session, session.begin():
         team = Team(name="Lockers", slug="lockers")
@@ -336,7 +340,7 @@ async def test_the_event_type_query_takes_the_locks_lock_host_time_takes(
             ).all()
             taken = (await session.execute(_HELD_ADVISORY)).all()
         assert taken == []
-        assert all(row[5] == 0 for row in rows)
+        assert all(row[locks_taken_at(counted=False)] == 0 for row in rows)
 
 
 # --- 5. ids beyond the database's range --------------------------------------------------------

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.calendars.busy import ExternalBusy
-from bookable.models import EventType, User
 from bookable.scheduling import (
     AvailabilityRule,
     Refusal,
@@ -24,13 +23,20 @@ from bookable.scheduling import (
     check_booking,
     check_team_booking,
 )
-from bookable.slots.service import Team, event_rules, load_host_calendar, load_team
+from bookable.slots.service import (
+    AnyEventType,
+    AnyHost,
+    Team,
+    event_rules,
+    load_host_calendar,
+    load_team,
+)
 
 
 async def host_refusal(
     session: AsyncSession,
-    event_type: EventType,
-    host: User,
+    event_type: AnyEventType,
+    host: AnyHost,
     start: datetime,
     end: datetime,
     now: datetime,
@@ -54,7 +60,7 @@ async def host_refusal(
 
 async def team_check(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     start: datetime,
     end: datetime,
     now: datetime,
@@ -75,7 +81,7 @@ async def team_check(
 
 async def occupied_hosts_check(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     host_ids: Sequence[int],
     start: datetime,
     end: datetime,

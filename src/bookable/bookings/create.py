@@ -12,12 +12,21 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import Select, bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import raiseload, selectinload
+from sqlalchemy.orm import selectinload
 
 from bookable.bookings.access import readable
 from bookable.bookings.availability import host_refusal, team_check
 from bookable.bookings.calendars import CalendarsToRead
-from bookable.bookings.common import BookingRefused, Written, new_uid
+from bookable.bookings.common import (
+    BOOKED_EVENT_TYPE,
+    ORGANIZER,
+    AnyOrganizer,
+    BookedEventType,
+    BookingRefused,
+    Organizer,
+    Written,
+    new_uid,
+)
 from bookable.bookings.locks import (
     EVENT_TYPE_LOCK_COLUMN,
     event_type_lock_params,
@@ -72,7 +81,6 @@ from bookable.slots.service import (
     calendar_host_ids,
     calendar_window,
     choose_schedule,
-    readable_event_types,
 )
 from bookable.webhooks.outbox import announce_new_booking
 
@@ -80,7 +88,7 @@ from bookable.webhooks.outbox import announce_new_booking
 def booker_from(body: BookingCreate) -> Booker:
     """The attendee, from `responses` (modern) or top-level fields (legacy and seed forms)."""
     legacy_present = [
-        field for field in LEGACY_FIELDS if getattr(body, _snake(field)) not in (None, "", [])
+        field for field, name in _LEGACY_ATTRIBUTES if getattr(body, name) not in (None, "", [])
     ]
     if body.responses is not None:
         if legacy_present:
@@ -136,6 +144,10 @@ def _snake(camel: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
 
 
+# Each legacy field's wire name and `BookingCreate` attribute, converted once (not per booking).
+_LEGACY_ATTRIBUTES = tuple((field, _snake(field)) for field in LEGACY_FIELDS)
+
+
 def given_times(body: BookingCreate) -> tuple[datetime, datetime | None, str]:
     """The body's start and end (None: not given) in UTC, and the end's field name."""
     start_text, start_field = (
@@ -166,24 +178,6 @@ def event_type_id_of(raw: Any) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise BadRequest("Bad request, eventTypeId must be a number")
     return raw
-
-
-async def bookable_event_type(
-    session: AsyncSession, caller: Caller, event_type_id: int
-) -> EventType:
-    """An event type the caller may book: their own or their teams' (admins: any). Bookable
-    does not let one user's key write into another user's calendar."""
-    query = readable_event_types(caller).options(
-        raiseload(EventType.custom_inputs), raiseload(EventType.hosts)
-    )
-    event_type = (
-        await session.scalar(query.where(EventType.id == event_type_id))
-        if is_db_id(event_type_id)
-        else None
-    )
-    if event_type is None:
-        raise NotFound(f"Event type with id: {event_type_id} not found")
-    return event_type
 
 
 @cache
@@ -221,14 +215,14 @@ def _event_type_and_owner_statement(
     selected = exists().where(
         or_(SelectedCalendar.user_id == EventType.user_id, SelectedCalendar.user_id.in_(hosts))
     )
-    columns: list[Any] = [EventType, User, hooked, destined, selected]
+    # Plain columns (`BookedEventType`, `Organizer`), no ORM entity: see `_event_type_and_owner`.
+    columns: list[Any] = [*BOOKED_EVENT_TYPE, *ORGANIZER, hooked, destined, selected]
     if count_emails:
         columns.append(sent_since(EventType.user_id))
     if lock:
         columns.append(EVENT_TYPE_LOCK_COLUMN)
     query = (
         select(*columns, *SCHEDULE_COLUMNS)
-        .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
         .outerjoin(User, User.id == EventType.user_id)
         .outerjoin(
             Schedule,
@@ -247,8 +241,8 @@ def _event_type_and_owner_statement(
 class _Found:
     """The event type the caller may book, its owner, and what its outboxes will need."""
 
-    event_type: EventType
-    owner: User | None
+    event_type: BookedEventType
+    owner: Organizer | None
     may_have_webhooks: bool
     may_have_destinations: bool
     owner_emails_this_hour: int | None  # None: not counted
@@ -264,9 +258,11 @@ async def _event_type_and_owner(
     emails_since: datetime | None,
     lock_times: tuple[datetime, datetime | None] | None = None,
 ) -> _Found:
-    """`bookable_event_type` and its owning user (None if gone) in one query, with what
-    `_event_type_and_owner_statement` says of webhooks, calendars and emails. ``lock_times``
-    (PostgreSQL): the body's start and end (`given_times`), whose day locks the query takes."""
+    """The event type the caller may book (their own or their teams'; admins: any: Bookable
+    does not let one user's key write into another user's calendar) and its owning user (None
+    if gone) in one query, with what `_event_type_and_owner_statement` says of webhooks,
+    calendars and emails. ``lock_times`` (PostgreSQL): the body's start and end
+    (`given_times`), whose day locks the query takes."""
     params: dict[str, Any] = {"event_type_id": event_type_id}
     if not caller.is_admin:
         params["caller_id"] = caller.user_id
@@ -277,18 +273,44 @@ async def _event_type_and_owner(
     query = _event_type_and_owner_statement(
         admin=caller.is_admin, count_emails=emails_since is not None, lock=lock_times is not None
     )
-    rows = (await session.execute(query, params)).all() if is_db_id(event_type_id) else []
+    rows: Sequence[Any] = []
+    if is_db_id(event_type_id):
+        # Columns only, on the session's connection: past the session's ORM execution path and
+        # entity loading (~0.3 ms a booking; `slots.service.EventTypeSettings` does the same).
+        rows = (await (await session.connection()).execute(query, params)).all()
     if not rows:
         raise NotFound(f"Event type with id: {event_type_id} not found")
+    return found_from_rows(rows, counted=emails_since is not None, locking=lock_times is not None)
+
+
+# Where the parts of `_event_type_and_owner_statement`'s rows begin: the owner's columns, then
+# the flags (webhooks, destinations, selected calendars), the count, the locks, the schedules.
+_OWNER_AT = len(BOOKED_EVENT_TYPE)
+_FLAGS_AT = _OWNER_AT + len(ORGANIZER)
+_COUNT_AT = _FLAGS_AT + 3
+
+
+def locks_taken_at(*, counted: bool) -> int:
+    """The position of the lock column (`EVENT_TYPE_LOCK_COLUMN`, how many keys it took) in a
+    row of `_event_type_and_owner_statement(lock=True)`."""
+    return _COUNT_AT + counted
+
+
+def found_from_rows(rows: Sequence[Any], *, counted: bool, locking: bool) -> _Found:
+    """`_Found` from the rows of `_event_type_and_owner_statement` (at least one)."""
     row = rows[0]
-    counted = emails_since is not None
-    count = int(row[5] or 0) if counted else None
-    locking = lock_times is not None
-    locked = locking and bool(row[5 + counted])
-    schedule_rows = [r[5 + counted + locking :] for r in rows]
+    hooked, destined, selected = row[_FLAGS_AT:_COUNT_AT]
+    count = int(row[_COUNT_AT] or 0) if counted else None
+    locked = locking and bool(row[locks_taken_at(counted=counted)])
+    schedules_at = _COUNT_AT + counted + locking
+    schedule_rows = [r[schedules_at:] for r in rows]
+    event_type = BookedEventType(*row[:_OWNER_AT])
+    # An outer join: no owner (a team's event type, or a user since deleted), no owner columns.
+    owner = Organizer(*row[_OWNER_AT:_FLAGS_AT]) if row[_OWNER_AT] is not None else None
     return _Found(
-        row[0], row[1], bool(row[2]), bool(row[3]), count, bool(row[4]), schedule_rows, locked
-    )
+        event_type, owner, bool(hooked), bool(destined), count, bool(selected), schedule_rows,
+        locked,
+    )  # fmt: skip
 
 
 def _lock_times(
@@ -306,7 +328,7 @@ def _lock_times(
     return start, end
 
 
-def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str:
+def _location(booker: Booker, body: BookingCreate, event_type: BookedEventType) -> str:
     if booker.location_option:
         return booker.location_option
     if booker.location:
@@ -318,7 +340,7 @@ def _location(booker: Booker, body: BookingCreate, event_type: EventType) -> str
     return ""
 
 
-def _needs_confirmation(event_type: EventType, start: datetime, now: datetime) -> bool:
+def _needs_confirmation(event_type: BookedEventType, start: datetime, now: datetime) -> bool:
     if not event_type.requires_confirmation:
         return False
     threshold = (event_type.meta or {}).get("requiresConfirmationThreshold")
@@ -333,7 +355,7 @@ def _needs_confirmation(event_type: EventType, start: datetime, now: datetime) -
 @dataclass
 class Created:
     booking: Booking
-    host: User
+    host: AnyOrganizer
     payment: Payment | None
     previous: Booking | None
     joined_seat: bool
@@ -344,8 +366,8 @@ class Created:
 class BookingRequest:
     """A POST /bookings body, read and judged against its event type (the parse step)."""
 
-    event_type: EventType
-    owner: User | None  # the host of a personal event type; None for a team's
+    event_type: BookedEventType
+    owner: Organizer | None  # the host of a personal event type; None for a team's
     previous: Booking | None  # the booking this one reschedules
     booker: Booker
     start: datetime
@@ -507,8 +529,8 @@ async def _rescheduled(
     session: AsyncSession,
     caller: Caller,
     body: BookingCreate,
-    event_type: EventType,
-    owner: User | None,
+    event_type: BookedEventType,
+    owner: Organizer | None,
 ) -> Booking | None:
     """The booking `rescheduleUid` names, locked, if it may be moved to this event type."""
     if not body.reschedule_uid:
@@ -650,7 +672,12 @@ async def _supersede(
 
 
 def _new_booking(
-    request: BookingRequest, body: BookingCreate, host: User, *, confirmed: bool, now: datetime
+    request: BookingRequest,
+    body: BookingCreate,
+    host: AnyOrganizer,
+    *,
+    confirmed: bool,
+    now: datetime,
 ) -> Booking:
     """The booking row and its attendees (the booker, then their guests), not yet added."""
     event_type, booker, previous = request.event_type, request.booker, request.previous
@@ -714,7 +741,7 @@ def _new_booking(
     return unwritten_booking(values, attendees)
 
 
-def _payment(event_type: EventType) -> Payment:
+def _payment(event_type: BookedEventType) -> Payment:
     """The payment a priced event type's booking waits for (no provider: see confirm)."""
     return Payment(
         uid=new_uid(),
@@ -813,7 +840,7 @@ async def _seat_taken(
     session: AsyncSession,
     request: BookingRequest,
     joined: Booking,
-    host: User,
+    host: AnyOrganizer,
     previous: Booking | None,
     mail: MailPolicy | None,
 ) -> Created:

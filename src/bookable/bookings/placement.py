@@ -12,23 +12,24 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.models import Booking, BookingHost, BookingStatus, EventType, User
+from bookable.bookings.common import AnyOrganizer
+from bookable.models import Booking, BookingHost, BookingStatus
 from bookable.scheduling import SchedulingKind, pick_round_robin_host
-from bookable.slots.service import Team
+from bookable.slots.service import AnyEventType, Team
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
     """Who a new booking occupies: its organiser, the other hosts, the round-robin pick."""
 
-    organizer: User
+    organizer: AnyOrganizer
     other_hosts: tuple[int, ...]
     lucky: tuple[int, ...]
 
 
 async def place_team_booking(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     team: Team,
     free_hosts: Sequence[int],
     previous: Booking | None,
@@ -45,7 +46,7 @@ async def place_team_booking(
 
 async def _choose_hosts(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     team: Team,
     free_hosts: Sequence[int],
     previous: Booking | None,

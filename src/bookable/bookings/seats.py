@@ -12,13 +12,14 @@ from bookable.bookings.availability import team_check
 from bookable.bookings.common import BookingRefused
 from bookable.bookings.schemas import Booker, BookingCreate
 from bookable.calendars.busy import ExternalBusy
-from bookable.models import Attendee, Booking, BookingStatus, EventType
+from bookable.models import Attendee, Booking, BookingStatus
 from bookable.scheduling import Refusal
+from bookable.slots.service import AnyEventType
 
 
 async def refuse_unless_open_team_seat(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     start: datetime,
     end: datetime,
     now: datetime,
@@ -47,7 +48,7 @@ async def refuse_unless_open_team_seat(
 
 async def join_seat(
     session: AsyncSession,
-    event_type: EventType,
+    event_type: AnyEventType,
     booker: Booker,
     body: BookingCreate,
     start: datetime,

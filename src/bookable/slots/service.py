@@ -116,7 +116,7 @@ class EventTypeSettings:
     either serves it (`AnyEventType`). GET /slots reads these columns and builds no ORM entity:
     entities need the session's ORM execution path, and with them the event type's other
     columns (JSON ones parsed): ~0.4 ms of a 5-6 ms request on either database (`bench/README.md`,
-    round 7)."""
+    round 7). POST /bookings reads these and a few more (`bookings.common.BookedEventType`)."""
 
     id: int
     user_id: int | None
@@ -145,7 +145,8 @@ class EventTypeSettings:
 
 @dataclass(frozen=True, slots=True)
 class HostSettings:
-    """What the slots path reads of a host (`User`'s attribute names; `AnyHost`)."""
+    """What the slots path reads of a host (`User`'s attribute names; `AnyHost`). POST /bookings
+    reads these and the host's names (`bookings.common.Organizer`)."""
 
     id: int
     email: str

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookable.bookings.common import Written
+from bookable.bookings.common import AnyBookedEventType, Written
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -82,7 +82,7 @@ async def subscribers(
     booking: Booking,
     triggers: Iterable[str],
     *,
-    event_type: EventType | None = None,
+    event_type: AnyBookedEventType | None = None,
 ) -> list[Webhook]:
     """Active webhooks that want any of ``triggers`` for ``booking`` (see the module docstring).
     ``event_type``: the booking's, when the caller holds it (one query fewer)."""

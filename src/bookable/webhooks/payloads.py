@@ -153,14 +153,22 @@ async def load_facts(session: AsyncSession, booking: Booking) -> BookingFacts:
             .order_by(BookingReference.id)
         )
     )
-    event_type = None
+    event_type = organizer = None
     if booking.event_type_id is not None:
-        event_type = await session.scalar(
-            select(EventType)
-            .where(EventType.id == booking.event_type_id)
-            .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
-        )
-    organizer = await session.get(User, booking.user_id) if booking.user_id is not None else None
+        # The organiser comes with the event type: one round trip, held by the session or not
+        # (POST /bookings reads a personal event type's owner as plain columns, not a `User`).
+        row = (
+            await session.execute(
+                select(EventType, User)
+                .outerjoin(User, User.id == booking.user_id)
+                .where(EventType.id == booking.event_type_id)
+                .options(raiseload(EventType.custom_inputs), raiseload(EventType.hosts))
+            )
+        ).first()
+        if row is not None:
+            event_type, organizer = row
+    if organizer is None and booking.user_id is not None:
+        organizer = await session.get(User, booking.user_id)
     facts = BookingFacts(booking, attendees, payments, references, event_type, organizer)
     if event_type is not None and event_type.team_id is not None:
         facts.team = await session.get(Team, event_type.team_id)
