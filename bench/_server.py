@@ -183,9 +183,13 @@ class Running:
 
 
 def wait_until_up(
-    process: subprocess.Popen[bytes], url: str, log: Path, others: Sequence[subprocess.Popen[bytes]]
+    process: subprocess.Popen[bytes],
+    url: str,
+    log: Path,
+    others: Sequence[subprocess.Popen[bytes]],
+    timeout: float = START_TIMEOUT,
 ) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + timeout
     while True:
         if any(p.poll() is not None for p in (process, *others)):
             raise SystemExit(f"a server process exited:\n{log.read_text(errors='replace')[-3000:]}")
@@ -195,7 +199,7 @@ def wait_until_up(
         except httpx.TransportError:
             if time.monotonic() > deadline:
                 raise SystemExit(
-                    f"the server did not answer in {START_TIMEOUT:g} s:\n{log.read_text()[-3000:]}"
+                    f"the server did not answer in {timeout:g} s:\n{log.read_text()[-3000:]}"
                 ) from None
             time.sleep(0.05)
 
@@ -209,16 +213,20 @@ def serving(
     probe: str = "/v1/openapi.json",
     label: str = "",
     others: Sequence[subprocess.Popen[bytes]] = (),
+    wrap: Sequence[str] = (),
 ) -> Iterator[Running]:
     """Run ``command --host 127.0.0.1 --port <free>`` until the block ends; yields `Running`.
     At the end its RSS (with children) is read, kept on the `Running` and, with a ``label``,
     printed to stderr; then it is stopped. ``others``: processes that must stay alive while
-    it starts (workers)."""
+    it starts (workers). ``wrap``: a command the server runs under (valgrind), which also
+    gives it ten times longer to start."""
     port = free_port()
-    process = started([*command, "--host", "127.0.0.1", "--port", str(port)], env, log)
+    command = [*wrap, *command, "--host", "127.0.0.1", "--port", str(port)]
+    process = started(command, env, log)
     running = Running(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_until_up(process, running.base_url + probe, log, others)
+        timeout = START_TIMEOUT * (10 if wrap else 1)
+        wait_until_up(process, running.base_url + probe, log, others, timeout)
         yield running
         running.rss = rss_of_tree(process.pid)
         if label:

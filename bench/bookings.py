@@ -58,7 +58,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections import Counter  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from collections.abc import AsyncIterator, Iterator, Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from datetime import time as wall_time  # noqa: E402
@@ -240,6 +240,40 @@ def cpu_reading(processes: dict[str, int]) -> dict[str, float]:
     return reading
 
 
+class BookingPoster:
+    """Posts the seed body form for the next (host, slot) of ``booked``, one raw keep-alive
+    connection per client (not httpx: its ~1.9 ms of CPU per POST shared the two cores with
+    the server, `_client.py`); counts the answers' statuses."""
+
+    def __init__(self, base: str, booked: Iterator[Booked], clients: int) -> None:
+        self.booked, self.statuses, self.numbers = booked, Counter[int](), itertools.count()
+        parts = urlsplit(base)
+        self.path = parts.path
+        self.http = [
+            KeepAlive(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)
+        ]
+
+    async def one(self, index: int) -> None:
+        host, start, end = next(self.booked)
+        body = {
+            "eventTypeId": host.event_type_id,
+            "startTime": _iso(start),
+            "endTime": _iso(end),
+            "name": "Guest",
+            "email": f"guest{next(self.numbers)}@example.com",
+            "timeZone": "UTC",
+        }
+        target = f"{self.path}/v1/bookings?apiKey={quote(host.key)}"
+        status, answer = await self.http[index].request("POST", target, json.dumps(body).encode())
+        self.statuses[status] += 1
+        if status != 200 and self.statuses[status] == 1:
+            print(f"# unexpected {status}: {answer[:300]!r}", file=sys.stderr)
+
+    async def aclose(self) -> None:
+        for client in self.http:
+            await client.aclose()
+
+
 async def http_rate(
     base: str,
     booked: Iterator[Booked],
@@ -253,42 +287,20 @@ async def http_rate(
     and the slot of each booking. ``cpu``: (name -> pid of the processes to watch, a dict
     filled with each one's CPU ms per booking over the timed run, with "db" for the database
     server and "client" for this process)."""
-    statuses: Counter[int] = Counter()
-    numbers = itertools.count()
-    parts = urlsplit(base)
-    # Not httpx: its ~1.9 ms of CPU per POST shared the two cores with the server (_client.py).
-    http = [KeepAlive(parts.hostname or "127.0.0.1", parts.port or 80) for _ in range(clients)]
-
-    async def one(index: int) -> None:
-        host, start, end = next(booked)
-        body = {
-            "eventTypeId": host.event_type_id,
-            "startTime": _iso(start),
-            "endTime": _iso(end),
-            "name": "Guest",
-            "email": f"guest{next(numbers)}@example.com",
-            "timeZone": "UTC",
-        }
-        target = f"{parts.path}/v1/bookings?apiKey={quote(host.key)}"
-        status, answer = await http[index].request("POST", target, json.dumps(body).encode())
-        statuses[status] += 1
-        if status != 200 and statuses[status] == 1:
-            print(f"# unexpected {status}: {answer[:300]!r}", file=sys.stderr)
-
+    poster = BookingPoster(base, booked, clients)
     try:
         for _ in range(hosts):
-            await one(0)
-        await run_for(min(1.0, duration / 4), clients, one)
-        statuses.clear()
+            await poster.one(0)
+        await run_for(min(1.0, duration / 4), clients, poster.one)
+        poster.statuses.clear()
         before = cpu_reading(cpu[0]) if cpu else {}
-        done, seconds = await run_for(duration, clients, one)
+        done, seconds = await run_for(duration, clients, poster.one)
         if cpu:
             after = cpu_reading(cpu[0])
             cpu[1].update({name: (after[name] - before[name]) * 1000 / done for name in after})
     finally:
-        for client in http:
-            await client.aclose()
-    return done / seconds, statuses
+        await poster.aclose()
+    return done / seconds, poster.statuses
 
 
 async def floor_rate(
@@ -312,12 +324,18 @@ async def floor_rate(
 
 @contextlib.contextmanager
 def deployment(
-    url: str, log: Path, mode: str, mail_dir: Path, smtp_url: str | None = None
+    url: str,
+    log: Path,
+    mode: str,
+    mail_dir: Path,
+    smtp_url: str | None = None,
+    wrap: Sequence[str] = (),
 ) -> Iterator[tuple[Running, dict[str, Rss | None], dict[str, int]]]:
     """`bookable serve` alone (``inline``: it sends the emails too; ``noemail``: emails off)
     or beside one `bookable worker` (``worker``). Yields the server, a dict filled with the
     RSS of each process once the block ends, and the processes' pids by name. Emails go to
-    .eml files in ``mail_dir``, or to ``smtp_url``."""
+    .eml files in ``mail_dir``, or to ``smtp_url``. ``wrap``: a command every process runs
+    under (valgrind)."""
     env = {
         "BOOKABLE_EMAIL_DIR": str(mail_dir),
         **({"BOOKABLE_SMTP_URL": smtp_url} if smtp_url else {}),
@@ -330,9 +348,10 @@ def deployment(
         env["BOOKABLE_EMAILS"] = "off"
     if mode == "worker":
         env["BOOKABLE_WEBHOOK_DISPATCHER"] = "off"
-        workers.append(started([BOOKABLE, "worker"], bookable_env(url, **env), log))
+        workers.append(started([*wrap, BOOKABLE, "worker"], bookable_env(url, **env), log))
     try:
-        with serving([BOOKABLE, "serve"], bookable_env(url, **env), log, others=workers) as server:
+        serve_env = bookable_env(url, **env)
+        with serving([BOOKABLE, "serve"], serve_env, log, others=workers, wrap=wrap) as server:
             pids = {"serve": server.process.pid}
             if workers:
                 pids["worker"] = workers[0].pid
@@ -347,7 +366,12 @@ def deployment(
 
 @contextlib.contextmanager
 def bare_server(
-    url: str, host: Host, lean: Host, lean_emails: list[dict[str, Any]], tmp: Path
+    url: str,
+    host: Host,
+    lean: Host,
+    lean_emails: list[dict[str, Any]],
+    tmp: Path,
+    wrap: Sequence[str] = (),
 ) -> Iterator[Running]:
     """uvicorn serving `write_floor_app`, access log on as bookable's: the HTTP floor for
     ``host``'s bookings at ``/v1/bookings``, the lean floor for ``lean``'s (with its key) at
@@ -366,7 +390,7 @@ def bare_server(
         FLOOR_LEAN_EMAILS=json.dumps(lean_emails),
     )  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "bench_write_floor:app", "--app-dir", str(work)]
-    with serving(command, env, work / "uvicorn.log", probe="/ready") as server:
+    with serving(command, env, work / "uvicorn.log", probe="/ready", wrap=wrap) as server:
         yield server
 
 
