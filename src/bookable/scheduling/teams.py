@@ -130,7 +130,8 @@ def _grid_starts(
         if start < request.start:
             skipped = (request.start - start) // advance
             start += advance * max(skipped - 1, 0)
-        while start < day_end:
+        # A start at or after the window's end cannot fit: the free time ends there.
+        while start < day_end and start < request.end:
             if start >= request.start:
                 starts.append(start)
             start += advance
