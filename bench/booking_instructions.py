@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/booking_instructions.py [--count 100] [--clients 1,8]
         [--mode noemail|inline|worker] [--no-sqlite] [--objects 8]
+    .venv/bin/python bench/booking_instructions.py --bytecodes [--count 50] [--no-sqlite]
 
 Why: on this two-core VM the CPU time of a booking moves with everything else the machine
 does. The same code took 4.0 ms of `serve`'s CPU per booking with 1 client and 2.1 with 8
@@ -29,6 +30,15 @@ process that sends them), bookable ÷ lean, and the
 shared objects that executed the most (self instructions; Python code counts in the
 interpreter's object, the compiled extensions apart: asyncpg's protocol, uvloop, pydantic's
 core, SQLite, the C library).
+
+``--bytecodes`` says where in the Python code the instructions are: both apps in this process
+(`httpx.ASGITransport`, the settings of `bench/bookings.py --only cpu`: emails written PENDING,
+no dispatcher; the lean floor's ``/lean-sending`` route, which writes its email rows PENDING
+too), ``--count`` bookings each after a warm-up, with a trace function that counts the Python
+bytecodes executed, by the package of their code (the client's, httpx's, left out). The count
+does not move with the machine either; a bytecode's cost varies (a call into C counts one), so
+it is a map of where the Python work is, and the instruction counts are its total. SQLite's
+driver thread (aiosqlite) is not traced.
 """
 
 from __future__ import annotations
@@ -42,16 +52,23 @@ sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, afte
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import sysconfig  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
+from types import FrameType  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
 
 import bookings as bench  # noqa: E402
+import write_floor_app  # noqa: E402
 
 # In-process runs leave httpx's failed import of sniffio out; here it only keeps the bench's
 # own process lighter beside the servers.
@@ -227,6 +244,111 @@ async def measure(kind: str, pg_url: str | None, tmp: Path) -> None:
             await engine.dispose()
 
 
+STDLIB = sysconfig.get_paths()["stdlib"]
+SITE = "site-packages/"
+CLIENT = {"httpx", "httpcore", "sniffio", "h11", "bookings.py", "booking_instructions.py"}
+
+
+def package_of(filename: str) -> str:
+    """The package a code object's file belongs to: bookable, the lean app, a site package,
+    asyncio, logging or the rest of the standard library."""
+    if "/src/bookable/" in filename:
+        return "bookable"
+    if filename.endswith("write_floor_app.py"):
+        return "lean app"
+    if SITE in filename:
+        return filename.split(SITE, 1)[1].split("/", 1)[0].removesuffix(".py")
+    if filename.startswith(STDLIB):
+        top = filename[len(STDLIB) :].lstrip("/").split("/", 1)[0].removesuffix(".py")
+        return f"stdlib {top}" if top in {"asyncio", "logging", "json", "email"} else "stdlib"
+    if filename.startswith("<frozen"):
+        return "stdlib"
+    return Path(filename).name
+
+
+class BytecodeCounter:
+    """A trace function counting the bytecodes executed, by code object; `by_package` sums them."""
+
+    def __init__(self) -> None:
+        self.by_code: Counter[Any] = Counter()
+
+    def call(self, frame: FrameType, _event: str, _arg: object) -> Any:
+        frame.f_trace_opcodes, frame.f_trace_lines = True, False
+        return self.step
+
+    def step(self, frame: FrameType, event: str, _arg: object) -> Any:
+        if event == "opcode":
+            self.by_code[frame.f_code] += 1
+        return self.step
+
+    def by_package(self) -> Counter[str]:
+        packages: Counter[str] = Counter()
+        for code, count in self.by_code.items():
+            packages[package_of(code.co_filename)] += count
+        return packages
+
+
+async def counted_bytecodes(
+    client: httpx.AsyncClient, host: bench.Host, free: Iterator[tuple[datetime, datetime]]
+) -> tuple[Counter[str], Counter[str]]:
+    """Bytecodes by package and by function of ``args.count`` bookings, after a warm-up."""
+    for _ in range(20):  # key cache, statement caches, prepared statements
+        await bench.post_booking(client, host, free)
+    counter = BytecodeCounter()
+    sys.settrace(counter.call)
+    try:
+        for _ in range(args.count):
+            await bench.post_booking(client, host, free)
+    finally:
+        sys.settrace(None)
+    packages = counter.by_package()
+    for name in CLIENT:
+        packages.pop(name.removesuffix(".py"), None)
+        packages.pop(name, None)
+    functions: Counter[str] = Counter()
+    for code, count in counter.by_code.items():
+        if package_of(code.co_filename) in packages:
+            where = code.co_filename.split(SITE, 1)[-1].split("/src/", 1)[-1]
+            functions[f"{code.co_qualname} ({where}:{code.co_firstlineno})"] += count
+    return packages, functions
+
+
+async def bytecodes(kind: str, pg_url: str | None, tmp: Path) -> None:
+    async with bench.fresh_database(kind, pg_url, tmp) as url:
+        app = bench.create_app(bench.in_process_settings(url, tmp))
+        async with app.router.lifespan_context(app):
+            engine = app.state.engine
+            host, lean = await bench.add_host(engine, "cpu"), await bench.add_host(engine, "lean")
+            lean_emails = await bench.booking_email_rows(url, lean, tmp)
+            os.environ.update(
+                FLOOR_DATABASE_URL=url, FLOOR_LEAN_KEY=lean.key,
+                FLOOR_LEAN_USER_ID=str(lean.user_id), FLOOR_LEAN_EMAILS=json.dumps(lean_emails),
+            )  # fmt: skip
+            floor = write_floor_app.app
+            async with floor.router.lifespan_context(floor):
+                tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+                results = []
+                for name, served, base, who in (
+                    ("bookable", app, "http://bench", host),
+                    ("lean floor", floor, "http://bench/lean-sending", lean),
+                ):
+                    free = bench.slots(tomorrow + timedelta(days=1))
+                    transport = httpx.ASGITransport(app=served)
+                    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+                        results.append((name, await counted_bytecodes(client, who, free)))
+    print(f"\n# {kind}: Python bytecodes per booking (thousands), in process, by package")
+    totals = [sum(packages.values()) / args.count / 1000 for _name, (packages, _f) in results]
+    for (name, (packages, functions)), total in zip(results, totals, strict=True):
+        print(f"{name}: {total:.1f}")
+        for package, count in packages.most_common(12):
+            print(f"    {count / args.count / 1000:6.1f}  {package}")
+        if args.functions:
+            print(f"  the {args.functions} functions that ran the most bytecodes (self):")
+            for function, count in functions.most_common(args.functions):
+                print(f"    {count / args.count / 1000:6.2f}  {function}")
+    print(f"bookable ÷ lean floor: {totals[0] / totals[1]:.2f}")
+
+
 async def main() -> None:
     pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
         "BOOKABLE_TEST_DATABASE_URL"
@@ -235,7 +357,7 @@ async def main() -> None:
     print(f"# {bench.describe()}")
     with tempfile.TemporaryDirectory() as tmp_name:
         for kind in kinds:
-            await measure(kind, pg_url, Path(tmp_name))
+            await (bytecodes if args.bytecodes else measure)(kind, pg_url, Path(tmp_name))
 
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -246,6 +368,8 @@ parser.add_argument(
 parser.add_argument("--mode", choices=["inline", "worker", "noemail"], default="noemail")
 parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
 parser.add_argument("--objects", type=int, default=8, help="shared objects shown")
+parser.add_argument("--bytecodes", action="store_true", help="Python bytecodes by package")
+parser.add_argument("--functions", type=int, default=0, help="--bytecodes: top functions shown")
 
 if __name__ == "__main__":
     args = parser.parse_args()

@@ -25,9 +25,19 @@ class BookingRefused(ApiError):
         super().__init__(refusal.status, refusal.code, extra={"reason": refusal.reason})
 
 
+_UID_LENGTH = 22
+_UIDS = len(_BASE58) ** _UID_LENGTH
+
+
 def new_uid() -> str:
-    """22 base58 characters, the shape of Cal.com's booking uids."""
-    return "".join(secrets.choice(_BASE58) for _ in range(22))
+    """22 base58 characters, the shape of Cal.com's booking uids: one uniform draw over every
+    such string, written in base 58 (22 draws of a character cost a tenth of a millisecond)."""
+    number = secrets.randbelow(_UIDS)
+    characters = []
+    for _ in range(_UID_LENGTH):
+        number, digit = divmod(number, len(_BASE58))
+        characters.append(_BASE58[digit])
+    return "".join(characters)
 
 
 def zone_or_utc(name: str | None) -> ZoneInfo:
