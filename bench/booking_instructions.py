@@ -180,6 +180,10 @@ async def counted(
             await asyncio.sleep(0.1)
             found = dumps_of(folder, pid)
         total, by_object = self_cost_by_object(found[-1])
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            label = "-".join((folder.name, name.split()[0], str(clients), str(int(time.time()))))
+            shutil.copy(found[-1], args.keep / f"callgrind.{label}")
         per_process[name] = total
         objects.update(by_object)
     return per_process, objects
@@ -369,6 +373,7 @@ parser.add_argument("--mode", choices=["inline", "worker", "noemail"], default="
 parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
 parser.add_argument("--objects", type=int, default=8, help="shared objects shown")
 parser.add_argument("--bytecodes", action="store_true", help="Python bytecodes by package")
+parser.add_argument("--keep", type=Path, help="copy callgrind's dumps here (callgrind_annotate)")
 parser.add_argument("--functions", type=int, default=0, help="--bytecodes: top functions shown")
 
 if __name__ == "__main__":
