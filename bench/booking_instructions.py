@@ -23,7 +23,9 @@ deployment's dispatcher sends) all run under `valgrind --tool=callgrind --instr-
 For each number of clients, each server in turn: a warm-up, not counted (connections, caches,
 statements prepared, 2 bookings a host); then every process's counters are zeroed and turned
 on, ``--count`` bookings are posted by the raw keep-alive clients, the emails they made are
-waited for until sent (``inline`` and ``worker``), and the counters are turned off and read.
+waited for until sent (``inline`` and ``worker``), and the counters are turned off and read:
+a process's at the last answer, the one sending the emails' when they are sent (an idle
+process's polls and timers while the emails go out are not the bookings' work).
 Printed: millions of instructions per booking of each process while each server was loaded
 (bookable: `serve`, and the `worker`; the lean floor: its app, and with emails the deployment's
 process that sends them), bookable ÷ lean, and the
@@ -142,9 +144,11 @@ async def counted(
     clients: int,
     pids: dict[str, int],
     folder: Path,
+    sender: str | None,
 ) -> tuple[dict[str, int], Counter[str]]:
     """Instructions of each process over ``args.count`` bookings posted to ``base``, and
-    their self instructions by shared object, all processes together."""
+    their self instructions by shared object, all processes together. ``sender``: the name in
+    ``pids`` of the process that sends the emails, counted until they are sent."""
     poster = bench.BookingPoster(base, booked, clients)
     try:
         for _ in range(2):  # warm-up: connections, caches, prepared statements
@@ -161,7 +165,12 @@ async def counted(
                 await poster.one(index)
 
         await asyncio.gather(*(client(i) for i in range(clients)))
-        if args.mode != "noemail":
+        # A process that does not send the emails stops counting with the last answer: its
+        # idle work (polls, timers) while the emails go out is not the bookings'.
+        for name, pid in pids.items():
+            if name != sender:
+                control(pid, "-i", "off")
+        if sender is not None:
             await emails_sent(engine)
     finally:
         await poster.aclose()
@@ -228,20 +237,21 @@ async def measure(kind: str, pg_url: str | None, tmp: Path) -> None:
                 # The lean floor's emails are sent by the deployment's dispatcher.
                 dispatcher = {"inline": "serve", "worker": "worker"}.get(args.mode)
                 lean_processes = {"lean app": floor.process.pid}
+                lean_sender = None
                 if dispatcher:
-                    lean_processes[f"{dispatcher} (its emails)"] = pids[dispatcher]
+                    lean_sender = f"{dispatcher} (its emails)"
+                    lean_processes[lean_sender] = pids[dispatcher]
                 lean_base = floor.base_url + (
                     "/lean" if args.mode == "noemail" else "/lean-sending"
                 )
                 for clients in args.clients:
                     print(f"\n# {kind}, {args.mode}, {clients} client(s), {args.count} bookings")
                     first = await counted(
-                        engine, server.base_url, web_bookings, clients, pids, folder
+                        engine, server.base_url, web_bookings, clients, pids, folder, dispatcher
                     )
                     ours = report("bookable", *first)
-                    second = await counted(
-                        engine, lean_base, lean_bookings, clients, lean_processes, folder
-                    )
+                    lean_args = (lean_base, lean_bookings, clients, lean_processes, folder)
+                    second = await counted(engine, *lean_args, lean_sender)
                     floor_ir = report("lean floor", *second)
                     print(f"bookable ÷ lean floor: {ours / floor_ir:.2f}")
         finally:
