@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import AnyAttendee, AnyBooking, Written, booking_attendees
+from bookable.bookings.schemas import plain_ascii_email
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import insert_written
 from bookable.models import (
@@ -205,6 +206,8 @@ async def _facts(
 
 @lru_cache(maxsize=4096)  # pure, and the same hosts and bookers come back: checked once each
 def _valid(address: str) -> bool:
+    if plain_ascii_email(address) is not None:  # a booker's, validated the same way already
+        return True
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError:
