@@ -27,9 +27,21 @@ class BookingRefused(ApiError):
         super().__init__(refusal.status, refusal.code, extra={"reason": refusal.reason})
 
 
+UID_LENGTH = 22
+# Each byte's character (its value modulo 58), and the bytes dropped so that every character is
+# equally likely: 232 = 4 * 58: of the bytes kept, four stand for each character.
+_BASE58_OF_BYTE = bytes(ord(_BASE58[b % 58]) for b in range(256))
+_UNEVEN_BYTES = bytes(range(4 * 58, 256))
+
+
 def new_uid() -> str:
-    """22 base58 characters, the shape of Cal.com's booking uids."""
-    return "".join(secrets.choice(_BASE58) for _ in range(22))
+    """22 base58 characters, the shape of Cal.com's booking uids, each uniform and independent
+    of the others, as `secrets.choice` per character made them; from one read of the system's
+    random source (`secrets.choice`'s 22 reads were ~0.1 ms of a booking)."""
+    uid = b""
+    while len(uid) < UID_LENGTH:  # 32 bytes keep 29 on average: one read almost always
+        uid += secrets.token_bytes(32).translate(_BASE58_OF_BYTE, _UNEVEN_BYTES)
+    return uid[:UID_LENGTH].decode("ascii")
 
 
 def zone_or_utc(name: str | None) -> ZoneInfo:
