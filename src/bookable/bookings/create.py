@@ -862,7 +862,7 @@ def _written(request: BookingRequest, booking: AnyBooking, placement: Placement)
         event_type=request.event_type,
         host_ids=sorted({organizer.id, *placement.other_hosts}),
         users={organizer.id: organizer},
-        # Inserted in this order, so their ids ascend in it (`writes._insert_rows`).
+        # Inserted in this order, so their ids ascend in it (`writes._insert_values`).
         attendees=tuple(booking.attendees),
         # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
         new_ical_uid=request.previous is None,
