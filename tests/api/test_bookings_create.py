@@ -913,3 +913,108 @@ async def test_the_answer_is_written_as_the_wire_models_dump_it(app, client, ali
     first = await stored(app, ids[0])
     assert first.status == BookingStatus.CANCELLED and first.rescheduled
     assert first.updated_at is not None
+
+
+async def test_a_new_bookings_answer_and_outbox_rows_are_those_its_stored_row_gives(
+    make_settings, alice, meet
+):
+    """A new booking is answered, announced and mailed from its values in hand
+    (`common.NewBooking`: no ORM object is built or read back). Each must be what the stored
+    row gives: the answer is `created_json` of the row, each webhook body (BOOKING_CREATED,
+    MEETING_*) is byte for byte the one rendered from the row (`load_facts`), each email's facts
+    and subject those `notifications.outbox` makes of the row; for bodies of every form, with
+    guests, notes, a location, custom inputs, metadata and a phone number."""
+    from bookable.app import create_app
+    from bookable.bookings.create import Created
+    from bookable.bookings.endpoints import created_json
+    from bookable.models import OutboundEmail, User, WebhookEvent
+    from bookable.notifications.messages import MailKind, Party, mail_facts, subject_for
+    from bookable.notifications.outbox import _facts
+    from bookable.webhooks.payloads import (
+        booking_payload,
+        envelope,
+        js_json,
+        load_facts,
+        meeting_body,
+    )
+    from bookable.webhooks.triggers import WebhookTrigger
+
+    application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
+    async with application.router.lifespan_context(application), client_for(application) as http:
+        hook = await http.post(
+            "/v1/webhooks",
+            params=alice.params,
+            json={
+                "subscriberUrl": "https://hooks.example.com/cal",
+                "eventTriggers": ["BOOKING_CREATED", "MEETING_STARTED", "MEETING_ENDED"],
+                "eventTypeId": meet,
+            },
+        )
+        assert hook.status_code == 200, hook.text
+        with_extras = modern(
+            meet, at(10), metadata={"source": "crm"}, title=None, description="about it"
+        )
+        with_extras["responses"].update(
+            {
+                "guests": ["g@example.com", "h@example.com"],
+                "notes": "Bring the contract",
+                "location": {"value": "inPerson", "optionValue": "Room 4"},
+                "attendeePhoneNumber": "+4915112345678",
+                "company": "Acme",
+            }
+        )
+        legacy = {
+            "eventTypeId": meet, "start": at(12), "timeZone": "America/New_York",
+            "language": "fr", "name": "Leo", "email": "leo@example.com",
+            "guests": ["friend@example.com"], "notes": "n\u00f6tes",
+            "customInputs": [{"label": "Company", "value": "Acme"}],
+        }  # fmt: skip
+        seed = {
+            "eventTypeId": meet, "startTime": at(15), "endTime": at(15, 30), "name": "Andre",
+            "email": "andre@example.com", "timeZone": "America/Chicago",
+        }  # fmt: skip
+        for body in (with_extras, legacy, seed):
+            response = await post(http, alice, body)
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            row = await stored(application, answer["id"])
+            async with application.state.sessions() as session:
+                host = await session.get(User, alice.id)
+                assert host is not None
+                assert created_json(Created(row, host, None, None, joined_seat=False)) == answer
+
+                facts = await load_facts(session, row)
+                events = list(
+                    await session.scalars(
+                        select(WebhookEvent)
+                        .where(WebhookEvent.booking_id == row.id)
+                        .order_by(WebhookEvent.id)
+                    )
+                )
+                assert [e.trigger for e in events] == [
+                    "BOOKING_CREATED", "MEETING_STARTED", "MEETING_ENDED"
+                ]  # fmt: skip
+                created, *meetings = events
+                assert created.body == js_json(
+                    envelope(
+                        WebhookTrigger.BOOKING_CREATED,
+                        created.created_at,
+                        booking_payload(WebhookTrigger.BOOKING_CREATED, facts),
+                    )
+                )
+                for event in meetings:
+                    assert event.body == js_json(meeting_body(WebhookTrigger(event.trigger), facts))
+
+                mail, _hosts, _attendees = await _facts(session, row, [alice.id], None, None, None)
+                emails = list(
+                    await session.scalars(
+                        select(OutboundEmail)
+                        .where(OutboundEmail.booking_id == row.id)
+                        .order_by(OutboundEmail.id)
+                    )
+                )
+                assert len(emails) == len(row.attendees) + 1
+                for email in emails:
+                    assert email.facts["mail"] == mail_facts(mail)
+                    party = Party(*email.facts["recipient"])
+                    assert email.subject == subject_for(mail, MailKind(email.kind), party)

@@ -154,7 +154,7 @@ async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
     make_settings: Any, database_url: str, alice: Any, woken: Counter[str]
 ) -> None:
     """A new booking's emails ride on its INSERT statement on PostgreSQL, with their NOTIFY
-    (`bookings.writes._insert_rows`): the email dispatchers of this process and of others are
+    (`bookings.writes._insert_values`): the email dispatchers of this process and of others are
     woken once, at the commit, and no other outbox's (nobody subscribed to anything else)."""
     from bookable.app import create_app
     from tests.api.scheduling_seed import add_event_type, add_schedule

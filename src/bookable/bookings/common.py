@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.core.errors import ApiError
-from bookable.models import Attendee, Booking, EventType, User
+from bookable.models import Attendee, Booking, BookingStatus, EventType, User
 from bookable.scheduling import Refusal
 from bookable.slots.service import EventTypeSettings, HostSettings
 
@@ -25,19 +27,21 @@ class BookingRefused(ApiError):
         super().__init__(refusal.status, refusal.code, extra={"reason": refusal.reason})
 
 
-_UID_LENGTH = 22
-_UIDS = len(_BASE58) ** _UID_LENGTH
+UID_LENGTH = 22
+# Each byte's character (its value modulo 58), and the bytes dropped so that every character is
+# equally likely: 232 = 4 * 58: of the bytes kept, four stand for each character.
+_BASE58_OF_BYTE = bytes(ord(_BASE58[b % 58]) for b in range(256))
+_UNEVEN_BYTES = bytes(range(4 * 58, 256))
 
 
 def new_uid() -> str:
-    """22 base58 characters, the shape of Cal.com's booking uids: one uniform draw over every
-    such string, written in base 58 (22 draws of a character cost a tenth of a millisecond)."""
-    number = secrets.randbelow(_UIDS)
-    characters = []
-    for _ in range(_UID_LENGTH):
-        number, digit = divmod(number, len(_BASE58))
-        characters.append(_BASE58[digit])
-    return "".join(characters)
+    """22 base58 characters, the shape of Cal.com's booking uids, each uniform and independent
+    of the others, as `secrets.choice` per character made them; from one read of the system's
+    random source (`secrets.choice`'s 22 reads were ~0.1 ms of a booking)."""
+    uid = b""
+    while len(uid) < UID_LENGTH:  # 32 bytes keep 29 on average: one read almost always
+        uid += secrets.token_bytes(32).translate(_BASE58_OF_BYTE, _UNEVEN_BYTES)
+    return uid[:UID_LENGTH].decode("ascii")
 
 
 def zone_or_utc(name: str | None) -> ZoneInfo:
@@ -78,6 +82,74 @@ AnyOrganizer = User | Organizer
 
 
 @dataclass(frozen=True, slots=True)
+class NewAttendee:
+    """An attendee of a `NewBooking`: the row's columns, by `Attendee`'s attribute names."""
+
+    id: int | None  # None until inserted
+    booking_id: int | None  # None until inserted
+    email: str
+    name: str
+    time_zone: str
+    locale: str | None
+    phone_number: str | None
+    no_show: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewBooking:
+    """A new booking of POST /bookings' common path (no reschedule, seat or payment) as plain
+    values: every column of its row, by `Booking`'s attribute names, and its attendees in
+    insertion (id) order. The answer and the outboxes read it where they read a `Booking` on
+    the other paths; building and attaching ORM objects for it was ~0.2 ms of a booking
+    (`bench/README.md`, issue 15 round 9, hr). `bookings.writes.new_booking` builds it with
+    the columns' defaults, `insert_new_booking` writes it."""
+
+    id: int | None  # None until inserted
+    uid: str
+    user_id: int | None
+    user_primary_email: str | None
+    event_type_id: int | None
+    title: str
+    description: str | None
+    custom_inputs: dict[str, Any] | None
+    responses: dict[str, Any] | None
+    start_time: datetime
+    end_time: datetime
+    blocked_start: datetime
+    blocked_end: datetime
+    location: str | None
+    status: BookingStatus
+    paid: bool
+    destination_calendar_id: int | None
+    cancellation_reason: str | None
+    rejection_reason: str | None
+    dynamic_event_slug_ref: str | None
+    dynamic_group_slug_ref: str | None
+    rescheduled: bool | None
+    from_reschedule: str | None
+    recurring_event_id: str | None
+    sms_reminder_number: str | None
+    meta: dict[str, Any] | None
+    is_recorded: bool
+    ical_uid: str | None
+    ical_sequence: int
+    rating: int | None
+    rating_feedback: str | None
+    no_show_host: bool | None
+    cancelled_by: str | None
+    rescheduled_by: str | None
+    creation_source: str | None
+    created_at: datetime
+    updated_at: datetime | None
+    attendees: tuple[NewAttendee, ...]
+
+
+# A booking as the answer and the outboxes read it: a row, or a new booking's plain values.
+AnyBooking = Booking | NewBooking
+AnyAttendee = Attendee | NewAttendee
+
+
+@dataclass(frozen=True, slots=True)
 class Written:
     """What the transaction that has just inserted a booking holds already, so that its outbox
     rows (webhook events, calendar writes, emails) are planned without reading it back."""
@@ -85,7 +157,7 @@ class Written:
     event_type: AnyBookedEventType
     host_ids: list[int]  # every host the booking occupies, ascending (`booking_host_ids`)
     users: dict[int, AnyOrganizer]  # those of the hosts at hand (the organiser at least), by id
-    attendees: list[Attendee]  # the booking's, in insertion (id) order
+    attendees: Sequence[AnyAttendee]  # the booking's, in insertion (id) order
     new_ical_uid: bool  # no calendar or webhook event can refer to the booking's iCal UID yet
     # What the transaction's event type query found already (`create.parse`), so that a
     # booking nobody is told about costs no query: False only when no active webhook of the
@@ -99,8 +171,8 @@ class Written:
 
 
 async def booking_attendees(
-    session: AsyncSession, booking: Booking, written: Written | None
-) -> list[Attendee]:
+    session: AsyncSession, booking: AnyBooking, written: Written | None
+) -> list[AnyAttendee]:
     """The booking's attendees in insertion order: from ``written`` when the transaction has
     just inserted them, read otherwise."""
     if written is not None:

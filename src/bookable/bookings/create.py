@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -20,9 +20,11 @@ from bookable.bookings.calendars import CalendarsToRead
 from bookable.bookings.common import (
     BOOKED_EVENT_TYPE,
     ORGANIZER,
+    AnyBooking,
     AnyOrganizer,
     BookedEventType,
     BookingRefused,
+    NewBooking,
     Organizer,
     Written,
     new_uid,
@@ -43,7 +45,12 @@ from bookable.bookings.schemas import (
     parse_instant,
 )
 from bookable.bookings.seats import join_seat, refuse_unless_open_team_seat
-from bookable.bookings.writes import insert_booking, unwritten_booking
+from bookable.bookings.writes import (
+    insert_booking,
+    insert_new_booking,
+    new_booking,
+    unwritten_booking,
+)
 from bookable.calendars.busy import CalendarBusyReader, ExternalBusy
 from bookable.calendars.writes import plan_booking_event
 from bookable.core.auth import Caller
@@ -354,12 +361,18 @@ def _needs_confirmation(event_type: BookedEventType, start: datetime, now: datet
 
 @dataclass
 class Created:
-    booking: Booking
+    booking: AnyBooking  # a `NewBooking` on the common path (`_takes_orm_path`)
     host: AnyOrganizer
     payment: Payment | None
     previous: Booking | None
     joined_seat: bool
     lucky_users: list[int] = field(default_factory=list)
+
+    @property
+    def payments(self) -> Sequence[Payment]:
+        """The booking's payments: a `NewBooking` has none (a priced booking, and a paid one
+        rescheduled, take the ORM path)."""
+        return self.booking.payments if isinstance(self.booking, Booking) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,16 +451,26 @@ async def create_booking(
         if joined_booking is not None:
             return await _seat_taken(session, request, joined_booking, host, previous, mail)
 
-    booking = _new_booking(request, body, host, confirmed=confirmed, now=now)
     payment = _payment(event_type) if requires_payment else None
+    values, attendees = _new_booking(request, body, host, confirmed=confirmed, now=now)
+    booking: AnyBooking
+    if _takes_orm_path(request, payment):
+        booking = unwritten_booking(values, attendees)
+    else:
+        booking = new_booking(values, attendees)
     written = _written(request, booking, placement)
     mailed_with_insert = _mailed_with_insert(session, request, placement)
     emails = (
         await new_booking_emails(session, mail, booking, written) if mailed_with_insert else None
     )
-    joined_booking = await insert(session, request, body, booking, placement, payment, emails)
-    if joined_booking is not None:
-        return await _seat_taken(session, request, joined_booking, host, previous, mail)
+    if isinstance(booking, NewBooking):
+        booking = await insert_new_booking(session, booking, placement.other_hosts, emails=emails)
+        # Now with their ids (what the outboxes read of them, names and addresses, is unchanged).
+        written = replace(written, attendees=booking.attendees)
+    else:
+        joined_booking = await insert(session, request, body, booking, placement, payment, emails)
+        if joined_booking is not None:
+            return await _seat_taken(session, request, joined_booking, host, previous, mail)
     await announce_new_booking(
         session, booking, previous=previous, payment=payment, written=written
     )
@@ -671,6 +694,18 @@ async def _supersede(
     await session.flush()
 
 
+def _takes_orm_path(request: BookingRequest, payment: Payment | None) -> bool:
+    """Whether the new booking is built as ORM objects (`unwritten_booking`) that join the
+    session: a reschedule (its payments may move to it), a seated slot's booking (its insert
+    may become joining a seat) and a booking waiting for a payment (added to it, flushed by
+    the unit of work). Otherwise it is a `NewBooking`: plain values, no ORM object."""
+    return (
+        request.previous is not None
+        or payment is not None
+        or bool(request.event_type.seats_per_time_slot)
+    )
+
+
 def _new_booking(
     request: BookingRequest,
     body: BookingCreate,
@@ -678,8 +713,9 @@ def _new_booking(
     *,
     confirmed: bool,
     now: datetime,
-) -> Booking:
-    """The booking row and its attendees (the booker, then their guests), not yet added."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The booking row's values and its attendees' (the booker, then their guests), by
+    attribute name, for `new_booking` or `unwritten_booking`."""
     event_type, booker, previous = request.event_type, request.booker, request.previous
     blocked_start, blocked_end = request.blocked
     uid = new_uid()
@@ -738,7 +774,7 @@ def _new_booking(
             for guest in booker.guests
         ),
     ]
-    return unwritten_booking(values, attendees)
+    return values, attendees
 
 
 def _payment(event_type: BookedEventType) -> Payment:
@@ -814,7 +850,7 @@ def _mailed_with_insert(
     )
 
 
-def _written(request: BookingRequest, booking: Booking, placement: Placement) -> Written:
+def _written(request: BookingRequest, booking: AnyBooking, placement: Placement) -> Written:
     """What announcing the booking about to be inserted needs and this transaction holds
     already (its attendees' ids are theirs once it is inserted)."""
     organizer, found = placement.organizer, request.found
@@ -826,8 +862,8 @@ def _written(request: BookingRequest, booking: Booking, placement: Placement) ->
         event_type=request.event_type,
         host_ids=sorted({organizer.id, *placement.other_hosts}),
         users={organizer.id: organizer},
-        # Inserted in this order, so their ids ascend in it (`writes._insert_rows`).
-        attendees=list(booking.attendees),
+        # Inserted in this order, so their ids ascend in it (`writes._insert_values`).
+        attendees=tuple(booking.attendees),
         # A reschedule keeps the moved booking's iCal UID (and so its calendar events).
         new_ical_uid=request.previous is None,
         may_have_webhooks=found.may_have_webhooks or not personal,

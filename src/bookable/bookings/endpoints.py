@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from bookable.bookings import access, create, lifecycle, listing
 from bookable.bookings.calendars import calendars_for_confirmation, with_host_calendars
+from bookable.bookings.common import AnyAttendee, AnyBooking
 from bookable.bookings.metrics import CountedBookingRoute
 from bookable.bookings.schemas import (
     AttendeeOut,
@@ -42,7 +43,6 @@ from bookable.core.retry import retry_transaction
 from bookable.core.schemas import format_instant
 from bookable.core.timeparse import parse_bound
 from bookable.models import (
-    Attendee,
     Booking,
     BookingReference,
     CalendarEventStatus,
@@ -87,7 +87,7 @@ def _instant_or_none(value: datetime | None) -> str | None:
     return None if value is None else format_instant(value)
 
 
-def booking_row_json(booking: Booking) -> dict[str, Any]:
+def booking_row_json(booking: AnyBooking) -> dict[str, Any]:
     """`BookingRow` of ``booking`` as its JSON dump gives it (the same keys in the same order),
     written from the attributes: validating and dumping the model was ~5 % of a booking's
     CPU. `tests/api/test_bookings_create.py` compares the two."""
@@ -130,7 +130,7 @@ def booking_row_json(booking: Booking) -> dict[str, Any]:
     }
 
 
-def full_attendee_json(attendee: Attendee) -> dict[str, Any]:
+def full_attendee_json(attendee: AnyAttendee) -> dict[str, Any]:
     """`FullAttendeeOut` of ``attendee`` as its JSON dump gives it (see `booking_row_json`)."""
     return {
         "id": attendee.id,
@@ -158,7 +158,7 @@ def created_json(created: create.Created) -> dict[str, Any]:
                 "timeZone": host.time_zone,
                 "username": host.username,
             },
-            "payment": [_payment_json(p) for p in booking.payments],
+            "payment": [_payment_json(p) for p in created.payments],
             "references": [],
             "paymentRequired": created.payment is not None,
             "luckyUsers": created.lucky_users,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cache, partial
 from typing import Any
 
@@ -31,7 +32,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import BookingRefused
+from bookable.bookings.common import BookingRefused, NewAttendee, NewBooking
 from bookable.bookings.locks import lock_host_days
 from bookable.core.dispatch import marked_written, notify_column
 from bookable.models import Attendee, Booking, BookingHost, BookingStatus, OutboundEmail
@@ -206,13 +207,32 @@ async def _insert_rows(
     other_hosts: Sequence[int],
     emails: NewBookingEmails | None = None,
 ) -> None:
-    """The booking, its attendees and its other hosts, with Core: no unit of work (its flush
-    was ~10 % of a booking's CPU). PostgreSQL: the booking and its attendees in one statement,
-    with ``emails`` too; SQLite: the booking, then its attendees."""
-    connection = await session.connection()
+    """`_insert_values` of an ORM booking (a reschedule, a seat, a payment: `unwritten_booking`),
+    whose ids are then set on it and its attendees."""
     values = _column_values(booking, _BOOKING_COLUMNS)
     attendees = booking.attendees
     attendee_values = [_column_values(a, _ATTENDEE_COLUMNS) for a in attendees]
+    booking_id, attendee_ids = await _insert_values(
+        session, values, attendee_values, other_hosts, emails
+    )
+    booking.id = booking_id
+    for attendee, attendee_id in zip(attendees, attendee_ids, strict=True):
+        attendee.id, attendee.booking_id = attendee_id, booking_id
+
+
+async def _insert_values(
+    session: AsyncSession,
+    values: dict[str, Any],
+    attendee_values: list[dict[str, Any]],
+    other_hosts: Sequence[int],
+    emails: NewBookingEmails | None = None,
+) -> tuple[int, list[int]]:
+    """The booking (``values``: every column but the id, by column key), its attendees (the
+    same, in order) and its other hosts, with Core: no unit of work (its flush was ~10 % of a
+    booking's CPU). PostgreSQL: the booking and its attendees in one statement, with ``emails``
+    too; SQLite: the booking, then its attendees. Returns the booking's id and its attendees'
+    in order. ``values`` and ``attendee_values`` are the statement's: they are changed."""
+    connection = await session.connection()
     if connection.dialect.name == "postgresql":
         for name in _ATTENDEE_FIELDS:
             values[f"attendee_{name}"] = [a[name] for a in attendee_values]
@@ -236,9 +256,6 @@ async def _insert_rows(
             row["booking_id"] = booking_id
         result = await connection.execute(_INSERT_ATTENDEES, attendee_values)
         attendee_ids = [row[0] for row in result]
-    booking.id = booking_id
-    for attendee, attendee_id in zip(attendees, attendee_ids, strict=True):
-        attendee.id, attendee.booking_id = attendee_id, booking_id
     if other_hosts:
         # The organiser's row comes from the insert trigger; the other hosts' here, where the
         # same constraint judges them.
@@ -249,13 +266,65 @@ async def _insert_rows(
                     "booking_id": booking_id,
                     "user_id": user_id,
                     "organizer": False,
-                    "status": booking.status,
-                    "blocked_start": booking.blocked_start,
-                    "blocked_end": booking.blocked_end,
+                    "status": values["status"],
+                    "blocked_start": values["blocked_start"],
+                    "blocked_end": values["blocked_end"],
                 }
                 for user_id in other_hosts
             ],
         )
+    return booking_id, attendee_ids
+
+
+def new_booking(values: dict[str, Any], attendees: list[dict[str, Any]]) -> NewBooking:
+    """A new booking holding ``values`` (its attribute values) and its ``attendees`` (theirs,
+    in order) as plain values, every column not given at its default (what the row will hold),
+    no id yet: for `insert_new_booking`."""
+    return NewBooking(
+        id=None,
+        **_with_defaults(values, _BOOKING_COLUMNS),
+        attendees=tuple(
+            NewAttendee(id=None, **_with_defaults(a, _ATTENDEE_COLUMNS)) for a in attendees
+        ),
+    )
+
+
+def _with_defaults(values: dict[str, Any], columns: list[tuple[str, str, Any]]) -> dict[str, Any]:
+    """``values`` and, for each column not in them, its default, by attribute name."""
+    return {
+        attribute: values[attribute]
+        if attribute in values
+        else (default() if callable(default) else default)
+        for attribute, _key, default in columns
+    }
+
+
+async def insert_new_booking(
+    session: AsyncSession,
+    booking: NewBooking,
+    other_hosts: Sequence[int] = (),
+    *,
+    emails: NewBookingEmails | None = None,
+) -> NewBooking:
+    """`insert_booking` for a `NewBooking` (never ``recoverable``: a seated slot's booking
+    takes the ORM path): returns it with its id and its attendees'. Nothing joins the session."""
+    values = {key: getattr(booking, attribute) for attribute, key, _d in _BOOKING_COLUMNS}
+    attendee_values = [
+        {key: getattr(a, attribute) for attribute, key, _d in _ATTENDEE_COLUMNS}
+        for a in booking.attendees
+    ]
+    with _overlap_refused():
+        booking_id, attendee_ids = await _insert_values(
+            session, values, attendee_values, other_hosts, emails
+        )
+    return replace(
+        booking,
+        id=booking_id,
+        attendees=tuple(
+            replace(a, id=attendee_id, booking_id=booking_id)
+            for a, attendee_id in zip(booking.attendees, attendee_ids, strict=True)
+        ),
+    )
 
 
 def unwritten_booking(values: dict[str, Any], attendees: list[dict[str, Any]]) -> Booking:

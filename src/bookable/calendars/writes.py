@@ -29,7 +29,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import Written, booking_attendees
+from bookable.bookings.common import AnyBooking, Written, booking_attendees
 from bookable.calendars.ical import EventDraft, Person, build_ics
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
@@ -55,7 +55,7 @@ class Destination:
     calendar_url: str
 
 
-def event_uid(booking: Booking) -> str:
+def event_uid(booking: AnyBooking) -> str:
     return booking.ical_uid or f"{booking.uid}@bookable"
 
 
@@ -74,7 +74,7 @@ _DESTINATIONS = (
 
 
 async def destinations_for(
-    session: AsyncSession, booking: Booking, host_ids: list[int]
+    session: AsyncSession, booking: AnyBooking, host_ids: list[int]
 ) -> list[Destination]:
     """Where the booking's event belongs now (none unless it is ACCEPTED); see the module
     docstring."""
@@ -105,7 +105,7 @@ async def destinations_for(
 
 
 async def event_ics(
-    session: AsyncSession, booking: Booking, host_ids: list[int], written: Written | None = None
+    session: AsyncSession, booking: AnyBooking, host_ids: list[int], written: Written | None = None
 ) -> str:
     """The booking's event as an iCalendar object: the organiser's zone, the attendees and
     the other hosts, the event type's "hide notes in calendar" honoured. ``written``: what the
@@ -152,7 +152,7 @@ async def event_ics(
     return build_ics(draft).decode("utf-8")
 
 
-def _want(row: CalendarEvent, booking: Booking, ics: str | None, now: datetime) -> None:
+def _want(row: CalendarEvent, booking: AnyBooking, ics: str | None, now: datetime) -> None:
     """A new wanted state for ``row``: a fresh revision with fresh attempts. A dispatcher
     holding the row keeps its lease; what it finishes is recorded for the old revision only."""
     row.booking_id = booking.id
@@ -167,7 +167,7 @@ def _want(row: CalendarEvent, booking: Booking, ics: str | None, now: datetime) 
 
 
 async def plan_booking_event(
-    session: AsyncSession, booking: Booking, *, written: Written | None = None
+    session: AsyncSession, booking: AnyBooking, *, written: Written | None = None
 ) -> int:
     """Record in the caller's transaction what the destination calendars should show for
     ``booking`` now (call after the change is flushed). Returns how many rows changed.

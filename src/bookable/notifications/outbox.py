@@ -44,11 +44,11 @@ from sqlalchemy import ColumnElement, ScalarSelect, Table, bindparam, func, sele
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bookable.bookings.access import booking_host_ids
-from bookable.bookings.common import Written, booking_attendees
+from bookable.bookings.common import AnyAttendee, AnyBooking, Written, booking_attendees
+from bookable.bookings.schemas import plain_ascii_email
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import insert_written
 from bookable.models import (
-    Attendee,
     Booking,
     BookingStatus,
     EmailStatus,
@@ -119,7 +119,7 @@ _KINDS: dict[Change, tuple[MailKind | None, MailKind | None]] = {
 _CONFIRMATIONS = frozenset({MailKind.ATTENDEE_CONFIRMED, MailKind.HOST_NEW})
 
 
-def kinds_for(change: Change, booking: Booking) -> tuple[MailKind | None, MailKind | None]:
+def kinds_for(change: Change, booking: AnyBooking) -> tuple[MailKind | None, MailKind | None]:
     if change is Change.CREATED or (
         change is Change.RESCHEDULED and booking.status != BookingStatus.ACCEPTED
     ):
@@ -154,12 +154,12 @@ def _answer(value: Any) -> str:
 
 async def _facts(
     session: AsyncSession,
-    booking: Booking,
+    booking: AnyBooking,
     host_ids: list[int],
     previous: Booking | None,
     moved_from: tuple[datetime, datetime] | None,
     written: Written | None,
-) -> tuple[BookingMail, dict[int, Party], list[Attendee]]:
+) -> tuple[BookingMail, dict[int, Party], list[AnyAttendee]]:
     if written is not None and all(h in written.users for h in host_ids):
         users = {h: written.users[h] for h in host_ids}
     else:
@@ -206,6 +206,8 @@ async def _facts(
 
 @lru_cache(maxsize=4096)  # pure, and the same hosts and bookers come back: checked once each
 def _valid(address: str) -> bool:
+    if plain_ascii_email(address) is not None:  # a booker's, validated the same way already
+        return True
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError:
@@ -256,11 +258,11 @@ async def mail_booking_change(
     session: AsyncSession,
     policy: MailPolicy | None,
     change: Change,
-    booking: Booking,
+    booking: AnyBooking,
     *,
     previous: Booking | None = None,
     moved_from: tuple[datetime, datetime] | None = None,
-    attendees: Iterable[Attendee] | None = None,
+    attendees: Iterable[AnyAttendee] | None = None,
     written: Written | None = None,
 ) -> int:
     """Add the emails ``change`` of ``booking`` sends (call after the change is flushed), in
@@ -305,7 +307,7 @@ class NewBookingEmails:
 
 
 async def new_booking_emails(
-    session: AsyncSession, policy: MailPolicy | None, booking: Booking, written: Written
+    session: AsyncSession, policy: MailPolicy | None, booking: AnyBooking, written: Written
 ) -> NewBookingEmails | None:
     """The rows `mail_booking_change` would add for ``booking``, a new booking (`CREATED`)
     that is not inserted yet (no id), planned from ``written`` alone (no query when it holds
@@ -333,11 +335,11 @@ async def _email_rows(
     session: AsyncSession,
     policy: MailPolicy | None,
     change: Change,
-    booking: Booking,
+    booking: AnyBooking,
     *,
     previous: Booking | None = None,
     moved_from: tuple[datetime, datetime] | None = None,
-    attendees: Iterable[Attendee] | None = None,
+    attendees: Iterable[AnyAttendee] | None = None,
     written: Written | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """`mail_booking_change`'s rows (each column by key) and how many of them are PENDING."""

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bookable.bookings.common import AnyBookedEventType, Written
+from bookable.bookings.common import AnyBookedEventType, AnyBooking, Written
 from bookable.core.clock import utcnow
 from bookable.core.dispatch import mark_written
 from bookable.models import (
@@ -79,7 +79,7 @@ def _subscribers_statement(*, by_event_type: bool, by_user: bool) -> Select[tupl
 
 async def subscribers(
     session: AsyncSession,
-    booking: Booking,
+    booking: AnyBooking,
     triggers: Iterable[str],
     *,
     event_type: AnyBookedEventType | None = None,
@@ -118,7 +118,7 @@ _ENDS_MEETINGS = frozenset({WebhookTrigger.BOOKING_CANCELLED, WebhookTrigger.BOO
 async def announce(
     session: AsyncSession,
     trigger: WebhookTrigger,
-    booking: Booking,
+    booking: AnyBooking,
     *,
     previous: Booking | None = None,
     moved_from: tuple[datetime, datetime] | None = None,
@@ -173,7 +173,7 @@ async def announce(
 
 async def announce_new_booking(
     session: AsyncSession,
-    booking: Booking,
+    booking: AnyBooking,
     *,
     previous: Booking | None = None,
     payment: Payment | None = None,
@@ -245,7 +245,7 @@ async def _add_events(
     session: AsyncSession,
     hooks: list[Webhook],
     trigger: WebhookTrigger,
-    booking: Booking,
+    booking: AnyBooking,
     payload: dict[str, Any],
     created_at: datetime,
 ) -> int:
@@ -286,7 +286,7 @@ async def _unrenderable(
     session: AsyncSession,
     hook: Webhook,
     trigger: WebhookTrigger,
-    booking: Booking,
+    booking: AnyBooking,
     now: datetime,
     error: str,
 ) -> None:
@@ -352,7 +352,7 @@ async def schedule_meeting_events(session: AsyncSession, booking: Booking) -> in
 
 
 async def _plan_meetings(
-    session: AsyncSession, booking: Booking, hooks: list[Webhook], *, planned_before: bool = True
+    session: AsyncSession, booking: AnyBooking, hooks: list[Webhook], *, planned_before: bool = True
 ) -> int:
     if planned_before:
         await drop_meeting_events(session, booking.id)

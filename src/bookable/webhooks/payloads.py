@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -37,6 +37,9 @@ from bookable.models import (
     User,
 )
 from bookable.webhooks.triggers import WebhookTrigger
+
+if TYPE_CHECKING:
+    from bookable.bookings.common import AnyBooking
 
 WEBHOOK_VERSION = "2021-10-20"
 
@@ -124,7 +127,7 @@ def utc_offset(zone: str | None, at: datetime) -> int:
 class BookingFacts:
     """A booking and everything its payload shows, loaded explicitly."""
 
-    booking: Booking
+    booking: AnyBooking  # a new booking's plain values, or its row
     attendees: list[Attendee]
     payments: list[Payment]
     references: list[BookingReference]
@@ -134,7 +137,7 @@ class BookingFacts:
     team_members: list[User] = field(default_factory=list)
 
 
-async def load_facts(session: AsyncSession, booking: Booking) -> BookingFacts:
+async def load_facts(session: AsyncSession, booking: AnyBooking) -> BookingFacts:
     """Read the rows a payload needs, each with its own query (no lazy loading)."""
     attendees = list(
         await session.scalars(
@@ -443,7 +446,7 @@ def booking_payload(
 
 def _extras(
     trigger: WebhookTrigger,
-    booking: Booking,
+    booking: AnyBooking,
     previous: Booking | None,
     moved_from: tuple[datetime, datetime] | None,
     payment: Payment | None,
