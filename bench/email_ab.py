@@ -40,6 +40,7 @@ from typing import Any  # noqa: E402
 
 HOSTS = 60  # bookings dealt over this many hosts: each host's hourly count stays small
 WARMUP = 40  # bookings before each measured batch (statement caches, templates, connections)
+ROUNDS = 3  # --mode loop: measured rounds per transport and run
 
 
 async def _seed(url: str, kind: str, tmp: Path) -> list[dict[str, Any]]:
@@ -67,25 +68,100 @@ async def _unsent(engine: Any) -> int:
         return int(await conn.scalar(select(func.count()).where(pending)) or 0)
 
 
-async def _drained(engine: Any, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
+async def _drained(engine: Any, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
     while await _unsent(engine):
         if time.monotonic() > deadline:
             raise SystemExit("emails still unsent after the timeout")
         await asyncio.sleep(0.02)
 
 
-async def child(args: argparse.Namespace) -> None:
-    """One run of one version (its ``src`` first on sys.path): JSON on stdout."""
+async def loop_child(args: argparse.Namespace) -> None:
+    """``--mode loop``: the email dispatcher's loop as it runs under load, in process: each
+    transaction records the last batch's outcomes and claims the next 20 (as `_run` when
+    rows keep coming), over the emails of ``--count`` bookings, once per transport (.eml,
+    and SMTP with ``--smtp``); the median CPU ms per email of ``ROUNDS`` rounds each."""
+    import httpx
+    from sqlalchemy import func, select, update
+
     import bookable
     import bookings as bench
+    from bookable.app import create_app
+    from bookable.core.db import create_engine, session_factory
+    from bookable.core.dispatch import DispatcherConfig
+    from bookable.models.emails import EmailStatus, OutboundEmail
+    from bookable.notifications.dispatcher import EmailDispatcher
+
+    hosts = [bench.Host(**h) for h in json.loads(Path(args.hosts).read_text())]  # noqa: ASYNC240
+    tmp = Path(args.tmp)
+    settings = bench.in_process_settings(args.url, tmp)
+    first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day += timedelta(days=2, minutes=bench.LENGTH * args.offset)
+    engine = create_engine(args.url)
+    async with engine.connect() as conn:
+        before = await conn.scalar(select(func.max(OutboundEmail.id))) or 0
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for index in range(args.count):
+                host = hosts[index % len(hosts)]
+                start = first_day + timedelta(days=index // len(hosts))
+                end = start + timedelta(minutes=bench.LENGTH)
+                await bench.post_booking(client, host, iter([(start, end)]))
+    sessions = session_factory(engine)
+    mine = OutboundEmail.id > before  # this run's rows: the others stay SENT
+    targets = {"eml": settings.model_copy(update={"email_dir": tmp / f"loop-{args.offset}"})}
+    if args.smtp:
+        targets["smtp"] = settings.model_copy(update={"smtp_url": args.smtp})
+    costs: dict[str, list[float]] = {name: [] for name in targets}
+    try:
+        for round_ in range(ROUNDS + 1):  # round 0 warms up
+            for name, target in targets.items():
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        update(OutboundEmail).where(mine).values(
+                            status=EmailStatus.PENDING.value, message=None, attempts=0,
+                            locked_until=None, sent_at=None, last_error=None,
+                            next_attempt_at=datetime.now(UTC) - timedelta(minutes=1),
+                        )
+                    )  # fmt: skip
+                config = DispatcherConfig(batch_size=20, concurrency=20)
+                dispatcher = EmailDispatcher(sessions, target, config=config)
+                cpu = time.process_time()
+                outcomes: list[Any] = []
+                sent = 0
+                while jobs := await dispatcher.exchange(outcomes, 20):
+                    outcomes = list(await asyncio.gather(*map(dispatcher.deliver, jobs)))
+                    sent += len(jobs)
+                cpu = time.process_time() - cpu
+                await dispatcher.aclose()
+                assert sent == 2 * args.count, sent
+                if round_:
+                    costs[name].append(cpu * 1000 / sent)
+    finally:
+        await engine.dispose()
+    print(
+        json.dumps(
+            {
+                "src": str(Path(bookable.__file__).parents[1]),
+                **{f"{name}_ms": statistics.median(values) for name, values in costs.items()},
+            }
+        )
+    )
+
+
+async def child(args: argparse.Namespace) -> None:
+    """One run of one version (its ``src`` first on sys.path): JSON on stdout."""
     import httpx
 
+    import bookable
+    import bookings as bench
     from _server import _cpu_seconds
     from bookable.app import create_app
     from bookable.core.db import create_engine
 
-    hosts = [bench.Host(**h) for h in json.loads(Path(args.hosts).read_text())]
+    hosts = [bench.Host(**h) for h in json.loads(Path(args.hosts).read_text())]  # noqa: ASYNC240
     tmp = Path(args.tmp)
     mail_dir = tmp / f"eml-{args.offset}"
     settings = bench.in_process_settings(args.url, tmp).model_copy(
@@ -103,9 +179,9 @@ async def child(args: argparse.Namespace) -> None:
             env["BOOKABLE_SMTP_URL"] = args.smtp
         # EMAIL_AB_WORKER_PREFIX: a command the worker runs under (a profiler), split on spaces.
         prefix = os.environ.get("EMAIL_AB_WORKER_PREFIX", "").split()
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: ASYNC220
             [*prefix, sys.executable, "-c", "from bookable.cli import app; app()", "worker"],
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "worker.log", "ab"),  # noqa: SIM115
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     watcher = create_engine(args.url)
     # Run k books each host's 5-minute slot k of days 2, 3, ...: no two runs share a slot.
@@ -179,7 +255,7 @@ def main() -> None:
     parser.add_argument("--new", type=Path, default=Path(__file__).resolve().parents[1] / "src")
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--mode", choices=["worker", "inline", "noemail"], default="worker")
+    parser.add_argument("--mode", choices=["worker", "inline", "noemail", "loop"], default="worker")
     parser.add_argument("--db", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--mail", choices=["eml", "smtp"], default="eml")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -190,7 +266,7 @@ def main() -> None:
     parser.add_argument("--smtp", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args))
+        asyncio.run(loop_child(args) if args.mode == "loop" else child(args))
         return
     if args.base is None:
         parser.error("--base is required")
@@ -211,6 +287,8 @@ def main() -> None:
         hosts = tmp / "hosts.json"
         hosts.write_text(json.dumps(asyncio.run(_seed(url, args.db, tmp))))
         keys = ["requests_ms", "process_ms", "worker_ms"]
+        if args.mode == "loop":
+            keys = ["eml_ms", *(["smtp_ms"] if smtp else [])]
         pairs: list[tuple[dict[str, float], dict[str, float]]] = []
         offset = 0
         print(f"# {args.db} {args.mode} {args.mail}: {args.pairs} pairs of {args.count} bookings")
