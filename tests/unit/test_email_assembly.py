@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime
+from email import quoprimime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -27,6 +28,7 @@ from bookable.notifications.messages import (
     Party,
     _context,
     _folded,
+    _quoted_printable,
     _templates,
     _text_header,
     build_invitation,
@@ -233,3 +235,44 @@ def test_plain_message_ids_stay_on_one_line_at_any_length(
         mail, MailKind.HOST_REQUEST, mail.organizer, sender="b@example.com", message_id=value
     ).message
     assert _folded("Message-ID", value) in rendered
+
+
+# Lines of every length around the 78-character limit, made of what the encoder treats apart:
+# "=" (an escape's start), spaces and tabs (quoted at a line's end), multi-byte characters
+# (three or more escapes each), control characters and the separators str.splitlines() would
+# break at but bytes.splitlines() does not.
+_QP_PIECES = st.sampled_from(
+    ["a", "Z", "=", " ", "\t", "é", "€", "😀", "\x0b", "\x0c", "\x1c", "\x85", "\u2028",
+     "\x00", "~", ".", "ab=cd", "x" * 70, "y " * 20]
+)  # fmt: skip
+_QP_LINE = st.lists(_QP_PIECES, max_size=40).map("".join)
+_QP_TEXT = st.tuples(
+    st.lists(_QP_LINE, max_size=6), st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=6)
+).map(lambda parts: "".join(line + end for line, end in zip(parts[0], parts[1], strict=False)))
+
+
+@DETERMINISTIC
+@given(text=st.one_of(_QP_TEXT, _QP_TEXT.map(lambda text: text.rstrip("\r\n")), st.text()))
+def test_quoted_printable_is_the_email_packages(text: str) -> None:
+    """`_quoted_printable` (body_encode's steps, rewritten for speed in issue 15 round 9)
+    against what it replaced: contentmanager's quoprimime.body_encode(..., 78) with the
+    generator's CRLF line ends."""
+    body = (b"\n".join(text.encode("utf-8").splitlines()) + b"\n").decode("latin-1")
+    expected = re.sub(r"\r\n|\r|\n", "\r\n", quoprimime.body_encode(body, 78))
+    assert _quoted_printable(text) == expected
+
+
+def test_quoted_printable_of_nothing_is_one_line_end() -> None:
+    assert _quoted_printable("") == "\r\n"
+
+
+def test_quoted_printable_at_every_length_around_the_breaks() -> None:
+    """Every line length up to three lines' worth, with every kind of last character and
+    escapes placed across the break points: each branch of the soft-break rules."""
+    for length in range(1, 240):
+        for fill in ("x", "=", "xé", "x=", "é"):
+            for last in (" ", "\t", "=", "é", "x"):
+                line = (fill * length)[: length - 1] + last
+                body = line.encode("utf-8").decode("latin-1") + "\n"
+                expected = re.sub(r"\r\n|\r|\n", "\r\n", quoprimime.body_encode(body, 78))
+                assert _quoted_printable(line) == expected, (fill, length, last)

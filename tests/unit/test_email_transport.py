@@ -248,6 +248,37 @@ async def test_the_folder_writes_one_file_per_message_id(tmp_path: Path) -> None
     assert b"\r\n" in written
 
 
+async def test_the_sends_of_one_turn_are_one_trip_to_the_writer_each_with_its_outcome(
+    tmp_path: Path,
+) -> None:
+    """A dispatcher's batch starts its deliveries together: their files are written by one
+    trip to the writer thread, each complete (fsync'd, renamed), each failure its own."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / eml_name("<bad@x>")).mkdir()  # a file cannot be renamed over this one
+    transport = FolderTransport(folder)
+    ids = [f"<m{i}@x>" for i in range(5)] + ["<bad@x>"]
+    results = await asyncio.gather(
+        *(
+            transport.send(message(i, f"body {i}"), sender="b@x.test", recipient="a@x.test",
+                           message_id=i)
+            for i in ids
+        ),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert transport.batches_written == 1
+    assert results[:5] == [None] * 5
+    assert isinstance(results[5], MailError) and "cannot write" in results[5].message
+    for i in ids[:5]:
+        assert (folder / eml_name(i)).read_bytes() == message(i, f"body {i}").encode()
+    assert not [path for path in folder.iterdir() if path.name.startswith(".")]  # no temporaries
+    # A send of a later turn is a trip of its own.
+    await transport.send(message("<m9@x>"), sender="b@x.test", recipient="a@x.test",
+                         message_id="<m9@x>")  # fmt: skip
+    assert transport.batches_written == 2
+    await transport.aclose()
+
+
 def test_eml_names_are_safe_and_distinct() -> None:
     assert eml_name("<a/b@x>") != eml_name("<a_b@x>")
     assert eml_name("<a/b@x>") == eml_name("<a/b@x>")

@@ -395,21 +395,77 @@ def eml_name(message_id: str) -> str:
 class FolderTransport:
     """Writes each message to ``<directory>/<eml_name(message_id)>``, for a server without an
     SMTP relay (and for development): the same Message-ID always writes the same file, so a
-    retry replaces it instead of adding a second one."""
+    retry replaces it instead of adding a second one.
+
+    Each file is complete before it appears (a temporary file, written and fsync'd, then
+    renamed over the name) and on disk before `send` returns, so a message recorded as sent is
+    in the folder. The files of the sends made in one turn of the event loop (a dispatcher's
+    batch starts its deliveries together) are written by one trip to a worker thread, not one
+    each: the hop was ~0.1-0.25 ms of CPU per message (the executor, the wake-up of the loop);
+    each file keeps its own temporary file, fsync and rename, and its own outcome."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
+        self.batches_written = 0  # trips to the writer thread, for tests and benchmarks
+        # Sends of this turn of the loop, written together at its end (`_write_queued`).
+        self._queued: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._writing: set[asyncio.Task[None]] = set()
 
     async def send(self, message: str, *, sender: str, recipient: str, message_id: str) -> None:
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+        if not self._queued:
+            # After the callbacks already scheduled: the other deliveries of the batch.
+            loop.call_soon(self._write_queued)
+        self._queued.append((message_id, message.encode("utf-8"), written))
         try:
-            await asyncio.to_thread(self._write, message_id, message.encode("utf-8"))
+            await written
         except OSError as error:
             raise MailError(
                 f"cannot write to {self.directory}: {error.strerror or error}"
             ) from None
 
+    def _write_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._write_batch(batch))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+
+    async def _write_batch(self, batch: list[tuple[str, bytes, asyncio.Future[None]]]) -> None:
+        self.batches_written += 1
+        messages = [(message_id, data) for message_id, data, _written in batch]
+        try:
+            errors = await asyncio.to_thread(self._write_all, messages)
+        except Exception as error:  # the thread could not be started
+            errors = [error] * len(batch)
+        except BaseException:  # cancelled (the loop is closing): so are the sends waiting
+            for _message_id, _data, written in batch:
+                written.cancel()
+            raise
+        for (_message_id, _data, written), error in zip(batch, errors, strict=True):
+            if written.done():  # its send was cancelled (a timeout): nobody waits
+                continue
+            if error is None:
+                written.set_result(None)
+            else:
+                written.set_exception(error)
+
     async def aclose(self) -> None:
-        """Nothing is kept between messages."""
+        """Nothing is kept between messages; writes under way are waited for."""
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
+
+    def _write_all(self, messages: list[tuple[str, bytes]]) -> list[Exception | None]:
+        """Each message written as `_write` writes it; the error of each, or None."""
+        errors: list[Exception | None] = []
+        for message_id, data in messages:
+            try:
+                self._write(message_id, data)
+            except Exception as error:  # this message's: the others are written all the same
+                errors.append(error)
+            else:
+                errors.append(None)
+        return errors
 
     def _write(self, message_id: str, data: bytes) -> None:
         # Emails hold people's names and addresses: only the server's user reads them.
