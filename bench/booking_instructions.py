@@ -218,13 +218,9 @@ async def measure(kind: str, pg_url: str | None, tmp: Path) -> None:
     async with bench.fresh_database(kind, pg_url, tmp) as url:
         engine = bench.create_engine(url)
         try:
-            web = [await bench.add_host(engine, "web") for _ in range(bench.WEB_HOSTS)]
-            bare, lean = await bench.add_host(engine, "bare"), await bench.add_host(engine, "lean")
-            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            tomorrow += timedelta(days=1)
-            web_bookings = bench.bookings_of(web, tomorrow)
-            lean_bookings = bench.bookings_of([lean], tomorrow)
-            lean_emails = await bench.booking_email_rows(url, lean, tmp)
+            seed = await bench.seeded(engine, url, tmp)
+            web_bookings, lean_bookings = seed.web_bookings, seed.lean_bookings
+            bare, lean, lean_emails = seed.bare, seed.lean, seed.lean_emails
             await bench.gather_statistics(engine)
             log, mail = tmp / f"serve-{kind}.log", tmp / f"mail-{kind}"
             with contextlib.ExitStack() as stack:

@@ -38,7 +38,6 @@ import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
 
 import bookings as bench  # noqa: E402
 from _server import VENV_BIN  # noqa: E402
@@ -159,13 +158,9 @@ async def profile(kind: str, pg_url: str | None, tmp: Path, keep: Path) -> None:
     async with bench.fresh_database(kind, pg_url, tmp) as url:
         engine = bench.create_engine(url)
         try:
-            web = [await bench.add_host(engine, "web") for _ in range(bench.WEB_HOSTS)]
-            bare, lean = await bench.add_host(engine, "bare"), await bench.add_host(engine, "lean")
-            tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            tomorrow += timedelta(days=1)
-            web_bookings = bench.bookings_of(web, tomorrow)
-            lean_bookings = bench.bookings_of([lean], tomorrow)
-            lean_emails = await bench.booking_email_rows(url, lean, tmp)
+            seed = await bench.seeded(engine, url, tmp)
+            web_bookings, lean_bookings = seed.web_bookings, seed.lean_bookings
+            bare, lean, lean_emails = seed.bare, seed.lean, seed.lean_emails
             mode = args.mode
             log, mail = tmp / f"serve-{kind}.log", tmp / f"mail-{kind}"
             with contextlib.ExitStack() as stack:

@@ -176,6 +176,30 @@ def bookings_of(hosts: list[Host], first_day: datetime) -> Iterator[Booked]:
         yield hosts[index], start, end
 
 
+@dataclass
+class Seeded:
+    """The hosts of a profile or count of `serve` against the lean floor (`booking_profile.py`,
+    `booking_instructions.py`): bookable's bookings dealt over WEB_HOSTS hosts from tomorrow
+    on, the HTTP floor's host, the lean floor's host, its bookings and the email rows it copies."""
+
+    web_bookings: Iterator[Booked]
+    bare: Host
+    lean: Host
+    lean_bookings: Iterator[Booked]
+    lean_emails: list[dict[str, Any]]
+
+
+async def seeded(engine: AsyncEngine, url: str, tmp: Path) -> Seeded:
+    web = [await add_host(engine, "web") for _ in range(WEB_HOSTS)]
+    bare, lean = await add_host(engine, "bare"), await add_host(engine, "lean")
+    tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow += timedelta(days=1)
+    lean_emails = await booking_email_rows(url, lean, tmp)
+    return Seeded(
+        bookings_of(web, tomorrow), bare, lean, bookings_of([lean], tomorrow), lean_emails
+    )
+
+
 def host_booking_row(host: Host, start: datetime, end: datetime) -> dict[str, Any]:
     return booking_row(
         user_id=host.user_id, email=host.email, name=host.name,
