@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from functools import cache, partial
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -278,25 +278,17 @@ async def _insert_values(
 
 def new_booking(values: dict[str, Any], attendees: list[dict[str, Any]]) -> NewBooking:
     """A new booking holding ``values`` (its attribute values) and its ``attendees`` (theirs,
-    in order) as plain values, every column not given at its default (what the row will hold),
-    no id yet: for `insert_new_booking`."""
-    return NewBooking(
-        id=None,
-        **_with_defaults(values, _BOOKING_COLUMNS),
-        attendees=tuple(
-            NewAttendee(id=None, **_with_defaults(a, _ATTENDEE_COLUMNS)) for a in attendees
-        ),
-    )
+    in order) as plain values, every column not given at its default (the fields' defaults are
+    the columns', what the row will hold), no id yet: for `insert_new_booking`."""
+    return NewBooking(**values, attendees=tuple(NewAttendee(**a) for a in attendees))
 
 
-def _with_defaults(values: dict[str, Any], columns: list[tuple[str, str, Any]]) -> dict[str, Any]:
-    """``values`` and, for each column not in them, its default, by attribute name."""
-    return {
-        attribute: values[attribute]
-        if attribute in values
-        else (default() if callable(default) else default)
-        for attribute, _key, default in columns
-    }
+# A `NewBooking`'s (`NewAttendee`'s) values in the order of `_BOOKING_COLUMNS`
+# (`_ATTENDEE_COLUMNS`), read in one call, and the column keys they are written under.
+_BOOKING_KEYS = tuple(key for _attribute, key, _default in _BOOKING_COLUMNS)
+_booking_values = attrgetter(*(attribute for attribute, _key, _default in _BOOKING_COLUMNS))
+_ATTENDEE_KEYS = tuple(key for _attribute, key, _default in _ATTENDEE_COLUMNS)
+_attendee_values = attrgetter(*(attribute for attribute, _key, _default in _ATTENDEE_COLUMNS))
 
 
 async def insert_new_booking(
@@ -305,26 +297,21 @@ async def insert_new_booking(
     other_hosts: Sequence[int] = (),
     *,
     emails: NewBookingEmails | None = None,
-) -> NewBooking:
+) -> None:
     """`insert_booking` for a `NewBooking` (never ``recoverable``: a seated slot's booking
-    takes the ORM path): returns it with its id and its attendees'. Nothing joins the session."""
-    values = {key: getattr(booking, attribute) for attribute, key, _d in _BOOKING_COLUMNS}
+    takes the ORM path): sets its id and its attendees' on them (`Written.attendees` holds the
+    same objects). Nothing joins the session."""
+    values = dict(zip(_BOOKING_KEYS, _booking_values(booking), strict=True))
     attendee_values = [
-        {key: getattr(a, attribute) for attribute, key, _d in _ATTENDEE_COLUMNS}
-        for a in booking.attendees
+        dict(zip(_ATTENDEE_KEYS, _attendee_values(a), strict=True)) for a in booking.attendees
     ]
     with _overlap_refused():
         booking_id, attendee_ids = await _insert_values(
             session, values, attendee_values, other_hosts, emails
         )
-    return replace(
-        booking,
-        id=booking_id,
-        attendees=tuple(
-            replace(a, id=attendee_id, booking_id=booking_id)
-            for a, attendee_id in zip(booking.attendees, attendee_ids, strict=True)
-        ),
-    )
+    booking.id = booking_id
+    for attendee, attendee_id in zip(booking.attendees, attendee_ids, strict=True):
+        attendee.id, attendee.booking_id = attendee_id, booking_id
 
 
 def unwritten_booking(values: dict[str, Any], attendees: list[dict[str, Any]]) -> Booking:
