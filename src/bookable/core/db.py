@@ -222,7 +222,9 @@ class DriverStatement:
     ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
 
     For a statement run on every request of a hot path only; everything else goes through the
-    session. Parameters are the statement's bind parameters without values, by name."""
+    session. Parameters are the statement's bind parameters without values, by name. Its
+    `arguments` alone serve `exec_driver_sql` too (POST /bookings' INSERT, `bookings.writes`):
+    SQLAlchemy's transaction, events and errors, without its per-parameter execution work."""
 
     __slots__ = ("_literals", "_processed", "_read", "_results", "sql")
 
