@@ -1018,3 +1018,83 @@ async def test_a_new_bookings_answer_and_outbox_rows_are_those_its_stored_row_gi
                     assert email.facts["mail"] == mail_facts(mail)
                     party = Party(*email.facts["recipient"])
                     assert email.subject == subject_for(mail, MailKind(email.kind), party)
+
+
+async def test_the_bookings_insert_reaches_the_driver_as_sqlalchemy_would_send_it(
+    make_settings, alice, meet, monkeypatch
+):
+    """PostgreSQL runs a new booking's INSERT (with its attendees and emails) through
+    `exec_driver_sql` with its parameters processed once (`writes._driver_insert`): the driver
+    must receive the SQL and the values, type for type, that SQLAlchemy's own execution of the
+    statement sends with the same parameters (JSON as text, instants in UTC, statuses, arrays
+    of attendees and emails), for bodies of every form and with emails on and off."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import IntegrityError
+
+    from bookable.app import create_app
+    from bookable.bookings import writes
+
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().startswith("WITH new_booking"):
+            sent.append((statement, tuple(parameters)))
+
+    shapes: list[tuple[tuple[str, ...], bool, dict[str, Any]]] = []
+    driver_insert = writes._driver_insert
+
+    class Recorded:
+        def __init__(self, email_columns: tuple[str, ...], notify: bool, dialect: Any) -> None:
+            self.shape = (email_columns, notify)
+            self.statement = driver_insert(email_columns, notify, dialect)
+            self.sql = self.statement.sql
+
+        def arguments(self, values: dict[str, Any]) -> list[Any]:
+            shapes.append((*self.shape, dict(values)))
+            return self.statement.arguments(values)
+
+    monkeypatch.setattr(writes, "_driver_insert", Recorded)
+    legacy = {
+        "eventTypeId": meet, "start": at(12), "timeZone": "America/New_York", "language": "fr",
+        "name": "Leo", "email": "leo@example.com", "guests": ["friend@example.com"],
+        "notes": "n\u00f6tes", "customInputs": [{"label": "Company", "value": "Acme"}],
+    }  # fmt: skip
+    with_extras = modern(meet, at(10), metadata={"source": "crm"}, description="about it")
+    with_extras["responses"].update(
+        {
+            "guests": ["g@example.com"], "attendeePhoneNumber": "+4915112345678",
+            "location": {"value": "inPerson", "optionValue": "Room 4"}, "company": "Acme",
+        }
+    )  # fmt: skip
+    for emails, bodies in (("on", [with_extras, legacy]), ("off", [modern(meet, at(14))])):
+        application = create_app(make_settings(clock=NOW, emails=emails, webhook_dispatcher="off"))
+        async with application.router.lifespan_context(application):
+            if application.state.engine.dialect.name != "postgresql":
+                pytest.skip("the booking's INSERT goes through the driver on PostgreSQL only")
+            engine = application.state.engine
+            event.listen(engine.sync_engine, "before_cursor_execute", record)
+            try:
+                async with client_for(application) as http:
+                    for body in bodies:
+                        response = await post(http, alice, body)
+                        assert response.status_code == 200, response.text
+                # SQLAlchemy's own execution of each statement with the same parameters (it
+                # fails on the booking's uid, taken already: what was sent is recorded first).
+                driven = len(sent)
+                for email_columns, notify, values in shapes[-len(bodies) :]:
+                    statement = writes._insert_booking_and_attendees(email_columns, notify=notify)
+                    async with engine.connect() as conn:
+                        with pytest.raises(IntegrityError):
+                            await conn.execute(statement, values)
+            finally:
+                event.remove(engine.sync_engine, "before_cursor_execute", record)
+        by_driver, by_sqlalchemy = sent[driven - len(bodies) : driven], sent[driven:]
+        assert len(by_driver) == len(by_sqlalchemy) == len(bodies)
+        for (sql, driver_values), (expected_sql, expected_values) in zip(
+            by_driver, by_sqlalchemy, strict=True
+        ):
+            assert sql == expected_sql
+            assert driver_values == expected_values
+            assert [type(v) for v in driver_values] == [type(v) for v in expected_values]
+    email_shapes = [(columns, notify) for columns, notify, _values in shapes]
+    assert email_shapes[0][0] and email_shapes[1][0] and not email_shapes[2][0]

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.core.clock import utcnow
 from bookable.core.errors import ApiError
 from bookable.models import Attendee, Booking, BookingStatus, EventType, User
 from bookable.scheduling import Refusal
@@ -81,66 +82,69 @@ AnyBookedEventType = EventType | BookedEventType
 AnyOrganizer = User | Organizer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, kw_only=True)
 class NewAttendee:
-    """An attendee of a `NewBooking`: the row's columns, by `Attendee`'s attribute names."""
+    """An attendee of a `NewBooking`: the row's columns, by `Attendee`'s attribute names, each
+    column's default as its field's (`tests/unit/test_new_booking.py` holds them equal)."""
 
-    id: int | None  # None until inserted
-    booking_id: int | None  # None until inserted
+    id: int | None = None  # set by `writes.insert_new_booking`
+    booking_id: int | None = None  # set by `writes.insert_new_booking`
     email: str
     name: str
     time_zone: str
-    locale: str | None
-    phone_number: str | None
-    no_show: bool | None
+    locale: str | None = "en"
+    phone_number: str | None = None
+    no_show: bool | None = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, kw_only=True)
 class NewBooking:
     """A new booking of POST /bookings' common path (no reschedule, seat or payment) as plain
-    values: every column of its row, by `Booking`'s attribute names, and its attendees in
+    values: every column of its row, by `Booking`'s attribute names, each column's default as
+    its field's (`tests/unit/test_new_booking.py` holds them equal), and its attendees in
     insertion (id) order. The answer and the outboxes read it where they read a `Booking` on
     the other paths; building and attaching ORM objects for it was ~0.2 ms of a booking
-    (`bench/README.md`, issue 15 round 9, hr). `bookings.writes.new_booking` builds it with
-    the columns' defaults, `insert_new_booking` writes it."""
+    (`bench/README.md`, issue 15 round 9, hr). Not frozen: `writes.insert_new_booking` sets
+    the ids on it and its attendees, as `_insert_rows` does on ORM rows (copying its 37 fields
+    with `dataclasses.replace` was ~4 % of a booking's Python work, issue 15 round 10, hu)."""
 
-    id: int | None  # None until inserted
+    id: int | None = None  # set by `writes.insert_new_booking`
     uid: str
-    user_id: int | None
-    user_primary_email: str | None
-    event_type_id: int | None
+    user_id: int | None = None
+    user_primary_email: str | None = None
+    event_type_id: int | None = None
     title: str
-    description: str | None
-    custom_inputs: dict[str, Any] | None
-    responses: dict[str, Any] | None
+    description: str | None = None
+    custom_inputs: dict[str, Any] | None = None
+    responses: dict[str, Any] | None = None
     start_time: datetime
     end_time: datetime
     blocked_start: datetime
     blocked_end: datetime
-    location: str | None
-    status: BookingStatus
-    paid: bool
-    destination_calendar_id: int | None
-    cancellation_reason: str | None
-    rejection_reason: str | None
-    dynamic_event_slug_ref: str | None
-    dynamic_group_slug_ref: str | None
-    rescheduled: bool | None
-    from_reschedule: str | None
-    recurring_event_id: str | None
-    sms_reminder_number: str | None
-    meta: dict[str, Any] | None
-    is_recorded: bool
-    ical_uid: str | None
-    ical_sequence: int
-    rating: int | None
-    rating_feedback: str | None
-    no_show_host: bool | None
-    cancelled_by: str | None
-    rescheduled_by: str | None
-    creation_source: str | None
-    created_at: datetime
-    updated_at: datetime | None
+    location: str | None = None
+    status: BookingStatus = BookingStatus.ACCEPTED
+    paid: bool = False
+    destination_calendar_id: int | None = None
+    cancellation_reason: str | None = None
+    rejection_reason: str | None = None
+    dynamic_event_slug_ref: str | None = None
+    dynamic_group_slug_ref: str | None = None
+    rescheduled: bool | None = None
+    from_reschedule: str | None = None
+    recurring_event_id: str | None = None
+    sms_reminder_number: str | None = None
+    meta: dict[str, Any] | None = None
+    is_recorded: bool = False
+    ical_uid: str | None = None
+    ical_sequence: int = 0
+    rating: int | None = None
+    rating_feedback: str | None = None
+    no_show_host: bool | None = False
+    cancelled_by: str | None = None
+    rescheduled_by: str | None = None
+    creation_source: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime | None = None
     attendees: tuple[NewAttendee, ...]
 
 

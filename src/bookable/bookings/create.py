@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -464,9 +464,8 @@ async def create_booking(
         await new_booking_emails(session, mail, booking, written) if mailed_with_insert else None
     )
     if isinstance(booking, NewBooking):
-        booking = await insert_new_booking(session, booking, placement.other_hosts, emails=emails)
-        # Now with their ids (what the outboxes read of them, names and addresses, is unchanged).
-        written = replace(written, attendees=booking.attendees)
+        # Sets the ids of the booking and of its attendees, which `written` holds too.
+        await insert_new_booking(session, booking, placement.other_hosts, emails=emails)
     else:
         joined_booking = await insert(session, request, body, booking, placement, payment, emails)
         if joined_booking is not None:

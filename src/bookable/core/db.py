@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -202,6 +203,17 @@ def autocommit_driver_connection(session: AsyncSession) -> Any | None:
     return connection.sync_connection.connection.driver_connection
 
 
+_LITERAL = "\0literal "
+
+
+def _one_or_none(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """`itemgetter` of one key gives the value itself, of none fails: a tuple in both cases."""
+    if keys:
+        (key,) = keys
+        return lambda params: (params[key],)
+    return lambda _params: ()
+
+
 class DriverStatement:
     """A Core statement compiled once for a PostgreSQL dialect, run by asyncpg itself: the
     same SQL, the same parameters processed as SQLAlchemy processes them, the same values out
@@ -210,9 +222,11 @@ class DriverStatement:
     ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
 
     For a statement run on every request of a hot path only; everything else goes through the
-    session. Parameters are the statement's bind parameters without values, by name."""
+    session. Parameters are the statement's bind parameters without values, by name. Its
+    `arguments` alone serve `exec_driver_sql` too (POST /bookings' INSERT, `bookings.writes`):
+    SQLAlchemy's transaction, events and errors, without its per-parameter execution work."""
 
-    __slots__ = ("_arguments", "_results", "sql")
+    __slots__ = ("_literals", "_processed", "_read", "_results", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -222,17 +236,27 @@ class DriverStatement:
         literal_values = compiled.construct_params(_check=False)
         processors = compiled._bind_processors
         unescaped = {escaped: name for name, escaped in compiled.escaped_bind_names.items()}
-        # Per position: (the caller's parameter name, its processor) or (None, the value).
-        arguments: list[tuple[str | None, Any]] = []
-        for name in compiled.positiontup:
+        # Per position: the caller's parameter name, or (a literal) a key of `_literals`, whose
+        # value is processed already; `arguments` reads them all in one call (`itemgetter`),
+        # then runs the processors of the positions that have one.
+        keys: list[str] = []
+        literals: dict[str, Any] = {}
+        processed: list[tuple[int, Callable[[Any], Any]]] = []
+        for position, name in enumerate(compiled.positiontup):
             bind = compiled.binds[unescaped.get(name, name)]
             processor = processors.get(name)
             if bind.required:
-                arguments.append((bind.key, processor))
+                keys.append(bind.key)
+                if processor is not None:
+                    processed.append((position, processor))
             else:
+                key = f"{_LITERAL}{position}"  # no bind parameter's name begins with NUL
                 value = literal_values[name]
-                arguments.append((None, processor(value) if processor else value))
-        self._arguments = tuple(arguments)
+                literals[key] = processor(value) if processor else value
+                keys.append(key)
+        self._literals = literals
+        self._processed = tuple(processed)
+        self._read = itemgetter(*keys) if len(keys) > 1 else _one_or_none(keys)
         results = tuple(
             (position, processor)
             for position, column in enumerate(compiled._result_columns)
@@ -241,12 +265,10 @@ class DriverStatement:
         self._results: tuple[tuple[int, Callable[[Any], Any]], ...] = results
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
-        out: list[Any] = []
-        for name, given in self._arguments:
-            if name is None:
-                out.append(given)
-            else:
-                out.append(params[name] if given is None else given(params[name]))
+        """The driver's positional arguments for ``params`` (by name), processed."""
+        out = list(self._read({**params, **self._literals} if self._literals else params))
+        for position, process in self._processed:
+            out[position] = process(out[position])
         return out
 
     async def fetch(self, driver: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
