@@ -25,8 +25,8 @@ several times the timeout, so no row is worked on by two dispatchers at the same
 
 Rows are found at once after the commit that wrote them: `mark_written` notes in the session
 which outbox was written, and an ``after_commit`` hook wakes this process's dispatchers of
-those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, its payload
-the outbox's name) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
+those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, on the
+outbox's own channel) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
 every ``poll_interval``. (Waking every dispatcher on every commit cost a booking that only
 sends emails two needless claim transactions, in the webhook and calendar dispatchers.)
 
@@ -123,9 +123,25 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_WRITTEN, None)
 
 
-# One channel for every outbox; the payload names the outbox written. A dispatcher wakes for
-# its own name, and for an empty payload (a writer that does not say: wake everyone).
-NOTIFY_CHANNEL = "bookable_webhooks"
+# A channel per outbox: a NOTIFY reaches only the connections of that outbox's dispatchers.
+# (On one channel for all, with the outbox in the payload, each booking's email NOTIFY woke the
+# webhook and calendar dispatchers' PostgreSQL backends and asyncpg protocols too, in every
+# process, only for them to read the payload and go back to sleep.) The payload still names the
+# outbox: a listener on the shared channel below can tell them apart.
+NOTIFY_CHANNELS: dict[str, str] = {
+    "webhook": "bookable_outbox_webhook",
+    "calendar": "bookable_outbox_calendar",
+    "email": "bookable_outbox_email",
+}
+# The one channel of older versions (the payload names the outbox, or is empty: wake all).
+# Dispatchers listen on it too, so that the commits of a process not yet upgraded still wake
+# them during a rolling upgrade; nothing of this version sends on it (docs/architecture.md).
+SHARED_NOTIFY_CHANNEL = "bookable_webhooks"
+
+
+def notify_channel(outbox: OutboxName) -> str:
+    """The channel whose NOTIFY wakes ``outbox``'s dispatchers in other processes."""
+    return NOTIFY_CHANNELS[outbox]
 
 
 async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
@@ -135,7 +151,7 @@ async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
     if _newly_marked(session, outbox) and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_notify(:channel, :outbox)"),
-            {"channel": NOTIFY_CHANNEL, "outbox": outbox},
+            {"channel": NOTIFY_CHANNELS[outbox], "outbox": outbox},
         )
 
 
@@ -168,7 +184,7 @@ async def insert_written(
     await session.flush()  # as `session.execute` would: pending changes first
     connection = await session.connection()
     statement = _notifying_insert(table, tuple(rows[0]))
-    extra = {"notify_channel": NOTIFY_CHANNEL, "notify_payload": outbox}
+    extra = {"notify_channel": NOTIFY_CHANNELS[outbox], "notify_payload": outbox}
     await connection.execute(statement, [{**row, **extra} for row in rows])
 
 
@@ -183,7 +199,7 @@ def marked_written(session: AsyncSession, outbox: OutboxName) -> bool:
 def notify_column(outbox: OutboxName) -> ScalarSelect[Any]:
     """``(SELECT pg_notify(channel, outbox))``: a column that makes the statement carrying it
     send `mark_written`'s NOTIFY (once per statement, delivered on commit only)."""
-    notify = func.pg_notify(literal(NOTIFY_CHANNEL), literal(outbox))
+    notify = func.pg_notify(literal(NOTIFY_CHANNELS[outbox]), literal(outbox))
     return select(notify).scalar_subquery()
 
 
@@ -415,7 +431,8 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             raw = await self._listener.get_raw_connection()
             driver = self._listener_driver = raw.driver_connection
             driver.add_termination_listener(lambda *_args: lost.set())
-            await driver.add_listener(NOTIFY_CHANNEL, self._notified)
+            await driver.add_listener(NOTIFY_CHANNELS[self.name], self._notified_own)
+            await driver.add_listener(SHARED_NOTIFY_CHANNEL, self._notified)
             return True
         except (DBAPIError, OSError, AttributeError) as error:
             log.warning("%s dispatcher: LISTEN failed, polling meanwhile: %s", self.name, error)
@@ -495,8 +512,13 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             await self._sqlite_writer.dispose()
             self._sqlite_writer = None
 
+    def _notified_own(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        """A NOTIFY on this outbox's channel, from a commit in any process."""
+        self._wakeup.set()
+
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        """A NOTIFY from a commit in any process: wake for rows of this outbox (or unnamed)."""
+        """A NOTIFY on the shared channel of older versions: wake for rows of this outbox (or
+        unnamed)."""
         if payload in ("", self.name):
             self._wakeup.set()
 
@@ -504,6 +526,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         """Look for due rows now (called after commits that wrote some; thread-safe)."""
         loop = self._loop
         if loop is None or loop.is_closed():
+            return
+        if asyncio._get_running_loop() is loop:
+            # The commit hook runs in the loop's own thread (the usual case): set the event
+            # directly, not through the loop's self-pipe (a write, a wake-up and a read).
+            self._wakeup.set()
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(self._wakeup.set)
