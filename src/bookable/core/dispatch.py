@@ -52,12 +52,15 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
+    CTE,
     ColumnElement,
     Insert,
     Integer,
     ScalarSelect,
     Select,
     Table,
+    all_,
     bindparam,
     event,
     func,
@@ -244,12 +247,26 @@ def _due_check(table: Table) -> Select[Any]:
     return select(table.c.id).where(*_due(table)).limit(1)
 
 
-def _claim(table: Table, columns: Sequence[Any], postgres: bool) -> Update:
+# The ids of the rows a recording claim records (`OutboxDispatcher._recorded_in_claim`).
+RECORDED_IDS = "dispatch_recorded"
+
+
+def _claim(
+    table: Table, columns: Sequence[Any], postgres: bool, recording: CTE | None = None
+) -> Update:
     """UPDATE the first ``dispatch_limit`` due rows to ``locked_until = dispatch_lease_until``,
-    RETURNING ``columns``."""
+    RETURNING ``columns``. With ``recording`` (PostgreSQL), that data-modifying CTE records
+    finished attempts in the same statement, and the rows it records (``dispatch_recorded``)
+    are not claimed: the CTE and the claim see the same snapshot, so without this a row whose
+    lease ran out could be both recorded and claimed again, and only one of the two would
+    stick."""
+    due = _due(table)
+    if recording is not None:
+        recorded = bindparam(RECORDED_IDS, type_=ARRAY(table.c.id.type))
+        due = (*due, table.c.id != all_(recorded))
     candidates = (
         select(table.c.id)
-        .where(*_due(table))
+        .where(*due)
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(bindparam(_LIMIT, type_=Integer))
     )
@@ -262,12 +279,13 @@ def _claim(table: Table, columns: Sequence[Any], postgres: bool) -> Update:
         once = once.prefix_with("MATERIALIZED")
         picked = select(once.c.id)
     lease_until = bindparam(_LEASE_UNTIL, type_=table.c.locked_until.type)
-    return (
+    claim = (
         update(table)
         .where(table.c.id.in_(picked), *_due(table))
         .values(locked_until=lease_until)
         .returning(*columns)
     )
+    return claim if recording is None else claim.add_cte(recording)
 
 
 # --- the dispatcher -------------------------------------------------------------------------------
@@ -389,6 +407,9 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         self._remove_listener: Any = None
         self._postgres: bool | None = None
         self._claim_statement: Update | None = None  # `_claim`'s, built at the first claim
+        # PostgreSQL, an outbox whose successes can be recorded within the claim
+        # (`_recording`): that statement, built at its first use.
+        self._recording_claim: Update | None = None
         self._listener: AsyncConnection | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._listener_driver: Any = None  # asyncpg's connection under `_listener`
@@ -686,6 +707,10 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def _exchange(self, outcomes: list[OutcomeT], limit: int) -> list[JobT]:
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.config.lease)
+        if self._postgres is None and (dialect := self._engine_dialect()) is not None:
+            self._postgres = dialect == "postgresql"
+        if self._postgres and (recorded := self._recorded_in_claim(outcomes, now)) is not None:
+            return await self._exchange_in_one_statement(recorded, limit, now, lease_until)
         if not outcomes:
             if limit <= 0:
                 return []
@@ -703,6 +728,29 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             claim = self._claim_statement
             parameters = {_NOW: now, _LEASE_UNTIL: lease_until, _LIMIT: limit}
             rows = (await session.execute(claim, parameters)).all()
+            if not rows:
+                return []
+            return await self._jobs(session, sorted(rows, key=lambda r: r.id), lease_until)
+
+    async def _exchange_in_one_statement(
+        self, recorded: dict[str, Any], limit: int, now: datetime, lease_until: datetime
+    ) -> list[JobT]:
+        """PostgreSQL, when every finished attempt can be recorded by the subclass's
+        `_recording` CTE: record them and claim in one statement, outside any transaction
+        (AUTOCOMMIT: one statement is atomic by itself). One round trip instead of BEGIN, the
+        record, the claim and COMMIT (four), and no due check before it: a claim that finds
+        nothing is one round trip too, and writes nothing."""
+        if limit <= 0 and not recorded[RECORDED_IDS]:
+            return []
+        if self._recording_claim is None:
+            recording = self._recording()
+            assert recording is not None, "_recorded_in_claim without _recording"
+            columns = self._claimed_columns()
+            self._recording_claim = _claim(self.table, columns, True, recording)
+        parameters = {**recorded, _NOW: now, _LEASE_UNTIL: lease_until, _LIMIT: max(limit, 0)}
+        async with self.sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            rows = (await session.execute(self._recording_claim, parameters)).all()
             if not rows:
                 return []
             return await self._jobs(session, sorted(rows, key=lambda r: r.id), lease_until)
@@ -744,6 +792,18 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def _write(self, session: AsyncSession, outcomes: list[OutcomeT], now: datetime) -> None:
         """Record finished attempts (in the transaction of the next claim)."""
         raise NotImplementedError
+
+    def _recording(self) -> CTE | None:
+        """PostgreSQL: a data-modifying CTE that records finished attempts inside the claim
+        statement (`_exchange_in_one_statement`), its parameters arrays (`_recorded_in_claim`);
+        None when this outbox records its attempts with `_write` only."""
+        return None
+
+    def _recorded_in_claim(self, outcomes: list[OutcomeT], now: datetime) -> dict[str, Any] | None:
+        """`_recording`'s parameters for ``outcomes``, ``dispatch_recorded`` the ids of their
+        rows; None when they cannot be recorded that way (then `_write` does, in a
+        transaction with the claim)."""
+        return None
 
     def _recorded(self, outcomes: list[OutcomeT]) -> None:
         """Called once the attempts' transaction has committed (so a write that fails and is
