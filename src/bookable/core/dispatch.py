@@ -17,7 +17,10 @@ network call:
    attempt does not start that transaction by itself unless the last claim was cut short by
    the free slots (rows may be waiting): it is recorded with the claim the next commit's wake
    brings, or at the next poll, at most ``poll_interval`` later (a lease is far longer). A
-   booking's emails then cost one write transaction in the dispatcher, not two.
+   booking's emails then cost one write transaction in the dispatcher, not two. On
+   PostgreSQL an outbox may record its successes within the claim statement itself
+   (`_recording`, a data-modifying CTE; the email outbox does): one statement outside any
+   transaction, one round trip instead of BEGIN, record, claim and COMMIT.
 
 A process that dies between 1 and 3 leaves the row claimed until the lease runs out; then any
 dispatcher claims it again: every row is carried out at least once, across SIGKILL. A lease is
