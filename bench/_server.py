@@ -43,6 +43,14 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def bench_database_url() -> str | None:
+    """The PostgreSQL a bench may use (its tables are emptied): BOOKABLE_BENCH_DATABASE_URL,
+    else BOOKABLE_TEST_DATABASE_URL; None when neither is set (SQLite only)."""
+    return os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
+        "BOOKABLE_TEST_DATABASE_URL"
+    )
+
+
 def bookable_env(database_url: str, **overrides: str) -> dict[str, str]:
     """The settings every bench runs `bookable` with: rate limiting off, the rest as shipped."""
     return clean_env(BOOKABLE_DATABASE_URL=database_url, BOOKABLE_RATE_LIMIT="0", **overrides)

@@ -69,6 +69,7 @@ from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 
+import _server  # noqa: E402
 import bookings as bench  # noqa: E402
 import write_floor_app  # noqa: E402
 
@@ -360,9 +361,7 @@ async def bytecodes(kind: str, pg_url: str | None, tmp: Path) -> None:
 
 
 async def main() -> None:
-    pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-        "BOOKABLE_TEST_DATABASE_URL"
-    )
+    pg_url = _server.bench_database_url()
     kinds = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if pg_url else [])
     print(f"# {bench.describe()}")
     with tempfile.TemporaryDirectory() as tmp_name:

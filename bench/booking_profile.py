@@ -32,13 +32,13 @@ sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, afte
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
+import _server  # noqa: E402
 import bookings as bench  # noqa: E402
 from _server import VENV_BIN  # noqa: E402
 
@@ -189,9 +189,7 @@ async def profile(kind: str, pg_url: str | None, tmp: Path, keep: Path) -> None:
 
 
 async def main() -> None:
-    pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-        "BOOKABLE_TEST_DATABASE_URL"
-    )
+    pg_url = _server.bench_database_url()
     kinds = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if pg_url else [])
     print(f"# {bench.describe()}; mode {args.mode}, {args.clients} client(s), {args.duration:g} s")
     with tempfile.TemporaryDirectory() as tmp_name:

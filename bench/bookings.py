@@ -74,6 +74,7 @@ from _server import (  # noqa: E402
     BOOKABLE,
     Rss,
     Running,
+    bench_database_url,
     bookable_env,
     clean_env,
     cpu_of_tree,
@@ -1021,9 +1022,7 @@ async def main() -> None:
     sizes = sorted(int(s) for s in args.sizes.split(","))
     pg_url = None
     if not args.no_postgres:
-        pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-            "BOOKABLE_TEST_DATABASE_URL"
-        )
+        pg_url = bench_database_url()
     kinds = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if pg_url else [])
     header = describe()
     if pg_url:

@@ -47,7 +47,6 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import secrets  # noqa: E402
@@ -1043,9 +1042,7 @@ def main() -> None:
     ]
     pg_url = None
     if not args.no_postgres:
-        pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-            "BOOKABLE_TEST_DATABASE_URL"
-        )
+        pg_url = _server.bench_database_url()
     results: list[dict[str, Any]] = []
     alone: dict[str, Row] = {}
     runs: list[WriteRun] = []

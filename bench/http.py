@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import _server
 from _client import KeepAlive
 from _server import BOOKABLE, Rss, clean_env, format_rss, serving
 
@@ -307,9 +308,7 @@ def main() -> None:
     args = parser.parse_args()
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     opts = Options(args.duration, args.warmup, args.connections, args.threads, args.rounds, client)
-    pg_url = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-        "BOOKABLE_TEST_DATABASE_URL"
-    )
+    pg_url = _server.bench_database_url()
     redis_url = None
     if not args.no_redis:
         redis_url = os.environ.get("BOOKABLE_BENCH_REDIS_URL") or os.environ.get(

@@ -17,10 +17,10 @@ from pathlib import Path
 # Run as a script, this folder comes first on sys.path and bench/http.py would shadow the
 # standard library's `http` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path.append(str(Path(__file__).resolve().parent))  # last: for _server, after the stdlib
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import os  # noqa: E402
 import secrets  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta  # noqa: E402
 
 from sqlalchemy import event, insert, text  # noqa: E402
 
+import _server  # noqa: E402
 from bookable.core.db import create_engine, session_factory  # noqa: E402
 from bookable.migrations.runner import upgrade_async  # noqa: E402
 from bookable.models import Attendee, Base, Booking, EventType, Payment, User, Webhook  # noqa: E402
@@ -154,9 +155,7 @@ async def main() -> None:
             url = f"sqlite:///{Path(folder) / 'bench.db'}"
             await upgrade_async(url)
             await _run("SQLite", url, [count])
-    pg = os.environ.get("BOOKABLE_BENCH_DATABASE_URL") or os.environ.get(
-        "BOOKABLE_TEST_DATABASE_URL"
-    )
+    pg = _server.bench_database_url()
     if pg:
         await upgrade_async(pg)
         await _run("PostgreSQL", pg, args.bookings)

@@ -283,6 +283,35 @@ async def test_the_sends_of_one_turn_are_one_trip_to_the_writer_each_with_its_ou
     await transport.aclose()
 
 
+async def test_a_batch_of_eml_files_syncs_its_folder_once_after_the_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renamed file's name is on disk only once its folder is fsync'd: one fsync of the
+    folder per batch, after every rename of the batch (the real fsync, watched)."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    synced: list[tuple[bool, int]] = []  # (a folder?, .eml files present then)
+    real_fsync = os.fsync
+
+    def watched_fsync(fd: int) -> None:
+        is_folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        synced.append((is_folder, len(list(folder.glob("*.eml")))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched_fsync)
+    transport = FolderTransport(folder)
+    ids = [f"<s{i}@x>" for i in range(4)]
+    await asyncio.gather(
+        *(
+            transport.send(message(i), sender="b@x.test", recipient="a@x.test", message_id=i)
+            for i in ids
+        )
+    )
+    await transport.aclose()
+    assert [is_folder for is_folder, _files in synced] == [False] * 4 + [True]
+    assert synced[-1] == (True, 4)  # after the four renames
+
+
 def test_eml_names_are_safe_and_distinct() -> None:
     assert eml_name("<a/b@x>") != eml_name("<a_b@x>")
     assert eml_name("<a/b@x>") == eml_name("<a/b@x>")

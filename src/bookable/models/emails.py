@@ -2,9 +2,9 @@
 
 The change's transaction stores the facts of the message (``facts``: what was true then), not
 the message: rendering it (headers, text, HTML, invitation) is most of a booking's CPU, so the
-email dispatcher does it before the first attempt and stores the result in ``message``; a
-retry sends those bytes. ``message_id`` is stable per (booking, change, recipient): a retry
-after a crash sends the same Message-ID, which mail software recognises.
+email dispatcher does it before the first attempt; a failed attempt stores the result in
+``message`` and a retry sends those bytes. ``message_id`` is stable per (booking, change,
+recipient): a retry after a crash sends the same Message-ID, which mail software recognises.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class OutboundEmail(Base):
     # What the message says (`notifications.messages.stored_facts`); None for a row written
     # with its message.
     facts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    # The message as sent (RFC 5322, CRLF line ends, 7-bit: encoded parts); None until the
-    # dispatcher rendered ``facts`` for the first attempt.
+    # The message a failed attempt rendered, which a retry sends (RFC 5322, CRLF line ends,
+    # 7-bit: encoded parts); rows written before migration 0012 hold theirs from the start.
+    # None while no attempt failed: a message sent at once is not kept (its facts render the
+    # same bytes).
     message: Mapped[str | None] = mapped_column(Text)
     status: Mapped[EmailStatus] = mapped_column(
         Enum(EmailStatus, name="email_status", native_enum=False, length=16),

@@ -3,10 +3,11 @@
 `EmailDispatcher` is an `OutboxDispatcher` (`bookable.core.dispatch`: claims with a lease, at
 least once across SIGKILL, woken after the commit) over `outbound_emails`. A row's first
 attempt renders its message from the stored facts (`notifications.messages.render_stored`,
-outside any transaction; the rows of one change share their invitation) and the attempt's
-record stores it, whatever the outcome: a retry sends those bytes, even after an upgrade that
-renders differently. (A crash before the record renders again: the same facts make the same
-bytes.) One attempt hands the message, unchanged, to the transport
+outside any transaction; the rows of one change share their invitation). A failed attempt's
+record stores it: a retry sends those bytes, even after an upgrade that renders differently.
+A sent message is not stored (~9 KB a message, two a booking, written for no later reader:
+the facts stay, and render the same bytes). (A crash before the record renders again: the
+same facts make the same bytes.) One attempt hands the message, unchanged, to the transport
 (`bookable.notifications.transport`: SMTP, or an .eml file), with the envelope
 ``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient, bounded by ``BOOKABLE_EMAIL_TIMEOUT``.
 
@@ -60,8 +61,6 @@ _SENT = (
         locked_until=None,
     )
 )
-# ... and the message its attempt rendered, so that nothing renders it again.
-_SENT_RENDERED = _SENT.values(message=bindparam("b_message"))
 
 
 def _sent_in_claim() -> CTE:
@@ -255,23 +254,19 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         self, session: AsyncSession, outcomes: list[EmailOutcome], now: datetime
     ) -> None:
         pending = ROWS.c.status == EmailStatus.PENDING.value
-        # The sent rows in one executemany per shape (with or without the message this attempt
-        # rendered), not one UPDATE each: with asyncpg a batch is one round trip.
-        sent: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for outcome in outcomes:
-            if outcome.ok:
-                job = outcome.job
-                row = {
-                    "b_id": job.event_id,
-                    "b_attempts": job.attempts + 1,
-                    "b_sent_at": outcome.finished_at or now,
-                }
-                if job.rendered:
-                    row["b_message"] = job.message
-                sent[job.rendered].append(row)
-        for rendered, rows in sent.items():
-            if rows:
-                await session.execute(_SENT_RENDERED if rendered else _SENT, rows)
+        # The sent rows in one executemany, not one UPDATE each: with asyncpg a batch is one
+        # round trip. Without the message this attempt rendered: nothing sends it again.
+        sent = [
+            {
+                "b_id": outcome.job.event_id,
+                "b_attempts": outcome.job.attempts + 1,
+                "b_sent_at": outcome.finished_at or now,
+            }
+            for outcome in outcomes
+            if outcome.ok
+        ]
+        if sent:
+            await session.execute(_SENT, sent)
         for outcome in outcomes:
             if outcome.ok:
                 continue
