@@ -64,19 +64,18 @@ _SENT = (
 
 
 def _sent_in_claim() -> CTE:
-    """PostgreSQL: `_SENT` and `_SENT_RENDERED` for a batch, as a CTE of the claim statement
-    (`OutboxDispatcher._exchange_in_one_statement`): the rows' ids, attempts, ``sent_at`` and
-    rendered messages (NULL: the row's own kept) as arrays."""
+    """PostgreSQL: `_SENT` for a batch, as a CTE of the claim statement
+    (`OutboxDispatcher._exchange_in_one_statement`): the rows' ids, attempts and ``sent_at``
+    as arrays (a sent message is not stored, as in `_write`)."""
     c = ROWS.c
     arrays = (
         bindparam(RECORDED_IDS, type_=ARRAY(c.id.type)),
         bindparam("sent_attempts_each", type_=ARRAY(c.attempts.type)),
         bindparam("sent_at_each", type_=ARRAY(c.sent_at.type)),
-        bindparam("sent_messages_each", type_=ARRAY(c.message.type)),
     )
     sent = (
         func.unnest(*arrays)
-        .table_valued("id", "attempts", "sent_at", "message")
+        .table_valued("id", "attempts", "sent_at")
         .render_derived(name="sent_rows")
     )
     return (
@@ -88,7 +87,6 @@ def _sent_in_claim() -> CTE:
             sent_at=sent.c.sent_at,
             last_error=None,
             locked_until=None,
-            message=func.coalesce(sent.c.message, c.message),
         )
         .cte("sent")
     )
@@ -233,7 +231,6 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         ids: list[int] = []
         attempts: list[int] = []
         sent_at: list[datetime] = []
-        messages: list[str | None] = []
         for outcome in outcomes:
             if not outcome.ok:
                 return None
@@ -241,13 +238,11 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
             ids.append(job.event_id)
             attempts.append(job.attempts + 1)
             sent_at.append(outcome.finished_at or now)
-            messages.append(job.message if job.rendered else None)
         self.delivered += len(outcomes)
         return {
             RECORDED_IDS: ids,
             "sent_attempts_each": attempts,
             "sent_at_each": sent_at,
-            "sent_messages_each": messages,
         }
 
     async def _write(
