@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from bookable.core.auth import hash_secret
 from bookable.core.db import WRITE_OPTION, create_engine
-from bookable.core.dispatch import NOTIFY_CHANNEL
+from bookable.core.dispatch import notify_channel
 from bookable.models import (
     Attendee,
     Booking,
@@ -280,7 +280,7 @@ async def _lean_unit(
             email = _with_defaults(OutboundEmail, email)
             email.pop("booking_id")
             params.update({f"e{index}_{k}": v for k, v in email.items()})
-        params.update(notify_channel=NOTIFY_CHANNEL, notify_payload="email")
+        params.update(notify_channel=notify_channel("email"), notify_payload="email")
         shape = (tuple(row), tuple(attendee), tuple(email), emails, send)
         booking_id = await conn.scalar(_all_in_one(*shape), params)
     else:

@@ -42,6 +42,7 @@ class ReceivedMail:
     recipients: tuple[str, ...]  # the envelope's RCPT TOs
     message: EmailMessage
     raw: bytes
+    mail_options: tuple[str, ...] = ()  # MAIL FROM's parameters, such as "SIZE=1234"
 
     @property
     def message_id(self) -> str:
@@ -99,6 +100,7 @@ class _Handler:
                 recipients=tuple(envelope.rcpt_tos),
                 message=cast(EmailMessage, message_from_bytes(raw, policy=email.policy.default)),
                 raw=raw,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         # A threading.Event (set from the test's thread): polled, not awaited.

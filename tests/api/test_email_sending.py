@@ -499,3 +499,66 @@ async def test_a_sent_email_is_recorded_with_the_next_claim(
     async with running(make_settings(**{**FAST, "emails": "off"})) as app:
         assert (await row(app, second)).status == EmailStatus.SENT  # recorded at the stop
     assert len(smtp_server.messages) == 2
+
+
+async def test_successes_are_recorded_with_the_claim_and_never_claimed_again(
+    make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """A batch of successes is recorded by the claim that follows it. On PostgreSQL that is one
+    statement outside any transaction (the record a CTE of the claim). Rows whose lease ran
+    out meanwhile are recorded SENT and not claimed again in the same statement (they would be
+    due to it: the CTE and the claim see one snapshot). The message a first attempt rendered
+    is not stored; a stored message stays as it was."""
+    from sqlalchemy import event
+
+    settings = make_settings(**{**FAST, "webhook_dispatcher": "off"})
+    async with running(settings) as app:
+        async with app.state.sessions() as session, session.begin():
+            with_facts = OutboundEmail(
+                booking_id=1,
+                kind=MailKind.ATTENDEE_CONFIRMED.value,
+                recipient=ANN.email,
+                message_id="bk1.attendee.confirmed.c0ffee.9@bookable.test",
+                subject="Confirmed: Intro call",
+                facts=facts_of("Intro call"),
+            )
+            session.add_all([email_row("stored@example.com", 1), with_facts])
+            await session.flush()
+            facts_id = with_facts.id
+        dispatcher = EmailDispatcher(app.state.sessions, settings)
+        try:
+            jobs = await dispatcher.exchange([], 10)
+            assert len(jobs) == 2
+            outcomes = [await dispatcher.deliver(job) for job in jobs]
+            assert all(outcome.ok for outcome in outcomes)
+            async with app.state.sessions() as session, session.begin():
+                await session.execute(
+                    update(OutboundEmail).values(locked_until=datetime(2000, 1, 1, tzinfo=UTC))
+                )  # every lease ran out: the rows are due again
+            isolation: list[str | None] = []
+
+            def seen(conn: Any, *_args: Any) -> None:
+                isolation.append(conn.get_execution_options().get("isolation_level"))
+
+            engine = app.state.engine.sync_engine
+            event.listen(engine, "before_cursor_execute", seen)
+            try:
+                claimed = await dispatcher.exchange(outcomes, 10)
+            finally:
+                event.remove(engine, "before_cursor_execute", seen)
+            assert claimed == []
+            if database_url.startswith("postgresql"):
+                assert isolation == ["AUTOCOMMIT"]  # one statement, no BEGIN or COMMIT
+            assert await dispatcher.exchange([], 10) == []
+        finally:
+            await dispatcher.aclose()
+        async with app.state.sessions() as session:
+            rows = list(await session.scalars(select(OutboundEmail).order_by(OutboundEmail.id)))
+    for found in rows:
+        assert found.status == EmailStatus.SENT and found.attempts == 1
+        assert found.locked_until is None and found.last_error is None
+        assert found.sent_at is not None
+    assert next(found for found in rows if found.id == facts_id).message is None  # not stored
+    stored = next(found for found in rows if found.id != facts_id)
+    assert stored.message == rfc5322(stored.message_id, "stored@example.com")
+    assert dispatcher.delivered == 2

@@ -16,7 +16,12 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from bookable.core.dispatch import NOTIFY_CHANNEL, add_commit_listener, mark_written
+from bookable.core.dispatch import (
+    NOTIFY_CHANNELS,
+    SHARED_NOTIFY_CHANNEL,
+    add_commit_listener,
+    mark_written,
+)
 from bookable.models import User
 from bookable.webhooks.dispatcher import Dispatcher, DispatcherConfig
 
@@ -25,15 +30,23 @@ pytestmark = pytest.mark.without_dispatchers
 
 @asynccontextmanager
 async def notifications(database_url: str) -> AsyncIterator[asyncio.Queue[str]]:
-    """The payloads of NOTIFYs on the dispatchers' channel, as another process gets them
-    (PostgreSQL; on SQLite nothing ever arrives)."""
+    """The outboxes named by NOTIFYs on the dispatchers' channels (each outbox's own, and the
+    shared one of older versions), as another process gets them; on its own channel, an
+    outbox's name (PostgreSQL; on SQLite nothing ever arrives)."""
     payloads: asyncio.Queue[str] = asyncio.Queue()
     if not database_url.startswith("postgresql"):
         yield payloads
         return
+
+    def received(_connection: Any, _pid: int, channel: str, payload: str) -> None:
+        outbox = {channel: name for name, channel in NOTIFY_CHANNELS.items()}.get(channel)
+        assert payload == outbox, (channel, payload)  # the payload names it too
+        payloads.put_nowait(outbox)
+
     listener = await asyncpg.connect(database_url)
     try:
-        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: payloads.put_nowait(args[-1]))
+        for channel in (*NOTIFY_CHANNELS.values(), SHARED_NOTIFY_CHANNEL):
+            await listener.add_listener(channel, received)
         yield payloads
     finally:
         await listener.close()
@@ -143,11 +156,89 @@ async def test_an_outbox_insert_carries_its_notify_sent_on_commit_only(
 
 
 async def test_a_dispatcher_wakes_for_its_own_outbox_or_an_unnamed_notify(app: FastAPI) -> None:
+    """On the shared channel of older versions, which names the outbox in the payload."""
     dispatcher: Any = Dispatcher(app.state.sessions, DispatcherConfig())
     for payload, wakes in (("calendar", False), ("email", False), ("webhook", True), ("", True)):
         dispatcher._wakeup.clear()
-        dispatcher._notified(None, 0, NOTIFY_CHANNEL, payload)
+        dispatcher._notified(None, 0, SHARED_NOTIFY_CHANNEL, payload)
         assert dispatcher._wakeup.is_set() is wakes, payload
+
+
+async def test_a_notify_wakes_the_dispatchers_of_its_outbox_only(
+    app: FastAPI, make_settings: Any, database_url: str
+) -> None:
+    """Across connections, for real: the dispatchers of a worker (all three outboxes, each
+    LISTENing on its own connection) and a NOTIFY sent by another connection, as a commit in
+    another process sends it. Each outbox's channel wakes its own dispatcher and no other; the
+    shared channel of older versions (a writer not yet upgraded) wakes the one its payload
+    names, or all for an empty one."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("NOTIFY is PostgreSQL's")
+    from bookable.core.encryption import Encryptor
+    from bookable.workers import outbox_dispatchers
+
+    # Polling once a minute: within the test only a NOTIFY starts a claim.
+    settings = make_settings(emails="on", webhook_poll_interval=60.0)
+    encryptor = Encryptor.from_settings(settings)
+    dispatchers = outbox_dispatchers(app.state.sessions, settings, encryptor)
+    claims: Counter[str] = Counter()  # the dispatchers' claim transactions, each a wake-up
+
+    def counted(dispatcher: Any) -> None:
+        exchange = dispatcher.exchange
+
+        async def counting(outcomes: list[Any], limit: int) -> list[Any]:
+            claims.update([dispatcher.name])
+            return await exchange(outcomes, limit)
+
+        dispatcher.exchange = counting
+
+    async def settled() -> Counter[str]:
+        before = None
+        while before != claims:  # no claim for 0.3 s: every dispatcher waits
+            before = Counter(claims)
+            await asyncio.sleep(0.3)
+        return before
+
+    for dispatcher in dispatchers:
+        counted(dispatcher)
+        await dispatcher.start()
+    sender = await asyncpg.connect(database_url)
+    try:
+        assert set(await settled()) == {"webhook", "calendar", "email"}  # the first look
+
+        async def woken_by(channel: str, payload: str) -> set[str]:
+            before = await settled()
+            await sender.execute("SELECT pg_notify($1, $2)", channel, payload)
+            deadline = asyncio.get_running_loop().time() + 5
+            while claims == before:
+                assert asyncio.get_running_loop().time() < deadline, "nobody woke"
+                await asyncio.sleep(0.01)
+            return set(await settled() - before)
+
+        for outbox, channel in NOTIFY_CHANNELS.items():
+            assert await woken_by(channel, outbox) == {outbox}, channel
+        for outbox in NOTIFY_CHANNELS:
+            assert await woken_by(SHARED_NOTIFY_CHANNEL, outbox) == {outbox}, outbox
+        assert await woken_by(SHARED_NOTIFY_CHANNEL, "") == {"webhook", "calendar", "email"}
+    finally:
+        await sender.close()
+        for dispatcher in dispatchers:
+            await dispatcher.stop()
+
+
+async def test_a_wake_up_in_the_loops_thread_is_set_at_once_and_from_another_thread_soon(
+    app: FastAPI,
+) -> None:
+    """`wake` from the commit hook, in the loop's own thread, sets the event there and then
+    (not through the loop's self-pipe); from another thread it goes through the loop."""
+    dispatcher: Any = Dispatcher(app.state.sessions, DispatcherConfig())
+    dispatcher._loop = asyncio.get_running_loop()
+    dispatcher.wake()
+    assert dispatcher._wakeup.is_set()
+
+    dispatcher._wakeup.clear()
+    await asyncio.to_thread(dispatcher.wake)
+    await asyncio.wait_for(dispatcher._wakeup.wait(), 5)
 
 
 async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(

@@ -26,7 +26,7 @@ from sqlalchemy import insert, select, text
 from bookable.app import create_app
 from bookable.core.clock import clock
 from bookable.core.db import create_engine
-from bookable.core.dispatch import NOTIFY_CHANNEL
+from bookable.core.dispatch import notify_channel
 from bookable.models import (
     Attendee,
     Booking,
@@ -944,7 +944,7 @@ async def _committed_elsewhere(application: FastAPI, webhook_id: str, label: str
                     created_at=now,
                 )
             )
-            await conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+            await conn.execute(text(f"NOTIFY {notify_channel('webhook')}"))
     finally:
         await engine.dispose()
 

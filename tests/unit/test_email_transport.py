@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtplib.protocol import normalize_message_line_endings
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bookable.notifications.transport import (
@@ -23,6 +26,7 @@ from bookable.notifications.transport import (
     eml_name,
     envelope_sender,
     parse_smtp_url,
+    transmitted_size,
     transport_for,
 )
 from bookable.settings import Settings
@@ -326,6 +330,34 @@ async def test_an_unwritable_folder_is_a_mail_error(tmp_path: Path) -> None:
 
 
 # --- SMTP: connections kept between messages -------------------------------------------------
+
+
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\xc3\xa9"]), max_size=30))
+def test_the_size_counted_is_the_length_of_the_message_as_sent(pieces: list[bytes]) -> None:
+    """`transmitted_size` counts what aiosmtplib's normalisation would build (lone CRs and
+    LFs, a missing last line end)."""
+    data = b"".join(pieces)
+    assert transmitted_size(data) == len(normalize_message_line_endings(data))
+
+
+async def test_the_size_announced_is_the_size_the_server_receives(smtp_server: SmtpServer) -> None:
+    """SIZE (RFC 1870) is the message's length as sent, before the dots are doubled: what the
+    server keeps. Our messages (CRLF, a line starting with a dot), and messages that are not
+    (lone LFs and CRs, no line end at the end) as a transport must take them too."""
+    transport = smtp(smtp_server)
+    crlf = message("<m0@bookable.test>", ".dotted\r\n..two\r\nend")
+    bare = message("<m1@bookable.test>", "lone\nlf\rcr\r\n.dot").replace("\r\n", "\n")
+    unended = message("<m2@bookable.test>", "no line end").removesuffix("\r\n")
+    for number, text in enumerate((crlf, bare, unended)):
+        await transport.send(text, sender="b@x.test", recipient="r@x.test", message_id=f"m{number}")
+    received = {mail.message_id: mail for mail in await smtp_server.wait_for(3)}
+    for mail in received.values():
+        assert mail.mail_options == (f"SIZE={len(mail.raw)}",), mail.message_id
+    # The server kept our CRLF message as it is, and the others with line ends added.
+    assert received["<m0@bookable.test>"].raw == crlf.encode()
+    assert len(received["<m1@bookable.test>"].raw) > len(bare.encode())
+    assert len(received["<m2@bookable.test>"].raw) == len(unended.encode()) + 2
+    await transport.aclose()
 
 
 async def send_to(transport: SmtpTransport, number: int) -> None:

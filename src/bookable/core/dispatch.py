@@ -17,7 +17,10 @@ network call:
    attempt does not start that transaction by itself unless the last claim was cut short by
    the free slots (rows may be waiting): it is recorded with the claim the next commit's wake
    brings, or at the next poll, at most ``poll_interval`` later (a lease is far longer). A
-   booking's emails then cost one write transaction in the dispatcher, not two.
+   booking's emails then cost one write transaction in the dispatcher, not two. On
+   PostgreSQL an outbox may record its successes within the claim statement itself
+   (`_recording`, a data-modifying CTE; the email outbox does): one statement outside any
+   transaction, one round trip instead of BEGIN, record, claim and COMMIT.
 
 A process that dies between 1 and 3 leaves the row claimed until the lease runs out; then any
 dispatcher claims it again: every row is carried out at least once, across SIGKILL. A lease is
@@ -25,8 +28,8 @@ several times the timeout, so no row is worked on by two dispatchers at the same
 
 Rows are found at once after the commit that wrote them: `mark_written` notes in the session
 which outbox was written, and an ``after_commit`` hook wakes this process's dispatchers of
-those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, its payload
-the outbox's name) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
+those outboxes only; on PostgreSQL a NOTIFY (sent by the server on commit only, on the
+outbox's own channel) wakes the dispatchers of other processes, which LISTEN. Otherwise each polls
 every ``poll_interval``. (Waking every dispatcher on every commit cost a booking that only
 sends emails two needless claim transactions, in the webhook and calendar dispatchers.)
 
@@ -52,12 +55,15 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy import (
+    ARRAY,
+    CTE,
     ColumnElement,
     Insert,
     Integer,
     ScalarSelect,
     Select,
     Table,
+    all_,
     bindparam,
     event,
     func,
@@ -123,9 +129,25 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_WRITTEN, None)
 
 
-# One channel for every outbox; the payload names the outbox written. A dispatcher wakes for
-# its own name, and for an empty payload (a writer that does not say: wake everyone).
-NOTIFY_CHANNEL = "bookable_webhooks"
+# A channel per outbox: a NOTIFY reaches only the connections of that outbox's dispatchers.
+# (On one channel for all, with the outbox in the payload, each booking's email NOTIFY woke the
+# webhook and calendar dispatchers' PostgreSQL backends and asyncpg protocols too, in every
+# process, only for them to read the payload and go back to sleep.) The payload still names the
+# outbox: a listener on the shared channel below can tell them apart.
+NOTIFY_CHANNELS: dict[str, str] = {
+    "webhook": "bookable_outbox_webhook",
+    "calendar": "bookable_outbox_calendar",
+    "email": "bookable_outbox_email",
+}
+# The one channel of older versions (the payload names the outbox, or is empty: wake all).
+# Dispatchers listen on it too, so that the commits of a process not yet upgraded still wake
+# them during a rolling upgrade; nothing of this version sends on it (docs/architecture.md).
+SHARED_NOTIFY_CHANNEL = "bookable_webhooks"
+
+
+def notify_channel(outbox: OutboxName) -> str:
+    """The channel whose NOTIFY wakes ``outbox``'s dispatchers in other processes."""
+    return NOTIFY_CHANNELS[outbox]
 
 
 async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
@@ -135,7 +157,7 @@ async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
     if _newly_marked(session, outbox) and session.get_bind().dialect.name == "postgresql":
         await session.execute(
             text("SELECT pg_notify(:channel, :outbox)"),
-            {"channel": NOTIFY_CHANNEL, "outbox": outbox},
+            {"channel": NOTIFY_CHANNELS[outbox], "outbox": outbox},
         )
 
 
@@ -168,7 +190,7 @@ async def insert_written(
     await session.flush()  # as `session.execute` would: pending changes first
     connection = await session.connection()
     statement = _notifying_insert(table, tuple(rows[0]))
-    extra = {"notify_channel": NOTIFY_CHANNEL, "notify_payload": outbox}
+    extra = {"notify_channel": NOTIFY_CHANNELS[outbox], "notify_payload": outbox}
     await connection.execute(statement, [{**row, **extra} for row in rows])
 
 
@@ -183,7 +205,7 @@ def marked_written(session: AsyncSession, outbox: OutboxName) -> bool:
 def notify_column(outbox: OutboxName) -> ScalarSelect[Any]:
     """``(SELECT pg_notify(channel, outbox))``: a column that makes the statement carrying it
     send `mark_written`'s NOTIFY (once per statement, delivered on commit only)."""
-    notify = func.pg_notify(literal(NOTIFY_CHANNEL), literal(outbox))
+    notify = func.pg_notify(literal(NOTIFY_CHANNELS[outbox]), literal(outbox))
     return select(notify).scalar_subquery()
 
 
@@ -228,12 +250,26 @@ def _due_check(table: Table) -> Select[Any]:
     return select(table.c.id).where(*_due(table)).limit(1)
 
 
-def _claim(table: Table, columns: Sequence[Any], postgres: bool) -> Update:
+# The ids of the rows a recording claim records (`OutboxDispatcher._recorded_in_claim`).
+RECORDED_IDS = "dispatch_recorded"
+
+
+def _claim(
+    table: Table, columns: Sequence[Any], postgres: bool, recording: CTE | None = None
+) -> Update:
     """UPDATE the first ``dispatch_limit`` due rows to ``locked_until = dispatch_lease_until``,
-    RETURNING ``columns``."""
+    RETURNING ``columns``. With ``recording`` (PostgreSQL), that data-modifying CTE records
+    finished attempts in the same statement, and the rows it records (``dispatch_recorded``)
+    are not claimed: the CTE and the claim see the same snapshot, so without this a row whose
+    lease ran out could be both recorded and claimed again, and only one of the two would
+    stick."""
+    due = _due(table)
+    if recording is not None:
+        recorded = bindparam(RECORDED_IDS, type_=ARRAY(table.c.id.type))
+        due = (*due, table.c.id != all_(recorded))
     candidates = (
         select(table.c.id)
-        .where(*_due(table))
+        .where(*due)
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(bindparam(_LIMIT, type_=Integer))
     )
@@ -246,12 +282,13 @@ def _claim(table: Table, columns: Sequence[Any], postgres: bool) -> Update:
         once = once.prefix_with("MATERIALIZED")
         picked = select(once.c.id)
     lease_until = bindparam(_LEASE_UNTIL, type_=table.c.locked_until.type)
-    return (
+    claim = (
         update(table)
         .where(table.c.id.in_(picked), *_due(table))
         .values(locked_until=lease_until)
         .returning(*columns)
     )
+    return claim if recording is None else claim.add_cte(recording)
 
 
 # --- the dispatcher -------------------------------------------------------------------------------
@@ -373,6 +410,9 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         self._remove_listener: Any = None
         self._postgres: bool | None = None
         self._claim_statement: Update | None = None  # `_claim`'s, built at the first claim
+        # PostgreSQL, an outbox whose successes can be recorded within the claim
+        # (`_recording`): that statement, built at its first use.
+        self._recording_claim: Update | None = None
         self._listener: AsyncConnection | None = None
         self._listen_task: asyncio.Task[None] | None = None
         self._listener_driver: Any = None  # asyncpg's connection under `_listener`
@@ -415,7 +455,8 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             raw = await self._listener.get_raw_connection()
             driver = self._listener_driver = raw.driver_connection
             driver.add_termination_listener(lambda *_args: lost.set())
-            await driver.add_listener(NOTIFY_CHANNEL, self._notified)
+            await driver.add_listener(NOTIFY_CHANNELS[self.name], self._notified_own)
+            await driver.add_listener(SHARED_NOTIFY_CHANNEL, self._notified)
             return True
         except (DBAPIError, OSError, AttributeError) as error:
             log.warning("%s dispatcher: LISTEN failed, polling meanwhile: %s", self.name, error)
@@ -495,8 +536,13 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             await self._sqlite_writer.dispose()
             self._sqlite_writer = None
 
+    def _notified_own(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        """A NOTIFY on this outbox's channel, from a commit in any process."""
+        self._wakeup.set()
+
     def _notified(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
-        """A NOTIFY from a commit in any process: wake for rows of this outbox (or unnamed)."""
+        """A NOTIFY on the shared channel of older versions: wake for rows of this outbox (or
+        unnamed)."""
         if payload in ("", self.name):
             self._wakeup.set()
 
@@ -504,6 +550,11 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         """Look for due rows now (called after commits that wrote some; thread-safe)."""
         loop = self._loop
         if loop is None or loop.is_closed():
+            return
+        if asyncio._get_running_loop() is loop:
+            # The commit hook runs in the loop's own thread (the usual case): set the event
+            # directly, not through the loop's self-pipe (a write, a wake-up and a read).
+            self._wakeup.set()
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             loop.call_soon_threadsafe(self._wakeup.set)
@@ -659,6 +710,10 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def _exchange(self, outcomes: list[OutcomeT], limit: int) -> list[JobT]:
         now = self.clock.now()
         lease_until = now + timedelta(seconds=self.config.lease)
+        if self._postgres is None and (dialect := self._engine_dialect()) is not None:
+            self._postgres = dialect == "postgresql"
+        if self._postgres and (recorded := self._recorded_in_claim(outcomes, now)) is not None:
+            return await self._exchange_in_one_statement(recorded, limit, now, lease_until)
         if not outcomes:
             if limit <= 0:
                 return []
@@ -676,6 +731,29 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             claim = self._claim_statement
             parameters = {_NOW: now, _LEASE_UNTIL: lease_until, _LIMIT: limit}
             rows = (await session.execute(claim, parameters)).all()
+            if not rows:
+                return []
+            return await self._jobs(session, sorted(rows, key=lambda r: r.id), lease_until)
+
+    async def _exchange_in_one_statement(
+        self, recorded: dict[str, Any], limit: int, now: datetime, lease_until: datetime
+    ) -> list[JobT]:
+        """PostgreSQL, when every finished attempt can be recorded by the subclass's
+        `_recording` CTE: record them and claim in one statement, outside any transaction
+        (AUTOCOMMIT: one statement is atomic by itself). One round trip instead of BEGIN, the
+        record, the claim and COMMIT (four), and no due check before it: a claim that finds
+        nothing is one round trip too, and writes nothing."""
+        if limit <= 0 and not recorded[RECORDED_IDS]:
+            return []
+        if self._recording_claim is None:
+            recording = self._recording()
+            assert recording is not None, "_recorded_in_claim without _recording"
+            columns = self._claimed_columns()
+            self._recording_claim = _claim(self.table, columns, True, recording)
+        parameters = {**recorded, _NOW: now, _LEASE_UNTIL: lease_until, _LIMIT: max(limit, 0)}
+        async with self.sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            rows = (await session.execute(self._recording_claim, parameters)).all()
             if not rows:
                 return []
             return await self._jobs(session, sorted(rows, key=lambda r: r.id), lease_until)
@@ -717,6 +795,18 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def _write(self, session: AsyncSession, outcomes: list[OutcomeT], now: datetime) -> None:
         """Record finished attempts (in the transaction of the next claim)."""
         raise NotImplementedError
+
+    def _recording(self) -> CTE | None:
+        """PostgreSQL: a data-modifying CTE that records finished attempts inside the claim
+        statement (`_exchange_in_one_statement`), its parameters arrays (`_recorded_in_claim`);
+        None when this outbox records its attempts with `_write` only."""
+        return None
+
+    def _recorded_in_claim(self, outcomes: list[OutcomeT], now: datetime) -> dict[str, Any] | None:
+        """`_recording`'s parameters for ``outcomes``, ``dispatch_recorded`` the ids of their
+        rows; None when they cannot be recorded that way (then `_write` does, in a
+        transaction with the claim)."""
+        return None
 
     def _recorded(self, outcomes: list[OutcomeT]) -> None:
         """Called once the attempts' transaction has committed (so a write that fails and is
