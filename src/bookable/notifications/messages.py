@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from bookable.calendars.ical import EventDraft, ItipMethod, Person, build_ics
 
@@ -119,6 +119,7 @@ _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=1024)  # names, titles and places come back in every message of a change
 def one_line(text: str) -> str:
     """``text`` with every control character and line break turned into a space, runs of
     whitespace collapsed: safe in a header, and cannot start a new line in a body either."""
@@ -195,7 +196,7 @@ def _is_link(location: str) -> bool:
 
 @cache
 def _templates() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("bookable.notifications", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
@@ -204,11 +205,24 @@ def _templates() -> Environment:
         keep_trailing_newline=True,
         # The templates ship with the package: no stat() of each file at every render.
         auto_reload=False,
+        # A plain dict of the few templates, never evicted: each render looks its base
+        # template up again (``extends``), and the default LRU cache's lookup is Python.
+        cache_size=-1,
     )
+    # No globals (range, dict, lipsum, cycler, joiner, namespace: the templates use none):
+    # every render copies the globals into its context, item by item from a ChainMap.
+    environment.globals.clear()
+    return environment
+
+
+@cache
+def _template(name: str) -> Template:
+    return _templates().get_template(name)
 
 
 def _clean_party(party: Party) -> Party:
-    return Party(one_line(party.name), party.email, party.time_zone)
+    name = one_line(party.name)
+    return party if name == party.name else Party(name, party.email, party.time_zone)
 
 
 def _context(mail: BookingMail, kind: MailKind, recipient: Party) -> dict[str, Any]:
@@ -359,12 +373,16 @@ def _text_header(name: str, value: str) -> str:
         if max(map(len, words)) + 1 < _MAX_LINE:
             if len(value) + 1 <= _MAX_LINE:
                 return f"{name}: {value}\r\n"
-            lines = [f"{name}:"]
-            for word in words:
-                if len(lines[-1]) + 1 + len(word) <= _MAX_LINE:
-                    lines[-1] += f" {word}"
-                else:
-                    lines.append(f" {word}")
+            # The same lines cut at the last space that fits (each continuation line starts
+            # with its space), found with rfind instead of adding word by word.
+            whole = f"{name}: {value}"
+            lines = []
+            start = 0
+            while len(whole) - start > _MAX_LINE:
+                stop = whole.rfind(" ", start + 1, start + _MAX_LINE + 1)
+                lines.append(whole[start:stop])
+                start = stop
+            lines.append(whole[start:])
             return _FOLDED_AT_NAME.sub(r"\1: ", "\r\n".join(lines) + "\r\n")
     return _folded(name, value)
 
@@ -393,69 +411,88 @@ def _sender_header(sender: str) -> str:
 
 
 # What `quoprimime.body_encode` quotes as =XX: all but printable ASCII other than "=", tab and
-# the line ends (only LF is left once the lines are joined).
-_QP_QUOTED = re.compile(r"[^\t\n -<>-~]")
+# the line ends (only LF is left once the lines are joined). "=" itself is replaced apart (with
+# str.replace: the most frequent, in every HTML attribute), the rest in runs.
+_QP_QUOTED_RUN = re.compile(r"[^\t\n -~]+")
 _QP_CODES = {chr(code): f"={code:02X}" for code in range(256)}
+# The only lines body_encode changes once quoted: longer than a line (soft breaks), or ending
+# with a space or tab (quoted, or kept before a soft break).
+_QP_LINE_TO_BREAK = re.compile(r"^(?:[^\n]{79,}|[^\n]*[ \t])$", re.MULTILINE)
 
 
-def _qp_code(match: re.Match[str]) -> str:
-    return _QP_CODES[match.group()]
+def _qp_codes(match: re.Match[str]) -> str:
+    return "".join(map(_QP_CODES.__getitem__, match.group()))
+
+
+def _qp_soft_breaks(match: re.Match[str]) -> str:
+    return _qp_broken_line(match.group())
+
+
+# Cached: most of the long lines are the HTML template's own, the same in every message.
+@lru_cache(maxsize=256)
+def _qp_broken_line(line: str) -> str:
+    """One quoted line as body_encode breaks it (soft breaks, a last space or tab), its
+    pieces joined by LF: pieces of at most 77 characters plus "=", never inside an =XX
+    escape; a space or tab ending the line quoted, or moved past a soft break."""
+    out: list[str] = []
+    append = out.append
+    limit = _MAX_LINE - 1  # body_encode's maxlinelen1
+    start = 0
+    last_start = len(line) - 1 - _MAX_LINE
+    while start <= last_start:
+        stop = start + limit
+        if line[stop - 2] == "=":
+            append(line[start : stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            append(line[start:stop])
+            start = stop - 1
+        else:
+            append(line[start:stop] + "=")
+            start = stop
+    if line[-1] in " \t":
+        room = start - last_start
+        if room >= 3:
+            end = _QP_CODES[line[-1]]
+        elif room == 2:
+            end = line[-1] + "=\n"
+        else:
+            end = "=\n" + _QP_CODES[line[-1]]
+        append(line[start:-1] + end)
+    else:
+        append(line[start:])
+    return "\n".join(out)
 
 
 def _quoted_printable(text: str) -> str:
     """``text`` as `set_content(cte="quoted-printable")` encodes it (contentmanager's
     _encode_text: ``quoprimime.body_encode(..., 78)``) and the generator writes it (CRLF line
-    ends). body_encode's own steps, made cheaper: one ``re.sub`` of the few characters to
-    quote instead of its ``str.translate`` with a table of strings, and CRLF joining the lines
-    at once instead of the generator's pass over the result (an email's two bodies: ~0.18 ->
-    ~0.07 ms, issue 15 round 9). Byte for byte the same (tests/unit/test_email_assembly.py
-    compares them by hypothesis and at every length around the soft breaks)."""
-    # Lines split as bytes (CR, LF and CRLF only), quoted in one pass: LF is left alone and
-    # the rest of what body_encode's table leaves alone never needs a second look.
+    ends). body_encode's own steps, made cheaper: "=" quoted with ``str.replace``, the other
+    characters to quote in runs by one ``re.sub`` (instead of its ``str.translate`` with a
+    table of strings), only the lines that need it broken (too long, or ending in a space or
+    tab; found by one regex), and CRLF put in at the end (instead of the generator's pass over
+    the result). Byte for byte the same (tests/unit/test_email_assembly.py compares them by
+    hypothesis and at every length around the soft breaks)."""
+    # Lines split as bytes (CR, LF and CRLF only), joined by LF: the quoting leaves LF alone
+    # and turns any CR into =0D, so the LFs left are exactly the line ends to make CRLF.
     body = b"\n".join(text.encode("utf-8").splitlines()).decode("latin-1")
-    out: list[str] = []
-    append = out.append
-    limit = _MAX_LINE - 1  # body_encode's maxlinelen1
-    for line in _QP_QUOTED.sub(_qp_code, body).split("\n"):
-        # body_encode's soft breaks: pieces of at most 77 characters plus "=", never inside
-        # an =XX escape; a space or tab ending the line quoted, or moved past a soft break.
-        start = 0
-        last_start = len(line) - 1 - _MAX_LINE
-        while start <= last_start:
-            stop = start + limit
-            if line[stop - 2] == "=":
-                append(line[start : stop - 1])
-                start = stop - 2
-            elif line[stop - 1] == "=":
-                append(line[start:stop])
-                start = stop - 1
-            else:
-                append(line[start:stop] + "=")
-                start = stop
-        if line and line[-1] in " \t":
-            room = start - last_start
-            if room >= 3:
-                end = _QP_CODES[line[-1]]
-            elif room == 2:
-                end = line[-1] + "=\r\n"
-            else:
-                end = "=\r\n" + _QP_CODES[line[-1]]
-            append(line[start:-1] + end)
-        else:
-            append(line[start:])
-    append("")  # the text always ends with a line end
-    return "\r\n".join(out)
+    body = _QP_QUOTED_RUN.sub(_qp_codes, body.replace("=", "=3D"))
+    body = _QP_LINE_TO_BREAK.sub(_qp_soft_breaks, body)
+    # The text always ends with a line end.
+    return body.replace("\n", "\r\n") + "\r\n"
 
 
 @lru_cache(maxsize=32)
 def _base64(data: bytes) -> str:
     """``data`` as `set_content(cte="base64")` encodes it, CRLF line ends; cached: the
     invitation is the same in both of its parts and in every message of its change."""
-    step = _MAX_LINE // 4 * 3
-    return "".join(
-        binascii.b2a_base64(data[i : i + step]).decode("ascii").replace("\n", "\r\n")
-        for i in range(0, len(data), step)
-    )
+    # The encoder's lines are of 57 bytes, 76 characters: the same as the whole encoded at
+    # once (57 is a multiple of 3: no padding but at the end) cut every 76 characters.
+    lines = _BASE64_LINE.findall(binascii.b2a_base64(data, newline=False).decode("ascii"))
+    return "\r\n".join(lines) + "\r\n" if lines else ""
+
+
+_BASE64_LINE = re.compile(f".{{1,{_MAX_LINE // 4 * 4}}}")
 
 
 def _boundary_line(kind: str, boundary: str) -> str:
@@ -487,9 +524,8 @@ def render_email(
     invitation is built once, not once per recipient (it depends on the method alone)."""
     stamp = (stamp or datetime.now(UTC)).astimezone(UTC)
     context = _context(mail, kind, recipient)
-    environment = _templates()
-    text = environment.get_template(f"{kind.value}.txt").render(context)
-    html = environment.get_template(f"{kind.value}.html").render(context)
+    text = _template(f"{kind.value}.txt").render(context)
+    html = _template(f"{kind.value}.html").render(context)
     subject = subject_for(mail, kind, recipient)
 
     head = [_sender_header(one_line(sender)), _address_header("To", recipient)]
