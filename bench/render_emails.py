@@ -9,7 +9,8 @@ by its two emails).
 ``time``: CPU µs per email (process time), the median of ``--rounds`` rounds over fresh
 bookings (the caches warm, as in a running worker). ``bytecodes``: Python bytecodes executed
 per email (a trace function, as `bench/booking_instructions.py --bytecodes`; load-independent),
-and the functions that ran the most. ``profile``: cProfile, sorted by own time.
+and the functions that ran the most. ``profile``: cProfile, sorted by own time. ``build``: the rounds' rows made, none rendered:
+for instruction counts by difference (valgrind, see bench/README.md).
 The facts go through JSON first, as the outbox row's column returns them.
 """
 
@@ -99,7 +100,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bookings", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--mode", choices=["time", "bytecodes", "profile"], default="time")
+    parser.add_argument(
+        "--mode", choices=["time", "bytecodes", "profile", "build"], default="time"
+    )
     parser.add_argument("--functions", type=int, default=25)
     args = parser.parse_args()
     print(f"# {bookable.__file__}", file=sys.stderr)
@@ -109,7 +112,10 @@ def main() -> None:
         return [row for _ in range(args.bookings) for row in booking_rows(next(numbers))]
 
     render_all(fresh())  # warm: templates compiled, zones loaded, VTIMEZONEs of the year cached
-    if args.mode == "time":
+    if args.mode == "build":  # the rows alone, to subtract from an instruction count of "time"
+        for _ in range(args.rounds):
+            fresh()
+    elif args.mode == "time":
         per_email = []
         for _ in range(args.rounds):
             rows = fresh()

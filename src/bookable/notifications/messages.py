@@ -411,29 +411,53 @@ def _sender_header(sender: str) -> str:
 
 
 # What `quoprimime.body_encode` quotes as =XX: all but printable ASCII other than "=", tab and
-# the line ends (only LF is left once the lines are joined). "=" itself is replaced apart (with
-# str.replace: the most frequent, in every HTML attribute), the rest in runs.
-_QP_QUOTED_RUN = re.compile(r"[^\t\n -~]+")
+# the line ends (only LF is left once the lines are joined). As bytes: the text is quoted as
+# its UTF-8 bytes, each read as one character (latin-1).
+_QP_KEPT = bytes([ord("\t"), ord("\n"), *range(ord(" "), ord("=")), *range(ord(">"), ord("~") + 1)])
 _QP_CODES = {chr(code): f"={code:02X}" for code in range(256)}
-# The only lines body_encode changes once quoted: longer than a line (soft breaks), or ending
-# with a space or tab (quoted, or kept before a soft break).
-_QP_LINE_TO_BREAK = re.compile(r"^(?:[^\n]{79,}|[^\n]*[ \t])$", re.MULTILINE)
+_QP_SPACES = (" ", "\t")
 
 
-def _qp_codes(match: re.Match[str]) -> str:
-    return "".join(map(_QP_CODES.__getitem__, match.group()))
-
-
-def _qp_soft_breaks(match: re.Match[str]) -> str:
-    return _qp_broken_line(match.group())
+def _quoted_printable(text: str) -> str:
+    """``text`` as `set_content(cte="quoted-printable")` encodes it (contentmanager's
+    _encode_text: ``quoprimime.body_encode(..., 78)``) and the generator writes it (CRLF line
+    ends). body_encode's own steps, made cheaper with string methods rather than a pass of
+    Python or of a regex over every character (each costs more than the rest together): the
+    characters to quote found with ``bytes.translate`` and replaced one kind at a time (a
+    few: "=", the bytes of an en dash...), the lines split and joined once, and only the
+    lines that need it (too long, or ending in a space or tab) broken by `_qp_broken_line`.
+    Byte for byte the same (tests/unit/test_email_assembly.py compares them by hypothesis
+    and at every length around the soft breaks)."""
+    data = b"\n".join(text.encode("utf-8").splitlines())  # CR, LF and CRLF only, as bytes
+    body = data.decode("latin-1")
+    quoted = data.translate(None, _QP_KEPT)  # the bytes to quote, if any
+    if quoted:
+        # "=" first: the escapes put in after it hold "=" too.
+        if b"=" in quoted:
+            body = body.replace("=", "=3D")
+        for character in set(quoted.decode("latin-1")) - {"="}:
+            body = body.replace(character, _QP_CODES[character])
+    lines = body.split("\n")
+    if (
+        max(map(len, lines)) > _MAX_LINE
+        or " \n" in body
+        or "\t\n" in body
+        or body.endswith(_QP_SPACES)
+    ):
+        lines = [
+            _qp_broken_line(line) if len(line) > _MAX_LINE or line.endswith(_QP_SPACES) else line
+            for line in lines
+        ]
+    lines.append("")  # the text always ends with a line end
+    return "\r\n".join(lines)
 
 
 # Cached: most of the long lines are the HTML template's own, the same in every message.
 @lru_cache(maxsize=256)
 def _qp_broken_line(line: str) -> str:
-    """One quoted line as body_encode breaks it (soft breaks, a last space or tab), its
-    pieces joined by LF: pieces of at most 77 characters plus "=", never inside an =XX
-    escape; a space or tab ending the line quoted, or moved past a soft break."""
+    """One quoted line as body_encode breaks it: pieces of at most 77 characters plus "=",
+    never inside an =XX escape; a space or tab ending the line quoted, or moved past a soft
+    break. The pieces joined by CRLF."""
     out: list[str] = []
     append = out.append
     limit = _MAX_LINE - 1  # body_encode's maxlinelen1
@@ -450,36 +474,18 @@ def _qp_broken_line(line: str) -> str:
         else:
             append(line[start:stop] + "=")
             start = stop
-    if line[-1] in " \t":
+    if line[-1] in _QP_SPACES:
         room = start - last_start
         if room >= 3:
             end = _QP_CODES[line[-1]]
         elif room == 2:
-            end = line[-1] + "=\n"
+            end = line[-1] + "=\r\n"
         else:
-            end = "=\n" + _QP_CODES[line[-1]]
+            end = "=\r\n" + _QP_CODES[line[-1]]
         append(line[start:-1] + end)
     else:
         append(line[start:])
-    return "\n".join(out)
-
-
-def _quoted_printable(text: str) -> str:
-    """``text`` as `set_content(cte="quoted-printable")` encodes it (contentmanager's
-    _encode_text: ``quoprimime.body_encode(..., 78)``) and the generator writes it (CRLF line
-    ends). body_encode's own steps, made cheaper: "=" quoted with ``str.replace``, the other
-    characters to quote in runs by one ``re.sub`` (instead of its ``str.translate`` with a
-    table of strings), only the lines that need it broken (too long, or ending in a space or
-    tab; found by one regex), and CRLF put in at the end (instead of the generator's pass over
-    the result). Byte for byte the same (tests/unit/test_email_assembly.py compares them by
-    hypothesis and at every length around the soft breaks)."""
-    # Lines split as bytes (CR, LF and CRLF only), joined by LF: the quoting leaves LF alone
-    # and turns any CR into =0D, so the LFs left are exactly the line ends to make CRLF.
-    body = b"\n".join(text.encode("utf-8").splitlines()).decode("latin-1")
-    body = _QP_QUOTED_RUN.sub(_qp_codes, body.replace("=", "=3D"))
-    body = _QP_LINE_TO_BREAK.sub(_qp_soft_breaks, body)
-    # The text always ends with a line end.
-    return body.replace("\n", "\r\n") + "\r\n"
+    return "\r\n".join(out)
 
 
 @lru_cache(maxsize=32)
