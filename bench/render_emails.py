@@ -9,8 +9,9 @@ by its two emails).
 ``time``: CPU µs per email (process time), the median of ``--rounds`` rounds over fresh
 bookings (the caches warm, as in a running worker). ``bytecodes``: Python bytecodes executed
 per email (a trace function, as `bench/booking_instructions.py --bytecodes`; load-independent),
-and the functions that ran the most. ``profile``: cProfile, sorted by own time. ``build``: the rounds' rows made, none rendered:
-for instruction counts by difference (valgrind, see bench/README.md).
+and the functions that ran the most. ``profile``: cProfile, sorted by own time. ``build``:
+the rounds' rows made, none rendered: for instruction counts by difference (valgrind, see
+bench/README.md, "Issue 15 round 10, hv").
 The facts go through JSON first, as the outbox row's column returns them.
 """
 
@@ -100,9 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bookings", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument(
-        "--mode", choices=["time", "bytecodes", "profile", "build"], default="time"
-    )
+    parser.add_argument("--mode", choices=["time", "bytecodes", "profile", "build"], default="time")
     parser.add_argument("--functions", type=int, default=25)
     args = parser.parse_args()
     print(f"# {bookable.__file__}", file=sys.stderr)
