@@ -378,6 +378,7 @@ def _zone_span(tzid: str, start: datetime) -> tuple[timedelta, str, bool, dateti
     return offset_to, name if name is not None else str(offset_to), standard, following
 
 
+@functools.lru_cache(maxsize=256)  # a zone has few offsets
 def _offset(offset: timedelta) -> str:
     """As icalendar's vUTCOffset: +HHMM, or +HHMMSS when there are seconds."""
     sign = "-" if offset < timedelta(0) else "+"

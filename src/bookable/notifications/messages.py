@@ -425,7 +425,8 @@ def _quoted_printable(text: str) -> str:
     Python or of a regex over every character (each costs more than the rest together): the
     characters to quote found with ``bytes.translate`` and replaced one kind at a time (a
     few: "=", the bytes of an en dash...), the lines split and joined once, and only the
-    lines that need it (too long, or ending in a space or tab) broken by `_qp_broken_line`.
+    lines that need it (too long, or ending in a space or tab) broken by `_qp_broken_line`
+    (each line looked up in a cache first: most are the templates').
     Byte for byte the same (tests/unit/test_email_assembly.py compares them by hypothesis
     and at every length around the soft breaks)."""
     data = b"\n".join(text.encode("utf-8").splitlines())  # CR, LF and CRLF only, as bytes
@@ -437,23 +438,20 @@ def _quoted_printable(text: str) -> str:
             body = body.replace("=", "=3D")
         for character in set(quoted.decode("latin-1")) - {"="}:
             body = body.replace(character, _QP_CODES[character])
-    lines = body.split("\n")
-    if (
-        max(map(len, lines)) > _MAX_LINE
-        or " \n" in body
-        or "\t\n" in body
-        or body.endswith(_QP_SPACES)
-    ):
-        lines = [
-            _qp_broken_line(line) if len(line) > _MAX_LINE or line.endswith(_QP_SPACES) else line
-            for line in lines
-        ]
+    lines = list(map(_qp_line, body.split("\n")))
     lines.append("")  # the text always ends with a line end
     return "\r\n".join(lines)
 
 
-# Cached: most of the long lines are the HTML template's own, the same in every message.
-@lru_cache(maxsize=256)
+# Cached: most lines are the templates' own, the same in every message (a hit runs no Python).
+@lru_cache(maxsize=1024)
+def _qp_line(line: str) -> str:
+    """A quoted line as body_encode writes it: as it is, or broken (`_qp_broken_line`)."""
+    if len(line) > _MAX_LINE or line.endswith(_QP_SPACES):
+        return _qp_broken_line(line)
+    return line
+
+
 def _qp_broken_line(line: str) -> str:
     """One quoted line as body_encode breaks it: pieces of at most 77 characters plus "=",
     never inside an =XX escape; a space or tab ending the line quoted, or moved past a soft
