@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from icalendar.parser import _foldline
 
+from bookable.calendars import ical
 from bookable.calendars.ical import (
     EventDraft,
     EventStatus,
     ItipMethod,
     Person,
+    _fold,
     build_calendar,
     build_ics,
 )
@@ -155,3 +158,59 @@ def test_unknown_zones_and_methods_are_refused_as_before() -> None:
         build_ics(draft)
     with pytest.raises(ValueError, match="PUBLISH"):
         build_ics(replace(draft, organizer_zone="UTC"), method="PUBLISH")
+
+
+# Lines made of what folding treats apart: the backslash and caret it never leaves at a piece's
+# end, multi-byte characters (ASCII lines are cut by position, the rest walked).
+_FOLD_PIECES = st.sampled_from(["a", "\\", "^", "\\n", "é", "€", "😀", " ", ";", "x" * 70])
+
+
+@DETERMINISTIC
+@given(line=st.one_of(st.lists(_FOLD_PIECES, max_size=60).map("".join), st.text(max_size=300)))
+def test_lines_fold_as_icalendar_folds_them(line: str) -> None:
+    line = line.replace("\r", " ").replace("\n", " ")
+    assert _fold(line) == _foldline(line)
+
+
+def test_ascii_lines_fold_as_icalendar_folds_them_at_every_length() -> None:
+    """Every length up to four lines' worth, a backslash or caret at every position near
+    the cuts: the fast path's cut at 74 characters, or 73 before an escape's start."""
+    for length in range(0, 300):
+        for fill in ("x", "\\", "^", "x\\", "xx^"):
+            line = (fill * length)[:length]
+            assert _fold(line) == _foldline(line), (fill, length)
+            for at in range(max(0, length - 3), length):
+                marked = line[:at] + "\\" + line[at + 1 :]
+                assert _fold(marked) == _foldline(marked), (fill, length, at)
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Europe/London", "America/Santiago", "Africa/Casablanca", "Australia/Lord_Howe",
+     "Asia/Gaza", "America/Sao_Paulo"],
+)  # fmt: skip
+def test_vtimezones_of_day_after_day_are_icalendars(zone: str) -> None:
+    """The offset searches are cached across VTIMEZONEs (`_zone_span`): each day's is
+    written from the searches of the days before it, as icalendar writes it from scratch.
+    Zones with changes months apart, twice a year, a Ramadan pause, half an hour, none
+    since 2019."""
+    ical._zone_span.cache_clear()
+    ical._vtimezone.cache_clear()
+    ical._vtimezone_text.cache_clear()
+    stamp = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    first = datetime(2025, 9, 1, 10, tzinfo=UTC)
+    for days in [*range(0, 40), *range(40, 800, 9)]:
+        start = first + timedelta(days=days)
+        draft = EventDraft(
+            uid="bk1@bookable",
+            sequence=0,
+            start=start,
+            end=start + timedelta(minutes=30),
+            organizer_zone=zone,
+            summary="Intro call",
+            organizer=Person("Olga Organizer", "olga@example.com"),
+        )
+        written = build_ics(draft, stamp=stamp, method="REQUEST")
+        assert written == by_icalendar(draft, stamp, "REQUEST"), (zone, start)
+    if zone != "America/Sao_Paulo":  # no change to search from: nothing shared
+        assert ical._zone_span.cache_info().hits > 0

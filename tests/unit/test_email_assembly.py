@@ -10,6 +10,7 @@ an encoded word, "=?" in a value. Deterministic: hypothesis runs derandomized.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from bookable.notifications.messages import (
     BookingMail,
     MailKind,
     Party,
+    _base64,
     _context,
     _folded,
     _quoted_printable,
@@ -276,3 +278,32 @@ def test_quoted_printable_at_every_length_around_the_breaks() -> None:
                 body = line.encode("utf-8").decode("latin-1") + "\n"
                 expected = re.sub(r"\r\n|\r|\n", "\r\n", quoprimime.body_encode(body, 78))
                 assert _quoted_printable(line) == expected, (fill, length, last)
+
+
+def test_a_long_line_seen_again_is_broken_as_the_first_time() -> None:
+    """The breaking of long lines is cached by line: the same line in another text, at
+    another place, is the package's each time."""
+    lines = ["a" * 100 + " ", "=" * 90, "é" * 40 + "\t", "x" * 77 + " "]
+    for text in ("\n".join(lines), "\n".join(reversed(lines)) + "\n", "\n".join(lines * 3)):
+        body = (b"\n".join(text.encode("utf-8").splitlines()) + b"\n").decode("latin-1")
+        expected = re.sub(r"\r\n|\r|\n", "\r\n", quoprimime.body_encode(body, 78))
+        assert _quoted_printable(text) == expected
+
+
+def _package_base64(data: bytes) -> str:
+    # contentmanager._encode_base64(data, 78), with the generator's CRLF line ends.
+    step = 78 // 4 * 3
+    pieces = [binascii.b2a_base64(data[i : i + step]).decode() for i in range(0, len(data), step)]
+    return "".join(pieces).replace("\n", "\r\n")
+
+
+@DETERMINISTIC
+@given(data=st.one_of(st.binary(max_size=600), st.integers(0, 400).map(lambda n: b"x" * n)))
+def test_base64_is_the_email_packages(data: bytes) -> None:
+    assert _base64.__wrapped__(data) == _package_base64(data)
+
+
+def test_base64_at_every_length_around_a_line() -> None:
+    for size in range(0, 240):
+        data = bytes(range(256))[:size] if size < 256 else b""
+        assert _base64.__wrapped__(data) == _package_base64(data), size

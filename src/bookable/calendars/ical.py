@@ -21,7 +21,7 @@ import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -158,6 +158,7 @@ def build_ics(
 
     utc_zone = draft.organizer_zone.upper() in {"UTC", "ETC/UTC", "Z"}
     tzid = None if utc_zone else _tzid(zone)
+    vtimezone = None
     if tzid is None:  # written in UTC, with Z
         start = _moment(draft.start.astimezone(UTC), "Z")
         end = _moment(draft.end.astimezone(UTC), "Z")
@@ -168,10 +169,12 @@ def build_ics(
         when = f";TZID={_param(tzid)}:"
         first: date = (draft.start - ZONE_MARGIN).date()
         last: date = (draft.end + ZONE_MARGIN).date()
-        lines.extend(_vtimezone(tzid, first, last))
+        # Written and folded already (cached): kept apart, not folded again.
+        vtimezone = _vtimezone_text(tzid, first, last)
 
+    calendar = "\r\n".join(map(_fold, lines))
     # The library's order: SUMMARY, DTSTART, DTEND, DTSTAMP, UID, SEQUENCE, then by name.
-    lines.append("BEGIN:VEVENT")
+    lines = ["BEGIN:VEVENT"]
     lines.append(f"SUMMARY:{_text(draft.summary)}")
     lines.append(f"DTSTART{when}{start}")
     lines.append(f"DTEND{when}{end}")
@@ -189,7 +192,10 @@ def build_ics(
     lines.append(f"TRANSP:{'TRANSPARENT' if status is EventStatus.CANCELLED else 'OPAQUE'}")
     lines.append("END:VEVENT")
     lines.append("END:VCALENDAR")
-    return "".join(f"{_fold(line)}\r\n" for line in lines).encode("utf-8")
+    event = "\r\n".join(map(_fold, lines))
+    if vtimezone is not None:
+        return f"{calendar}\r\n{vtimezone}\r\n{event}\r\n".encode()
+    return f"{calendar}\r\n{event}\r\n".encode()
 
 
 # --- writing it as icalendar 7 does ---------------------------------------------------------------
@@ -249,6 +255,21 @@ def _moment(moment: datetime, suffix: str) -> str:
 def _fold(line: str) -> str:
     """icalendar's folding: a break before the character that would make a line reach 75
     octets (never inside a UTF-8 sequence), and never right after a backslash or caret."""
+    if line.isascii():
+        # One octet a character: pieces of 74 (73 when the 74th is a backslash or caret,
+        # which then starts the next piece), cut by position instead of walked.
+        if len(line) < 75:
+            return line
+        pieces: list[str] = []
+        start = 0
+        while len(line) - start > 74:
+            stop = start + 74
+            if line[stop - 1] in "\\^":
+                stop -= 1
+            pieces.append(line[start:stop])
+            start = stop
+        pieces.append(line[start:])
+        return "\r\n ".join(pieces)
     if len(line) < 19 or len(line.encode("utf-8")) < 75:
         return line
     folded: list[str] = []
@@ -279,6 +300,12 @@ def _tzid(zone: ZoneInfo) -> str | None:
     return None if tzid in (None, "UTC") else tzid
 
 
+@functools.lru_cache(maxsize=512)
+def _vtimezone_text(tzid: str, first_date: date, last_date: date) -> str:
+    """`_vtimezone`'s lines folded and joined by CRLF (no CRLF after the last)."""
+    return "\r\n".join(map(_fold, _vtimezone(tzid, first_date, last_date)))
+
+
 # The steps of icalendar's search for a zone's transitions (`Timezone.from_tzinfo`).
 _SEARCH_STEPS: tuple[timedelta, ...] = tuple(Timezone._from_tzinfo_skip_search)
 
@@ -288,33 +315,17 @@ def _vtimezone(tzid: str, first_date: date, last_date: date) -> tuple[str, ...]:
     """The VTIMEZONE's lines, as ``Timezone.from_tzid(tzid, first_date=..., last_date=...)``
     makes them: the same search for the offsets' changes (plain ``zoneinfo`` arithmetic, as
     the library does for it), written directly. Kept for the bookings of the same day."""
-    zone: tzinfo = ZoneInfo(tzid)
-    first_moment = datetime(first_date.year, first_date.month, first_date.day, tzinfo=zone)
-    last_moment = datetime(last_date.year, last_date.month, last_date.day, tzinfo=zone)
+    first_moment = datetime(first_date.year, first_date.month, first_date.day)
+    last_moment = datetime(last_date.year, last_date.month, last_date.day)
     # (offset from, offset to, name, standard) -> the local times it starts at
     offsets: dict[tuple[timedelta | None, timedelta, str, bool], list[datetime]] = defaultdict(list)
     start = first_moment
     offset_to: timedelta | None = None
-    while start < last_moment:
+    while start < last_moment:  # local times, naive: as the zone's own times compare
         offset_from = offset_to
-        end = start
-        offset_to = end.utcoffset()
-        assert offset_to is not None
-        for step in _SEARCH_STEPS:
-            last_end = end
-            end = end + step
-            try:
-                while end.utcoffset() == offset_to:
-                    last_end = end
-                    end = end + step
-            except OverflowError:  # zoneinfo does not go all the way
-                break
-            end = last_end
-        name = start.tzname()
-        key = (offset_from, offset_to, name if name is not None else str(offset_to),
-               start.dst() == timedelta())  # fmt: skip
-        offsets[key].append(start.replace(tzinfo=None))
-        start = end + _SEARCH_STEPS[-1]
+        offset_to, name, standard, following = _zone_span(tzid, start)
+        offsets[(offset_from, offset_to, name, standard)].append(start)
+        start = following
     lines = [
         "BEGIN:VTIMEZONE",
         f"TZID:{_text(tzid)}",
@@ -340,6 +351,34 @@ def _vtimezone(tzid: str, first_date: date, last_date: date) -> tuple[str, ...]:
     return tuple(lines)
 
 
+# Cached: a search from a change of offset finds the next one whatever day the VTIMEZONE
+# began on, so only each VTIMEZONE's first search (from its first day) is new.
+@functools.lru_cache(maxsize=4096)
+def _zone_span(tzid: str, start: datetime) -> tuple[timedelta, str, bool, datetime]:
+    """From the local time ``start`` (naive) in ``tzid``, as icalendar's search walks it: the
+    offset, its name (the offset's text when the zone has none), whether it is standard
+    time, and where the next offset begins (local, naive): the last time still at this
+    offset in steps from 64 days down to a second, plus the last step."""
+    end = start.replace(tzinfo=ZoneInfo(tzid))
+    name = end.tzname()
+    standard = end.dst() == timedelta()
+    offset_to = end.utcoffset()
+    assert offset_to is not None
+    for step in _SEARCH_STEPS:
+        last_end = end
+        end = end + step
+        try:
+            while end.utcoffset() == offset_to:
+                last_end = end
+                end = end + step
+        except OverflowError:  # zoneinfo does not go all the way
+            break
+        end = last_end
+    following = (end + _SEARCH_STEPS[-1]).replace(tzinfo=None)
+    return offset_to, name if name is not None else str(offset_to), standard, following
+
+
+@functools.lru_cache(maxsize=256)  # a zone has few offsets
 def _offset(offset: timedelta) -> str:
     """As icalendar's vUTCOffset: +HHMM, or +HHMMSS when there are seconds."""
     sign = "-" if offset < timedelta(0) else "+"

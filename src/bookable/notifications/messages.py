@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
 
 from bookable.calendars.ical import EventDraft, ItipMethod, Person, build_ics
 
@@ -119,6 +119,7 @@ _BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=1024)  # names, titles and places come back in every message of a change
 def one_line(text: str) -> str:
     """``text`` with every control character and line break turned into a space, runs of
     whitespace collapsed: safe in a header, and cannot start a new line in a body either."""
@@ -195,7 +196,7 @@ def _is_link(location: str) -> bool:
 
 @cache
 def _templates() -> Environment:
-    return Environment(
+    environment = Environment(
         loader=PackageLoader("bookable.notifications", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
@@ -204,11 +205,24 @@ def _templates() -> Environment:
         keep_trailing_newline=True,
         # The templates ship with the package: no stat() of each file at every render.
         auto_reload=False,
+        # A plain dict of the few templates, never evicted: each render looks its base
+        # template up again (``extends``), and the default LRU cache's lookup is Python.
+        cache_size=-1,
     )
+    # No globals (range, dict, lipsum, cycler, joiner, namespace: the templates use none):
+    # every render copies the globals into its context, item by item from a ChainMap.
+    environment.globals.clear()
+    return environment
+
+
+@cache
+def _template(name: str) -> Template:
+    return _templates().get_template(name)
 
 
 def _clean_party(party: Party) -> Party:
-    return Party(one_line(party.name), party.email, party.time_zone)
+    name = one_line(party.name)
+    return party if name == party.name else Party(name, party.email, party.time_zone)
 
 
 def _context(mail: BookingMail, kind: MailKind, recipient: Party) -> dict[str, Any]:
@@ -359,12 +373,16 @@ def _text_header(name: str, value: str) -> str:
         if max(map(len, words)) + 1 < _MAX_LINE:
             if len(value) + 1 <= _MAX_LINE:
                 return f"{name}: {value}\r\n"
-            lines = [f"{name}:"]
-            for word in words:
-                if len(lines[-1]) + 1 + len(word) <= _MAX_LINE:
-                    lines[-1] += f" {word}"
-                else:
-                    lines.append(f" {word}")
+            # The same lines cut at the last space that fits (each continuation line starts
+            # with its space), found with rfind instead of adding word by word.
+            whole = f"{name}: {value}"
+            lines = []
+            start = 0
+            while len(whole) - start > _MAX_LINE:
+                stop = whole.rfind(" ", start + 1, start + _MAX_LINE + 1)
+                lines.append(whole[start:stop])
+                start = stop
+            lines.append(whole[start:])
             return _FOLDED_AT_NAME.sub(r"\1: ", "\r\n".join(lines) + "\r\n")
     return _folded(name, value)
 
@@ -393,57 +411,78 @@ def _sender_header(sender: str) -> str:
 
 
 # What `quoprimime.body_encode` quotes as =XX: all but printable ASCII other than "=", tab and
-# the line ends (only LF is left once the lines are joined).
-_QP_QUOTED = re.compile(r"[^\t\n -<>-~]")
+# the line ends (only LF is left once the lines are joined). As bytes: the text is quoted as
+# its UTF-8 bytes, each read as one character (latin-1).
+_QP_KEPT = bytes([ord("\t"), ord("\n"), *range(ord(" "), ord("=")), *range(ord(">"), ord("~") + 1)])
 _QP_CODES = {chr(code): f"={code:02X}" for code in range(256)}
-
-
-def _qp_code(match: re.Match[str]) -> str:
-    return _QP_CODES[match.group()]
+_QP_SPACES = (" ", "\t")
 
 
 def _quoted_printable(text: str) -> str:
     """``text`` as `set_content(cte="quoted-printable")` encodes it (contentmanager's
     _encode_text: ``quoprimime.body_encode(..., 78)``) and the generator writes it (CRLF line
-    ends). body_encode's own steps, made cheaper: one ``re.sub`` of the few characters to
-    quote instead of its ``str.translate`` with a table of strings, and CRLF joining the lines
-    at once instead of the generator's pass over the result (an email's two bodies: ~0.18 ->
-    ~0.07 ms, issue 15 round 9). Byte for byte the same (tests/unit/test_email_assembly.py
-    compares them by hypothesis and at every length around the soft breaks)."""
-    # Lines split as bytes (CR, LF and CRLF only), quoted in one pass: LF is left alone and
-    # the rest of what body_encode's table leaves alone never needs a second look.
-    body = b"\n".join(text.encode("utf-8").splitlines()).decode("latin-1")
+    ends). body_encode's own steps, made cheaper with string methods rather than a pass of
+    Python or of a regex over every character (each costs more than the rest together): the
+    characters to quote found with ``bytes.translate`` and replaced one kind at a time (a
+    few: "=", the bytes of an en dash...), the lines split and joined once, and only the
+    lines that need it (too long, or ending in a space or tab) broken by `_qp_broken_line`
+    (each line looked up in a cache first: most are the templates').
+    Byte for byte the same (tests/unit/test_email_assembly.py compares them by hypothesis
+    and at every length around the soft breaks)."""
+    data = b"\n".join(text.encode("utf-8").splitlines())  # CR, LF and CRLF only, as bytes
+    body = data.decode("latin-1")
+    quoted = data.translate(None, _QP_KEPT)  # the bytes to quote, if any
+    if quoted:
+        # "=" first: the escapes put in after it hold "=" too.
+        if b"=" in quoted:
+            body = body.replace("=", "=3D")
+        for character in set(quoted.decode("latin-1")) - {"="}:
+            body = body.replace(character, _QP_CODES[character])
+    lines = list(map(_qp_line, body.split("\n")))
+    lines.append("")  # the text always ends with a line end
+    return "\r\n".join(lines)
+
+
+# Cached: most lines are the templates' own, the same in every message (a hit runs no Python).
+@lru_cache(maxsize=1024)
+def _qp_line(line: str) -> str:
+    """A quoted line as body_encode writes it: as it is, or broken (`_qp_broken_line`)."""
+    if len(line) > _MAX_LINE or line.endswith(_QP_SPACES):
+        return _qp_broken_line(line)
+    return line
+
+
+def _qp_broken_line(line: str) -> str:
+    """One quoted line as body_encode breaks it: pieces of at most 77 characters plus "=",
+    never inside an =XX escape; a space or tab ending the line quoted, or moved past a soft
+    break. The pieces joined by CRLF."""
     out: list[str] = []
     append = out.append
     limit = _MAX_LINE - 1  # body_encode's maxlinelen1
-    for line in _QP_QUOTED.sub(_qp_code, body).split("\n"):
-        # body_encode's soft breaks: pieces of at most 77 characters plus "=", never inside
-        # an =XX escape; a space or tab ending the line quoted, or moved past a soft break.
-        start = 0
-        last_start = len(line) - 1 - _MAX_LINE
-        while start <= last_start:
-            stop = start + limit
-            if line[stop - 2] == "=":
-                append(line[start : stop - 1])
-                start = stop - 2
-            elif line[stop - 1] == "=":
-                append(line[start:stop])
-                start = stop - 1
-            else:
-                append(line[start:stop] + "=")
-                start = stop
-        if line and line[-1] in " \t":
-            room = start - last_start
-            if room >= 3:
-                end = _QP_CODES[line[-1]]
-            elif room == 2:
-                end = line[-1] + "=\r\n"
-            else:
-                end = "=\r\n" + _QP_CODES[line[-1]]
-            append(line[start:-1] + end)
+    start = 0
+    last_start = len(line) - 1 - _MAX_LINE
+    while start <= last_start:
+        stop = start + limit
+        if line[stop - 2] == "=":
+            append(line[start : stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            append(line[start:stop])
+            start = stop - 1
         else:
-            append(line[start:])
-    append("")  # the text always ends with a line end
+            append(line[start:stop] + "=")
+            start = stop
+    if line[-1] in _QP_SPACES:
+        room = start - last_start
+        if room >= 3:
+            end = _QP_CODES[line[-1]]
+        elif room == 2:
+            end = line[-1] + "=\r\n"
+        else:
+            end = "=\r\n" + _QP_CODES[line[-1]]
+        append(line[start:-1] + end)
+    else:
+        append(line[start:])
     return "\r\n".join(out)
 
 
@@ -451,11 +490,13 @@ def _quoted_printable(text: str) -> str:
 def _base64(data: bytes) -> str:
     """``data`` as `set_content(cte="base64")` encodes it, CRLF line ends; cached: the
     invitation is the same in both of its parts and in every message of its change."""
-    step = _MAX_LINE // 4 * 3
-    return "".join(
-        binascii.b2a_base64(data[i : i + step]).decode("ascii").replace("\n", "\r\n")
-        for i in range(0, len(data), step)
-    )
+    # The encoder's lines are of 57 bytes, 76 characters: the same as the whole encoded at
+    # once (57 is a multiple of 3: no padding but at the end) cut every 76 characters.
+    lines = _BASE64_LINE.findall(binascii.b2a_base64(data, newline=False).decode("ascii"))
+    return "\r\n".join(lines) + "\r\n" if lines else ""
+
+
+_BASE64_LINE = re.compile(f".{{1,{_MAX_LINE // 4 * 4}}}")
 
 
 def _boundary_line(kind: str, boundary: str) -> str:
@@ -487,9 +528,8 @@ def render_email(
     invitation is built once, not once per recipient (it depends on the method alone)."""
     stamp = (stamp or datetime.now(UTC)).astimezone(UTC)
     context = _context(mail, kind, recipient)
-    environment = _templates()
-    text = environment.get_template(f"{kind.value}.txt").render(context)
-    html = environment.get_template(f"{kind.value}.html").render(context)
+    text = _template(f"{kind.value}.txt").render(context)
+    html = _template(f"{kind.value}.html").render(context)
     subject = subject_for(mail, kind, recipient)
 
     head = [_sender_header(one_line(sender)), _address_header("To", recipient)]
