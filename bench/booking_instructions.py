@@ -58,20 +58,18 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
-import sysconfig  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
-from types import FrameType  # noqa: E402
-from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 
 import _server  # noqa: E402
 import bookings as bench  # noqa: E402
 import write_floor_app  # noqa: E402
+from _bytecodes import SITE, BytecodeCounter, package_of  # noqa: E402
 
 # In-process runs leave httpx's failed import of sniffio out; here it only keeps the bench's
 # own process lighter beside the servers.
@@ -255,48 +253,7 @@ async def measure(kind: str, pg_url: str | None, tmp: Path) -> None:
             await engine.dispose()
 
 
-STDLIB = sysconfig.get_paths()["stdlib"]
-SITE = "site-packages/"
 CLIENT = {"httpx", "httpcore", "sniffio", "h11", "bookings.py", "booking_instructions.py"}
-
-
-def package_of(filename: str) -> str:
-    """The package a code object's file belongs to: bookable, the lean app, a site package,
-    asyncio, logging or the rest of the standard library."""
-    if "/src/bookable/" in filename:
-        return "bookable"
-    if filename.endswith("write_floor_app.py"):
-        return "lean app"
-    if SITE in filename:
-        return filename.split(SITE, 1)[1].split("/", 1)[0].removesuffix(".py")
-    if filename.startswith(STDLIB):
-        top = filename[len(STDLIB) :].lstrip("/").split("/", 1)[0].removesuffix(".py")
-        return f"stdlib {top}" if top in {"asyncio", "logging", "json", "email"} else "stdlib"
-    if filename.startswith("<frozen"):
-        return "stdlib"
-    return Path(filename).name
-
-
-class BytecodeCounter:
-    """A trace function counting the bytecodes executed, by code object; `by_package` sums them."""
-
-    def __init__(self) -> None:
-        self.by_code: Counter[Any] = Counter()
-
-    def call(self, frame: FrameType, _event: str, _arg: object) -> Any:
-        frame.f_trace_opcodes, frame.f_trace_lines = True, False
-        return self.step
-
-    def step(self, frame: FrameType, event: str, _arg: object) -> Any:
-        if event == "opcode":
-            self.by_code[frame.f_code] += 1
-        return self.step
-
-    def by_package(self) -> Counter[str]:
-        packages: Counter[str] = Counter()
-        for code, count in self.by_code.items():
-            packages[package_of(code.co_filename)] += count
-        return packages
 
 
 async def counted_bytecodes(

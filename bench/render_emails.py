@@ -24,12 +24,11 @@ import pstats
 import statistics
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import bookable
+from _bytecodes import BytecodeCounter
 from bookable.calendars.ical import ItipMethod
 from bookable.notifications.messages import (
     BookingMail,
@@ -81,20 +80,6 @@ def render_all(rows: list[tuple[dict[str, Any], str, str]]) -> int:
         shared = invitations.setdefault(facts["change"], {})
         size += len(render_stored(facts, kind, message_id, invitations=shared).message)
     return size
-
-
-class BytecodeCounter:
-    def __init__(self) -> None:
-        self.by_code: Counter[Any] = Counter()
-
-    def call(self, frame: FrameType, _event: str, _arg: object) -> Any:
-        frame.f_trace_opcodes, frame.f_trace_lines = True, False
-        return self.step
-
-    def step(self, frame: FrameType, event: str, _arg: object) -> Any:
-        if event == "opcode":
-            self.by_code[frame.f_code] += 1
-        return self.step
 
 
 def main() -> None:
