@@ -195,7 +195,6 @@ def test_vtimezones_of_day_after_day_are_icalendars(zone: str) -> None:
     Zones with changes months apart, twice a year, a Ramadan pause, half an hour, none
     since 2019."""
     ical._zone_span.cache_clear()
-    ical._vtimezone.cache_clear()
     ical._vtimezone_text.cache_clear()
     stamp = datetime(2026, 1, 5, 12, tzinfo=UTC)
     first = datetime(2025, 9, 1, 10, tzinfo=UTC)

@@ -310,11 +310,11 @@ def _vtimezone_text(tzid: str, first_date: date, last_date: date) -> str:
 _SEARCH_STEPS: tuple[timedelta, ...] = tuple(Timezone._from_tzinfo_skip_search)
 
 
-@functools.lru_cache(maxsize=512)
 def _vtimezone(tzid: str, first_date: date, last_date: date) -> tuple[str, ...]:
     """The VTIMEZONE's lines, as ``Timezone.from_tzid(tzid, first_date=..., last_date=...)``
     makes them: the same search for the offsets' changes (plain ``zoneinfo`` arithmetic, as
-    the library does for it), written directly. Kept for the bookings of the same day."""
+    the library does for it), written directly. Not cached itself: its one caller,
+    `_vtimezone_text`, keeps the folded text for the bookings of the same day."""
     first_moment = datetime(first_date.year, first_date.month, first_date.day)
     last_moment = datetime(last_date.year, last_date.month, last_date.day)
     # (offset from, offset to, name, standard) -> the local times it starts at
