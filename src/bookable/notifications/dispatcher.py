@@ -163,18 +163,22 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
     async def _jobs(
         self, session: AsyncSession, rows: Sequence[Any], lease_until: datetime
     ) -> list[EmailJob]:
+        return self._claimed_jobs(rows, lease_until)
+
+    def _claimed_jobs(self, rows: Sequence[Sequence[Any]], lease_until: datetime) -> list[EmailJob]:
+        # By position (`_claimed_columns`' order): rows of the ORM session or plain tuples.
         return [
             EmailJob(
-                event_id=row.id,
+                event_id=event_id,
                 lease_until=lease_until,
-                recipient=row.recipient,
-                message_id=row.message_id,
-                kind=row.kind,
-                facts=row.facts,
-                message=row.message,
-                attempts=row.attempts,
+                recipient=recipient,
+                message_id=message_id,
+                kind=kind,
+                facts=facts,
+                message=message,
+                attempts=attempts,
             )
-            for row in rows
+            for event_id, recipient, message_id, kind, facts, message, attempts in rows
         ]
 
     # --- 2. send ----------------------------------------------------------------------------
