@@ -39,6 +39,11 @@ from bookable.notifications.messages import (
     stored_facts,
 )
 
+try:
+    from bookable.notifications.messages import SharedByChange
+except ImportError:  # a version before round 11
+    SharedByChange = None  # type: ignore[assignment,misc]
+
 SENDER = "Bookable <bookings@bookable.test>"
 FIRST_DAY = datetime(2027, 3, 1, tzinfo=UTC)
 SPREAD_DAYS = 365  # as bench/bookings.py: a booking's day is one of a year's, dealt in turn
@@ -74,11 +79,20 @@ def booking_rows(number: int) -> list[tuple[dict[str, Any], str, str]]:
 
 
 def render_all(rows: list[tuple[dict[str, Any], str, str]]) -> int:
-    invitations: dict[str, dict[ItipMethod, bytes]] = {}
+    """As the dispatcher renders them: the rows of one change share what it shares."""
+    if SharedByChange is None:  # an older version: the invitations only
+        invitations: dict[str, dict[ItipMethod, bytes]] = {}
+        size = 0
+        for facts, kind, message_id in rows:
+            shared = invitations.setdefault(facts["change"], {})
+            size += len(render_stored(facts, kind, message_id, invitations=shared).message)
+        return size
+    by_change: dict[str, Any] = {}
     size = 0
     for facts, kind, message_id in rows:
-        shared = invitations.setdefault(facts["change"], {})
-        size += len(render_stored(facts, kind, message_id, invitations=shared).message)
+        if (change := by_change.get(facts["change"])) is None:
+            change = by_change[facts["change"]] = SharedByChange()
+        size += len(render_stored(facts, kind, message_id, shared=change).message)
     return size
 
 

@@ -18,6 +18,7 @@ from bookable.notifications.messages import (
     MailKind,
     Party,
     RenderedEmail,
+    SharedByChange,
     format_when,
     mail_facts,
     mail_from_facts,
@@ -471,6 +472,36 @@ def test_the_other_sides_time_names_them_by_address_when_nameless() -> None:
     nameless = Party("", "anon@example.com", NEW_YORK)
     message = parse(render(booking(attendees=(nameless,)), MailKind.HOST_NEW))
     assert "anon@example.com's time: Tuesday 6 January 2026, 05:00" in text_of(message)
+
+
+def test_the_rows_of_one_change_render_the_same_bytes_sharing_their_mail() -> None:
+    """The dispatcher renders a change's rows with one `SharedByChange` (their facts read
+    once, their invitation built once): every row's bytes are those it renders alone. A row
+    whose mail differs under the same change token is read afresh, its invitation its own."""
+    mail = booking(cancellation_reason="Ill")
+    moved = replace(
+        mail, title="Moved call", start=mail.end, end=mail.end + (mail.end - mail.start)
+    )
+
+    def row(of: BookingMail, kind: MailKind, recipient: Party) -> tuple[dict, str]:
+        facts = stored_facts(
+            mail_facts(of), recipient, sender="Bookable <b@bookable.test>", stamp=STAMP,
+            change="bk7Qx2.c0ffee",
+        )  # fmt: skip
+        return json.loads(json.dumps(facts)), f"bk7Qx2.{kind.value}.{of.title[:5]}@bookable.test"
+
+    rows = [
+        (*row(mail, MailKind.ATTENDEE_CONFIRMED, ANN), MailKind.ATTENDEE_CONFIRMED),
+        (*row(mail, MailKind.HOST_NEW, OLGA), MailKind.HOST_NEW),
+        (*row(mail, MailKind.ATTENDEE_CANCELLED, ANN), MailKind.ATTENDEE_CANCELLED),
+        (*row(moved, MailKind.HOST_NEW, OLGA), MailKind.HOST_NEW),
+        (*row(moved, MailKind.ATTENDEE_CONFIRMED, ANN), MailKind.ATTENDEE_CONFIRMED),
+    ]
+    shared = SharedByChange()
+    for facts, message_id, kind in rows:
+        alone = render_stored(facts, kind.value, message_id)
+        assert render_stored(facts, kind.value, message_id, shared=shared) == alone
+    assert shared.mail == moved
 
 
 def test_stored_facts_render_the_same_bytes_every_time() -> None:

@@ -272,9 +272,13 @@ class DriverStatement:
         return out
 
     async def fetch(self, driver: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        records = await driver.fetch(self.sql, *self.arguments(params))
+        return self.results(await driver.fetch(self.sql, *self.arguments(params)))
+
+    def results(self, records: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The driver's rows of this statement (asyncpg's records, or the rows of
+        `exec_driver_sql`) with the values SQLAlchemy's result processors make of them."""
         if not self._results:
-            return records  # type: ignore[no-any-return]
+            return list(records)
         rows: list[Sequence[Any]] = []
         for record in records:
             row = list(record)

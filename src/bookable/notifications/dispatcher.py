@@ -3,13 +3,14 @@
 `EmailDispatcher` is an `OutboxDispatcher` (`bookable.core.dispatch`: claims with a lease, at
 least once across SIGKILL, woken after the commit) over `outbound_emails`. A row's first
 attempt renders its message from the stored facts (`notifications.messages.render_stored`,
-outside any transaction; the rows of one change share their invitation). A failed attempt's
-record stores it: a retry sends those bytes, even after an upgrade that renders differently.
-A sent message is not stored (~9 KB a message, two a booking, written for no later reader:
-the facts stay, and render the same bytes). (A crash before the record renders again: the
-same facts make the same bytes.) One attempt hands the message, unchanged, to the transport
-(`bookable.notifications.transport`: SMTP, or an .eml file), with the envelope
-``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient, bounded by ``BOOKABLE_EMAIL_TIMEOUT``.
+outside any transaction; the rows of one change share their facts, read once, and their
+invitation). A failed attempt's record stores it: a retry sends those bytes, even after an
+upgrade that renders differently. A sent message is not stored (~9 KB a message, two a
+booking, written for no later reader: the facts stay, and render the same bytes). (A crash
+before the record renders again: the same facts make the same bytes.) One attempt hands the
+message, unchanged, to the transport (`bookable.notifications.transport`: SMTP, or an .eml
+file), with the envelope ``BOOKABLE_EMAIL_FROM``'s address -> the row's recipient, bounded
+by ``BOOKABLE_EMAIL_TIMEOUT``.
 
 Recording: success makes the row SENT with ``sent_at``. A failure is retried after the next
 wait of ``BOOKABLE_EMAIL_RETRY_DELAYS`` and is FAILED after ``BOOKABLE_EMAIL_MAX_ATTEMPTS``, or
@@ -31,10 +32,9 @@ from typing import Any, cast
 from sqlalchemy import ARRAY, CTE, Table, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bookable.calendars.ical import ItipMethod
 from bookable.core.dispatch import RECORDED_IDS, DispatcherConfig, OutboxDispatcher, RunningClock
 from bookable.models.emails import EmailStatus, OutboundEmail
-from bookable.notifications.messages import render_stored
+from bookable.notifications.messages import SharedByChange, render_stored
 from bookable.notifications.transport import (
     MailError,
     MailTransport,
@@ -47,7 +47,7 @@ log = logging.getLogger("bookable.emails")
 
 ROWS: Table = cast(Table, OutboundEmail.__table__)
 ERROR_CHARS = 1000  # how much of a failure's reason is kept
-SHARED_INVITATIONS = 256  # changes whose invitations are kept for their other rows
+SHARED_CHANGES = 256  # changes whose mail and invitations are kept for their other rows
 
 # A sent row: SENT, even if the lease ran out meanwhile (the server has it). Built once.
 _SENT = (
@@ -147,8 +147,9 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         self.settings = settings
         self.transport = transport or transport_for(settings)
         self.sender = envelope_sender(settings)
-        # Invitations by change (`stored_facts`' "change"): built once for all its rows.
-        self._invitations: dict[str, dict[ItipMethod, bytes]] = {}
+        # By change (`stored_facts`' "change"): its mail read and invitations built once for
+        # all its rows.
+        self._by_change: dict[str, SharedByChange] = {}
 
     async def _close(self) -> None:
         # The SMTP connections kept between messages are closed with the dispatcher.
@@ -163,18 +164,22 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
     async def _jobs(
         self, session: AsyncSession, rows: Sequence[Any], lease_until: datetime
     ) -> list[EmailJob]:
+        return self._claimed_jobs(rows, lease_until)
+
+    def _claimed_jobs(self, rows: Sequence[Sequence[Any]], lease_until: datetime) -> list[EmailJob]:
+        # By position (`_claimed_columns`' order): rows of the ORM session or plain tuples.
         return [
             EmailJob(
-                event_id=row.id,
+                event_id=event_id,
                 lease_until=lease_until,
-                recipient=row.recipient,
-                message_id=row.message_id,
-                kind=row.kind,
-                facts=row.facts,
-                message=row.message,
-                attempts=row.attempts,
+                recipient=recipient,
+                message_id=message_id,
+                kind=kind,
+                facts=facts,
+                message=message,
+                attempts=attempts,
             )
-            for row in rows
+            for event_id, recipient, message_id, kind, facts, message, attempts in rows
         ]
 
     # --- 2. send ----------------------------------------------------------------------------
@@ -184,10 +189,12 @@ class EmailDispatcher(OutboxDispatcher[EmailJob, EmailOutcome]):
         if job.message is None:
             if job.facts is None:
                 raise ValueError("the row holds neither a message nor its facts")
-            if len(self._invitations) >= SHARED_INVITATIONS:
-                self._invitations.clear()
-            shared = self._invitations.setdefault(str(job.facts.get("change")), {})
-            rendered = render_stored(job.facts, job.kind, job.message_id, invitations=shared)
+            if len(self._by_change) >= SHARED_CHANGES:
+                self._by_change.clear()
+            change = str(job.facts.get("change"))
+            if (shared := self._by_change.get(change)) is None:
+                shared = self._by_change[change] = SharedByChange()
+            rendered = render_stored(job.facts, job.kind, job.message_id, shared=shared)
             job.message = rendered.message
             job.rendered = True
         return job.message

@@ -17,7 +17,7 @@ import enum
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from email.headerregistry import Address
 from email.policy import SMTP
@@ -685,18 +685,45 @@ def stored_facts(
     }
 
 
+@dataclass(slots=True)
+class SharedByChange:
+    """What the emails of one change (`stored_facts`' ``change``) share when one process
+    renders them one after another (the dispatcher's batch): the change's facts read once
+    into a `BookingMail`, and its invitation per method, built once. A row whose mail facts
+    differ from the ones read (never seen: the change's rows are written from one dict) is
+    read afresh and its invitations built anew."""
+
+    invitations: dict[ItipMethod, bytes] = field(default_factory=dict)
+    mail_facts: dict[str, Any] | None = None
+    mail: BookingMail | None = None
+
+    def mail_of(self, mail_facts: dict[str, Any]) -> BookingMail:
+        if self.mail is None or mail_facts != self.mail_facts:
+            if self.mail is not None:
+                self.invitations = {}
+            self.mail_facts, self.mail = mail_facts, mail_from_facts(mail_facts)
+        return self.mail
+
+
 def render_stored(
     facts: dict[str, Any],
     kind: str,
     message_id: str,
     *,
     invitations: dict[ItipMethod, bytes] | None = None,
+    shared: SharedByChange | None = None,
 ) -> RenderedEmail:
     """The message an outbox row's ``facts`` (`stored_facts`) describe: the same bytes every
     time. ``message_id`` without angle brackets, as the row keeps it; ``invitations`` as for
-    `render_email`, shared only by rows of the same change."""
+    `render_email`, shared only by rows of the same change; or ``shared``, for the rows of one
+    change: their mail read once and their invitations (``invitations`` is then ignored)."""
+    if shared is not None:
+        mail = shared.mail_of(facts["mail"])
+        invitations = shared.invitations
+    else:
+        mail = mail_from_facts(facts["mail"])
     return render_email(
-        mail_from_facts(facts["mail"]),
+        mail,
         MailKind(kind),
         _party(facts["recipient"]),
         sender=facts["sender"],
