@@ -2,7 +2,8 @@
 
     BOOKABLE_BENCH_DATABASE_URL=postgresql://postgres@127.0.0.1:5442/bench \\
         .venv/bin/python bench/booking_pg_statements.py [--count 400] [--clients 8]
-        [--mode worker|inline|noemail] [--rounds 1] [--top 14]
+        [--mode worker|inline|noemail] [--rounds 1] [--top 14] [--filler 5000]
+        [--analyze] [--keep] [--perf FILE] [--data /tmp/hw-pg/data]
 
 Meant for a private PostgreSQL cluster started for it (its settings as the shared one's, plus
 ``shared_preload_libraries=pg_stat_statements``, ``pg_stat_statements.track=all``,
@@ -12,7 +13,9 @@ postmaster's tree, read from /proc) is read around it, so that nothing else on t
 counts. Each round: the creation bench's deployment (`bench/bookings.py`: `serve`, beside a
 `worker` for ``worker``; bookings dealt over WEB_HOSTS hosts), a warm-up (connections, caches,
 statements prepared), then ``--count`` bookings posted by ``--clients`` raw keep-alive
-clients, their emails waited for until sent. Printed per round: the cluster's CPU ms per
+clients, their emails waited for until sent. ``--filler`` bookings of another host are
+written (and ANALYZEd) first: a database with a history, whose statistics say so; without
+them the plans are made from the statistics of empty tables. Printed per round: the cluster's CPU ms per
 booking, and per statement its calls, planner runs, planning and execution ms, buffers hit
 and WAL records per booking (times are wall times of a loaded machine: shares, not A/B).
 """
