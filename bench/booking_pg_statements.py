@@ -15,9 +15,10 @@ counts. Each round: the creation bench's deployment (`bench/bookings.py`: `serve
 statements prepared), then ``--count`` bookings posted by ``--clients`` raw keep-alive
 clients, their emails waited for until sent. ``--filler`` bookings of another host are
 written (and ANALYZEd) first: a database with a history, whose statistics say so; without
-them the plans are made from the statistics of empty tables. Printed per round: the cluster's CPU ms per
-booking, and per statement its calls, planner runs, planning and execution ms, buffers hit
-and WAL records per booking (times are wall times of a loaded machine: shares, not A/B).
+them the plans are made from the statistics of empty tables. Printed per round: the
+cluster's CPU ms per booking, and per statement its calls, planner runs, planning and
+execution ms, buffers hit and WAL records per booking (times are wall times of a loaded
+machine: shares, not A/B).
 """
 
 from __future__ import annotations
