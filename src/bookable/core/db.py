@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import lru_cache
 from operator import itemgetter
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql import ClauseElement
 
 from bookable.core.auth import identity_changed
@@ -45,8 +47,12 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
+        # pool_reset_on_return: `_sqlite_reset` below rolls back only an open transaction.
         engine = create_async_engine(
-            async_url(url), connect_args={"timeout": 30}, hide_parameters=True
+            async_url(url),
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_reset_on_return=None,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -66,6 +72,20 @@ def create_engine(url: str) -> AsyncEngine:
             # behind the other, and a read-check-then-write can never interleave with another.
             immediate = connection.get_execution_options().get(WRITE_OPTION, False)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+            # The pool's rollback as a connection goes back (`pool_reset_on_return`'s default),
+            # only when a transaction is still open: after a commit (every request that went
+            # well) SQLite has nothing to roll back, and the rollback cost a round trip to
+            # aiosqlite's thread. Not awaited where the pool may not (`asyncio_safe`), as the
+            # pool's own. `in_transaction` is sqlite3's flag, readable from any thread.
+            if (
+                state.asyncio_safe
+                and not state.transaction_was_reset
+                and dbapi_connection.driver_connection.in_transaction
+            ):
+                dbapi_connection.rollback()
 
         return engine
     # hide_parameters: SQL parameters (key hashes, webhook secrets, whatever a client sent) stay
@@ -215,11 +235,13 @@ def _one_or_none(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ..
 
 
 class DriverStatement:
-    """A Core statement compiled once for a PostgreSQL dialect, run by asyncpg itself: the
-    same SQL, the same parameters processed as SQLAlchemy processes them, the same values out
-    (its result processors applied), without SQLAlchemy's execution around it (the compiled
-    cache lookup, the execution context, the adapter's greenlet hops, the result object):
-    ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
+    """A Core statement compiled once for a dialect with positional parameters (asyncpg's,
+    SQLite's), run by the driver itself: the same SQL, the same parameters processed as
+    SQLAlchemy processes them, the same values out (its result processors applied, `rows`),
+    without SQLAlchemy's execution around it (the compiled cache lookup, the execution
+    context, the adapter's greenlet hops, the result object): ~0.4 ms of GET /slots at 1,000
+    bookings (`bench/README.md`, round 8); `fetch_in_transaction` runs one in the session's
+    transaction (POST /bookings' reads).
 
     For a statement run on every request of a hot path only; everything else goes through the
     session. Parameters are the statement's bind parameters without values, by name. Its
@@ -232,6 +254,8 @@ class DriverStatement:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:
             raise ValueError("DriverStatement needs a dialect with positional parameters")
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("DriverStatement takes no expanding (IN) or literal_execute parameter")
         self.sql = compiled.string
         literal_values = compiled.construct_params(_check=False)
         processors = compiled._bind_processors
@@ -272,9 +296,13 @@ class DriverStatement:
         return out
 
     async def fetch(self, driver: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        records = await driver.fetch(self.sql, *self.arguments(params))
+        return self.rows(await driver.fetch(self.sql, *self.arguments(params)))
+
+    def rows(self, records: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The driver's ``records`` of this statement with its result processors applied: what
+        SQLAlchemy's result would hold (as tuples)."""
         if not self._results:
-            return records  # type: ignore[no-any-return]
+            return records  # type: ignore[return-value]
         rows: list[Sequence[Any]] = []
         for record in records:
             row = list(record)
@@ -282,6 +310,55 @@ class DriverStatement:
                 row[position] = processor(row[position])
             rows.append(tuple(row))
         return rows
+
+
+def _fetch_all(connection: Connection, sql: str, arguments: Sequence[Any]) -> list[Any]:
+    """``sql``'s rows, run by the DBAPI cursor of ``connection`` (SQLAlchemy's asyncpg
+    adapter, which begins the connection's transaction as for any statement)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, arguments)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    finally:
+        cursor.close()
+
+
+@lru_cache(maxsize=64)
+def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+    """``statement`` compiled once per engine (`fetch_in_transaction`)."""
+    return DriverStatement(statement, dialect)
+
+
+async def fetch_in_transaction(
+    session: AsyncSession, statement: ClauseElement, params: Mapping[str, Any]
+) -> list[Sequence[Any]]:
+    """The rows of ``statement`` (a hot path's statement, built once: `DriverStatement`), run
+    on the session's connection in its transaction, as ``(await session.connection()).execute(
+    statement, params).all()`` gives them (tuples; as there, no autoflush: for a statement
+    that must see pending ORM changes, flush first).
+
+    PostgreSQL: through `exec_driver_sql`, SQLAlchemy's transaction (its BEGIN), events and
+    errors without its per-execution work on the statement (the compiled cache's lookup, its
+    parameters matched and processed). SQLite: by aiosqlite's `execute_fetchall`, one trip to
+    its thread where SQLAlchemy's cursor takes four (open, execute, fetch, close); the
+    transaction is the one `session.connection()` began (`create_engine`'s BEGIN listener),
+    and a driver error is raised as SQLAlchemy raises it (`DBAPIError.instance`)."""
+    connection = await session.connection()
+    dialect = connection.dialect
+    compiled = driver_statement(statement, dialect)
+    arguments = compiled.arguments(params)
+    try:
+        if dialect.name == "sqlite":
+            driver = connection.sync_connection.connection.driver_connection
+            records = await driver.execute_fetchall(compiled.sql, arguments)
+        else:
+            records = await connection.run_sync(_fetch_all, compiled.sql, arguments)
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            compiled.sql, None, error, dialect.loaded_dbapi.Error,
+            hide_parameters=True, dialect=dialect,
+        ) from error  # fmt: skip
+    return compiled.rows(records)
 
 
 def _committed_statement_by_statement(session: AsyncSession) -> bool:
