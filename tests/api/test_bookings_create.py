@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from bookable.models import Booking, BookingStatus, Payment
 from tests.conftest import client_for
-from tests.statements import recorded_statements
+from tests.statements import recorded_round_trips
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
@@ -702,7 +702,7 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
     async with application.router.lifespan_context(application), client_for(application) as http:
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
     # PostgreSQL: the booking and its attendees in one statement (WITH ... INSERT INTO bookings).
@@ -739,7 +739,7 @@ async def test_a_booking_is_three_statements_on_postgresql_six_on_sqlite(
     async with application.router.lifespan_context(application), client_for(application) as http:
         warm = await post(http, alice, modern(meet, at(9)))
         assert warm.status_code == 200, warm.text
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
     postgres = application.state.engine.dialect.name == "postgresql"
@@ -842,7 +842,7 @@ async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_sett
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
     async with application.router.lifespan_context(application), client_for(application) as http:
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             first = await post(http, alice, modern(meet, at(10)))
         assert first.status_code == 200, first.text
         asked = [

@@ -286,7 +286,7 @@ async def _event_type_and_owner(
         # Columns only, on the session's connection: past the session's ORM execution path and
         # entity loading (~0.3 ms a booking), and SQLAlchemy's per-execution work. The first
         # statement of the request (nothing pending to flush).
-        rows = await fetch_in_transaction(session, query, params)
+        rows = await fetch_in_transaction(await session.connection(), query, params)
     if not rows:
         raise NotFound(f"Event type with id: {event_type_id} not found")
     return found_from_rows(rows, counted=emails_since is not None, locking=lock_times is not None)

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -312,17 +313,6 @@ class DriverStatement:
         return rows
 
 
-def _fetch_all(connection: Connection, sql: str, arguments: Sequence[Any]) -> list[Any]:
-    """``sql``'s rows, run by the DBAPI cursor of ``connection`` (SQLAlchemy's asyncpg
-    adapter, which begins the connection's transaction as for any statement)."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql, arguments)
-        return cursor.fetchall()  # type: ignore[no-any-return]
-    finally:
-        cursor.close()
-
-
 @lru_cache(maxsize=64)
 def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
     """``statement`` compiled once per engine (`fetch_in_transaction`)."""
@@ -330,29 +320,31 @@ def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatem
 
 
 async def fetch_in_transaction(
-    session: AsyncSession, statement: ClauseElement, params: Mapping[str, Any]
+    connection: AsyncConnection, statement: ClauseElement, params: Mapping[str, Any]
 ) -> list[Sequence[Any]]:
-    """The rows of ``statement`` (a hot path's statement, built once: `DriverStatement`), run
-    on the session's connection in its transaction, as ``(await session.connection()).execute(
-    statement, params).all()`` gives them (tuples; as there, no autoflush: for a statement
-    that must see pending ORM changes, flush first).
+    """The rows of ``statement`` (a hot path's, built once: `DriverStatement`) as
+    ``connection.execute(statement, params).all()`` gives them, on ``connection`` in its
+    transaction, begun already (a session's: `AsyncSession.connection` begins it). As there,
+    no autoflush: where pending ORM changes must be seen, flush first.
 
-    PostgreSQL: through `exec_driver_sql`, SQLAlchemy's transaction (its BEGIN), events and
-    errors without its per-execution work on the statement (the compiled cache's lookup, its
-    parameters matched and processed). SQLite: by aiosqlite's `execute_fetchall`, one trip to
-    its thread where SQLAlchemy's cursor takes four (open, execute, fetch, close); the
-    transaction is the one `session.connection()` began (`create_engine`'s BEGIN listener),
-    and a driver error is raised as SQLAlchemy raises it (`DBAPIError.instance`)."""
-    connection = await session.connection()
+    The driver runs the SQL and parameters `DriverStatement` compiled and processed once,
+    past SQLAlchemy's execution (the compiled cache's lookup, the parameters matched and
+    processed, the execution context, the adapter's cursor and the result object). SQLite: by
+    aiosqlite's `execute_fetchall`, one trip to its thread where SQLAlchemy's cursor takes
+    four (open, execute, fetch, close). PostgreSQL: by asyncpg, once the connection's
+    transaction has begun; SQLAlchemy's asyncpg adapter begins it with the transaction's first
+    statement (BEGIN is a round trip of its own either way), so that one goes through
+    SQLAlchemy. A SQLite error is raised as SQLAlchemy raises it (`DBAPIError.instance`); an
+    asyncpg one as asyncpg raises it, as GET /slots' statement's."""
     dialect = connection.dialect
     compiled = driver_statement(statement, dialect)
-    arguments = compiled.arguments(params)
+    driver = connection.sync_connection.connection.driver_connection
+    if dialect.name != "sqlite":
+        if not driver.is_in_transaction():
+            return list((await connection.execute(statement, params)).all())
+        return compiled.rows(await driver.fetch(compiled.sql, *compiled.arguments(params)))
     try:
-        if dialect.name == "sqlite":
-            driver = connection.sync_connection.connection.driver_connection
-            records = await driver.execute_fetchall(compiled.sql, arguments)
-        else:
-            records = await connection.run_sync(_fetch_all, compiled.sql, arguments)
+        records = await driver.execute_fetchall(compiled.sql, compiled.arguments(params))
     except dialect.loaded_dbapi.Error as error:
         raise DBAPIError.instance(
             compiled.sql, None, error, dialect.loaded_dbapi.Error,

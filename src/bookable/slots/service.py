@@ -932,7 +932,7 @@ async def load_host_calendar(
         # confirmation's; a new booking has none, and the flush finds nothing to do).
         if session.autoflush:
             await session.flush()
-        rows = await fetch_in_transaction(session, query, params)
+        rows = await fetch_in_transaction(await session.connection(), query, params)
         if seats:
             busy = []
             for b_start, b_end, before, after, uid, b_event_type, _ical_uid in rows:
