@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
@@ -72,7 +73,18 @@ def create_engine(url: str) -> AsyncEngine:
             # A writing request takes SQLite's write lock when it starts: writers queue one
             # behind the other, and a read-check-then-write can never interleave with another.
             immediate = connection.get_execution_options().get(WRITE_OPTION, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+            # By aiosqlite itself: one trip to its thread, where SQLAlchemy's cursor takes
+            # three (open, execute, close); an error is raised as SQLAlchemy's would be.
+            try:
+                connection.connection.dbapi_connection.run_async(
+                    lambda driver: driver.execute_fetchall(begin)
+                )
+            except sqlite3.Error as error:
+                raise DBAPIError.instance(
+                    begin, None, error, sqlite3.Error, hide_parameters=True,
+                    dialect=connection.dialect,
+                ) from error  # fmt: skip
 
         @event.listens_for(engine.sync_engine, "reset")
         def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
@@ -351,6 +363,26 @@ async def fetch_in_transaction(
             hide_parameters=True, dialect=dialect,
         ) from error  # fmt: skip
     return compiled.rows(records)
+
+
+async def sqlite_execute_many(
+    connection: AsyncConnection, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """SQLite: ``statement`` (built once, returning nothing) run once per row of ``rows`` on
+    ``connection`` in its transaction, by aiosqlite's `executemany` (`fetch_in_transaction`'s
+    way: two trips to its thread, the statement and its cursor's close, where SQLAlchemy's
+    cursor takes three)."""
+    dialect = connection.dialect
+    compiled = driver_statement(statement, dialect)
+    driver = connection.sync_connection.connection.driver_connection
+    try:
+        async with driver.executemany(compiled.sql, [compiled.arguments(r) for r in rows]):
+            pass
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            compiled.sql, None, error, dialect.loaded_dbapi.Error,
+            hide_parameters=True, dialect=dialect,
+        ) from error  # fmt: skip
 
 
 def _committed_statement_by_statement(session: AsyncSession) -> bool:
