@@ -1098,3 +1098,69 @@ async def test_the_bookings_insert_reaches_the_driver_as_sqlalchemy_would_send_i
             assert [type(v) for v in driver_values] == [type(v) for v in expected_values]
     email_shapes = [(columns, notify) for columns, notify, _values in shapes]
     assert email_shapes[0][0] and email_shapes[1][0] and not email_shapes[2][0]
+
+
+async def test_the_booking_reads_by_the_driver_give_what_sqlalchemy_gives(app, client, alice, meet):
+    """POST /bookings' event type query and busy read run by the driver
+    (`core.db.fetch_in_transaction`: aiosqlite's `execute_fetchall` on SQLite; asyncpg once the
+    transaction has begun on PostgreSQL): for every shape of both, the rows, value for value and
+    type for type (enums, JSON, times, flags, instants in UTC), are those SQLAlchemy's own
+    execution of the statement gives."""
+    from bookable.bookings.create import _event_type_and_owner_statement
+    from bookable.bookings.locks import event_type_lock_params
+    from bookable.core.db import fetch_in_transaction
+    from bookable.slots.service import _busy_statement, busy_span_params
+
+    booked = []
+    for hour, email in ((9, "ann@example.com"), (10, "alice@example.com")):
+        response = await post(client, alice, modern(meet, at(hour), email=email))
+        assert response.status_code == 200, response.text
+        booked.append(response.json()["uid"])
+    start = datetime.fromisoformat(at(11).replace("Z", "+00:00"))
+    postgres = app.state.engine.dialect.name == "postgresql"
+
+    def typed(rows: Any) -> list[list[tuple[type, Any]]]:
+        return [[(type(value), value) for value in row] for row in rows]
+
+    shapes: list[tuple[Any, dict[str, Any]]] = []
+    for admin in (False, True):
+        for counted in (False, True):
+            for lock in (False, True) if postgres else (False,):
+                params: dict[str, Any] = {"event_type_id": meet}
+                if not admin:
+                    params["caller_id"] = alice.id
+                if counted:
+                    params["emails_since"] = NOW - timedelta(hours=1)
+                if lock:
+                    params.update(event_type_lock_params(start, None))
+                statement = _event_type_and_owner_statement(
+                    admin=admin, count_emails=counted, lock=lock
+                )
+                shapes.append((statement, params))
+    for pending in (False, True):
+        for ignoring in (False, True):
+            for identified in (False, True):
+                params = {
+                    "host_id": alice.id,
+                    "host_email": "alice@example.com",
+                    **busy_span_params(DAY, DAY + timedelta(days=1)),
+                }
+                if pending:
+                    params["event_type_id"] = meet
+                if ignoring:
+                    params["ignore_uid"] = booked[0]
+                statement = _busy_statement(
+                    pending_blocks=pending, ignoring=ignoring, identified=identified
+                )
+                shapes.append((statement, params))
+    for statement, params in shapes:
+        async with app.state.sessions() as session:
+            connection = await session.connection()
+            # First by the driver: on PostgreSQL the transaction's first statement, which
+            # SQLAlchemy's adapter begins it with; then once it has begun (asyncpg's own).
+            first = await fetch_in_transaction(connection, statement, params)
+            expected = (await connection.execute(statement, params)).all()
+            again = await fetch_in_transaction(connection, statement, params)
+            await session.rollback()
+        assert expected, statement
+        assert typed(first) == typed(again) == typed(expected), statement
