@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from bookable.models import Booking, BookingStatus, Payment
 from tests.conftest import client_for
-from tests.statements import recorded_statements
+from tests.statements import recorded_round_trips
 
 from .scheduling_seed import add_booking, add_event_type, add_schedule
 
@@ -702,7 +702,7 @@ async def test_a_new_booking_is_announced_without_reading_it_back(make_settings,
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
     async with application.router.lifespan_context(application), client_for(application) as http:
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
     # PostgreSQL: the booking and its attendees in one statement (WITH ... INSERT INTO bookings).
@@ -739,7 +739,7 @@ async def test_a_booking_is_three_statements_on_postgresql_six_on_sqlite(
     async with application.router.lifespan_context(application), client_for(application) as http:
         warm = await post(http, alice, modern(meet, at(9)))
         assert warm.status_code == 200, warm.text
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             r = await post(http, alice, modern(meet, at(10)))
     assert r.status_code == 200, r.text
     postgres = application.state.engine.dialect.name == "postgresql"
@@ -842,7 +842,7 @@ async def test_nobody_to_tell_costs_no_query_and_a_new_webhook_is_told(make_sett
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
     async with application.router.lifespan_context(application), client_for(application) as http:
-        with recorded_statements(application) as statements:
+        with recorded_round_trips(application) as statements:
             first = await post(http, alice, modern(meet, at(10)))
         assert first.status_code == 200, first.text
         asked = [
@@ -1098,3 +1098,69 @@ async def test_the_bookings_insert_reaches_the_driver_as_sqlalchemy_would_send_i
             assert [type(v) for v in driver_values] == [type(v) for v in expected_values]
     email_shapes = [(columns, notify) for columns, notify, _values in shapes]
     assert email_shapes[0][0] and email_shapes[1][0] and not email_shapes[2][0]
+
+
+async def test_the_booking_reads_by_the_driver_give_what_sqlalchemy_gives(app, client, alice, meet):
+    """POST /bookings' event type query and busy read run by the driver
+    (`core.db.fetch_in_transaction`: aiosqlite's `execute_fetchall` on SQLite; asyncpg once the
+    transaction has begun on PostgreSQL): for every shape of both, the rows, value for value and
+    type for type (enums, JSON, times, flags, instants in UTC), are those SQLAlchemy's own
+    execution of the statement gives."""
+    from bookable.bookings.create import _event_type_and_owner_statement
+    from bookable.bookings.locks import event_type_lock_params
+    from bookable.core.db import fetch_in_transaction
+    from bookable.slots.service import _busy_statement, busy_span_params
+
+    booked = []
+    for hour, email in ((9, "ann@example.com"), (10, "alice@example.com")):
+        response = await post(client, alice, modern(meet, at(hour), email=email))
+        assert response.status_code == 200, response.text
+        booked.append(response.json()["uid"])
+    start = datetime.fromisoformat(at(11).replace("Z", "+00:00"))
+    postgres = app.state.engine.dialect.name == "postgresql"
+
+    def typed(rows: Any) -> list[list[tuple[type, Any]]]:
+        return [[(type(value), value) for value in row] for row in rows]
+
+    shapes: list[tuple[Any, dict[str, Any]]] = []
+    for admin in (False, True):
+        for counted in (False, True):
+            for lock in (False, True) if postgres else (False,):
+                params: dict[str, Any] = {"event_type_id": meet}
+                if not admin:
+                    params["caller_id"] = alice.id
+                if counted:
+                    params["emails_since"] = NOW - timedelta(hours=1)
+                if lock:
+                    params.update(event_type_lock_params(start, None))
+                statement = _event_type_and_owner_statement(
+                    admin=admin, count_emails=counted, lock=lock
+                )
+                shapes.append((statement, params))
+    for pending in (False, True):
+        for ignoring in (False, True):
+            for identified in (False, True):
+                params = {
+                    "host_id": alice.id,
+                    "host_email": "alice@example.com",
+                    **busy_span_params(DAY, DAY + timedelta(days=1)),
+                }
+                if pending:
+                    params["event_type_id"] = meet
+                if ignoring:
+                    params["ignore_uid"] = booked[0]
+                statement = _busy_statement(
+                    pending_blocks=pending, ignoring=ignoring, identified=identified
+                )
+                shapes.append((statement, params))
+    for statement, params in shapes:
+        async with app.state.sessions() as session:
+            connection = await session.connection()
+            # First by the driver: on PostgreSQL the transaction's first statement, which
+            # SQLAlchemy's adapter begins it with; then once it has begun (asyncpg's own).
+            first = await fetch_in_transaction(connection, statement, params)
+            expected = (await connection.execute(statement, params)).all()
+            again = await fetch_in_transaction(connection, statement, params)
+            await session.rollback()
+        assert expected, statement
+        assert typed(first) == typed(again) == typed(expected), statement

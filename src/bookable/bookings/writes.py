@@ -35,7 +35,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from bookable.bookings.access import booking_host_ids
 from bookable.bookings.common import BookingRefused, NewAttendee, NewBooking
 from bookable.bookings.locks import lock_host_days
-from bookable.core.db import DriverStatement
+from bookable.core.db import DriverStatement, fetch_in_transaction
 from bookable.core.dispatch import marked_written, notify_column
 from bookable.models import Attendee, Booking, BookingHost, BookingStatus, OutboundEmail
 from bookable.notifications.outbox import FACTS_HEAD, NewBookingEmails
@@ -211,9 +211,15 @@ def _driver_insert(
     return DriverStatement(_insert_booking_and_attendees(email_columns, notify=notify), dialect)
 
 
-_INSERT_BOOKING = insert(_BOOKINGS).returning(_BOOKINGS.c.id)
-# Several rows in one statement (insertmanyvalues), ids in the order of the rows given.
-_INSERT_ATTENDEES = insert(_ATTENDEES).returning(_ATTENDEES.c.id, sort_by_parameter_order=True)
+def _inserting_every_column(table: Table, columns: list[tuple[str, str, Any]]) -> Insert:
+    """SQLite: one row of ``table``, every column of ``columns`` a parameter (no default
+    applied by the statement), returning its id."""
+    values = {key: bindparam(key, type_=table.c[key].type) for _a, key, _d in columns}
+    return insert(table).values(values).returning(table.c.id)
+
+
+_SQLITE_INSERT_BOOKING = _inserting_every_column(_BOOKINGS, _BOOKING_COLUMNS)
+_SQLITE_INSERT_ATTENDEE = _inserting_every_column(_ATTENDEES, _ATTENDEE_COLUMNS)
 _INSERT_HOSTS = insert(BookingHost.__table__)
 
 
@@ -268,11 +274,14 @@ async def _insert_values(
         attendee_ids = sorted(row[0] for row in rows)
     else:
         assert emails is None, "a booking's emails are written with it on PostgreSQL only"
-        booking_id = (await connection.execute(_INSERT_BOOKING, values)).scalar_one()
+        # By the driver, one trip to aiosqlite's thread each (`fetch_in_transaction`): the
+        # booking, then its attendees one by one, in order (few: the booker and their guests).
+        ((booking_id,),) = await fetch_in_transaction(connection, _SQLITE_INSERT_BOOKING, values)
+        attendee_ids = []
         for row in attendee_values:
             row["booking_id"] = booking_id
-        result = await connection.execute(_INSERT_ATTENDEES, attendee_values)
-        attendee_ids = [row[0] for row in result]
+            ((attendee_id,),) = await fetch_in_transaction(connection, _SQLITE_INSERT_ATTENDEE, row)
+            attendee_ids.append(attendee_id)
     if other_hosts:
         # The organiser's row comes from the insert trigger; the other hosts' here, where the
         # same constraint judges them.

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import lru_cache
 from operator import itemgetter
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 from sqlalchemy.sql import ClauseElement
 
 from bookable.core.auth import identity_changed
@@ -45,8 +49,12 @@ def is_sqlite(url: str) -> bool:
 
 def create_engine(url: str) -> AsyncEngine:
     if is_sqlite(url):
+        # pool_reset_on_return: `_sqlite_reset` below rolls back only an open transaction.
         engine = create_async_engine(
-            async_url(url), connect_args={"timeout": 30}, hide_parameters=True
+            async_url(url),
+            connect_args={"timeout": 30},
+            hide_parameters=True,
+            pool_reset_on_return=None,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -65,7 +73,32 @@ def create_engine(url: str) -> AsyncEngine:
             # A writing request takes SQLite's write lock when it starts: writers queue one
             # behind the other, and a read-check-then-write can never interleave with another.
             immediate = connection.get_execution_options().get(WRITE_OPTION, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+            # By aiosqlite itself: one trip to its thread, where SQLAlchemy's cursor takes
+            # three (open, execute, close); an error is raised as SQLAlchemy's would be.
+            try:
+                connection.connection.dbapi_connection.run_async(
+                    lambda driver: driver.execute_fetchall(begin)
+                )
+            except sqlite3.Error as error:
+                raise DBAPIError.instance(
+                    begin, None, error, sqlite3.Error, hide_parameters=True,
+                    dialect=connection.dialect,
+                ) from error  # fmt: skip
+
+        @event.listens_for(engine.sync_engine, "reset")
+        def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+            # The pool's rollback as a connection goes back (`pool_reset_on_return`'s default),
+            # only when a transaction is still open: after a commit (every request that went
+            # well) SQLite has nothing to roll back, and the rollback cost a round trip to
+            # aiosqlite's thread. Not awaited where the pool may not (`asyncio_safe`), as the
+            # pool's own. `in_transaction` is sqlite3's flag, readable from any thread.
+            if (
+                state.asyncio_safe
+                and not state.transaction_was_reset
+                and dbapi_connection.driver_connection.in_transaction
+            ):
+                dbapi_connection.rollback()
 
         return engine
     # hide_parameters: SQL parameters (key hashes, webhook secrets, whatever a client sent) stay
@@ -215,11 +248,13 @@ def _one_or_none(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ..
 
 
 class DriverStatement:
-    """A Core statement compiled once for a PostgreSQL dialect, run by asyncpg itself: the
-    same SQL, the same parameters processed as SQLAlchemy processes them, the same values out
-    (its result processors applied), without SQLAlchemy's execution around it (the compiled
-    cache lookup, the execution context, the adapter's greenlet hops, the result object):
-    ~0.4 ms of GET /slots at 1,000 bookings (`bench/README.md`, round 8).
+    """A Core statement compiled once for a dialect with positional parameters (asyncpg's,
+    SQLite's), run by the driver itself: the same SQL, the same parameters processed as
+    SQLAlchemy processes them, the same values out (its result processors applied, `rows`),
+    without SQLAlchemy's execution around it (the compiled cache lookup, the execution
+    context, the adapter's greenlet hops, the result object): ~0.4 ms of GET /slots at 1,000
+    bookings (`bench/README.md`, round 8); `fetch_in_transaction` runs one in the session's
+    transaction (POST /bookings' reads).
 
     For a statement run on every request of a hot path only; everything else goes through the
     session. Parameters are the statement's bind parameters without values, by name. Its
@@ -232,6 +267,8 @@ class DriverStatement:
         compiled = statement.compile(dialect=dialect)
         if compiled.positiontup is None:
             raise ValueError("DriverStatement needs a dialect with positional parameters")
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("DriverStatement takes no expanding (IN) or literal_execute parameter")
         self.sql = compiled.string
         literal_values = compiled.construct_params(_check=False)
         processors = compiled._bind_processors
@@ -272,13 +309,14 @@ class DriverStatement:
         return out
 
     async def fetch(self, driver: Any, params: Mapping[str, Any]) -> list[Sequence[Any]]:
-        return self.results(await driver.fetch(self.sql, *self.arguments(params)))
+        return self.rows(await driver.fetch(self.sql, *self.arguments(params)))
 
-    def results(self, records: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
-        """The driver's rows of this statement (asyncpg's records, or the rows of
-        `exec_driver_sql`) with the values SQLAlchemy's result processors make of them."""
+    def rows(self, records: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+        """The driver's ``records`` of this statement (asyncpg's records, aiosqlite's rows, or
+        the rows of `exec_driver_sql`) with its result processors applied: what SQLAlchemy's
+        result would hold (as tuples)."""
         if not self._results:
-            return list(records)
+            return records  # type: ignore[return-value]
         rows: list[Sequence[Any]] = []
         for record in records:
             row = list(record)
@@ -286,6 +324,66 @@ class DriverStatement:
                 row[position] = processor(row[position])
             rows.append(tuple(row))
         return rows
+
+
+@lru_cache(maxsize=64)
+def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
+    """``statement`` compiled once per engine (`fetch_in_transaction`)."""
+    return DriverStatement(statement, dialect)
+
+
+async def fetch_in_transaction(
+    connection: AsyncConnection, statement: ClauseElement, params: Mapping[str, Any]
+) -> list[Sequence[Any]]:
+    """The rows of ``statement`` (a hot path's, built once: `DriverStatement`) as
+    ``connection.execute(statement, params).all()`` gives them, on ``connection`` in its
+    transaction, begun already (a session's: `AsyncSession.connection` begins it). As there,
+    no autoflush: where pending ORM changes must be seen, flush first.
+
+    The driver runs the SQL and parameters `DriverStatement` compiled and processed once,
+    past SQLAlchemy's execution (the compiled cache's lookup, the parameters matched and
+    processed, the execution context, the adapter's cursor and the result object). SQLite: by
+    aiosqlite's `execute_fetchall`, one trip to its thread where SQLAlchemy's cursor takes
+    four (open, execute, fetch, close). PostgreSQL: by asyncpg, once the connection's
+    transaction has begun; SQLAlchemy's asyncpg adapter begins it with the transaction's first
+    statement (BEGIN is a round trip of its own either way), so that one goes through
+    SQLAlchemy. A SQLite error is raised as SQLAlchemy raises it (`DBAPIError.instance`); an
+    asyncpg one as asyncpg raises it, as GET /slots' statement's."""
+    dialect = connection.dialect
+    compiled = driver_statement(statement, dialect)
+    driver = connection.sync_connection.connection.driver_connection
+    if dialect.name != "sqlite":
+        if not driver.is_in_transaction():
+            return list((await connection.execute(statement, params)).all())
+        return compiled.rows(await driver.fetch(compiled.sql, *compiled.arguments(params)))
+    try:
+        records = await driver.execute_fetchall(compiled.sql, compiled.arguments(params))
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            compiled.sql, None, error, dialect.loaded_dbapi.Error,
+            hide_parameters=True, dialect=dialect,
+        ) from error  # fmt: skip
+    return compiled.rows(records)
+
+
+async def sqlite_execute_many(
+    connection: AsyncConnection, statement: ClauseElement, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """SQLite: ``statement`` (built once, returning nothing) run once per row of ``rows`` on
+    ``connection`` in its transaction, by aiosqlite's `executemany` (`fetch_in_transaction`'s
+    way: two trips to its thread, the statement and its cursor's close, where SQLAlchemy's
+    cursor takes three)."""
+    dialect = connection.dialect
+    compiled = driver_statement(statement, dialect)
+    driver = connection.sync_connection.connection.driver_connection
+    try:
+        async with driver.executemany(compiled.sql, [compiled.arguments(r) for r in rows]):
+            pass
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            compiled.sql, None, error, dialect.loaded_dbapi.Error,
+            hide_parameters=True, dialect=dialect,
+        ) from error  # fmt: skip
 
 
 def _committed_statement_by_statement(session: AsyncSession) -> bool:

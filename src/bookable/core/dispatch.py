@@ -80,7 +80,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
 from bookable.core.clock import Clock, clock
-from bookable.core.db import WRITE_OPTION, DriverStatement, create_engine, session_factory
+from bookable.core.db import (
+    WRITE_OPTION,
+    DriverStatement,
+    create_engine,
+    session_factory,
+    sqlite_execute_many,
+)
 from bookable.settings import Settings
 
 log = logging.getLogger("bookable.outbox")
@@ -181,10 +187,19 @@ async def insert_written(
     ``wake``, `mark_written`: on PostgreSQL the NOTIFY rides on the INSERT's statement (one
     round trip fewer; still sent on commit only, and PostgreSQL sends a transaction's
     identical notifications once)."""
-    if not (wake and _newly_marked(session, outbox)):
-        await session.execute(_insert(table), rows)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if not postgres and _given_every_default(table, tuple(rows[0])):
+        # SQLite: by the driver (`sqlite_execute_many`), two trips to aiosqlite's thread
+        # where SQLAlchemy's cursor takes three, past its execution. Pending changes first,
+        # as `session.execute` would.
+        if session.autoflush:
+            await session.flush()
+        connection = await session.connection()
+        await sqlite_execute_many(connection, _inserting(table, tuple(rows[0])), rows)
+        if wake:
+            _newly_marked(session, outbox)
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not (wake and _newly_marked(session, outbox)) or not postgres:
         await session.execute(_insert(table), rows)
         return
     await session.flush()  # as `session.execute` would: pending changes first
@@ -212,6 +227,21 @@ def notify_column(outbox: OutboxName) -> ScalarSelect[Any]:
 @functools.cache
 def _insert(table: Table) -> Insert:
     return insert(table)
+
+
+@functools.cache
+def _given_every_default(table: Table, columns: tuple[str, ...]) -> bool:
+    """Whether rows of ``columns`` give every column of ``table`` that has a Python-side
+    default (which `_inserting`'s statement would not apply), and only its columns."""
+    defaulted = {c.key for c in table.c if c.default is not None}
+    return defaulted <= set(columns) <= set(table.c.keys())
+
+
+@functools.cache
+def _inserting(table: Table, columns: tuple[str, ...]) -> Insert:
+    """One row of ``table``: ``columns``, each a parameter."""
+    values = {name: bindparam(name, type_=table.c[name].type) for name in columns}
+    return insert(table).values(values)
 
 
 @functools.cache
@@ -769,7 +799,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
             records = (await autocommit.exec_driver_sql(statement.sql, arguments)).all()
         if not records:
             return []
-        rows = statement.results(records)
+        rows = statement.rows(records)
         return self._claimed_jobs(sorted(rows, key=_first), lease_until)
 
     async def _release(self, event_ids: Sequence[int], lease_until: datetime) -> None:

@@ -39,7 +39,7 @@ from sqlalchemy.orm import aliased, raiseload
 
 from bookable.core.auth import Caller
 from bookable.core.clock import clock
-from bookable.core.db import DriverStatement, autocommit_driver_connection
+from bookable.core.db import DriverStatement, autocommit_driver_connection, fetch_in_transaction
 from bookable.core.errors import BadRequest, NotFound
 from bookable.core.schemas import is_db_id
 from bookable.models import (
@@ -928,7 +928,11 @@ async def load_host_calendar(
             params["event_type_id"] = event_type.id
         if ignore_booking_uid:
             params["ignore_uid"] = ignore_booking_uid
-        rows = (await session.execute(query, params)).all()
+        # Pending ORM changes first, as `session.execute`'s autoflush would (a reschedule's, a
+        # confirmation's; a new booking has none, and the flush finds nothing to do).
+        if session.autoflush:
+            await session.flush()
+        rows = await fetch_in_transaction(await session.connection(), query, params)
         if seats:
             busy = []
             for b_start, b_end, before, after, uid, b_event_type, _ical_uid in rows:
