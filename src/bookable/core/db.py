@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import Annotated, Any
@@ -76,15 +76,10 @@ def create_engine(url: str) -> AsyncEngine:
             begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
             # By aiosqlite itself: one trip to its thread, where SQLAlchemy's cursor takes
             # three (open, execute, close); an error is raised as SQLAlchemy's would be.
-            try:
+            with sqlite_errors_as_sqlalchemy(begin, connection.dialect):
                 connection.connection.dbapi_connection.run_async(
                     lambda driver: driver.execute_fetchall(begin)
                 )
-            except sqlite3.Error as error:
-                raise DBAPIError.instance(
-                    begin, None, error, sqlite3.Error, hide_parameters=True,
-                    dialect=connection.dialect,
-                ) from error  # fmt: skip
 
         @event.listens_for(engine.sync_engine, "reset")
         def _sqlite_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
@@ -326,6 +321,19 @@ class DriverStatement:
         return rows
 
 
+@contextlib.contextmanager
+def sqlite_errors_as_sqlalchemy(sql: str, dialect: Dialect) -> Iterator[None]:
+    """A SQLite error of a statement sent to aiosqlite directly, raised as SQLAlchemy raises it
+    (`DBAPIError.instance`: `OperationalError` for a busy database, `IntegrityError`...), so
+    callers catch what they would catch from the session."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(
+            sql, None, error, sqlite3.Error, hide_parameters=True, dialect=dialect
+        ) from error
+
+
 @lru_cache(maxsize=64)
 def driver_statement(statement: ClauseElement, dialect: Dialect) -> DriverStatement:
     """``statement`` compiled once per engine (`fetch_in_transaction`)."""
@@ -356,13 +364,8 @@ async def fetch_in_transaction(
         if not driver.is_in_transaction():
             return list((await connection.execute(statement, params)).all())
         return compiled.rows(await driver.fetch(compiled.sql, *compiled.arguments(params)))
-    try:
+    with sqlite_errors_as_sqlalchemy(compiled.sql, dialect):
         records = await driver.execute_fetchall(compiled.sql, compiled.arguments(params))
-    except dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            compiled.sql, None, error, dialect.loaded_dbapi.Error,
-            hide_parameters=True, dialect=dialect,
-        ) from error  # fmt: skip
     return compiled.rows(records)
 
 
@@ -376,14 +379,9 @@ async def sqlite_execute_many(
     dialect = connection.dialect
     compiled = driver_statement(statement, dialect)
     driver = connection.sync_connection.connection.driver_connection
-    try:
+    with sqlite_errors_as_sqlalchemy(compiled.sql, dialect):
         async with driver.executemany(compiled.sql, [compiled.arguments(r) for r in rows]):
             pass
-    except dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            compiled.sql, None, error, dialect.loaded_dbapi.Error,
-            hide_parameters=True, dialect=dialect,
-        ) from error  # fmt: skip
 
 
 def _committed_statement_by_statement(session: AsyncSession) -> bool:

@@ -52,6 +52,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from sqlalchemy import (
@@ -319,10 +320,6 @@ def _claim(
         .returning(*columns)
     )
     return claim if recording is None else claim.add_cte(recording)
-
-
-def _first(row: Sequence[Any]) -> Any:
-    return row[0]
 
 
 # --- the dispatcher -------------------------------------------------------------------------------
@@ -800,7 +797,7 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
         if not records:
             return []
         rows = statement.rows(records)
-        return self._claimed_jobs(sorted(rows, key=_first), lease_until)
+        return self._claimed_jobs(sorted(rows, key=itemgetter(0)), lease_until)
 
     async def _release(self, event_ids: Sequence[int], lease_until: datetime) -> None:
         """Give claimed rows back without counting an attempt (a stop mid-delivery)."""
