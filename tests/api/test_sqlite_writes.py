@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bookable.core.db import WRITE_OPTION, is_sqlite
 
@@ -16,12 +18,15 @@ async def test_a_writing_transaction_holds_the_write_lock_from_its_start(app, da
     sessions = app.state.sessions
     async with sessions() as first:
         await first.connection(execution_options={WRITE_OPTION: True})
-        # No statement has run yet, and still a second writer must wait for the first.
-        async with sessions() as second:
-            await second.execute(text("PRAGMA busy_timeout = 100"))
-            await second.rollback()
-            with pytest.raises(Exception, match="locked"):
-                await second.connection(execution_options={WRITE_OPTION: True})
+        # No statement has run yet, and still a second writer must wait for the first. The
+        # second waits 0.1 s, not the app's 30 s: a connection of its own (the pool may hand a
+        # session any of its connections, whatever PRAGMA was set on another).
+        second = sqlite3.connect(make_url(database_url).database, timeout=0.1)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                second.execute("BEGIN IMMEDIATE")
+        finally:
+            second.close()
         await first.rollback()
     # Released: a writer gets in now.
     async with sessions() as third:
