@@ -44,8 +44,6 @@ import _server  # noqa: E402
 import bookings as bench  # noqa: E402
 from booking_instructions import emails_sent  # noqa: E402
 
-FILLER_FIRST = 100_000  # the filler bookings' ids, far above the seed's
-
 STATEMENTS = """
 SELECT query, calls, plans, total_plan_time, total_exec_time, shared_blks_hit, wal_records
 FROM pg_stat_statements WHERE calls > 0 OR plans > 0
@@ -78,7 +76,7 @@ async def one_round(url: str, tmp: Path, postmaster: int) -> tuple[float, list[a
                 if args.filler:  # a live database's tables and statistics, not empty ones
                     filler = await bench.add_host(engine, "filler")
                     await bench.bulk_bookings(
-                        engine, filler, FILLER_FIRST, FILLER_FIRST + args.filler
+                        engine, filler, bench.HISTORY_FIRST, bench.HISTORY_FIRST + args.filler
                     )
                 await bench.gather_statistics(engine)
                 log, mail = tmp / "serve.log", tmp / "mail"
