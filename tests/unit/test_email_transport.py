@@ -250,6 +250,26 @@ async def test_the_folder_writes_one_file_per_message_id(tmp_path: Path) -> None
     written = (folder / eml_name("<a@x>")).read_bytes()
     assert written == message("<a@x>", "again").encode()
     assert b"\r\n" in written
+    for name in files:  # each message too: only the server's user reads it
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
+
+
+async def test_a_temporary_file_left_behind_does_not_stop_a_write(tmp_path: Path) -> None:
+    """A temporary name is tried with O_EXCL: one left by a process that died mid-write
+    (with this pid, reused) is passed over for the next name, never written through."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    leftover = folder / f".{eml_name('<a@x>')}.{os.getpid()}-0.tmp"
+    leftover.write_bytes(b"half a message")
+    transport = FolderTransport(folder)
+    await transport.send(
+        message("<a@x>"), sender="b@x.test", recipient="a@x.test", message_id="<a@x>"
+    )
+    assert (folder / eml_name("<a@x>")).read_bytes() == message("<a@x>").encode()
+    assert leftover.read_bytes() == b"half a message"
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        [leftover.name, eml_name("<a@x>")]
+    )
 
 
 async def test_the_sends_of_one_turn_are_one_trip_to_the_writer_each_with_its_outcome(
