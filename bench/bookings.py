@@ -22,7 +22,11 @@ set (its tables are emptied!):
     .eml files, or with --mail smtp to an aiosmtpd process) under the hourly per-host limit as
     shipped (none may be dropped); the emails still unsent when a run ends are printed.
     Before the first run the database is given a history, as a live one has: --history
-    bookings (20,000) of another host, in 2031, VACUUM ANALYZEd on PostgreSQL.
+    bookings (20,000) of another host, in 2031, VACUUM ANALYZEd on PostgreSQL. --cells N
+    measures each cell N times in turn (bookable, its raw floor, the HTTP and lean floors,
+    then again), each round a row, and prints the median ratio of the rounds: the VM's speed
+    moves between runs seconds apart, and one round compares bookable with a floor measured
+    8 s later.
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -487,6 +491,7 @@ async def bench_creation(
     dispatch: list[str],
     smtp_url: str | None = None,
     history: int = 0,
+    cells: int = 1,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with fresh_database(kind, pg_url, tmp) as url:
@@ -518,43 +523,46 @@ async def bench_creation(
                 mail_dir = tmp / f"mail-{kind}-{mode}"
                 with deployment(url, log, mode, mail_dir, smtp_url) as (server, rss, pids):
                     for clients in concurrency:
-                        await gather_statistics(engine)
-                        cpu: dict[str, float] = {}
-                        rate, statuses = await http_rate(
-                            server.base_url, web_bookings, clients, duration, (pids, cpu),
-                            hosts=WEB_HOSTS,
-                        )  # fmt: skip
-                        unsent = await unsent_emails(engine)
-                        floor = await floor_rate(engine, raw, raw_slots, clients, duration)
-                        bare_rate, bare_statuses = await http_rate(
-                            bare_base, bare_bookings, clients, duration
-                        )
-                        # The lean floor's emails are sent by this deployment's dispatcher, if
-                        # it sends any.
-                        lean_path = "/lean" if mode == "noemail" else "/lean-sending"
-                        lean_cpu: dict[str, float] = {}
-                        lean_pids = {"lean": bare_floor.process.pid, **pids}
-                        lean_rate, lean_statuses = await http_rate(
-                            bare_base + lean_path, lean_bookings, clients, duration,
-                            (lean_pids, lean_cpu),
-                        )  # fmt: skip
-                        lean_unsent = await unsent_emails(engine)
-                        for name, answered in (("HTTP", bare_statuses), ("lean", lean_statuses)):
-                            if set(answered) != {200}:
-                                raise SystemExit(f"the {name} floor answered {dict(answered)}")
-                        results.append(
-                            {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
-                             "floor": floor, "bare": bare_rate, "lean": lean_rate,
-                             "statuses": dict(statuses), "unsent": unsent,
-                             "lean_unsent": lean_unsent, "rss": rss, "cpu": cpu,
-                             "lean_cpu": lean_cpu}
-                        )  # fmt: skip
-                        print(
-                            f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
-                            f"{dict(statuses)}, floor {floor:.1f}/s, HTTP floor {bare_rate:.1f}/s,"
-                            f" lean floor {lean_rate:.1f}/s, unsent {unsent} (lean {lean_unsent})",
-                            file=sys.stderr,
-                        )
+                        for round_ in range(cells):
+                            await gather_statistics(engine)
+                            cpu: dict[str, float] = {}
+                            rate, statuses = await http_rate(
+                                server.base_url, web_bookings, clients, duration, (pids, cpu),
+                                hosts=WEB_HOSTS,
+                            )  # fmt: skip
+                            unsent = await unsent_emails(engine)
+                            floor = await floor_rate(engine, raw, raw_slots, clients, duration)
+                            bare_rate, bare_statuses = await http_rate(
+                                bare_base, bare_bookings, clients, duration
+                            )
+                            # The lean floor's emails are sent by this deployment's dispatcher, if
+                            # it sends any.
+                            lean_path = "/lean" if mode == "noemail" else "/lean-sending"
+                            lean_cpu: dict[str, float] = {}
+                            lean_pids = {"lean": bare_floor.process.pid, **pids}
+                            lean_rate, lean_statuses = await http_rate(
+                                bare_base + lean_path, lean_bookings, clients, duration,
+                                (lean_pids, lean_cpu),
+                            )  # fmt: skip
+                            lean_unsent = await unsent_emails(engine)
+                            answers = (("HTTP", bare_statuses), ("lean", lean_statuses))
+                            for name, answered in answers:
+                                if set(answered) != {200}:
+                                    raise SystemExit(f"the {name} floor answered {dict(answered)}")
+                            results.append(
+                                {"db": kind, "dispatch": mode, "clients": clients, "http": rate,
+                                 "floor": floor, "bare": bare_rate, "lean": lean_rate,
+                                 "statuses": dict(statuses), "unsent": unsent,
+                                 "lean_unsent": lean_unsent, "rss": rss, "cpu": cpu,
+                                 "lean_cpu": lean_cpu, "round": round_}
+                            )  # fmt: skip
+                            print(
+                                f"# {kind} {mode} {clients} client(s): http {rate:.1f}/s "
+                                f"{dict(statuses)}, floor {floor:.1f}/s, HTTP floor "
+                                f"{bare_rate:.1f}/s, lean floor {lean_rate:.1f}/s, unsent "
+                                f"{unsent} (lean {lean_unsent})",
+                                file=sys.stderr,
+                            )
                 if (error := await failed_email(engine)) is not None:
                     raise SystemExit(f"# {kind} {mode}: an email failed: {error}")
                 text_log = log.read_text(errors="replace")
@@ -1004,6 +1012,11 @@ async def main() -> None:
         "--history", type=int, default=20_000,
         help="(a): bookings of another host written first, as a live database holds (0: none)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cells", type=int, default=1,
+        help="(a): measure each cell this many times in turn (bookable, then its floors); the "
+        "median ratio of the rounds is printed too",
+    )  # fmt: skip
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument(
@@ -1085,7 +1098,7 @@ async def main() -> None:
                     smtp_url = sink.enter_context(smtp_sink()) if args.mail == "smtp" else None
                     creation += await bench_creation(
                         kind, pg_url, tmp, concurrency, args.duration, dispatch, smtp_url,
-                        args.history,
+                        args.history, args.cells,
                     )  # fmt: skip
             if args.only in (None, "list"):
                 listing.append(await bench_listing(kind, pg_url, tmp, sizes, args.repeat))
@@ -1104,6 +1117,20 @@ async def main() -> None:
                 f"{r['bare'] / r['floor']:>12.3f}{r['lean']:>9.1f}{r['lean'] / r['floor']:>12.3f}"
                 f"{r['unsent']:>8}{r['lean_unsent']:>12}  {r['statuses']}"
             )
+        if args.cells > 1:
+            print(f"\n# (a) the median of each cell's {args.cells} rounds (lowest-highest)")
+            print(f"{'db':<11}{'dispatch':>9}{'clients':>8}{'HTTP/floor':>24}{'lean/floor':>24}")
+            cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+            for r in creation:
+                cells.setdefault((r["db"], r["dispatch"], r["clients"]), []).append(r)
+            for (db, mode, clients), rounds in cells.items():
+                shown = []
+                for key in ("http", "lean"):
+                    ratios = [r[key] / r["floor"] for r in rounds]
+                    shown.append(
+                        f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+                    )
+                print(f"{db:<11}{mode:>9}{clients:>8}{shown[0]:>24}{shown[1]:>24}")
         print("# bare: the HTTP floor, the same two inserts behind a bare Starlette route")
         print(
             "# lean: the least a correct booking does (key, event type, lock, overlap check,"
