@@ -420,11 +420,11 @@ class FolderTransport:
     temporary file, fsync and rename, and its own outcome; the folder's fsync is one a batch.
 
     A file is written with five system calls (open, write, fsync, close, rename), by `os`
-    directly: the thread gives up the GIL at each, and in `serve` each hand-back waited for
-    the event loop's thread (a futex wake and a context switch). `tempfile.mkstemp`, a
-    buffered file object and a `mkdir` per message made ~17 (getpid at each name tried,
-    getrandom, isatty's ioctl, lseek, mkdir and two stats): 0.75 ms of system CPU a message
-    in the creation bench, more than the request's own."""
+    directly; `tempfile.mkstemp`, a buffered file object and a `mkdir` per message made ~17
+    (getpid at each name tried, getrandom, isatty's ioctl, lseek, mkdir and two stats), most
+    of them a release and retake of the GIL, which in `serve` the event loop's thread holds:
+    0.04-0.09 ms less CPU a message where fsync costs nothing (bench/README, round 12). The
+    fsyncs themselves, the folder's promise, cost far more on some disks and stay."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
