@@ -141,9 +141,9 @@ def create_app(settings: Settings | None = None, *, fast_lane: bool = True) -> F
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Webhook delivery, calendar writes and emails run beside the API in their own tasks and
         # sessions (never inside a request); BOOKABLE_WEBHOOK_DISPATCHER=off leaves them to
-        # `bookable worker`.
+        # `bookable worker` (or to `bookable serve`'s dispatcher process, which sets it so).
         dispatchers = []
-        if settings.webhook_dispatcher == "inline":
+        if settings.webhook_dispatcher != "off":
             dispatchers = outbox_dispatchers(sessions, settings, encryptor)
             for dispatcher in dispatchers:
                 await dispatcher.start()

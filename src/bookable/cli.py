@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from bookable import __version__
+from bookable.dispatch_process import DispatcherPlace, dispatcher_place, usable_cpus
 from bookable.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -206,21 +208,22 @@ def serve(
     )
     if problem is not None:
         raise _fail(problem)
+    place = dispatcher_place(settings.webhook_dispatcher, cpus=usable_cpus())
     # Before anything imports prometheus_client: it picks its multi-process mode at import,
-    # and the workers inherit the variable.
-    own_metrics_dir = _metrics_dir(workers, settings.metrics == "on")
+    # and the workers (and the dispatcher process) inherit the variable.
+    own_metrics_dir = _metrics_dir(workers + (place == "process"), settings.metrics == "on")
     try:
-        _serve(settings, host, port, workers, demo)
+        _serve(settings, host, port, workers, demo, place)
     finally:
         if own_metrics_dir is not None:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
 
 
-def _metrics_dir(workers: int, metrics: bool) -> str | None:
-    """With metrics, several workers and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty
+def _metrics_dir(processes: int, metrics: bool) -> str | None:
+    """With metrics, several processes and no PROMETHEUS_MULTIPROC_DIR given: a fresh, empty
     directory of our own, returned to be removed when serve ends. A directory given is used as
     it is (the operator empties it between runs; a `bookable worker` may share it)."""
-    if _given_metrics_dir() or not metrics or workers == 1:
+    if _given_metrics_dir() or not metrics or processes == 1:
         return None
     directory = tempfile.mkdtemp(prefix="bookable-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
@@ -235,7 +238,9 @@ def _given_metrics_dir() -> str | None:
     return given or None
 
 
-def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -> None:
+def _serve(
+    settings: Settings, host: str, port: int, workers: int, demo: bool, place: DispatcherPlace
+) -> None:
     import logging.config
 
     from bookable.core.logging import install_redaction, json_log_config
@@ -295,17 +300,45 @@ def _serve(settings: Settings, host: str, port: int, workers: int, demo: bool) -
     if json_logs:
         # Every line through our formatter, and our access line instead of uvicorn's.
         options |= {"log_config": json_log_config(settings.log_level), "access_log": False}
-    if workers > 1:
-        # uvicorn's supervisor passes SIGTERM on to each worker process, which stops the same
-        # way but without BOOKABLE_SHUTDOWN_DELAY (the signal never reaches our server class).
-        uvicorn.run(SERVED_APP, workers=workers, **options)  # type: ignore[arg-type]
-        return
-    from bookable.serving import serve as serve_gracefully
+    with _dispatcher_process(place):
+        if workers > 1:
+            # uvicorn's supervisor passes SIGTERM on to each worker process, which stops the
+            # same way but without BOOKABLE_SHUTDOWN_DELAY (the signal never reaches our
+            # server class).
+            uvicorn.run(SERVED_APP, workers=workers, **options)  # type: ignore[arg-type]
+            return
+        from bookable.serving import serve as serve_gracefully
 
-    serve_gracefully(
-        uvicorn.Config(SERVED_APP, **options),  # type: ignore[arg-type]
-        shutdown_delay=settings.shutdown_delay,
+        serve_gracefully(
+            uvicorn.Config(SERVED_APP, **options),  # type: ignore[arg-type]
+            shutdown_delay=settings.shutdown_delay,
+        )
+
+
+@contextmanager
+def _dispatcher_process(place: DispatcherPlace) -> Iterator[None]:
+    """With ``place`` "process": the outbox dispatchers in a child process for as long as the
+    block runs, the app's own off (bookable.dispatch_process)."""
+    if place != "process":
+        yield
+        return
+    from bookable.dispatch_process import DispatcherProcess, set_current
+
+    # Read by the app of every server process (uvicorn builds it later, or spawns workers);
+    # this process's settings, cached, are read again.
+    os.environ["BOOKABLE_WEBHOOK_DISPATCHER"] = "off"
+    get_settings.cache_clear()
+    child = DispatcherProcess(
+        [sys.executable, "-m", "bookable.cli", "worker", "--serve-child"],
+        stdout=sys.stderr.fileno(),  # serve's stdout carries the demo key alone
     )
+    child.start()
+    set_current(child)
+    try:
+        yield
+    finally:
+        set_current(None)
+        child.stop()
 
 
 @app.command("worker")
@@ -314,10 +347,20 @@ def worker(
         int | None,
         typer.Option(min=1, help="Deliveries in flight at once (default: the setting)."),
     ] = None,
+    serve_child: Annotated[
+        bool,
+        # `bookable serve`'s own dispatcher process (bookable.dispatch_process): stdin is its
+        # pipe, the migrations are serve's. Not for people to run.
+        typer.Option("--serve-child", hidden=True),
+    ] = False,
 ) -> None:
     """Deliver webhooks from the outbox until stopped (SIGTERM/SIGINT). Run several against
     PostgreSQL to share the work; set BOOKABLE_WEBHOOK_DISPATCHER=off on `serve` to leave
     delivery to workers alone."""
+    if serve_child:
+        from bookable.dispatch_process import die_with_parent
+
+        die_with_parent()
     import logging.config
 
     from bookable.core.logging import install_redaction, json_log_config
@@ -330,13 +373,15 @@ def worker(
     json_logs = settings.log_format == "json"
     if json_logs:
         logging.config.dictConfig(json_log_config("info"))
-    _migrate(settings.database_url, logging.getLogger("bookable.worker") if json_logs else None)
+    if not serve_child:
+        logger = logging.getLogger("bookable.worker") if json_logs else None
+        _migrate(settings.database_url, logger)
     if not json_logs:
         # After migrating: Alembic's own INFO lines would make every warm start noisy.
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from bookable.workers import run_worker
 
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, wake_fd=sys.stdin.fileno() if serve_child else None))
 
 
 if __name__ == "__main__":

@@ -81,10 +81,13 @@ class Settings(BaseSettings):
         description="Let webhooks target private, loopback and other non-public addresses "
         "(link-local and cloud metadata addresses are always refused).",
     )
-    webhook_dispatcher: Literal["inline", "off"] = Field(
-        default="inline",
-        description="`inline`: `bookable serve` delivers webhooks itself; `off`: only "
-        "`bookable worker` processes do.",
+    webhook_dispatcher: Literal["auto", "process", "inline", "off"] = Field(
+        default="auto",
+        description="Where `bookable serve` delivers webhooks, writes calendar events and sends "
+        "emails: `process`, in a child process of its own (its CPU off the API's); `inline`, "
+        "in its own process beside the API; `auto`, `process` when it may use two CPUs or "
+        "more, else `inline`; `off`, nowhere (`bookable worker` processes do). An app run "
+        "other than by `bookable serve` treats `auto` and `process` as `inline`.",
     )
     webhook_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a delivery may take, connection included."

@@ -1,4 +1,5 @@
-"""The outbox dispatchers a process runs: inline in `bookable serve`, or alone in `bookable worker`.
+"""The outbox dispatchers a process runs: inline in `bookable serve`, alone in `bookable worker`, or
+in `serve`'s own dispatcher process (`bookable.dispatch_process`, a `worker --serve-child`).
 
 Each outbox has its own dispatcher (own loop, own concurrency), so a slow calendar server never
 holds up webhook deliveries and the other way round.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any
 
@@ -17,6 +19,7 @@ from bookable.calendars.dispatcher import CalendarDispatcher
 from bookable.core.db import create_engine, session_factory
 from bookable.core.dispatch import DispatcherConfig, OutboxDispatcher
 from bookable.core.encryption import Encryptor
+from bookable.dispatch_process import watch_wake_pipe
 from bookable.notifications.dispatcher import EmailDispatcher
 from bookable.settings import Settings
 from bookable.webhooks.dispatcher import Dispatcher
@@ -38,8 +41,10 @@ def outbox_dispatchers(
     return dispatchers
 
 
-async def run_worker(settings: Settings) -> None:
-    """`bookable worker`: the dispatchers alone, until SIGTERM or SIGINT."""
+async def run_worker(settings: Settings, *, wake_fd: int | None = None) -> None:
+    """`bookable worker`: the dispatchers alone, until SIGTERM or SIGINT. ``wake_fd``: the
+    pipe of `bookable serve` whose child this is (`bookable.dispatch_process`): wake-ups by
+    outbox, and its end when serve is gone."""
     encryptor = Encryptor.from_settings(settings)
     engine = create_engine(settings.database_url)
     dispatchers = outbox_dispatchers(session_factory(engine), settings, encryptor)
@@ -49,9 +54,27 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     for dispatcher in dispatchers:
         await dispatcher.start()
-    log.info("worker started: %s", ", ".join(dispatcher.name for dispatcher in dispatchers))
+    unwatch = None
+    if wake_fd is not None:
+        by_name = {dispatcher.name: dispatcher for dispatcher in dispatchers}
+
+        def wake(name: str) -> None:
+            if (dispatcher := by_name.get(name)) is not None:
+                dispatcher.wake()
+
+        def gone() -> None:
+            # serve died without stopping us (where PR_SET_PDEATHSIG is missing): so do we,
+            # as one process would have; the leases bring the claimed rows back.
+            log.warning("bookable serve is gone; the dispatcher process ends with it")
+            os._exit(1)
+
+        unwatch = watch_wake_pipe(wake_fd, wake, gone)
+    what = "dispatcher process" if wake_fd is not None else "worker"
+    log.info("%s started: %s", what, ", ".join(dispatcher.name for dispatcher in dispatchers))
     try:
         await stop.wait()
     finally:
+        if unwatch is not None:
+            unwatch()
         await asyncio.gather(*(dispatcher.stop() for dispatcher in dispatchers))
         await engine.dispose()

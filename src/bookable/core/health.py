@@ -29,6 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bookable import dispatch_process
 from bookable.core.dispatch import OutboxDispatcher
 from bookable.migrations.runner import head_revisions
 
@@ -142,9 +143,13 @@ async def _redis(redis: Redis | None) -> tuple[str]:
 
 
 def _dispatchers(dispatchers: list[OutboxDispatcher[Any, Any] | None]) -> str:
-    """`off` where `bookable worker` carries out the outbox (BOOKABLE_WEBHOOK_DISPATCHER=off)."""
+    """The inline dispatchers, or `bookable serve`'s dispatcher process (alive, or being started
+    again); `off` where `bookable worker` carries out the outbox."""
     present = [dispatcher for dispatcher in dispatchers if dispatcher is not None]
     if not present:
-        return OFF
+        child = dispatch_process.current()
+        if child is None:
+            return OFF
+        return OK if child.alive else "not running: dispatcher process"
     stopped = [dispatcher.name for dispatcher in present if not dispatcher.running]
     return f"not running: {', '.join(stopped)}" if stopped else OK

@@ -1,0 +1,271 @@
+"""`bookable serve`'s outbox dispatchers in a process of their own, its child.
+
+Why a process: the dispatchers' work (rendering each booking's two emails, writing them, the
+claims and records, webhook and calendar requests) is Python CPU. Inline, it shares the API's
+thread and interpreter lock, and every request waits behind it; in a second process it runs on
+another core. On two cores with one client making bookings on PostgreSQL this took the rate
+from ~0.22 of the raw INSERT floor (inline) to the ~0.35 a separate `bookable worker` gives
+(bench/README.md, issue 15). With ``BOOKABLE_WEBHOOK_DISPATCHER=auto`` (the default) `serve`
+does this when the process may use two CPUs or more; on one CPU the dispatchers stay inline
+(a second process would only add ~100 MB and context switches).
+
+The child is `bookable worker --serve-child`: the same dispatchers as `bookable worker`, with
+three differences that make it part of `serve` rather than a service of its own:
+
+- **Woken at once.** `serve` keeps a pipe to the child's stdin; a commit that wrote outbox rows
+  writes a byte naming the outbox (`WAKE_CODES`), and the child wakes that dispatcher, as the
+  in-process commit hook does inline (on SQLite nothing else would wake it before its poll; on
+  PostgreSQL the NOTIFY also does). A full pipe drops the byte: the child has wake-ups to read.
+- **It lives and dies with `serve`.** On Linux the kernel kills it when `serve` dies
+  (``PR_SET_PDEATHSIG``), as a single process would have died whole: the rows it had claimed
+  are taken again after their lease. Elsewhere, end of file on the pipe stops it at once.
+  `serve` stops it last, after the requests in flight (it is in a session of its own, so a
+  terminal's Ctrl-C or a SIGTERM to `serve`'s process group reaches `serve` alone), with the
+  same graceful stop as a worker's (claimed rows released).
+- **Restarted.** If it exits while `serve` runs, `serve` logs it and starts another after a
+  growing wait (`RESTART_DELAYS`); `/readyz` says ``not running: dispatcher process`` meanwhile.
+
+With ``serve --workers N`` one child serves all N processes; the API processes (spawned by
+uvicorn) have no pipe, so on SQLite their rows wait for the child's poll
+(``BOOKABLE_WEBHOOK_POLL_INTERVAL``), on PostgreSQL the NOTIFY wakes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+# Nothing heavier at import: the CLI reads `dispatcher_place` before prometheus_client may be
+# imported (bookable.cli, metrics).
+
+log = logging.getLogger("bookable.serve")
+
+# The byte a commit writes into the pipe for each outbox.
+WAKE_CODES: dict[str, int] = {"webhook": ord("w"), "calendar": ord("c"), "email": ord("e")}
+RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # seconds before restart 1, 2, ...; the last repeats
+STEADY_SECONDS = 60.0  # a child that ran this long starts the delays afresh when it dies
+# How long `stop` waits for the child's graceful stop (its in-flight deliveries get
+# core.dispatch.STOP_GRACE, 2 s, then it records them) before it kills it.
+STOP_TIMEOUT = 12.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+DispatcherPlace = Literal["process", "inline", "off"]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def dispatcher_place(setting: str, *, cpus: int) -> DispatcherPlace:
+    """Where `bookable serve` runs the dispatchers for ``BOOKABLE_WEBHOOK_DISPATCHER``."""
+    if setting == "auto":
+        return "process" if cpus >= 2 else "inline"
+    if setting in ("process", "inline", "off"):
+        return setting  # type: ignore[return-value]
+    raise ValueError(f"unknown dispatcher setting {setting!r}")
+
+
+class DispatcherProcess:
+    """Starts, wakes, restarts and stops `serve`'s dispatcher child. See the module docstring."""
+
+    def __init__(self, command: Sequence[str], *, stdout: int | None = None) -> None:
+        self.command = list(command)
+        self.stdout = stdout  # where the child's stdout goes (serve's stdout carries the key)
+        self.restarts = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._removers: list[Callable[[], None]] = []
+        self._alive = False
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the child and the thread that watches it. The thread starts every child: on
+        Linux a child dies with the thread that made it (``PR_SET_PDEATHSIG``), and the thread
+        lives until its last child has exited."""
+        from bookable.core.dispatch import add_commit_listener
+
+        for name, code in WAKE_CODES.items():
+            self._removers.append(add_commit_listener(name, self._waker(code)))
+        started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._supervise, args=(started,), name="dispatcher-process", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+
+    @property
+    def alive(self) -> bool:
+        """Started and not yet seen to exit. (Not ``Popen.poll``: it answers None while the
+        watching thread waits on the process.)"""
+        return self._alive
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def stop(self) -> int | None:
+        """Stop the child gracefully (SIGTERM; SIGKILL after `STOP_TIMEOUT`) and never start
+        another. Returns its exit status (None if it never ran)."""
+        self._stopping.set()
+        for remove in self._removers:
+            remove()
+        self._removers.clear()
+        with self._lock:
+            process = self._process
+            if process is not None and process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+        status: int | None = None
+        if process is not None:
+            try:
+                status = process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                log.warning("dispatcher process did not stop within %g s; killing it", STOP_TIMEOUT)
+                process.kill()
+                status = process.wait()
+        if self._thread is not None:
+            self._thread.join()
+        for fd in (self._wake_read, self._wake_write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return status
+
+    # --- waking -----------------------------------------------------------------------------
+
+    def _waker(self, code: int) -> Callable[[], None]:
+        byte = bytes([code])
+
+        def wake() -> None:
+            # Runs in the committing code: never blocks, never raises.
+            with contextlib.suppress(OSError):  # BlockingIOError: unread wake-ups are there
+                os.write(self._wake_write, byte)
+
+        return wake
+
+    # --- the child --------------------------------------------------------------------------
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "BOOKABLE_SERVE_PID": str(os.getpid())}
+        return subprocess.Popen(
+            self.command,
+            stdin=self._wake_read,
+            stdout=self.stdout,
+            env=env,
+            # Signals for serve's process group (Ctrl-C, a supervisor's SIGTERM) reach serve
+            # only: it stops the child itself, after the requests in flight.
+            start_new_session=True,
+        )
+
+    def _supervise(self, started: threading.Event) -> None:
+        failures = 0
+        try:
+            with self._lock:
+                if not self._stopping.is_set():
+                    self._process = self._spawn()
+                    self._alive = True
+        finally:
+            started.set()
+        while self._process is not None:
+            began = time.monotonic()
+            status = self._process.wait()
+            self._alive = False
+            if self._stopping.is_set() or _serve_stopping():
+                return
+            failures = 0 if time.monotonic() - began >= STEADY_SECONDS else failures
+            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+            failures += 1
+            log.warning(
+                "dispatcher process exited with status %s; starting another in %g s",
+                status,
+                delay,
+            )
+            if self._stopping.wait(delay) or _serve_stopping():
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._process = self._spawn()
+                self._alive = True
+                self.restarts += 1
+
+
+def _serve_stopping() -> bool:
+    from bookable.core.health import stopping
+
+    return bool(stopping)
+
+
+# The child of this process, while `bookable serve` runs one (for /readyz).
+_current: DispatcherProcess | None = None
+
+
+def current() -> DispatcherProcess | None:
+    return _current
+
+
+def set_current(process: DispatcherProcess | None) -> None:
+    global _current
+    _current = process
+
+
+# --- in the child ---------------------------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """In the child: be killed when `serve` dies (Linux), and exit at once if it already has."""
+    parent = os.environ.get("BOOKABLE_SERVE_PID")
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # Checked after asking: serve may have died before the request took effect.
+    if parent is not None and str(os.getppid()) != parent:
+        os._exit(1)
+
+
+def watch_wake_pipe(
+    fd: int, wake: Callable[[str], None], gone: Callable[[], None]
+) -> Callable[[], None]:
+    """In the child, on the running loop: call ``wake(outbox)`` for each outbox named in the
+    pipe, ``gone()`` at its end (serve is gone). Returns a function that stops watching."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    names = {code: name for name, code in WAKE_CODES.items()}
+    os.set_blocking(fd, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            gone()
+            return
+        for code in set(data):
+            if (name := names.get(code)) is not None:
+                wake(name)
+
+    loop.add_reader(fd, readable)
+    return lambda: loop.remove_reader(fd)
