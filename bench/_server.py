@@ -102,7 +102,7 @@ def _cpu_seconds(pid: int) -> float | None:
 def cpu_of_tree(pid: int) -> float:
     """CPU seconds (user + system) used so far by ``pid`` and its live descendants; 0 where
     /proc cannot tell. Differences of two readings give a run's CPU per process."""
-    return sum(s for p in (pid, *_descendants(pid)) if (s := _cpu_seconds(p)) is not None)
+    return sum(s for p in (pid, *descendants(pid)) if (s := _cpu_seconds(p)) is not None)
 
 
 def database_server_cpu() -> float:
@@ -120,7 +120,8 @@ def database_server_cpu() -> float:
     return total
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """The pids of every process under ``pid`` (children, theirs, ...), from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -142,7 +143,7 @@ def _descendants(pid: int) -> list[int]:
 
 def rss_of_tree(pid: int) -> Rss | None:
     """VmRSS of ``pid`` plus all its descendants; None where /proc cannot tell."""
-    sizes = [size for p in (pid, *_descendants(pid)) if (size := _vm_rss_kib(p)) is not None]
+    sizes = [size for p in (pid, *descendants(pid)) if (size := _vm_rss_kib(p)) is not None]
     return Rss(sum(sizes), len(sizes)) if sizes else None
 
 

@@ -56,7 +56,7 @@ def postmaster_pid(data_dir: str) -> int:
 
 def perf_record(postmaster: int, out: Path) -> subprocess.Popen[bytes]:
     """`perf record` of the cluster's processes as they are now (the pools warm)."""
-    pids = ",".join(map(str, [postmaster, *_server._descendants(postmaster)]))
+    pids = ",".join(map(str, [postmaster, *_server.descendants(postmaster)]))
     command = ["perf", "record", "-q", "-F", "2999", "-g", "-o", str(out), "-p", pids]
     return subprocess.Popen(command, stderr=subprocess.DEVNULL)
 

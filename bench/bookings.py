@@ -14,19 +14,21 @@ set (its tables are emptied!):
     the same rows (a booking + its attendee, the columns the service writes) inserted with
     SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
     database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
-    of each and the ratio HTTP/floor. Deployments (--dispatch): `inline`, one `serve` that
-    also sends the emails (renders them) as shipped; `worker`, `serve` with
-    BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends them; `noemail`,
-    one `serve` with BOOKABLE_EMAILS=off (no email is made: what the request path alone
-    costs, not a shipped default). Otherwise every booking's two emails are really sent (to
-    .eml files, or with --mail smtp to an aiosmtpd process) under the hourly per-host limit as
-    shipped (none may be dropped); the emails still unsent when a run ends are printed.
+    of each and the ratio HTTP/floor. Deployments (--dispatch): `serve`, one `serve` as
+    shipped (on two CPUs or more its own dispatcher process sends the emails); `inline`, one
+    `serve` whose own process also sends them (BOOKABLE_WEBHOOK_DISPATCHER=inline); `worker`,
+    `serve` with BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends
+    them; `noemail`, one `serve` with BOOKABLE_EMAILS=off (no email is made: what the request
+    path alone costs, not a shipped default). Otherwise every booking's two emails are really
+    sent (to .eml files, or with --mail smtp to an aiosmtpd process) under the hourly per-host
+    limit as shipped (none may be dropped); the emails still unsent when a run ends are printed.
     Before the first run the database is given a history, as a live one has: --history
     bookings (20,000) of another host, in 2031, VACUUM ANALYZEd on PostgreSQL. --cells N
     measures each cell N times in turn (bookable, its raw floor, the HTTP and lean floors,
     then again), each round a row, and prints the median ratio of the rounds: the VM's speed
     moves between runs seconds apart, and one round compares bookable with a floor measured
-    8 s later.
+    8 s later. The first cell of each database starts with a round that is not counted
+    (its database CPU was 1.5x the later cells', whichever deployment came first).
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -85,6 +87,7 @@ from _server import (  # noqa: E402
     clean_env,
     cpu_of_tree,
     database_server_cpu,
+    descendants,
     format_rss,
     own_rss,
     rss_of_tree,
@@ -364,11 +367,14 @@ def deployment(
     smtp_url: str | None = None,
     wrap: Sequence[str] = (),
 ) -> Iterator[tuple[Running, dict[str, Rss | None], dict[str, int]]]:
-    """`bookable serve` alone (``inline``: it sends the emails too; ``noemail``: emails off)
-    or beside one `bookable worker` (``worker``). Yields the server, a dict filled with the
-    RSS of each process once the block ends, and the processes' pids by name. Emails go to
-    .eml files in ``mail_dir``, or to ``smtp_url``. ``wrap``: a command every process runs
-    under (valgrind)."""
+    """`bookable serve` alone (``serve``: as shipped, its dispatchers where
+    BOOKABLE_WEBHOOK_DISPATCHER=auto puts them, in its own child process on two CPUs or more;
+    ``inline``: in serve's process; ``noemail``: emails off) or beside one `bookable worker`
+    (``worker``). Yields the server, a dict filled with the RSS of each process once the
+    block ends (serve's with its child), and the processes' pids by name ("serve", "worker",
+    "child": serve's dispatcher process). Emails go to .eml files in ``mail_dir``, or to
+    ``smtp_url``. ``wrap``: a command every process runs under (valgrind; serve's child is
+    not wrapped)."""
     env = {
         "BOOKABLE_EMAIL_DIR": str(mail_dir),
         **({"BOOKABLE_SMTP_URL": smtp_url} if smtp_url else {}),
@@ -379,6 +385,8 @@ def deployment(
     workers: list[subprocess.Popen[bytes]] = []
     if mode == "noemail":
         env["BOOKABLE_EMAILS"] = "off"
+    if mode == "inline":
+        env["BOOKABLE_WEBHOOK_DISPATCHER"] = "inline"
     if mode == "worker":
         env["BOOKABLE_WEBHOOK_DISPATCHER"] = "off"
         workers.append(started([*wrap, BOOKABLE, "worker"], bookable_env(url, **env), log))
@@ -388,6 +396,8 @@ def deployment(
             pids = {"serve": server.process.pid}
             if workers:
                 pids["worker"] = workers[0].pid
+            if mode == "serve" and (child := serve_child(server.process.pid)) is not None:
+                pids["child"] = child
             yield server, rss, pids
             rss["serve"] = rss_of_tree(server.process.pid)
             for worker in workers:
@@ -395,6 +405,20 @@ def deployment(
     finally:
         for worker in workers:
             stop(worker)
+
+
+def serve_child(pid: int, timeout: float = 30.0) -> int | None:
+    """The pid of `serve`'s dispatcher process, once it runs; None if serve keeps them inline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in descendants(pid):
+            with contextlib.suppress(OSError):
+                if b"--serve-child" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    return child
+        if os.cpu_count() == 1:
+            return None
+        time.sleep(0.05)
+    return None
 
 
 @contextlib.contextmanager
@@ -505,7 +529,7 @@ async def bench_creation(
                 # scanned the span's bookings: 4.4 ms of database CPU a booking, not 3.1).
                 past = await add_host(engine, "history")
                 await bulk_bookings(engine, past, HISTORY_FIRST, HISTORY_FIRST + history)
-            web_hosts = WEB_HOSTS * cells
+            web_hosts = WEB_HOSTS * (cells + 1)  # + the warm-up round's bookings
             web = [await add_host(engine, "web") for _ in range(web_hosts)]
             raw = await add_host(engine, "raw")
             bare, lean = await add_host(engine, "bare"), await add_host(engine, "lean")
@@ -520,18 +544,33 @@ async def bench_creation(
             floors = bare_server(url, bare, lean, lean_emails, tmp)
             bare_floor = bare_http.enter_context(floors)
             bare_base = bare_floor.base_url
+            warm = True
             for mode in dispatch:
                 log = tmp / f"serve-{kind}-{mode}.log"
                 mail_dir = tmp / f"mail-{kind}-{mode}"
                 with deployment(url, log, mode, mail_dir, smtp_url) as (server, rss, pids):
                     for clients in concurrency:
-                        for round_ in range(cells):
+                        # The database's first cell: a round first, not counted. The first
+                        # measured cell of a run cost PostgreSQL 1.9-2.6 ms a booking where the
+                        # same deployment measured later cost 1.2-1.4 (round 13), whichever
+                        # deployment came first.
+                        rounds = range(-1 if warm else 0, cells)
+                        warm = False
+                        for round_ in rounds:
                             await gather_statistics(engine)
                             cpu: dict[str, float] = {}
                             rate, statuses = await http_rate(
                                 server.base_url, web_bookings, clients, duration, (pids, cpu),
                                 hosts=web_hosts,
                             )  # fmt: skip
+                            if round_ < 0:
+                                print(
+                                    f"# {kind} {mode} {clients} client(s): warm-up round, not "
+                                    f"counted: http {rate:.1f}/s {dict(statuses)}, CPU ms a "
+                                    f"booking {cpu}",
+                                    file=sys.stderr,
+                                )
+                                continue
                             unsent = await unsent_emails(engine)
                             floor = await floor_rate(engine, raw, raw_slots, clients, duration)
                             bare_rate, bare_statuses = await http_rate(
@@ -1034,9 +1073,11 @@ async def main() -> None:
         "--profile", type=Path, help="cpu, emails: write a cProfile per database here"
     )
     parser.add_argument(
-        "--dispatch", default="inline,worker",
-        help="(a)'s deployments: inline (serve sends the emails), worker (a bookable worker "
-        "does), noemail (BOOKABLE_EMAILS=off: the request path alone)",
+        "--dispatch", default="serve,inline,worker",
+        help="(a)'s deployments: serve (as shipped: its dispatcher process sends the emails, "
+        "on two CPUs or more), inline (BOOKABLE_WEBHOOK_DISPATCHER=inline: serve's own "
+        "process does), worker (a bookable worker does), noemail (BOOKABLE_EMAILS=off: the "
+        "request path alone)",
     )  # fmt: skip
     parser.add_argument(
         "--mail", choices=["eml", "smtp"], default="eml",
@@ -1045,8 +1086,8 @@ async def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     dispatch = [d for d in args.dispatch.split(",") if d]
-    if not set(dispatch) <= {"inline", "worker", "noemail"}:
-        parser.error("--dispatch: inline, worker and/or noemail")
+    if not set(dispatch) <= {"serve", "inline", "worker", "noemail"}:
+        parser.error("--dispatch: serve, inline, worker and/or noemail")
     concurrency = [int(c) for c in args.clients.split(",")]
     sizes = sorted(int(s) for s in args.sizes.split(","))
     pg_url = None
@@ -1145,6 +1186,7 @@ async def main() -> None:
         )
         print(
             "\n# CPU ms per booking over each timed run, by process (serve, worker: bookable's;"
+            " serve's counts its dispatcher process, also shown alone as child;"
             " lean: the lean floor's app; db: the database server's processes, PostgreSQL"
             " only; client: the bench's clients)"
         )

@@ -176,35 +176,35 @@ class DispatcherProcess:
 
     def _supervise(self, started: threading.Event) -> None:
         failures = 0
-        try:
+        first = True
+        while True:
             with self._lock:
-                if not self._stopping.is_set():
+                if self._stopping.is_set():
+                    started.set()
+                    return
+                began = time.monotonic()
+                try:
                     self._process = self._spawn()
                     self._alive = True
-        finally:
-            started.set()
-        while self._process is not None:
-            began = time.monotonic()
-            status = self._process.wait()
-            self._alive = False
+                    self.restarts += not first
+                    problem = None
+                except OSError as error:  # no fork or exec now (memory, process limits)
+                    problem = f"could not be started ({error.strerror or error})"
+            if first:
+                first = False
+                started.set()
+            if problem is None:
+                assert self._process is not None
+                problem = f"exited with status {self._process.wait()}"
+                self._alive = False
             if self._stopping.is_set() or _serve_stopping():
                 return
             failures = 0 if time.monotonic() - began >= STEADY_SECONDS else failures
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
             failures += 1
-            log.warning(
-                "dispatcher process exited with status %s; starting another in %g s",
-                status,
-                delay,
-            )
+            log.warning("dispatcher process %s; starting another in %g s", problem, delay)
             if self._stopping.wait(delay) or _serve_stopping():
                 return
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                self._process = self._spawn()
-                self._alive = True
-                self.restarts += 1
 
 
 def _serve_stopping() -> bool:

@@ -202,7 +202,7 @@ def test_inline_serve_has_no_child(sqlite_url: str, tmp_path: Path) -> None:
         booking = demo.book()
         wait_until(lambda: demo.sent(booking), SENT_WITHIN, "the emails were not sent")
         assert children(server.process.pid) == []
-        assert demo.readiness() == (200, "ok")
+        assert demo.readiness() == (200, "ok")  # its own dispatchers
 
 
 @pytest.mark.parametrize(
@@ -218,3 +218,28 @@ def test_inline_serve_has_no_child(sqlite_url: str, tmp_path: Path) -> None:
 )
 def test_where_serve_runs_the_dispatchers(setting: str, cpus: int, place: str) -> None:
     assert dispatcher_place(setting, cpus=cpus) == place
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_auto_keeps_them_inline_on_one_cpu(sqlite_url: str, tmp_path: Path) -> None:
+    env = slow_poll(tmp_path / "mail", "auto")
+    everywhere = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(everywhere)})  # serve inherits it: one usable CPU
+    try:
+        with serving(sqlite_url, tmp_path / "logs", "--demo", env=env) as server:
+            os.sched_setaffinity(0, everywhere)
+            demo = Demo(server, tmp_path / "mail")
+            uid = demo.book()
+            wait_until(lambda: demo.sent(uid), SENT_WITHIN, "the emails were not sent")
+            assert children(server.process.pid) == []
+            assert "dispatcher process" not in server.logs()
+    finally:
+        os.sched_setaffinity(0, everywhere)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_auto_runs_them_in_a_process_on_two_cpus(sqlite_url: str, tmp_path: Path) -> None:
+    env = slow_poll(tmp_path / "mail", "auto")
+    with serving(sqlite_url, tmp_path / "logs", "--demo", env=env) as server:
+        server.wait_for_log("dispatcher process started")
+        assert len(children(server.process.pid)) == 1

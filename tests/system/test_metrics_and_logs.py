@@ -1,7 +1,8 @@
 """Metrics and JSON logs of real processes: `bookable serve --workers 2` sums both processes'
 counters in one scrape (prometheus-client's multi-process mode, in a directory serve makes and
 removes), a `bookable worker` sharing PROMETHEUS_MULTIPROC_DIR shows its deliveries in serve's
-scrape, and BOOKABLE_LOG_FORMAT=json makes every line of serve and worker one JSON object."""
+scrape, as do serve's own dispatcher process's, and BOOKABLE_LOG_FORMAT=json makes every line
+of serve and worker one JSON object."""
 
 from __future__ import annotations
 
@@ -141,6 +142,39 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
     lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()]
     assert any(line["message"].startswith("worker started") for line in lines)
     assert all(line["logger"] and line["level"] and line["time"] for line in lines)
+
+
+def test_serve_shows_the_deliveries_of_its_dispatcher_process(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"  # where serve makes its metrics directory
+    temp.mkdir()
+    env = {
+        **FAST_ENV,
+        "BOOKABLE_METRICS": "on",
+        "BOOKABLE_WEBHOOK_DISPATCHER": "process",
+        "TMPDIR": str(temp),
+    }
+    count = 4
+    with (
+        receiving() as receiver,
+        serving(sqlite_url, tmp_path / "logs", env=env) as server,
+    ):
+        # One process serves, its child delivers: the scrape sums both, from their files.
+        (directory,) = temp.glob("bookable-metrics-*")
+        server.wait_for_log("dispatcher process started")
+        asyncio.run(_outbox(sqlite_url, receiver.url + "/hook", count))
+        receiver.wait_for_sync(count, within=30)
+        deadline = time.monotonic() + 30
+        while True:
+            scraped = httpx.get(f"{server.base_url}/metrics", timeout=10.0).text
+            delivered = _value(scraped, "bookable_webhook_deliveries_total", outcome="delivered")
+            if delivered == count:
+                break
+            assert time.monotonic() < deadline, scraped
+            time.sleep(0.1)
+        assert len(list(directory.glob("counter_*.db"))) == 2  # serve's and its child's
+    assert not directory.exists()  # serve removes the directory it made
 
 
 def test_json_logs_of_serve_with_two_workers(sqlite_url: str, tmp_path: Path) -> None:
