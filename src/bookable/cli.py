@@ -198,6 +198,7 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Seed demo data and print a key.")] = False,
 ) -> None:
     """Apply pending migrations, then serve the API under /v1."""
+    from bookable.core.db import is_sqlite
     from bookable.core.startup_checks import check_port, check_redis
 
     settings = get_settings()
@@ -208,7 +209,11 @@ def serve(
     )
     if problem is not None:
         raise _fail(problem)
-    place = dispatcher_place(settings.webhook_dispatcher, cpus=usable_cpus())
+    place = dispatcher_place(
+        settings.webhook_dispatcher,
+        cpus=usable_cpus(),
+        sqlite=is_sqlite(settings.database_url),
+    )
     # Before anything imports prometheus_client: it picks its multi-process mode at import,
     # and the workers (and the dispatcher process) inherit the variable.
     own_metrics_dir = _metrics_dir(workers + (place == "process"), settings.metrics == "on")

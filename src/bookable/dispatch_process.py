@@ -6,8 +6,13 @@ thread and interpreter lock, and every request waits behind it; in a second proc
 another core. On two cores with one client making bookings on PostgreSQL this took the rate
 from ~0.22 of the raw INSERT floor (inline) to the ~0.35 a separate `bookable worker` gives
 (bench/README.md, issue 15). With ``BOOKABLE_WEBHOOK_DISPATCHER=auto`` (the default) `serve`
-does this when the process may use two CPUs or more; on one CPU the dispatchers stay inline
-(a second process would only add ~100 MB and context switches).
+does this on PostgreSQL when the process may use two CPUs or more (its affinity, and its
+cgroup's CPU quota: a container's ``--cpus``). Otherwise the dispatchers stay inline: on one
+CPU a second process would only add ~100 MB and context switches; on SQLite the two processes
+contend for the database's one write lock across processes (the child retries BEGIN IMMEDIATE,
+serve's requests sleep in SQLite's busy handler), where in one process the writers queue in
+turn (`core.db.WriteGate`): with the child, one client made about as many bookings but the
+child fell behind by thousands of emails (round 13).
 
 The child is `bookable worker --serve-child`: the same dispatchers as `bookable worker`, with
 three differences that make it part of `serve` rather than a service of its own:
@@ -43,6 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 # Nothing heavier at import: the CLI reads `dispatcher_place` before prometheus_client may be
@@ -62,17 +68,52 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 DispatcherPlace = Literal["process", "inline", "off"]
 
 
+# Linux's CPU quota of this process's cgroup (a container's `--cpus`): v2, then v1.
+CPU_QUOTA_FILES = (
+    (Path("/sys/fs/cgroup/cpu.max"), None),
+    (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")),
+)
+
+
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity, where the system tells it)."""
+    """CPUs this process may use: those it may run on (its affinity), fewer under a cgroup CPU
+    quota (a container started with ``--cpus 1`` sees every CPU of its host)."""
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    for quota_file, period_file in CPU_QUOTA_FILES:
+        try:
+            quota = quota_file.read_text()
+            period = period_file.read_text() if period_file is not None else None
+        except OSError:
+            continue
+        if (limit := cpu_quota(quota, period)) is not None:
+            return max(1, min(cpus, int(limit)))
+        break
+    return cpus
 
 
-def dispatcher_place(setting: str, *, cpus: int) -> DispatcherPlace:
-    """Where `bookable serve` runs the dispatchers for ``BOOKABLE_WEBHOOK_DISPATCHER``."""
+def cpu_quota(quota: str, period: str | None) -> float | None:
+    """CPUs a cgroup's quota allows: v2's ``cpu.max`` ("max 100000", "150000 100000") when
+    ``period`` is None, else v1's ``cfs_quota_us`` ("-1": none) and ``cfs_period_us``. None
+    for no quota, or a file that does not read as one."""
+    try:
+        if period is None:
+            limit, _, length = quota.strip().partition(" ")
+            return None if limit == "max" else int(limit) / int(length)
+        limit_us = int(quota.strip())
+        return None if limit_us < 0 else limit_us / int(period.strip())
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def dispatcher_place(setting: str, *, cpus: int, sqlite: bool) -> DispatcherPlace:
+    """Where `bookable serve` runs the dispatchers for ``BOOKABLE_WEBHOOK_DISPATCHER``: `auto`
+    is `process` on PostgreSQL with two CPUs or more, else `inline` (see the module
+    docstring: on SQLite a second process only contends for the one write lock)."""
     if setting == "auto":
-        return "process" if cpus >= 2 else "inline"
+        return "process" if cpus >= 2 and not sqlite else "inline"
     if setting in ("process", "inline", "off"):
         return setting  # type: ignore[return-value]
     raise ValueError(f"unknown dispatcher setting {setting!r}")

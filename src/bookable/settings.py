@@ -85,9 +85,9 @@ class Settings(BaseSettings):
         default="auto",
         description="Where `bookable serve` delivers webhooks, writes calendar events and sends "
         "emails: `process`, in a child process of its own (its CPU off the API's); `inline`, "
-        "in its own process beside the API; `auto`, `process` when it may use two CPUs or "
-        "more, else `inline`; `off`, nowhere (`bookable worker` processes do). An app run "
-        "other than by `bookable serve` treats `auto` and `process` as `inline`.",
+        "in its own process beside the API; `auto`, `process` on PostgreSQL when it may use "
+        "two CPUs or more, else `inline`; `off`, nowhere (`bookable worker` processes do). "
+        "An app run other than by `bookable serve` treats `auto` and `process` as `inline`.",
     )
     webhook_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a delivery may take, connection included."

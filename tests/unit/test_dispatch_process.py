@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bookable.core.dispatch import _WRITTEN, _wake_after_commit
-from bookable.dispatch_process import WAKE_CODES, DispatcherProcess
+from bookable.dispatch_process import WAKE_CODES, DispatcherProcess, cpu_quota, usable_cpus
 
 # A child that copies what it reads on stdin (serve's wake-up pipe) to a file, then exits at
 # the pipe's end.
@@ -83,3 +83,26 @@ def test_commits_wake_the_child_by_outbox(tmp_path: os.PathLike[str]) -> None:
         child.stop()
     # Stopped: its listeners are gone, a later commit writes nothing (and does not fail).
     _wake_after_commit(committed("email"))
+
+
+@pytest.mark.parametrize(
+    ("quota", "period", "cpus"),
+    [
+        ("max 100000\n", None, None),  # cgroup v2, no quota
+        ("150000 100000\n", None, 1.5),
+        ("400000 100000\n", None, 4.0),
+        ("-1\n", "100000\n", None),  # cgroup v1, no quota
+        ("50000\n", "100000\n", 0.5),
+        ("200000\n", "100000\n", 2.0),
+        ("garbage", None, None),
+        ("100000 0", None, None),
+    ],
+)
+def test_a_cgroup_cpu_quota_reads_as_cpus(
+    quota: str, period: str | None, cpus: float | None
+) -> None:
+    assert cpu_quota(quota, period) == cpus
+
+
+def test_usable_cpus_is_at_most_the_affinity() -> None:
+    assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
