@@ -28,7 +28,9 @@ set (its tables are emptied!):
     then again), each round a row, and prints the median ratio of the rounds: the VM's speed
     moves between runs seconds apart, and one round compares bookable with a floor measured
     8 s later. The first cell of each database starts with a round that is not counted
-    (its database CPU was 1.5x the later cells', whichever deployment came first).
+    (its database CPU was 1.5x the later cells', whichever deployment came first). Each HTTP
+    run (bookable's, the lean floor's) waits until the emails of the runs before it are sent:
+    otherwise a deployment's dispatcher began by sending the last one's backlog.
 (b) listing: GET /v1/bookings?take=100&page=k, k random over the caller's pages, in process
     (httpx.ASGITransport, auth cache warm), with 1,000 and then 100,000 accepted bookings of the
     caller in the table (one attendee each, non-overlapping, bulk-inserted with Core). Printed:
@@ -121,6 +123,7 @@ SPREAD_DAYS = 365
 # which no host under the shipped limit ever makes it read. `--cells N` deals them over N
 # times as many (N times the bookings in the hour).
 WEB_HOSTS = 120
+DRAIN_TIMEOUT = 120.0  # seconds a run waits for the last one's emails to be sent
 LIST_AIM = 1.5
 # Bookings of (a) start tomorrow (UTC); (b)'s are in a far, separate range.
 LIST_BASE = datetime(2031, 1, 1, tzinfo=UTC)
@@ -497,6 +500,19 @@ async def unsent_emails(engine: AsyncEngine) -> int:
     return int(count or 0)
 
 
+async def drain(engine: AsyncEngine, mode: str) -> int:
+    """Wait until the deployment's dispatcher has sent every pending email (the backlog of
+    the last run, or of the deployment before), so that no run pays for an earlier one's
+    emails; gives up after DRAIN_TIMEOUT s. Returns the emails left (0 when drained)."""
+    if mode == "noemail":  # no email dispatcher: what is pending stays so
+        return 0
+    deadline = time.monotonic() + DRAIN_TIMEOUT
+    # Polled: the count is in the database, written by another process.
+    while (left := await unsent_emails(engine)) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    return left
+
+
 async def gather_statistics(engine: AsyncEngine) -> None:
     """PostgreSQL: the statistics a server's autovacuum keeps up to date (it analyses a table
     once a tenth of it has changed). Without them, after the first runs the planner still took
@@ -557,6 +573,9 @@ async def bench_creation(
                         rounds = range(-1 if warm else 0, cells)
                         warm = False
                         for round_ in rounds:
+                            if left := await drain(engine, mode):
+                                print(f"# {kind} {mode}: {left} emails still unsent after "
+                                      f"{DRAIN_TIMEOUT:g} s", file=sys.stderr)  # fmt: skip
                             await gather_statistics(engine)
                             cpu: dict[str, float] = {}
                             rate, statuses = await http_rate(
@@ -579,6 +598,7 @@ async def bench_creation(
                             # The lean floor's emails are sent by this deployment's dispatcher, if
                             # it sends any.
                             lean_path = "/lean" if mode == "noemail" else "/lean-sending"
+                            await drain(engine, mode)
                             lean_cpu: dict[str, float] = {}
                             lean_pids = {"lean": bare_floor.process.pid, **pids}
                             lean_rate, lean_statuses = await http_rate(

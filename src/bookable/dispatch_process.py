@@ -3,16 +3,16 @@
 Why a process: the dispatchers' work (rendering each booking's two emails, writing them, the
 claims and records, webhook and calendar requests) is Python CPU. Inline, it shares the API's
 thread and interpreter lock, and every request waits behind it; in a second process it runs on
-another core. On two cores with one client making bookings on PostgreSQL this took the rate
-from ~0.22 of the raw INSERT floor (inline) to the ~0.35 a separate `bookable worker` gives
-(bench/README.md, issue 15). With ``BOOKABLE_WEBHOOK_DISPATCHER=auto`` (the default) `serve`
-does this on PostgreSQL when the process may use two CPUs or more (its affinity, and its
-cgroup's CPU quota: a container's ``--cpus``). Otherwise the dispatchers stay inline: on one
-CPU a second process would only add ~100 MB and context switches; on SQLite the two processes
-contend for the database's one write lock across processes (the child retries BEGIN IMMEDIATE,
-serve's requests sleep in SQLite's busy handler), where in one process the writers queue in
-turn (`core.db.WriteGate`): with the child, one client made about as many bookings but the
-child fell behind by thousands of emails (round 13).
+another core, as a separate `bookable worker` does (bench/README.md, issue 15 round 13: the
+figures of `serve` as shipped, inline and beside a worker). With
+``BOOKABLE_WEBHOOK_DISPATCHER=auto`` (the default) `serve` does this on PostgreSQL when the
+process may use two CPUs or more (its affinity, and its cgroup's CPU quota: a container's
+``--cpus``). Otherwise the dispatchers stay inline: on one CPU a second process would only add
+~100 MB and context switches; on SQLite the two processes contend for the database's one write
+lock (the child retries BEGIN IMMEDIATE, serve's requests sleep in SQLite's busy handler),
+where in one process the writers queue in turn (`core.db.WriteGate`): with the child, one
+client made 158 bookings/s against 220 inline, and the child fell 2,378 emails behind
+(round 13).
 
 The child is `bookable worker --serve-child`: the same dispatchers as `bookable worker`, with
 three differences that make it part of `serve` rather than a service of its own:
