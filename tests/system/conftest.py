@@ -8,6 +8,7 @@ has logged "worker started").
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -27,12 +28,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bookable.migrations.runner import upgrade
 from bookable.models import Availability, EventType, Schedule, User
 
 BIN = Path(sys.executable).parent / "bookable"
 BOOKABLE = str(BIN) if BIN.exists() else (shutil.which("bookable") or "bookable")
 # The PostgreSQL database of this test worker (one per pytest-xdist worker).
-from tests.conftest import PG_URL, ensure_worker_database  # noqa: E402
+from tests.conftest import PG_URL, _empty_postgres, ensure_worker_database  # noqa: E402
 
 START_TIMEOUT = 30.0  # seconds; a loaded 2-core machine can take a while to import and migrate
 STOP_TIMEOUT = 15.0
@@ -274,3 +276,21 @@ def postgres_url() -> str:
         pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
     ensure_worker_database()
     return PG_URL
+
+
+def emptied_postgres() -> str:
+    """This test worker's PostgreSQL database, migrated and emptied (a skip without one)."""
+    if not PG_URL:
+        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
+    ensure_worker_database()
+    upgrade(PG_URL)
+    asyncio.run(_empty_postgres(PG_URL))
+    return PG_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test twice: on a fresh SQLite file, and on PostgreSQL migrated and emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bookable.db'}"
+    return emptied_postgres()

@@ -29,16 +29,11 @@ from typing import Any, cast
 
 import httpx
 import icalendar
-import pytest
 
-from bookable.migrations.runner import upgrade
-from tests.conftest import _empty_postgres
 from tests.mail_servers import ReceivedMail, SmtpServer
 from tests.system.conftest import (
-    PG_URL,
     Server,
     create_admin,
-    ensure_worker_database,
     run_cli,
     serving,
 )
@@ -62,18 +57,6 @@ BEFORE_HOLD = 6
 CANCELLED = (0, 1)  # cancelled while held
 MOVED = (2, 3)  # rescheduled while held
 SETTLE_TIMEOUT = 30.0  # seconds; the lease alone is 3
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bookable.db'}"
-    if not PG_URL:
-        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
-    ensure_worker_database()
-    upgrade(PG_URL)
-    asyncio.run(_empty_postgres(PG_URL))
-    return PG_URL
 
 
 def _iso(instant: datetime) -> str:

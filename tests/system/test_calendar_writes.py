@@ -32,15 +32,11 @@ import pytest
 from sqlalchemy import select
 
 from bookable.core.db import create_engine, session_factory
-from bookable.migrations.runner import upgrade
 from bookable.models import CalendarEvent, CalendarEventStatus
 from tests.calendar_servers import RadicaleAccount, RadicaleServer, _QuietServer, running_radicale
-from tests.conftest import _empty_postgres
 from tests.system.conftest import (
-    PG_URL,
     Server,
     create_admin,
-    ensure_worker_database,
     serving,
 )
 from tests.system.test_webhook_delivery import _seed_host
@@ -186,18 +182,6 @@ class Booked:
     ical_uid: str
     start: datetime
     cancelled: bool = False
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bookable.db'}"
-    if not PG_URL:
-        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
-    ensure_worker_database()
-    upgrade(PG_URL)
-    asyncio.run(_empty_postgres(PG_URL))
-    return PG_URL
 
 
 def _slot(day: datetime, index: int) -> datetime:

@@ -9,7 +9,6 @@ serve's requests, and killed with serve.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -21,9 +20,7 @@ import httpx
 import pytest
 
 from bookable.dispatch_process import dispatcher_place
-from bookable.migrations.runner import upgrade
-from tests.conftest import _empty_postgres
-from tests.system.conftest import PG_URL, Server, ensure_worker_database, serving
+from tests.system.conftest import Server, emptied_postgres, serving
 
 SLOW_POLL = {"BOOKABLE_RATE_LIMIT": "0", "BOOKABLE_WEBHOOK_POLL_INTERVAL": "60"}
 
@@ -33,18 +30,6 @@ def slow_poll(mail: Path, dispatcher: str) -> dict[str, str]:
 
 
 SENT_WITHIN = 10.0  # seconds; far below the poll
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'bookable.db'}"
-    if not PG_URL:
-        pytest.skip("PostgreSQL: BOOKABLE_TEST_DATABASE_URL is not set")
-    ensure_worker_database()
-    upgrade(PG_URL)
-    asyncio.run(_empty_postgres(PG_URL))
-    return PG_URL
 
 
 def children(pid: int) -> list[int]:
@@ -196,14 +181,18 @@ def test_sigterm_stops_serve_then_its_dispatcher_process(demo: Demo) -> None:
     assert "Traceback" not in logs, logs
 
 
-def test_inline_serve_has_no_child(sqlite_url: str, tmp_path: Path) -> None:
-    env = slow_poll(tmp_path / "mail", "inline")
+@pytest.mark.parametrize("setting", ["inline", "auto"])
+def test_inline_and_auto_on_sqlite_serve_without_a_child(
+    setting: str, sqlite_url: str, tmp_path: Path
+) -> None:
+    env = slow_poll(tmp_path / "mail", setting)
     with serving(sqlite_url, tmp_path / "logs", "--demo", env=env) as server:
         demo = Demo(server, tmp_path / "mail")
         booking = demo.book()
         wait_until(lambda: demo.sent(booking), SENT_WITHIN, "the emails were not sent")
         assert children(server.process.pid) == []
         assert demo.readiness() == (200, "ok")  # its own dispatchers
+        assert "dispatcher process" not in server.logs()
 
 
 @pytest.mark.parametrize(
@@ -226,9 +215,8 @@ def test_where_serve_runs_the_dispatchers(
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
-def test_auto_keeps_them_inline_on_one_cpu(postgres_url: str, tmp_path: Path) -> None:
-    upgrade(postgres_url)
-    asyncio.run(_empty_postgres(postgres_url))
+def test_auto_keeps_them_inline_on_one_cpu(tmp_path: Path) -> None:
+    postgres_url = emptied_postgres()
     env = slow_poll(tmp_path / "mail", "auto")
     everywhere = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(everywhere)})  # serve inherits it: one usable CPU
@@ -245,21 +233,9 @@ def test_auto_keeps_them_inline_on_one_cpu(postgres_url: str, tmp_path: Path) ->
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
-def test_auto_runs_them_in_a_process_on_postgresql_with_two_cpus(
-    postgres_url: str, tmp_path: Path
-) -> None:
-    upgrade(postgres_url)
-    asyncio.run(_empty_postgres(postgres_url))
+def test_auto_runs_them_in_a_process_on_postgresql_with_two_cpus(tmp_path: Path) -> None:
+    postgres_url = emptied_postgres()
     env = slow_poll(tmp_path / "mail", "auto")
     with serving(postgres_url, tmp_path / "logs", "--demo", env=env) as server:
         server.wait_for_log("dispatcher process started")
         assert len(children(server.process.pid)) == 1
-
-
-def test_auto_keeps_them_inline_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
-    env = slow_poll(tmp_path / "mail", "auto")
-    with serving(sqlite_url, tmp_path / "logs", "--demo", env=env) as server:
-        demo = Demo(server, tmp_path / "mail")
-        uid = demo.book()
-        wait_until(lambda: demo.sent(uid), SENT_WITHIN, "the emails were not sent")
-        assert children(server.process.pid) == []

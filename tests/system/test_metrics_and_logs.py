@@ -74,6 +74,19 @@ def _settled_counts(directory: Path, scratch: Path, sent: int) -> dict[int, floa
         time.sleep(0.05)
 
 
+def _scraped_once_delivered(base_url: str, count: int) -> str:
+    """Serve's scrape once it counts ``count`` delivered webhooks and none due (within 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        scraped = httpx.get(f"{base_url}/metrics", timeout=10.0).text
+        delivered = _value(scraped, "bookable_webhook_deliveries_total", outcome="delivered")
+        due = _value(scraped, "bookable_webhook_outbox_events", state="due")
+        if delivered == count and due == 0:
+            return scraped
+        assert time.monotonic() < deadline, scraped
+        time.sleep(0.1)
+
+
 def test_serve_with_two_workers_sums_both_processes(sqlite_url: str, tmp_path: Path) -> None:
     _email, _name, key = create_admin(sqlite_url)
     temp = tmp_path / "tmp"  # where serve makes its metrics directory
@@ -121,17 +134,7 @@ def test_a_worker_sharing_the_directory_shows_its_deliveries(
             worker.wait_for_log("worker started")
             asyncio.run(_outbox(sqlite_url, receiver.url + "/hook", count))
             receiver.wait_for_sync(count, within=30)
-            deadline = time.monotonic() + 30
-            while True:
-                scraped = httpx.get(f"{server.base_url}/metrics", timeout=10.0).text
-                delivered = _value(
-                    scraped, "bookable_webhook_deliveries_total", outcome="delivered"
-                )
-                due = _value(scraped, "bookable_webhook_outbox_events", state="due")
-                if delivered == count and due == 0:
-                    break
-                assert time.monotonic() < deadline, scraped
-                time.sleep(0.1)
+            _scraped_once_delivered(server.base_url, count)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(worker.process.pid, signal.SIGTERM)
@@ -165,14 +168,7 @@ def test_serve_shows_the_deliveries_of_its_dispatcher_process(
         server.wait_for_log("dispatcher process started")
         asyncio.run(_outbox(sqlite_url, receiver.url + "/hook", count))
         receiver.wait_for_sync(count, within=30)
-        deadline = time.monotonic() + 30
-        while True:
-            scraped = httpx.get(f"{server.base_url}/metrics", timeout=10.0).text
-            delivered = _value(scraped, "bookable_webhook_deliveries_total", outcome="delivered")
-            if delivered == count:
-                break
-            assert time.monotonic() < deadline, scraped
-            time.sleep(0.1)
+        _scraped_once_delivered(server.base_url, count)
         assert len(list(directory.glob("counter_*.db"))) == 2  # serve's and its child's
     assert not directory.exists()  # serve removes the directory it made
 
