@@ -15,8 +15,9 @@ set (its tables are emptied!):
     SQLAlchemy Core, one transaction per booking, by 1 and by 8 concurrent writers on the same
     database and engine settings (SQLite: BEGIN IMMEDIATE, as the server). Printed: bookings/s
     of each and the ratio HTTP/floor. Deployments (--dispatch): `serve`, one `serve` as
-    shipped (on two CPUs or more its own dispatcher process sends the emails); `inline`, one
-    `serve` whose own process also sends them (BOOKABLE_WEBHOOK_DISPATCHER=inline); `worker`,
+    shipped (on PostgreSQL with two CPUs or more its own dispatcher process sends the
+    emails); `inline`, one `serve` whose own process also sends them
+    (BOOKABLE_WEBHOOK_DISPATCHER=inline); `worker`,
     `serve` with BOOKABLE_WEBHOOK_DISPATCHER=off beside one `bookable worker` that sends
     them; `noemail`, one `serve` with BOOKABLE_EMAILS=off (no email is made: what the request
     path alone costs, not a shipped default). Otherwise every booking's two emails are really
@@ -99,7 +100,8 @@ from _server import (  # noqa: E402
 )
 from bookable.api_keys.service import issue_key  # noqa: E402
 from bookable.app import create_app  # noqa: E402
-from bookable.core.db import create_engine, session_factory  # noqa: E402
+from bookable.core.db import create_engine, is_sqlite, session_factory  # noqa: E402
+from bookable.dispatch_process import dispatcher_place, usable_cpus  # noqa: E402
 from bookable.migrations.runner import upgrade  # noqa: E402
 from bookable.models import (  # noqa: E402
     Attendee,
@@ -371,7 +373,8 @@ def deployment(
     wrap: Sequence[str] = (),
 ) -> Iterator[tuple[Running, dict[str, Rss | None], dict[str, int]]]:
     """`bookable serve` alone (``serve``: as shipped, its dispatchers where
-    BOOKABLE_WEBHOOK_DISPATCHER=auto puts them, in its own child process on two CPUs or more;
+    BOOKABLE_WEBHOOK_DISPATCHER=auto puts them, in its own child process on PostgreSQL with
+    two CPUs or more;
     ``inline``: in serve's process; ``noemail``: emails off) or beside one `bookable worker`
     (``worker``). Yields the server, a dict filled with the RSS of each process once the
     block ends (serve's with its child), and the processes' pids by name ("serve", "worker",
@@ -399,7 +402,7 @@ def deployment(
             pids = {"serve": server.process.pid}
             if workers:
                 pids["worker"] = workers[0].pid
-            if mode == "serve" and (child := serve_child(server.process.pid)) is not None:
+            if mode == "serve" and (child := serve_child(server.process.pid, url)) is not None:
                 pids["child"] = child
             yield server, rss, pids
             rss["serve"] = rss_of_tree(server.process.pid)
@@ -410,18 +413,20 @@ def deployment(
             stop(worker)
 
 
-def serve_child(pid: int, timeout: float = 30.0) -> int | None:
-    """The pid of `serve`'s dispatcher process, once it runs; None if serve keeps them inline."""
+def serve_child(pid: int, url: str, timeout: float = 30.0) -> int | None:
+    """The pid of `serve`'s dispatcher process once it runs; None where `auto` keeps the
+    dispatchers inline (SQLite, one CPU: the rule `serve` itself applies)."""
+    place = dispatcher_place("auto", cpus=usable_cpus(), sqlite=is_sqlite(url))
+    if place != "process":
+        return None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in descendants(pid):
             with contextlib.suppress(OSError):
                 if b"--serve-child" in Path(f"/proc/{child}/cmdline").read_bytes():
                     return child
-        if os.cpu_count() == 1:
-            return None
         time.sleep(0.05)
-    return None
+    raise SystemExit(f"serve ({pid}) started no dispatcher process within {timeout:g} s")
 
 
 @contextlib.contextmanager

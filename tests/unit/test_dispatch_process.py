@@ -13,9 +13,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bookable.core.dispatch import _WRITTEN, _wake_after_commit
 from bookable.dispatch_process import WAKE_CODES, DispatcherProcess, cpu_quota, usable_cpus
+from bookable.settings import Settings, settings_problem
 
 # A child that copies what it reads on stdin (serve's wake-up pipe) to a file, then exits at
 # the pipe's end.
@@ -106,3 +108,11 @@ def test_a_cgroup_cpu_quota_reads_as_cpus(
 
 def test_usable_cpus_is_at_most_the_affinity() -> None:
     assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
+
+
+def test_an_unknown_dispatcher_setting_is_named_in_one_line() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(webhook_dispatcher="everywhere")  # type: ignore[arg-type]
+    assert settings_problem(refused.value) == (
+        "BOOKABLE_WEBHOOK_DISPATCHER: Input should be 'auto', 'process', 'inline' or 'off'"
+    )
