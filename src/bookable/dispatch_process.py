@@ -144,7 +144,9 @@ class DispatcherProcess:
         from bookable.core.dispatch import add_commit_listener
 
         for name, code in WAKE_CODES.items():
-            self._removers.append(add_commit_listener(name, self._waker(code)))
+            self._removers.append(
+                add_commit_listener(name, self._waker(code), dispatcher_running=lambda: self._alive)
+            )
         started = threading.Event()
         self._thread = threading.Thread(
             target=self._supervise, args=(started,), name="dispatcher-process", daemon=True

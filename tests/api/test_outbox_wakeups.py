@@ -262,3 +262,76 @@ async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
             assert r.status_code == 200, r.text
         assert woken == {"email": 1}
         await assert_one_email_notify(database_url, payloads)
+
+
+async def test_no_notify_while_a_dispatcher_of_the_outbox_runs_here(
+    app: FastAPI, database_url: str
+) -> None:
+    """`core.dispatch.dispatched_here`: a commit wakes this process's running dispatcher of an
+    outbox and sends no NOTIFY for it (PostgreSQL holds a cluster-wide lock through a notifying
+    commit's WAL flush); an outbox without one here, or whose dispatcher has stopped, is still
+    NOTIFYed to the other processes."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("NOTIFY is PostgreSQL's")
+    from bookable.core.clock import utcnow
+    from bookable.core.dispatch import insert_written
+    from bookable.models import EmailStatus, OutboundEmail
+
+    running = True
+    woken: Counter[str] = Counter()
+    remove = add_commit_listener(
+        "email", lambda: woken.update(["email"]), dispatcher_running=lambda: running
+    )
+    now = utcnow()
+    row = {"booking_id": 1, "user_id": None, "kind": "attendee.confirmed", "recipient": "a@x.org",
+           "message_id": "here.1@test", "subject": "s", "facts": {}, "message": None,
+           "status": EmailStatus.PENDING, "attempts": 0, "next_attempt_at": now,
+           "last_error": None, "created_at": now}  # fmt: skip
+    try:
+        async with notifications(database_url) as payloads:
+            async with app.state.sessions() as session, session.begin():
+                await mark_written(session, "email")
+                await mark_written(session, "calendar")  # no dispatcher of it here
+            assert await asyncio.wait_for(payloads.get(), 5) == "calendar"
+            async with app.state.sessions() as session, session.begin():
+                await insert_written(session, "email", OutboundEmail.__table__, [row], wake=True)
+            await asyncio.sleep(0.2)
+            assert payloads.empty()
+            assert woken == {"email": 2}
+
+            running = False  # stopped (or serve's child restarting): the NOTIFY again
+            async with app.state.sessions() as session, session.begin():
+                await mark_written(session, "email")
+            assert await asyncio.wait_for(payloads.get(), 5) == "email"
+            assert woken == {"email": 3}
+    finally:
+        remove()
+
+
+async def test_a_booking_with_a_dispatcher_here_sends_its_emails_without_a_notify(
+    make_settings: Any, database_url: str, alice: Any, tmp_path: Any
+) -> None:
+    """`serve` with its dispatchers inline (or in its running child): the booking's commit
+    wakes them directly, they send its two emails, and no other process is NOTIFYed."""
+    from bookable.app import create_app
+    from tests.api.scheduling_seed import add_event_type, add_schedule
+    from tests.api.test_bookings_create import NOW, at, modern, post
+    from tests.conftest import client_for
+
+    mail = tmp_path / "sent"
+    settings = make_settings(clock=NOW, emails="on", webhook_dispatcher="inline", email_dir=mail)
+    application = create_app(settings)
+    async with notifications(database_url) as payloads:
+        async with application.router.lifespan_context(application):
+            await add_schedule(application, alice.id, "UTC")
+            meet = await add_event_type(application, alice.id)
+            async with client_for(application) as http:
+                r = await post(http, alice, modern(meet, at(10)))
+            assert r.status_code == 200, r.text
+            for _ in range(500):
+                if mail.exists() and len(list(mail.glob("*.eml"))) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(list(mail.glob("*.eml"))) == 2  # the attendee's and the host's
+        await asyncio.sleep(0.2)
+        assert payloads.empty()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bookable.core.dispatch import _WRITTEN, _wake_after_commit
+from bookable.core.dispatch import _WRITTEN, _wake_after_commit, dispatched_here
 from bookable.dispatch_process import WAKE_CODES, DispatcherProcess, cpu_quota, usable_cpus
 from bookable.settings import Settings, settings_problem
 
@@ -55,6 +55,28 @@ def test_a_child_that_dies_is_started_again(caplog: pytest.LogCaptureFixture) ->
     finally:
         assert child.stop() == -signal.SIGTERM
     assert not child.alive
+
+
+def test_commits_leave_out_their_notify_only_while_the_child_runs() -> None:
+    """While the child runs, serve's wake-up through the pipe reaches it and commits send no
+    NOTIFY (`core.dispatch.dispatched_here`); while it is down (exited, restarting, stopped),
+    they NOTIFY again, so that a `worker` or another process's dispatchers hear of the rows."""
+    assert not any(map(dispatched_here, ("email", "webhook", "calendar")))
+    child = DispatcherProcess([sys.executable, "-c", "import time; time.sleep(60)"])
+    child.start()
+    try:
+        assert child.alive
+        assert all(map(dispatched_here, ("email", "webhook", "calendar")))
+        pid = child.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not child.alive, 5)
+        assert not dispatched_here("email")
+        wait_until(lambda: child.alive, 5)  # started again
+        assert dispatched_here("email")
+    finally:
+        child.stop()
+    assert not any(map(dispatched_here, ("email", "webhook", "calendar")))
 
 
 def test_a_child_that_cannot_start_is_reported_and_tried_again(

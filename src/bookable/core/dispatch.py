@@ -107,23 +107,49 @@ OutcomeT = TypeVar("OutcomeT")
 _WRITTEN = "bookable.outbox.written"  # session.info: the names of the outboxes written
 # The outboxes, by their dispatchers' names.
 OutboxName = Literal["webhook", "calendar", "email"]
-_listeners: dict[str, set[Callable[[], None]]] = {}
+# Per outbox, each listener and, for a dispatcher's, whether that dispatcher runs now.
+_listeners: dict[str, dict[Callable[[], None], Callable[[], bool] | None]] = {}
 
 
 # --- waking dispatchers after a commit -----------------------------------------------------------
 
 
-def add_commit_listener(outbox: str, callback: Callable[[], None]) -> Callable[[], None]:
+def add_commit_listener(
+    outbox: str,
+    callback: Callable[[], None],
+    *,
+    dispatcher_running: Callable[[], bool] | None = None,
+) -> Callable[[], None]:
     """Call ``callback`` after every commit that wrote rows of ``outbox``; returns its
-    remover. The callback runs inside the committing code: it must be quick and never raise."""
-    _listeners.setdefault(outbox, set()).add(callback)
-    return lambda: _listeners.get(outbox, set()).discard(callback)
+    remover. The callback runs inside the committing code: it must be quick and never raise.
+    ``dispatcher_running``, for the callback that wakes a dispatcher of ``outbox`` (in this
+    process, or `serve`'s child through its pipe): whether that dispatcher runs now. While one
+    does, commits leave out their NOTIFY (`dispatched_here`)."""
+    _listeners.setdefault(outbox, {})[callback] = dispatcher_running
+
+    def remove() -> None:
+        _listeners.get(outbox, {}).pop(callback, None)
+
+    return remove
+
+
+def dispatched_here(outbox: OutboxName) -> bool:
+    """Whether a dispatcher of ``outbox`` that this process wakes after its commits runs now.
+    Then a commit's NOTIFY is left out: the wake-up reaches a dispatcher at once, and those of
+    other processes find the rows at their next poll. PostgreSQL serialises notifying
+    transactions (a lock on "database 0", cluster-wide, from the commit's start until its WAL
+    is flushed), so each booking's commit waited for the one before; without the NOTIFY
+    concurrent commits share their flushes (bench/README.md, issue 15 round 14). A process
+    without a running dispatcher (`serve` beside a `worker`, the API processes of `serve
+    --workers N`, `serve` while its child restarts) still NOTIFYs."""
+    runners = _listeners.get(outbox, {}).values()
+    return any(running is not None and running() for running in runners)
 
 
 @event.listens_for(Session, "after_commit")
 def _wake_after_commit(session: Session) -> None:
     for outbox in session.info.pop(_WRITTEN, ()):
-        for callback in list(_listeners.get(outbox, ())):
+        for callback in list(_listeners.get(outbox, {})):
             try:
                 callback()
             except Exception:  # a listener's trouble must never fail the caller's commit
@@ -160,8 +186,13 @@ def notify_channel(outbox: OutboxName) -> str:
 async def mark_written(session: AsyncSession, outbox: OutboxName) -> None:
     """Remember to wake this process's dispatcher of ``outbox`` after the commit; on
     PostgreSQL also NOTIFY, which the server sends on commit only, to the dispatchers of
-    other processes. Once per outbox and transaction."""
-    if _newly_marked(session, outbox) and session.get_bind().dialect.name == "postgresql":
+    other processes, unless one runs here (`dispatched_here`). Once per outbox and
+    transaction."""
+    if (
+        _newly_marked(session, outbox)
+        and session.get_bind().dialect.name == "postgresql"
+        and not dispatched_here(outbox)
+    ):
         await session.execute(
             text("SELECT pg_notify(:channel, :outbox)"),
             {"channel": NOTIFY_CHANNELS[outbox], "outbox": outbox},
@@ -200,7 +231,7 @@ async def insert_written(
         if wake:
             _newly_marked(session, outbox)
         return
-    if not (wake and _newly_marked(session, outbox)) or not postgres:
+    if not (wake and _newly_marked(session, outbox)) or not postgres or dispatched_here(outbox):
         await session.execute(_insert(table), rows)
         return
     await session.flush()  # as `session.execute` would: pending changes first
@@ -213,8 +244,8 @@ async def insert_written(
 def marked_written(session: AsyncSession, outbox: OutboxName) -> bool:
     """`mark_written`'s mark for a statement that writes ``outbox``'s rows within a larger one
     (PostgreSQL): True when it must carry the NOTIFY (`notify_column`), the first time in the
-    transaction."""
-    return _newly_marked(session, outbox)
+    transaction and when no dispatcher of ``outbox`` runs here (`dispatched_here`)."""
+    return _newly_marked(session, outbox) and not dispatched_here(outbox)
 
 
 @functools.cache
@@ -457,7 +488,9 @@ class OutboxDispatcher(Generic[JobT, OutcomeT]):
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self._open()
-        self._remove_listener = add_commit_listener(self.name, self.wake)
+        self._remove_listener = add_commit_listener(
+            self.name, self.wake, dispatcher_running=lambda: self.running
+        )
         if self._engine_dialect() == "postgresql":
             await self._listen()
             self._listen_task = asyncio.create_task(
