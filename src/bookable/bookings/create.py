@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, bindparam, exists, func, or_, select
+from sqlalchemy import Select, bindparam, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -188,6 +188,17 @@ def event_type_id_of(raw: Any) -> int:
     return raw
 
 
+# PostgreSQL, with the day locks: the rest of the booking's transaction plans its statements
+# generically (``SET LOCAL plan_cache_mode``, by a column of its first statement: no round trip
+# of its own). The busy read names its host by a parameter; where one host holds most of the
+# bookings (a main user beside a few others), a custom plan for any other host is estimated
+# far cheaper than the generic one, so PostgreSQL never keeps the generic plan and planned the
+# read on every booking (0.5-0.6 ms of its CPU), and that custom plan took the span's bookings
+# of everyone for the co-host branch (hundreds of buffers, growing with the table). The
+# generic plan starts from the host's own rows: bench/README.md, issue 15 round 14.
+GENERIC_PLANS_COLUMN = text("set_config('plan_cache_mode', 'force_generic_plan', true)")
+
+
 @cache
 def _event_type_and_owner_statement(
     *, admin: bool, count_emails: bool, lock: bool = False
@@ -207,7 +218,8 @@ def _event_type_and_owner_statement(
     is the next statement, whose snapshot sees every booking committed before the locks).
     With ``lock``, a caller's team event type takes no lock here (its hosts' are taken by
     `lock`) and neither does a reschedule (not asked: the rescheduled booking's row lock comes
-    first, as before)."""
+    first, as before), and the transaction's later statements take their generic plans
+    (`GENERIC_PLANS_COLUMN`)."""
     hooked = exists().where(
         Webhook.active.is_(True),
         or_(Webhook.event_type_id == EventType.id, Webhook.user_id == EventType.user_id),
@@ -228,7 +240,7 @@ def _event_type_and_owner_statement(
     if count_emails:
         columns.append(sent_since(EventType.user_id))
     if lock:
-        columns.append(EVENT_TYPE_LOCK_COLUMN)
+        columns += [EVENT_TYPE_LOCK_COLUMN, GENERIC_PLANS_COLUMN]
     query = (
         select(*columns, *SCHEDULE_COLUMNS)
         .outerjoin(User, User.id == EventType.user_id)
@@ -311,7 +323,7 @@ def found_from_rows(rows: Sequence[Any], *, counted: bool, locking: bool) -> _Fo
     hooked, destined, selected = row[_FLAGS_AT:_COUNT_AT]
     count = int(row[_COUNT_AT] or 0) if counted else None
     locked = locking and bool(row[locks_taken_at(counted=counted)])
-    schedules_at = _COUNT_AT + counted + locking
+    schedules_at = _COUNT_AT + counted + 2 * locking  # the locks', then the plans' column
     schedule_rows = [r[schedules_at:] for r in rows]
     event_type = BookedEventType(*row[:_OWNER_AT])
     # An outer join: no owner (a team's event type, or a user since deleted), no owner columns.
