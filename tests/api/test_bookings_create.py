@@ -1164,3 +1164,44 @@ async def test_the_booking_reads_by_the_driver_give_what_sqlalchemy_gives(app, c
             await session.rollback()
         assert expected, statement
         assert typed(first) == typed(again) == typed(expected), statement
+
+
+async def test_the_busy_read_keeps_its_generic_plan_where_one_host_holds_most_bookings(
+    app, client, alice, bob, meet, database_url
+):
+    """PostgreSQL: Bob holds 3,000 of the bookings, Alice a handful. A prepared statement is
+    planned for its parameters in its first five runs on a connection, and where one host
+    holds most bookings (the bench: 20,000 of another host) the busy read planned for any
+    other host looked so much cheaper than its generic plan that it was planned on every
+    booking, with a co-host branch reading the span's bookings of everyone. The booking's
+    transaction plans generically (`GENERIC_PLANS_COLUMN`): the connection's busy read has
+    generic plans only (without the column here: 5 custom, 3 generic), and the setting ends
+    with the transaction."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's plan cache")
+    from sqlalchemy import text
+
+    from tests.api.test_query_plans import _BOOKINGS
+
+    async with app.state.sessions() as session, session.begin():
+        first = datetime(2026, 6, 1, tzinfo=UTC)
+        await session.execute(_BOOKINGS, {"host": bob.id, "first": first, "n": 3000})
+    async with app.state.sessions() as session, session.begin():
+        await session.execute(text("ANALYZE"))
+    for hour in range(9, 17):  # sequential: the pool hands out its last connection (LIFO)
+        r = await post(client, alice, modern(meet, at(hour), email=f"guest{hour}@example.com"))
+        assert r.status_code == 200, r.text
+    async with app.state.sessions() as session:
+        plans = (
+            await session.execute(
+                text(
+                    "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'SELECT bookings.start_time, bookings.end_time, %'"
+                )
+            )
+        ).all()
+        setting = await session.scalar(text("SELECT current_setting('plan_cache_mode')"))
+    assert plans, "the busy read was prepared on another connection"
+    assert sum(custom for _generic, custom in plans) == 0, plans
+    assert sum(generic for generic, _custom in plans) >= 8, plans
+    assert setting == "auto"
