@@ -1264,8 +1264,8 @@ async def main() -> None:
             )
         # One deployment per database and mode serves every client count: RSS after all.
         for r in {(r["db"], r["dispatch"]): r for r in creation}.values():
-            sizes = ", ".join(f"{name} {format_rss(size)}" for name, size in r["rss"].items())
-            print(f"# RSS after the {r['db']} {r['dispatch']} runs: {sizes}")
+            rss = ", ".join(f"{name} {format_rss(size)}" for name, size in r["rss"].items())
+            print(f"# RSS after the {r['db']} {r['dispatch']} runs: {rss}")
     if listing:
         print(f"\n# (b) GET /v1/bookings?take=100&page=<random>, {args.repeat} requests, ms")
         cells = "".join(f"{f'{n:,} median / p95':>24}" for n in sizes)
