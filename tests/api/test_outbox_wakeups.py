@@ -60,6 +60,19 @@ async def assert_one_email_notify(database_url: str, payloads: asyncio.Queue[str
     assert payloads.empty()
 
 
+async def book_once(application: FastAPI, host: Any) -> None:
+    """One booking of ``host``'s new event type (09:00-17:00 UTC), through the API."""
+    from tests.api.scheduling_seed import add_event_type, add_schedule
+    from tests.api.test_bookings_create import at, modern, post
+    from tests.conftest import client_for
+
+    await add_schedule(application, host.id, "UTC")
+    meet = await add_event_type(application, host.id)
+    async with client_for(application) as http:
+        r = await post(http, host, modern(meet, at(10)))
+    assert r.status_code == 200, r.text
+
+
 @pytest.fixture
 def woken() -> Iterator[Counter[str]]:
     """Which outboxes' commit listeners were called, and how often."""
@@ -248,18 +261,12 @@ async def test_a_booking_wakes_the_email_dispatchers_once_on_its_commit(
     (`bookings.writes._insert_values`): the email dispatchers of this process and of others are
     woken once, at the commit, and no other outbox's (nobody subscribed to anything else)."""
     from bookable.app import create_app
-    from tests.api.scheduling_seed import add_event_type, add_schedule
-    from tests.api.test_bookings_create import NOW, at, modern, post
-    from tests.conftest import client_for
+    from tests.api.test_bookings_create import NOW
 
     application = create_app(make_settings(clock=NOW, emails="on", webhook_dispatcher="off"))
     async with notifications(database_url) as payloads:
         async with application.router.lifespan_context(application):
-            await add_schedule(application, alice.id, "UTC")
-            meet = await add_event_type(application, alice.id)
-            async with client_for(application) as http:
-                r = await post(http, alice, modern(meet, at(10)))
-            assert r.status_code == 200, r.text
+            await book_once(application, alice)
         assert woken == {"email": 1}
         await assert_one_email_notify(database_url, payloads)
 
@@ -314,20 +321,14 @@ async def test_a_booking_with_a_dispatcher_here_sends_its_emails_without_a_notif
     """`serve` with its dispatchers inline (or in its running child): the booking's commit
     wakes them directly, they send its two emails, and no other process is NOTIFYed."""
     from bookable.app import create_app
-    from tests.api.scheduling_seed import add_event_type, add_schedule
-    from tests.api.test_bookings_create import NOW, at, modern, post
-    from tests.conftest import client_for
+    from tests.api.test_bookings_create import NOW
 
     mail = tmp_path / "sent"
     settings = make_settings(clock=NOW, emails="on", webhook_dispatcher="inline", email_dir=mail)
     application = create_app(settings)
     async with notifications(database_url) as payloads:
         async with application.router.lifespan_context(application):
-            await add_schedule(application, alice.id, "UTC")
-            meet = await add_event_type(application, alice.id)
-            async with client_for(application) as http:
-                r = await post(http, alice, modern(meet, at(10)))
-            assert r.status_code == 200, r.text
+            await book_once(application, alice)
             for _ in range(500):
                 if mail.exists() and len(list(mail.glob("*.eml"))) == 2:
                     break
