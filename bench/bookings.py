@@ -531,7 +531,9 @@ async def sending_cpu(
     cores, at most N * 1000 / it bookings a second. ``child`` is in ``serve``'s tree: not
     counted twice."""
     before = cpu_reading(processes)
-    await drain(engine, mode)
+    if left := await drain(engine, mode):  # the figure then leaves their sending out
+        print(f"# {mode}: {left} emails still unsent after {DRAIN_TIMEOUT:g} s: the CPU with"
+              " emails sent is too low", file=sys.stderr)  # fmt: skip
     after = cpu_reading(processes)
     backlog = sum(after[name] - before[name] for name in after if name != "client")
     return sum(ms for name, ms in cpu.items() if name != "child") + backlog * 1000 / done
